@@ -1,0 +1,1027 @@
+"""Which arguments of a program are paths, and whether it reads or writes them.
+
+The shell parser knows the words; this table knows what the words mean to the program. A path
+missed here is a path the sandbox cannot check, so unknown programs fall back to treating every
+path-like word as a path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from leashd.shell.model import DYNAMIC, Access, PathRef
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_FILE_LIKE = re.compile(r"^[^=:@,\s]*\.[A-Za-z][A-Za-z0-9_-]{0,9}$")
+_KEY_LIKE = re.compile(r"^(id_[a-z0-9]+|credentials|authorized_keys|known_hosts)$", re.I)
+
+
+def is_pathlike(word: str) -> bool:
+    """A word a program is likely to open as a file, for programs leashd has no model of."""
+    if not word or word.startswith("-") or _URL.match(word):
+        return False
+    if word[0] in "/~." or "/" in word:
+        return True
+    return bool(_FILE_LIKE.match(word) or _KEY_LIKE.match(word))
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """How a program's arguments map to paths.
+
+    operands: the access of its operands (None: operands are not paths).
+    skip: leading operands that are data (a grep pattern, a sed script), unless one of
+        `skip_opts` supplied that data instead.
+    last: access of the last operand when it differs (cp/ln/install destinations).
+    value_opts / read_opts / write_opts: options that take a value; of those, the ones
+        whose value is a path read or written.
+    write_flags: flags that turn every path operand into a write (sed -i, perl -i).
+    pathlike_only: only path-like operands are paths (programs whose operands are mostly
+        names, packages or targets).
+    """
+
+    operands: Access | None = "read"
+    skip: int = 0
+    skip_opts: frozenset[str] = frozenset()
+    last: Access | None = None
+    value_opts: frozenset[str] = frozenset()
+    read_opts: frozenset[str] = frozenset()
+    write_opts: frozenset[str] = frozenset()
+    write_flags: frozenset[str] = frozenset()
+    pathlike_only: bool = False
+
+
+def _s(*items: str) -> frozenset[str]:
+    return frozenset(items)
+
+
+def _spec(names: Iterable[str], spec: Spec, table: dict[str, Spec]) -> None:
+    for n in names:
+        table[n] = spec
+
+
+SPECS: dict[str, Spec] = {}
+
+_spec(
+    [
+        "cat",
+        "tac",
+        "nl",
+        "head",
+        "tail",
+        "less",
+        "more",
+        "wc",
+        "file",
+        "stat",
+        "md5sum",
+        "sha1sum",
+        "sha256sum",
+        "sha512sum",
+        "shasum",
+        "b2sum",
+        "cksum",
+        "sum",
+        "xxd",
+        "hexdump",
+        "od",
+        "strings",
+        "base64",
+        "base32",
+        "rev",
+        "fold",
+        "fmt",
+        "expand",
+        "unexpand",
+        "diff",
+        "cmp",
+        "comm",
+        "ls",
+        "tree",
+        "du",
+        "readlink",
+        "realpath",
+        "shellcheck",
+        "bat",
+        "dircolors",
+        "look",
+        "iconv",
+        "column",
+        "paste",
+        "join",
+        "tsort",
+        "ldd",
+        "objdump",
+        "nm",
+        "readelf",
+        "source",
+        ".",
+    ],
+    Spec(
+        value_opts=_s(
+            "-n",
+            "-c",
+            "-I",
+            "-L",
+            "-w",
+            "-t",
+            "-s",
+            "-d",
+            "-N",
+            "-j",
+            "-e",
+            "-W",
+            "--lines",
+            "--bytes",
+            "--width",
+            "--ignore",
+            "--format",
+            "--block-size",
+            "--color",
+            "--sort",
+            "--time-style",
+            "--label",
+        )
+    ),
+    SPECS,
+)
+_spec(["cut", "tr", "uniq", "sort", "split", "csplit"], Spec(), SPECS)
+SPECS["cut"] = Spec(value_opts=_s("-d", "-f", "-c", "-b", "--delimiter", "--fields"))
+SPECS["tr"] = Spec(operands=None)
+SPECS["sort"] = Spec(
+    value_opts=_s(
+        "-k",
+        "-t",
+        "-S",
+        "-T",
+        "--key",
+        "--field-separator",
+        "--buffer-size",
+        "--parallel",
+        "--temporary-directory",
+    ),
+    write_opts=_s("-o", "--output"),
+)
+SPECS["uniq"] = Spec(value_opts=_s("-f", "-s", "-w"))  # second operand is an output: see _uniq
+_spec(
+    ["grep", "egrep", "fgrep", "rg", "ag", "ack", "zgrep"],
+    Spec(
+        skip=1,
+        skip_opts=_s("-e", "-f", "--regexp", "--file"),
+        value_opts=_s(
+            "-e",
+            "-A",
+            "-B",
+            "-C",
+            "-m",
+            "-g",
+            "-t",
+            "-T",
+            "--glob",
+            "--type",
+            "--type-not",
+            "--max-count",
+            "--context",
+            "--after-context",
+            "--before-context",
+            "--include",
+            "--exclude",
+            "--exclude-dir",
+            "--color",
+            "--colors",
+            "-M",
+            "--max-columns",
+            "--regexp",
+            "-E",
+            "--encoding",
+            "--iglob",
+            "-j",
+            "--threads",
+            "--sort",
+            "--sortr",
+            "--max-depth",
+            "--max-filesize",
+            "--label",
+            "--context-separator",
+            "-d",
+            "-D",
+        ),
+        read_opts=_s("-f", "--file", "--ignore-file"),
+    ),
+    SPECS,
+)
+SPECS["jq"] = Spec(
+    skip=1,
+    skip_opts=_s("-f", "--from-file"),
+    value_opts=_s("--arg", "--argjson", "--indent", "--tab", "-L"),
+    read_opts=_s("-f", "--from-file", "--slurpfile", "--rawfile"),
+)
+SPECS["yq"] = SPECS["jq"]
+SPECS["awk"] = Spec(
+    skip=1,
+    skip_opts=_s("-f", "--file"),
+    value_opts=_s("-F", "-v", "--assign"),
+    read_opts=_s("-f", "--file"),
+)
+for _awk in ("gawk", "mawk", "nawk"):
+    SPECS[_awk] = SPECS["awk"]
+SPECS["sed"] = Spec(
+    skip=1,
+    skip_opts=_s("-e", "-f", "--expression", "--file"),
+    value_opts=_s("-e", "--expression", "-l", "--line-length"),
+    read_opts=_s("-f", "--file"),
+    write_flags=_s("-i", "--in-place"),
+)
+SPECS["perl"] = Spec(
+    operands="read",
+    skip=0,
+    value_opts=_s("-e", "-E", "-M", "-I", "-m", "-x", "-l", "-0"),
+    write_flags=_s("-i"),
+    pathlike_only=True,
+)
+_spec(
+    [
+        "rm",
+        "rmdir",
+        "unlink",
+        "shred",
+        "truncate",
+        "touch",
+        "mkdir",
+        "chmod",
+        "chown",
+        "chgrp",
+        "chattr",
+        "setfacl",
+        "mkfifo",
+        "mknod",
+        "wipefs",
+        "mkfs",
+        "mkswap",
+        "fallocate",
+    ],
+    Spec(
+        operands="write",
+        value_opts=_s(
+            "-m",
+            "--mode",
+            "-s",
+            "--size",
+            "-n",
+            "--iterations",
+            "-r",
+            "--reference",
+            "-d",
+            "--date",
+            "-t",
+            "-o",
+            "--offset",
+            "-l",
+            "--length",
+            "-u",
+        ),
+    ),
+    SPECS,
+)
+# chmod/chown take a mode/owner first; truncate's -s takes a value but -r is --reference.
+SPECS["chmod"] = Spec(
+    operands="write", skip=1, skip_opts=_s("--reference"), value_opts=_s("--reference")
+)
+SPECS["chown"] = Spec(
+    operands="write", skip=1, skip_opts=_s("--reference"), value_opts=_s("--reference")
+)
+SPECS["chgrp"] = SPECS["chown"]
+SPECS["rm"] = Spec(operands="write")
+SPECS["shred"] = Spec(operands="write", value_opts=_s("-n", "--iterations", "-s", "--size"))
+SPECS["truncate"] = Spec(
+    operands="write", value_opts=_s("-s", "--size"), read_opts=_s("-r", "--reference")
+)
+SPECS["touch"] = Spec(
+    operands="write", value_opts=_s("-d", "--date", "-t"), read_opts=_s("-r", "--reference")
+)
+SPECS["mkdir"] = Spec(operands="write", value_opts=_s("-m", "--mode"))
+_spec(
+    ["cp", "ln", "install", "rsync", "scp"],
+    Spec(
+        operands="read",
+        last="write",
+        value_opts=_s(
+            "-m",
+            "--mode",
+            "-o",
+            "--owner",
+            "-g",
+            "--group",
+            "-S",
+            "--suffix",
+            "-e",
+            "--rsh",
+            "--exclude",
+            "--include",
+            "--filter",
+            "-f",
+            "--chmod",
+            "-P",
+            "--port",
+            "-i",
+            "-F",
+            "--backup-dir",
+            "--link-dest",
+        ),
+        write_opts=_s("-t", "--target-directory"),
+    ),
+    SPECS,
+)
+SPECS["mv"] = Spec(
+    operands="write", write_opts=_s("-t", "--target-directory"), value_opts=_s("-S", "--suffix")
+)
+SPECS["tee"] = Spec(operands="write")
+SPECS["patch"] = Spec(
+    operands="write",
+    read_opts=_s("-i", "--input"),
+    write_opts=_s("-o", "--output"),
+    value_opts=_s("-p", "-F", "--fuzz"),
+)
+SPECS["unzip"] = Spec(operands="read", value_opts=_s("-x", "-P"), write_opts=_s("-d"))
+SPECS["zip"] = Spec(operands="read", last=None, value_opts=_s("-x", "-i", "-P"))
+_spec(
+    ["gzip", "gunzip", "bzip2", "bunzip2", "xz", "unxz", "zstd", "unzstd"],
+    Spec(operands="write", write_opts=_s("-o", "--output")),
+    SPECS,
+)
+_spec(["zcat", "bzcat", "xzcat", "zstdcat"], Spec(), SPECS)
+SPECS["find"] = Spec(operands="read")  # roots and actions: see _find
+SPECS["cd"] = Spec(operands=None)
+SPECS["pushd"] = Spec(operands=None)
+_spec(
+    [
+        "echo",
+        "printf",
+        "true",
+        "false",
+        "test",
+        "[",
+        "sleep",
+        "date",
+        "uname",
+        "whoami",
+        "id",
+        "hostname",
+        "pwd",
+        "which",
+        "type",
+        "command",
+        "hash",
+        "seq",
+        "yes",
+        "expr",
+        "basename",
+        "dirname",
+        "env",
+        "printenv",
+        "export",
+        "set",
+        "unset",
+        "alias",
+        "trap",
+        "exit",
+        "return",
+        "shift",
+        "wait",
+        "jobs",
+        "kill",
+        "pkill",
+        "pgrep",
+        "killall",
+        "ps",
+        "top",
+        "uptime",
+        "free",
+        "nproc",
+        "lsof",
+        "sysctl",
+        "getconf",
+        "locale",
+        "tput",
+        "stty",
+        "clear",
+        "history",
+        "read",
+        "declare",
+        "local",
+        "readonly",
+        "shopt",
+        "ulimit",
+        "umask",
+        "times",
+        "caller",
+        "let",
+    ],
+    Spec(operands=None),
+    SPECS,
+)
+_spec(
+    [
+        "curl",
+        "wget",
+        "http",
+        "https",
+        "xh",
+        "httpie",
+        "nc",
+        "ncat",
+        "netcat",
+        "socat",
+        "telnet",
+        "ssh",
+        "ping",
+        "dig",
+        "nslookup",
+        "host",
+        "traceroute",
+        "ftp",
+        "sftp",
+    ],
+    Spec(
+        operands=None,
+        pathlike_only=True,
+        write_opts=_s(
+            "-o",
+            "--output",
+            "-O",
+            "--output-document",
+            "-P",
+            "--directory-prefix",
+            "-c",
+            "--cookie-jar",
+            "-D",
+            "--dump-header",
+        ),
+        read_opts=_s(
+            "-T",
+            "--upload-file",
+            "-K",
+            "--config",
+            "-b",
+            "--cookie",
+            "-i",
+            "-F",
+            "--cacert",
+            "--cert",
+            "--key",
+            "-E",
+        ),
+        value_opts=_s(
+            "-H",
+            "--header",
+            "-X",
+            "--request",
+            "-d",
+            "--data",
+            "--data-binary",
+            "--data-raw",
+            "--data-urlencode",
+            "-u",
+            "--user",
+            "-A",
+            "--user-agent",
+            "-e",
+            "--referer",
+            "-m",
+            "--max-time",
+            "-w",
+            "--write-out",
+            "-x",
+            "--proxy",
+            "-p",
+            "-l",
+            "-L",
+            "-q",
+            "-t",
+            "-w",
+        ),
+    ),
+    SPECS,
+)
+SPECS["curl"] = Spec(
+    operands=None,
+    write_opts=SPECS["wget"].write_opts - {"-O"},
+    read_opts=SPECS["wget"].read_opts,
+    value_opts=SPECS["wget"].value_opts - {"-L"},
+)
+
+# Developer tools: their operands are mostly names, targets and packages; every path-like
+# word or option value may be written (builds, formatters, coverage files, --target-dir).
+DEV_TOOLS = [
+    "go",
+    "cargo",
+    "rustc",
+    "rustup",
+    "npm",
+    "npx",
+    "pnpm",
+    "yarn",
+    "bun",
+    "bunx",
+    "deno",
+    "node",
+    "tsc",
+    "tsx",
+    "vite",
+    "vitest",
+    "jest",
+    "eslint",
+    "prettier",
+    "biome",
+    "black",
+    "ruff",
+    "isort",
+    "flake8",
+    "pylint",
+    "mypy",
+    "pyright",
+    "pytest",
+    "tox",
+    "nox",
+    "uv",
+    "uvx",
+    "pip",
+    "pip3",
+    "pipx",
+    "poetry",
+    "pdm",
+    "hatch",
+    "python",
+    "python3",
+    "ruby",
+    "gem",
+    "bundle",
+    "rake",
+    "rails",
+    "php",
+    "composer",
+    "java",
+    "javac",
+    "mvn",
+    "gradle",
+    "dotnet",
+    "make",
+    "cmake",
+    "ninja",
+    "gofmt",
+    "goimports",
+    "golangci-lint",
+    "staticcheck",
+    "docker",
+    "podman",
+    "kubectl",
+    "helm",
+    "terraform",
+    "alembic",
+    "django-admin",
+    "flask",
+    "uvicorn",
+    "gunicorn",
+    "swift",
+    "clang",
+    "gcc",
+    "g++",
+    "cc",
+    "ld",
+    "protoc",
+    "buf",
+    "sqlc",
+    "git-lfs",
+    "pre-commit",
+]
+_spec(
+    DEV_TOOLS,
+    Spec(
+        operands="write",
+        pathlike_only=True,
+        value_opts=_s(
+            "-p",
+            "--package",
+            "-k",
+            "-m",
+            "-n",
+            "-j",
+            "--jobs",
+            "-run",
+            "--run",
+            "-c",
+            "--config-settings",
+            "-e",
+            "--filter",
+            "-F",
+            "--name",
+            "-t",
+            "--tag",
+            "--features",
+            "--bin",
+            "--example",
+            "--test",
+            "--bench",
+            "--max-warnings",
+            "--ext",
+            "--format",
+        ),
+    ),
+    SPECS,
+)
+
+_DEVNULL = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "/dev/zero"})
+
+
+def _split_option(tok: str) -> tuple[str, str | None]:
+    if tok.startswith("--") and "=" in tok:
+        name, _, value = tok.partition("=")
+        return name, value
+    return tok, None
+
+
+def _walk_options(
+    argv: tuple[str, ...], spec: Spec
+) -> tuple[list[int], list[tuple[str, str | None]]]:
+    """Split argv[1:] into operand indices and (option, value) pairs (value None: a flag)."""
+    takes_value = spec.value_opts | spec.read_opts | spec.write_opts
+    operands: list[int] = []
+    options: list[tuple[str, str | None]] = []
+    i, n, opts_done = 1, len(argv), False
+    while i < n:
+        tok = argv[i]
+        if opts_done or tok == "-" or not tok.startswith("-") or tok == DYNAMIC:
+            operands.append(i)
+        elif tok == "--":
+            opts_done = True
+        elif tok.startswith("--"):
+            name, value = _split_option(tok)
+            if value is None and name in takes_value and i + 1 < n:
+                value = argv[i + 1]
+                i += 1
+            options.append((name, value))
+        elif tok in takes_value and i + 1 < n:
+            options.append((tok, argv[i + 1]))
+            i += 1
+        else:
+            # A cluster of short flags (-rf), maybe ending in one with a value (-ofile).
+            for j, ch in enumerate(tok[1:], start=2):
+                flag = "-" + ch
+                if flag not in takes_value:
+                    options.append((flag, None))
+                    continue
+                if j < len(tok):
+                    options.append((flag, tok[j:]))
+                elif i + 1 < n:
+                    options.append((flag, argv[i + 1]))
+                    i += 1
+                break
+        i += 1
+    return operands, options
+
+
+def _ref(raw: str, access: Access, cwd: str | None, source: str) -> PathRef:
+    return PathRef(None if raw == DYNAMIC or DYNAMIC in raw else raw, access, cwd, source)
+
+
+def generic_paths(argv: tuple[str, ...], cwd: str | None, access: Access) -> list[PathRef]:
+    """Path-like words of a program leashd has no model of."""
+    out: list[PathRef] = []
+    for tok in argv[1:]:
+        if tok.startswith("--") and "=" in tok:
+            tok = tok.partition("=")[2]
+        elif tok.startswith("-") and len(tok) > 2 and not tok.startswith("--"):
+            tok = tok[2:] if tok[2] in "/~." else tok
+        if is_pathlike(tok):
+            out.append(PathRef(tok, access, cwd, "operand"))
+    return out
+
+
+def paths_for(argv: tuple[str, ...], program: str, cwd: str | None) -> list[PathRef]:
+    """Every path `argv` touches according to the program's spec (or the generic fallback)."""
+    special = _SPECIAL.get(program)
+    if special is not None:
+        return special(argv, cwd)
+    spec = SPECS.get(program)
+    if spec is None:
+        return generic_paths(argv, cwd, "read")
+    return _by_spec(argv, spec, cwd)
+
+
+def _by_spec(argv: tuple[str, ...], spec: Spec, cwd: str | None) -> list[PathRef]:
+    operands, options = _walk_options(argv, spec)
+    out: list[PathRef] = []
+    flags = {name for name, _ in options}
+    writing = bool(spec.write_flags & flags)
+    skip = 0 if spec.skip_opts & flags else spec.skip
+    for name, value in options:
+        if value is None:
+            continue
+        if name in spec.write_opts:
+            out.append(_ref(value, "write", cwd, "option " + name))
+        elif name in spec.read_opts:
+            out.append(_ref(value, "read", cwd, "option " + name))
+        elif spec.pathlike_only and is_pathlike(value):
+            out.append(_ref(value, spec.operands or "read", cwd, "option " + name))
+    if spec.operands is None and not spec.pathlike_only:
+        return out
+    paths = operands[skip:]
+    for k, i in enumerate(paths):
+        tok = argv[i]
+        if spec.pathlike_only and not (tok == DYNAMIC or is_pathlike(tok)):
+            continue
+        access: Access = spec.operands or "read"
+        if writing:
+            access = "write"
+        elif spec.last and k == len(paths) - 1 and len(paths) > 1:
+            access = spec.last
+        out.append(_ref(tok, access, cwd, "operand"))
+    return out
+
+
+# --- programs whose arguments need more than a table --------------------------------------
+
+
+def _dd(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    out = []
+    for tok in argv[1:]:
+        key, _, value = tok.partition("=")
+        if key == "if":
+            out.append(_ref(value, "read", cwd, "if="))
+        elif key == "of":
+            out.append(_ref(value, "write", cwd, "of="))
+    return out
+
+
+def _uniq(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    operands, _ = _walk_options(argv, SPECS["uniq"])
+    out = []
+    for k, i in enumerate(operands[:2]):
+        out.append(_ref(argv[i], "write" if k == 1 else "read", cwd, "operand"))
+    return out
+
+
+_SED_WRITE = re.compile(r"(?:^|[;\n}]\s*|/[gpIiMme0-9]*)\s*[wW]\s+(\S+)")
+
+
+def _sed(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    out = _by_spec(argv, SPECS["sed"], cwd)
+    # The script's `w FILE` command and `s///w FILE` flag write files.
+    scripts = [t for t in argv[1:] if not t.startswith("-")][:1]
+    scripts += [argv[i + 1] for i, t in enumerate(argv[:-1]) if t in ("-e", "--expression")]
+    for script in scripts:
+        for m in _SED_WRITE.finditer(script):
+            target = m.group(1)
+            if target not in _DEVNULL:
+                out.append(_ref(target, "write", cwd, "sed w"))
+    return out
+
+
+def _tar(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    spec = Spec(
+        operands="read",
+        value_opts=_s(
+            "-C",
+            "--directory",
+            "-f",
+            "--file",
+            "-T",
+            "--files-from",
+            "-X",
+            "--exclude-from",
+            "--exclude",
+            "-b",
+            "--checkpoint-action",
+            "-I",
+            "--use-compress-program",
+            "--transform",
+            "--strip-components",
+        ),
+    )
+    args = list(argv)
+    # Old-style bundled first argument without a dash: `tar czf out.tgz dir`.
+    if len(args) > 1 and not args[1].startswith("-") and re.fullmatch(r"[A-Za-z]+", args[1]):
+        args[1] = "-" + args[1]
+    tup = tuple(args)
+    operands, options = _walk_options(tup, spec)
+    flags = {name for name, _ in options}
+    extracting = bool(flags & {"-x", "--extract", "--get"})
+    creating = bool(flags & {"-c", "--create", "-r", "--append", "-u", "--update"})
+    out: list[PathRef] = []
+    directory = None
+    for name, value in options:
+        if value is None:
+            continue
+        if name in ("-f", "--file"):
+            if value != "-":
+                out.append(_ref(value, "write" if creating else "read", cwd, "archive"))
+        elif name in ("-C", "--directory"):
+            directory = value
+        elif name in ("-T", "--files-from", "-X", "--exclude-from"):
+            out.append(_ref(value, "read", cwd, "option " + name))
+    if extracting:
+        out.append(_ref(directory or ".", "write", cwd, "extract into"))
+        if "-P" in flags or "--absolute-names" in flags:
+            out.append(PathRef(None, "write", cwd, "absolute members"))
+    for i in operands:
+        base = directory if directory and not extracting else None
+        raw = tup[i]
+        if base and raw != DYNAMIC and not raw.startswith(("/", "~")):
+            raw = base.rstrip("/") + "/" + raw
+        out.append(_ref(raw, "read", cwd, "operand"))
+    return out
+
+
+_FIND_WRITE_ACTIONS = {"-fprint", "-fprint0", "-fprintf", "-fls"}
+_FIND_VALUE = {
+    "-name",
+    "-iname",
+    "-path",
+    "-ipath",
+    "-regex",
+    "-iregex",
+    "-type",
+    "-xtype",
+    "-maxdepth",
+    "-mindepth",
+    "-newer",
+    "-mtime",
+    "-mmin",
+    "-atime",
+    "-amin",
+    "-ctime",
+    "-cmin",
+    "-size",
+    "-perm",
+    "-user",
+    "-group",
+    "-uid",
+    "-gid",
+    "-printf",
+    "-wholename",
+    "-iwholename",
+    "-samefile",
+    "-links",
+    "-inum",
+    "-lname",
+    "-ilname",
+    "-used",
+    "-context",
+    "-fstype",
+    "-regextype",
+    "-files0-from",
+    "-anewer",
+    "-cnewer",
+}
+
+
+def find_roots(argv: tuple[str, ...]) -> list[str]:
+    roots = []
+    for tok in argv[1:]:
+        if tok.startswith("-") or tok in ("(", ")", "!", ","):
+            break
+        roots.append(tok)
+    return roots or ["."]
+
+
+def _find(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    roots = find_roots(argv)
+    deleting = "-delete" in argv
+    out = [_ref(r, "write" if deleting else "read", cwd, "find root") for r in roots]
+    for i, tok in enumerate(argv[:-1]):
+        if tok in _FIND_WRITE_ACTIONS:
+            out.append(_ref(argv[i + 1], "write", cwd, tok))
+        elif tok in ("-newer", "-anewer", "-cnewer", "-samefile", "-files0-from"):
+            out.append(_ref(argv[i + 1], "read", cwd, tok))
+    return out
+
+
+def _docker(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    out = []
+    for i, tok in enumerate(argv):
+        value = None
+        if tok in ("-v", "--volume", "--mount") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif tok.startswith(("--volume=", "--mount=")):
+            value = tok.partition("=")[2]
+        elif tok.startswith("-v") and len(tok) > 2:
+            value = tok[2:]
+        if value is None:
+            continue
+        if value.startswith(("type=", "source=", "src=")) or ",src" in value:
+            fields = dict(f.partition("=")[::2] for f in value.split(","))
+            host = fields.get("source") or fields.get("src")
+        else:
+            host = value.split(":", 1)[0] if value != DYNAMIC else DYNAMIC
+        if host and (host == DYNAMIC or DYNAMIC in host or host[0] in "/~."):
+            out.append(_ref(host, "write", cwd, "bind mount"))
+    for tok in argv[1:]:
+        if tok in ("-f", "--file", "--env-file") or not is_pathlike(tok) or ":" in tok:
+            continue
+        out.append(_ref(tok, "write", cwd, "operand"))
+    return out
+
+
+_GIT_WORKTREE_WRITERS = frozenset(
+    {
+        "clean",
+        "reset",
+        "checkout",
+        "restore",
+        "switch",
+        "merge",
+        "rebase",
+        "pull",
+        "apply",
+        "am",
+        "cherry-pick",
+        "revert",
+        "stash",
+        "mv",
+        "rm",
+        "init",
+        "submodule",
+        "worktree",
+        "sparse-checkout",
+    }
+)
+
+
+def _git(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    """git: paths after `--`, `REV:path` objects, and options that point at other trees."""
+    out: list[PathRef] = []
+    sub_index = next((i for i, t in enumerate(argv[1:], 1) if not t.startswith("-")), None)
+    sub = argv[sub_index] if sub_index is not None else ""
+    for i, tok in enumerate(argv[1:], 1):
+        name, value = _split_option(tok)
+        if name in ("--work-tree", "--git-dir") and value is not None:
+            out.append(_ref(value, "write", cwd, name))
+        elif tok in ("--work-tree", "--git-dir") and i + 1 < len(argv):
+            out.append(_ref(argv[i + 1], "write", cwd, tok))
+        elif name in ("--contents", "--output", "-o") and sub in ("blame", "format-patch", "diff"):
+            target = value if value is not None else (argv[i + 1] if i + 1 < len(argv) else "")
+            access: Access = "read" if name == "--contents" else "write"
+            out.append(_ref(target, access, cwd, name))
+        elif ":" in tok and not tok.startswith("-") and i != sub_index and "://" not in tok:
+            obj_path = tok.split(":", 1)[1]
+            if obj_path and not obj_path.startswith(("refs/", "/")):
+                out.append(_ref(obj_path, "read", cwd, "git object"))
+    rest = argv[sub_index + 1 :] if sub_index is not None else ()
+    if sub in _GIT_WORKTREE_WRITERS:
+        out.append(PathRef(".", "write", cwd, f"git {sub} changes the work tree"))
+    if sub == "worktree" and len(rest) >= 2 and rest[0] == "add":
+        target = next((t for t in rest[1:] if not t.startswith("-")), None)
+        if target:
+            out.append(_ref(target, "write", cwd, "worktree"))
+    if sub in ("clone",):
+        targets = [t for t in rest if not t.startswith("-")]
+        if len(targets) >= 2:
+            out.append(_ref(targets[1], "write", cwd, "clone target"))
+    if sub == "diff" and "--no-index" in rest:
+        out.extend(_ref(t, "read", cwd, "no-index") for t in rest if not t.startswith("-"))
+    access = (
+        "write"
+        if sub in ("add", "rm", "mv", "checkout", "restore", "apply", "am", "stash", "reset")
+        else "read"
+    )
+    if "--" in rest:
+        for tok in rest[rest.index("--") + 1 :]:
+            out.append(_ref(tok, access, cwd, "pathspec"))
+    elif sub in ("add", "rm", "mv", "restore", "blame", "ls-files", "log", "show", "diff"):
+        for tok in rest:
+            if tok != DYNAMIC and is_pathlike(tok) and not tok.startswith("-") and ":" not in tok:
+                if ".." in tok and "/" not in tok:
+                    continue  # a revision range like main..HEAD
+                out.append(_ref(tok, "write" if access == "write" else "read", cwd, "pathspec"))
+    return out
+
+
+def _npm(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    out = _by_spec(argv, SPECS["npm"], cwd)
+    for i, tok in enumerate(argv[:-1]):
+        if tok in ("--prefix", "-C", "--dir", "--cwd"):
+            out.append(_ref(argv[i + 1], "write", cwd, tok))
+    return out
+
+
+_SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
+    "dd": _dd,
+    "uniq": _uniq,
+    "sed": _sed,
+    "tar": _tar,
+    "bsdtar": _tar,
+    "find": _find,
+    "docker": _docker,
+    "podman": _docker,
+    "git": _git,
+    "npm": _npm,
+    "pnpm": _npm,
+    "yarn": _npm,
+}
+
+
+def is_sink(target: str) -> bool:
+    """Redirect targets that are not files anyone cares about."""
+    return target in _DEVNULL or target.startswith("/dev/fd/")
