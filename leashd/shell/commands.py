@@ -998,6 +998,18 @@ def _git(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     return out
 
 
+def _curl(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    out = _by_spec(argv, SPECS["curl"], cwd)
+    for tok in argv[1:]:
+        # -d @file, --data-binary @file, -F name=@file upload a file's contents.
+        at = tok.find("@")
+        if at == 0 or (at > 0 and tok[at - 1] == "=" and not tok.startswith("-")):
+            target = tok[at + 1 :].split(";", 1)[0]
+            if target and target != "-":
+                out.append(_ref(target, "read", cwd, "upload"))
+    return out
+
+
 def _npm(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     out = _by_spec(argv, SPECS["npm"], cwd)
     for i, tok in enumerate(argv[:-1]):
@@ -1008,6 +1020,10 @@ def _npm(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
 
 _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
     "dd": _dd,
+    "curl": _curl,
+    "http": _curl,
+    "https": _curl,
+    "xh": _curl,
     "uniq": _uniq,
     "sed": _sed,
     "tar": _tar,

@@ -23,7 +23,8 @@ from leashd.shell.model import DYNAMIC, ParsedCommand, PathRef, Redirect, ShellU
 
 MAX_DEPTH = 8  # nested scripts (bash -c 'bash -c ...'), alias and function expansion
 MAX_UNITS = 400
-MAX_LOOP_VALUES = 4  # a `for` body is walked once per literal value, up to this many
+MAX_LOOP_VALUES = 4
+DOWNLOADERS = frozenset({"curl", "wget", "aria2c", "fetch", "http", "xh", "scp", "rsync"})  # a `for` body is walked once per literal value, up to this many
 SYSTEM_BIN_DIRS = frozenset(
     {
         "/bin",
@@ -66,6 +67,8 @@ class _Scope:
     ifs_changed: bool = False
     functions: dict[str, tuple[tree_sitter.Node, bytes]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    # Files a downloader wrote earlier in the command: running one runs the download.
+    downloaded: dict[str, str] = field(default_factory=dict)
 
     def copy(self) -> _Scope:
         return _Scope(
@@ -76,6 +79,7 @@ class _Scope:
             self.ifs_changed,
             dict(self.functions),
             dict(self.aliases),
+            self.downloaded,
         )
 
     def chdir(self, target: str | None) -> None:
@@ -368,6 +372,7 @@ class _Walker:
         env: list[tuple[str, str | None]] = []
         argv: list[str] = []
         redirect_nodes = []
+        first_inner = len(self.units)
         for child in node.named_children:
             t = child.type
             if t == "variable_assignment":
@@ -383,6 +388,14 @@ class _Walker:
                 redirect_nodes.append(child)
             else:
                 argv.extend(self.word(child, src, scope, ctx))
+        # Commands substituted into the words feed this one: `source <(curl ...)`.
+        inner_units = self.units[first_inner:]
+        if inner_units:
+            ctx = replace(
+                ctx,
+                upstream=ctx.upstream | {u.program for u in inner_units if u.program},
+                upstream_words=ctx.upstream_words + tuple(_pathlike_words(inner_units)),
+            )
         local_ctx = ctx
         if redirect_nodes:
             reds, paths, stdin, stdin_dyn, feeders = self.redirections(
@@ -457,6 +470,13 @@ class _Walker:
             return
         program = program_name(head)
         unit = self._unit(argv, env, node, src, scope, ctx, text=text)
+        fetched = {scope.downloaded[a] for a in argv if a in scope.downloaded}
+        if fetched:
+            unit = replace(unit, upstream=unit.upstream | fetched)
+        if program in DOWNLOADERS:
+            for p in unit.paths:
+                if p.access == "write" and p.raw:
+                    scope.downloaded[p.raw] = program
         self._builtin_effects(argv, program, scope, ctx)
         inners = wrappers.unwrap(argv, program)
         if program == "git":
@@ -538,7 +558,7 @@ class _Walker:
             return
         self.run(
             argv,
-            (),
+            inner.env,
             node,
             src,
             sub_scope,
@@ -822,7 +842,7 @@ class _Walker:
         """The words a node expands to; DYNAMIC marks what is unknown before run time."""
         t = node.type
         if t == "word":
-            return _brace_expand(_unescape_word(_text(node, src)))
+            return brace_expand(_unescape_word(_text(node, src)))
         if t == "number":
             return [_text(node, src)]
         if t == "raw_string":
@@ -846,7 +866,7 @@ class _Walker:
                 out += gap + ("".join(p) if len(p) == 1 else DYNAMIC)
                 pos = c.end_byte
             out += src[pos : node.end_byte].decode("utf-8", "replace")
-            return _brace_expand(out) if "{" in text and "," in text else [out]
+            return brace_expand(out) if "{" in text and "," in text else [out]
         if t in ("simple_expansion", "expansion"):
             value = self._expansion(node, src, scope, ctx)
             if value is None:
@@ -1038,13 +1058,13 @@ def _ansi_c(body: str) -> str:
 _BRACE = re.compile(r"\{([^{}\s]*,[^{}\s]*)\}")
 
 
-def _brace_expand(word: str, limit: int = 32) -> list[str]:
+def brace_expand(word: str, limit: int = 32) -> list[str]:
     m = _BRACE.search(word)
     if not m or "\x00" in word[: m.start()]:
         return [word]
     out: list[str] = []
     for alt in m.group(1).split(","):
-        for rest in _brace_expand(word[: m.start()] + alt + word[m.end() :], limit):
+        for rest in brace_expand(word[: m.start()] + alt + word[m.end() :], limit):
             out.append(rest)
             if len(out) >= limit:
                 return out

@@ -27,6 +27,7 @@ class Inner:
     cwd: str | None = None  # a directory the wrapper changes into (env -C, git -C)
     items: tuple[str, ...] | None = None  # what ITEM stands for (find roots)
     stdin_script: bool = False  # the script is whatever reaches stdin
+    env: tuple[tuple[str, str | None], ...] = ()  # variables the wrapper sets for it
     note: str = field(default="")
 
 
@@ -216,6 +217,7 @@ def _shell(argv: tuple[str, ...]) -> Inner | None:
 
 def _env(argv: tuple[str, ...]) -> Inner | None:
     i, cwd = 1, None
+    assigned: list[tuple[str, str | None]] = []
     while i < len(argv):
         tok = argv[i]
         if tok in ("-S", "--split-string") and i + 1 < len(argv):
@@ -234,10 +236,15 @@ def _env(argv: tuple[str, ...]) -> Inner | None:
             cwd = argv[i + 1]
             i += 2
             continue
-        if tok.startswith("-") or ("=" in tok and not tok.startswith("=")):
+        if tok.startswith("-"):
             i += 1
             continue
-        return Inner(argv=argv[i:], cwd=cwd)
+        if "=" in tok and not tok.startswith("="):
+            name, _, value = tok.partition("=")
+            assigned.append((name, None if DYNAMIC in value else value))
+            i += 1
+            continue
+        return Inner(argv=argv[i:], cwd=cwd, env=tuple(assigned))
     return None
 
 

@@ -1,0 +1,366 @@
+"""A tool call in its context -> units, the facts rules are matched against.
+
+Paths are resolved against the session's working directory (tracking `cd` inside a command),
+`~` is the session's home, and `realpath` follows symlinks where the path exists on this
+machine (a symlink inside the project that points outside is outside). Where nothing
+exists (simulation, `--home /home/dev` on another machine), resolution is lexical.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import socket
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from leashd.shell import DYNAMIC, ParsedCommand, ShellUnit, parse_cached
+from leashd.shell.parser import brace_expand
+
+Where = Literal["inside", "outside", "temp", "system", "unknown"]
+
+FILE_READ_TOOLS = {"Read": "file_path", "NotebookRead": "notebook_path", "LS": "path"}
+FILE_WRITE_TOOLS = {
+    "Write": "file_path",
+    "Edit": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+}
+SEARCH_TOOLS = ("Glob", "Grep")
+WEB_TOOLS = ("WebFetch", "WebSearch")
+BUILTIN_TOOLS = frozenset(
+    {"Bash", "BashOutput", "KillBash", "KillShell", "Read", "Write", "Edit", "MultiEdit",
+     "NotebookEdit", "NotebookRead", "Glob", "Grep", "LS", "WebFetch", "WebSearch", "Task",
+     "TodoWrite", "TodoRead", "ExitPlanMode", "AskUserQuestion", "SlashCommand", "Skill",
+     "ListMcpResourcesTool", "ReadMcpResourceTool"}
+)
+_MCP = re.compile(r"^mcp__(.+?)__(.+)$")
+_MCP_PATH_KEYS = ("path", "file_path", "paths", "source", "destination", "directory", "dir",
+                  "filename", "notebook_path", "root", "target")
+_MCP_WRITE_WORDS = re.compile(
+    r"write|edit|create|delete|remove|move|rename|update|upload|put|set|patch|insert|mkdir"
+    r"|append|replace|save|rm\b", re.I)
+_URL_TOKEN = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://[^\s'\"]+")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
+               "/etc/alternatives", "/usr/share", "/nix/store")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where a call runs. Directories are absolute; `approved_dirs` empty means [cwd]."""
+
+    cwd: str
+    home: str
+    approved_dirs: tuple[str, ...] = ()
+    mode: str = "default"
+    temp_dirs: tuple[str, ...] = field(default=("/tmp", "/var/tmp"))
+
+    @staticmethod
+    def create(
+        cwd: str | None = None,
+        home: str | None = None,
+        approved_dirs: tuple[str, ...] | list[str] = (),
+        mode: str = "default",
+    ) -> Context:
+        home_dir = _realpath(os.path.expanduser(home or "~"))
+        cwd_dir = _realpath(_expand(cwd or os.getcwd(), home_dir))
+        approved = tuple(_realpath(_expand(d, home_dir)) for d in approved_dirs) or (cwd_dir,)
+        temps = tuple(dict.fromkeys(("/tmp", "/var/tmp", _realpath(tempfile.gettempdir()))))
+        return Context(cwd_dir, home_dir, approved, mode, temps)
+
+
+@dataclass(frozen=True, slots=True)
+class PathFact:
+    path: str | None  # resolved; None when only known at run time
+    access: Literal["read", "write"]
+    where: Where
+    source: str = ""
+    raw: str | None = None
+    tilde: str | None = None  # the same path as ~/..., when it is under the home directory
+
+    def subjects(self) -> tuple[str, ...]:
+        """The spellings path globs are matched against: absolute, and ~/... under home."""
+        if self.path is None:
+            return ()
+        return (self.path, self.tilde) if self.tilde else (self.path,)
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What one rule sees: a simple command of a Bash call, or the whole of another call."""
+
+    tool: str
+    server: str | None = None
+    program: str | None = None
+    argv: tuple[str, ...] = ()
+    dynamic: frozenset[int] = frozenset()
+    text: str | None = None
+    pipeline: str | None = None
+    paths: tuple[PathFact, ...] = ()
+    hosts: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    fed_by: frozenset[str] = frozenset()
+    opaque: str | None = None
+    wrapper: bool = False
+    input: Mapping[str, Any] = field(default_factory=dict)
+    shell: ShellUnit | None = None
+
+    def describe(self) -> str:
+        if self.shell is not None or self.tool == "Bash":
+            shown = " ".join("<dynamic>" if DYNAMIC in a else a for a in self.argv)
+            return shown or (self.text or "")
+        first = next((p.raw or p.path for p in self.paths if p.raw or p.path), None)
+        return f"{self.tool} {first}" if first else self.tool
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    tool: str
+    input: Mapping[str, Any]
+    units: tuple[Unit, ...]
+    error: str | None = None  # malformed input: the call is denied
+    parsed: ParsedCommand | None = None
+
+
+class MalformedCall(ValueError):
+    pass
+
+
+# --- paths ---------------------------------------------------------------------------------
+
+
+def _realpath(path: str) -> str:
+    if path.startswith("/proc/self/"):
+        return posixpath.normpath(path)
+    return os.path.realpath(path)
+
+
+def _expand(raw: str, home: str) -> str:
+    if raw == "~" or raw.startswith("~/"):
+        return home + raw[1:]
+    return raw
+
+
+def resolve(raw: str | None, cwd_expr: str | None, ctx: Context) -> str | None:
+    """An absolute, symlink-free path for `raw` as the unit will see it, or None if unknown."""
+    if raw is None or DYNAMIC in raw or "\x00" in raw:
+        return None
+    if raw.startswith("~") and not (raw == "~" or raw.startswith("~/")):
+        return None  # ~user: another user's home, whatever it is
+    raw = _expand(raw, ctx.home)
+    if not raw.startswith("/"):
+        if cwd_expr is None:
+            return None
+        base = ctx.cwd if cwd_expr == "" else resolve(cwd_expr, "", ctx)
+        if base is None:
+            return None
+        raw = posixpath.join(base, raw)
+    # /proc/self/cwd is the agent's working directory, not the evaluating process's.
+    for prefix, target in (("/proc/self/cwd", ctx.cwd), ("/proc/thread-self/cwd", ctx.cwd),
+                           ("/proc/self/root", "/")):
+        if raw == prefix or raw.startswith(prefix + "/"):
+            raw = target.rstrip("/") + raw[len(prefix):]
+            break
+    return _realpath(raw)
+
+
+def where(path: str | None, ctx: Context) -> Where:
+    if path is None:
+        return "unknown"
+    for d in ctx.approved_dirs:
+        if path == d or path.startswith(d.rstrip("/") + "/"):
+            return "inside"
+    for d in ctx.temp_dirs:
+        if path == d or path.startswith(d + "/"):
+            return "temp"
+    for d in SYSTEM_DIRS:
+        if path == d or path.startswith(d + "/"):
+            return "system"
+    return "outside"
+
+
+def path_fact(
+    raw: str | None, access: Literal["read", "write"], cwd_expr: str | None, ctx: Context,
+    source: str = "",
+) -> PathFact:
+    resolved = resolve(raw, cwd_expr, ctx)
+    tilde = None
+    if resolved is not None and (resolved == ctx.home or resolved.startswith(ctx.home + "/")):
+        tilde = "~" + resolved[len(ctx.home):]
+    return PathFact(resolved, access, where(resolved, ctx), source, raw, tilde)
+
+
+# --- hosts ---------------------------------------------------------------------------------
+
+
+def hosts_of(url: str) -> tuple[str, ...]:
+    """The host of a URL, and host:port when a port is given (rules may name either)."""
+    host = host_of(url)
+    if host is None:
+        return ()
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = None
+    return (host, f"{host}:{port}") if port else (host,)
+
+
+def host_of(url: str) -> str | None:
+    """The host a URL reaches, with numeric IPv4 spellings (0x7f000001, 2130706433) canonical."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = host.rstrip(".").lower()
+    if re.fullmatch(r"[0-9a-fx.]+", host) and any(ch.isdigit() for ch in host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return host
+    return host
+
+
+# --- tool calls -> units ---------------------------------------------------------------------
+
+
+def extract(tool: str, tool_input: Any, ctx: Context) -> Call:
+    """Turn a tool call into units. Malformed input gives a Call with an error (denied)."""
+    if not isinstance(tool, str) or not tool:
+        return Call(str(tool), {}, (), error="the tool name is missing or not a string")
+    if not isinstance(tool_input, Mapping):
+        return Call(tool, {}, (), error=f"the input of {tool} is not an object")
+    try:
+        if tool == "Bash":
+            return _bash(tool_input, ctx)
+        return Call(tool, tool_input, (_other(tool, tool_input, ctx),))
+    except MalformedCall as exc:
+        return Call(tool, tool_input, (), error=str(exc))
+
+
+def _need_str(tool_input: Mapping[str, Any], key: str, tool: str) -> str:
+    value = tool_input.get(key)
+    if not isinstance(value, str):
+        raise MalformedCall(f"{tool} needs a string {key!r}")
+    return value
+
+
+def _opt_str(tool_input: Mapping[str, Any], key: str, tool: str) -> str | None:
+    value = tool_input.get(key)
+    if value is not None and not isinstance(value, str):
+        raise MalformedCall(f"{tool}: {key!r} must be a string")
+    return value
+
+
+def _bash(tool_input: Mapping[str, Any], ctx: Context) -> Call:
+    command = _need_str(tool_input, "command", "Bash")
+    parsed = parse_cached(command)
+    units = [shell_unit(u, ctx, tool_input) for u in parsed.units]
+    if parsed.error:
+        units.append(Unit(tool="Bash", program="", text=command, pipeline=command,
+                          opaque=f"the command does not parse ({parsed.error})",
+                          input=tool_input))
+    if not units:
+        units.append(Unit(tool="Bash", program="", text=command, pipeline=command,
+                          input=tool_input))
+    return Call("Bash", tool_input, tuple(units), parsed=parsed)
+
+
+def shell_unit(u: ShellUnit, ctx: Context, tool_input: Mapping[str, Any]) -> Unit:
+    paths = tuple(path_fact(p.raw, p.access, p.cwd, ctx, p.source) for p in u.paths)
+    hosts = tuple(
+        h for a in u.argv if "://" in a for m in _URL_TOKEN.finditer(a)
+        for h in hosts_of(m.group(0))
+    )
+    file_urls = tuple(
+        path_fact(a[len("file://"):], "read", u.cwd, ctx, "file:// URL")
+        for a in u.argv if a.startswith("file://")
+    )
+    return Unit(
+        tool="Bash",
+        program=u.program,
+        argv=u.argv,
+        dynamic=u.dynamic,
+        text=u.text,
+        pipeline=u.pipeline,
+        paths=paths + file_urls,
+        hosts=hosts,
+        env=tuple(name for name, _ in u.env),
+        fed_by=u.upstream,
+        opaque=u.opaque,
+        wrapper=u.wrapper,
+        input=tool_input,
+        shell=u,
+    )
+
+
+def _glob_bases(pattern: str) -> list[str]:
+    bases = []
+    for alt in brace_expand(pattern):
+        parts = alt.split("/")
+        keep = []
+        for part in parts:
+            if any(ch in part for ch in "*?[{"):
+                break
+            keep.append(part)
+        base = "/".join(keep)
+        if alt.startswith("/") and not base:
+            base = "/"
+        bases.append(base if keep else "")
+    return bases
+
+
+def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
+    paths: list[PathFact] = []
+    hosts: list[str] = []
+    server = None
+    if tool in FILE_READ_TOOLS:
+        key = FILE_READ_TOOLS[tool]
+        paths.append(path_fact(_need_str(tool_input, key, tool), "read", "", ctx, key))
+    elif tool in FILE_WRITE_TOOLS:
+        key = FILE_WRITE_TOOLS[tool]
+        paths.append(path_fact(_need_str(tool_input, key, tool), "write", "", ctx, key))
+    elif tool in SEARCH_TOOLS:
+        base = _opt_str(tool_input, "path", tool)
+        paths.append(path_fact(base or ".", "read", "", ctx, "path"))
+        if tool == "Glob":
+            pattern = _need_str(tool_input, "pattern", tool)
+            for b in _glob_bases(pattern):
+                if b:
+                    paths.append(path_fact(b, "read", base or "", ctx, "pattern base"))
+        else:
+            _need_str(tool_input, "pattern", tool)
+    elif tool == "WebFetch":
+        url = _need_str(tool_input, "url", tool)
+        _url_facts(url, ctx, paths, hosts)
+    else:
+        m = _MCP.match(tool)
+        if m:
+            server = m.group(1)
+            access: Literal["read", "write"] = (
+                "write" if _MCP_WRITE_WORDS.search(m.group(2)) else "read")
+            for key in _MCP_PATH_KEYS:
+                value = tool_input.get(key)
+                values = value if isinstance(value, list) else [value]
+                for v in values:
+                    if isinstance(v, str) and v:
+                        paths.append(path_fact(v, access, "", ctx, key))
+            for key in ("url", "uri"):
+                value = tool_input.get(key)
+                if isinstance(value, str):
+                    _url_facts(value, ctx, paths, hosts)
+    return Unit(tool=tool, server=server, paths=tuple(paths), hosts=tuple(hosts),
+                input=tool_input)
+
+
+def _url_facts(url: str, ctx: Context, paths: list[PathFact], hosts: list[str]) -> None:
+    if url.lower().startswith("file:"):
+        raw = urlsplit(url).path or url[5:]
+        paths.append(path_fact(raw, "read", "", ctx, "file:// URL"))
+        return
+    hosts.extend(hosts_of(url))
