@@ -54,7 +54,7 @@ class MultiPattern:
                 try:
                     s.Add(pattern)  # returns len(index): Set ids are dense
                     index.append(i)
-                except Exception:  # noqa: BLE001 - RE2 refused it: use re for this one
+                except Exception:
                     self._fallback.append((i, re.compile(pattern, re.I if ignore_case else 0)))
             s.Compile()
             self._re2_sets.append((s, index))
@@ -62,7 +62,7 @@ class MultiPattern:
     def hits(self, text: str) -> frozenset[int]:
         out: set[int] = set()
         for s, index in self._re2_sets:
-            for k in s.Match(text):  # type: ignore[attr-defined]
+            for k in s.Match(text) or ():  # type: ignore[attr-defined]
                 out.add(index[k])
         for i, rx in self._fallback:
             if rx.search(text):
@@ -103,8 +103,11 @@ class UnitMatches:
     def pipeline_hits(self) -> frozenset[int]:
         if self._pipe is None:
             p = self.unit.pipeline
-            self._pipe = (self.compiled.command_set.hits(p)
-                          if p is not None and p != self.unit.text else frozenset())
+            self._pipe = (
+                self.compiled.command_set.hits(p)
+                if p is not None and p != self.unit.text
+                else frozenset()
+            )
         return self._pipe
 
     def glob_hits(self) -> list[frozenset[int]]:
@@ -121,7 +124,8 @@ class UnitMatches:
         if self._legacy_paths is None:
             ps = self.compiled.path_regex_set
             self._legacy_paths = frozenset().union(
-                *(ps.hits(p.path) for p in self.unit.paths if p.path is not None))
+                *(ps.hits(p.path) for p in self.unit.paths if p.path is not None)
+            )
         return self._legacy_paths
 
 
@@ -173,7 +177,8 @@ class CompiledPolicy:
         by_tool = self._by_tool.get(unit.tool)
         if by_tool is None:
             by_tool = tuple(
-                cr for cr in self.rules
+                cr
+                for cr in self.rules
                 if (cr.rule.tools is None or patterns.any_wildcard(cr.rule.tools, unit.tool))
                 and (unit.tool == "Bash" or not cr.shell_only)
             )
@@ -185,10 +190,15 @@ class CompiledPolicy:
         if by_program is None:
             program, has_argv, dyn = key
             by_program = tuple(
-                cr for cr in by_tool
-                if cr.rule.argv is None or (has_argv and any(
-                    p.tokens[0] == ("**",) or patterns.token_matches(p.tokens[0], program, dyn)
-                    for p in cr.rule.argv))
+                cr
+                for cr in by_tool
+                if cr.rule.argv is None
+                or any(
+                    p.tokens[0] == ("**",)
+                    or (p.tokens[0] == ("$",) and not has_argv)
+                    or (has_argv and patterns.token_matches(p.tokens[0], program, dyn))
+                    for p in cr.rule.argv
+                )
             )
             self._by_program[key] = by_program
         return by_program
@@ -211,35 +221,61 @@ class CompiledPolicy:
             checks.append(("modes", lambda u, c, m: c.mode in modes))
         if rule.mcp_servers is not None:
             servers = rule.mcp_servers
-            checks.append(("mcp_servers", lambda u, c, m: u.server is not None
-                           and self._wild(servers, u.server)))
+            checks.append(
+                (
+                    "mcp_servers",
+                    lambda u, c, m: u.server is not None and self._wild(servers, u.server),
+                )
+            )
         if rule.opaque is not None:
             want = rule.opaque
             checks.append(("opaque", lambda u, c, m: (u.opaque is not None) == want))
+        if rule.wrapper is not None:
+            wrapper = rule.wrapper
+            checks.append(("wrapper", lambda u, c, m: u.wrapper == wrapper))
         if rule.argv is not None:
             pats = tuple(p.tokens for p in rule.argv)
-            checks.append(("argv", lambda u, c, m: u.program is not None and any(
-                patterns.argv_matches(t, u.argv, u.program, u.dynamic) for t in pats)))
+            checks.append(
+                (
+                    "argv",
+                    lambda u, c, m: (
+                        u.program is not None
+                        and any(
+                            patterns.argv_matches(t, u.argv, u.program, u.dynamic) for t in pats
+                        )
+                    ),
+                )
+            )
         if rule.flags is not None:
             flags = rule.flags
-            checks.append(("flags", lambda u, c, m: any(
-                patterns.flag_present(f, u.argv, u.dynamic) for f in flags)))
+            checks.append(
+                (
+                    "flags",
+                    lambda u, c, m: any(patterns.flag_present(f, u.argv, u.dynamic) for f in flags),
+                )
+            )
         if rule.env is not None:
             names = rule.env
             checks.append(("env", lambda u, c, m: any(self._wild(names, e) for e in u.env)))
         if rule.fed_by is not None:
             progs = rule.fed_by
-            checks.append(("fed_by", lambda u, c, m: any(self._wild(progs, p)
-                                                         for p in u.fed_by)))
+            checks.append(("fed_by", lambda u, c, m: any(self._wild(progs, p) for p in u.fed_by)))
         if rule.hosts is not None:
             hosts = rule.hosts
-            checks.append(("hosts", lambda u, c, m: any(self._wild(hosts, h, True)
-                                                        for h in u.hosts)))
+            checks.append(
+                ("hosts", lambda u, c, m: any(self._wild(hosts, h, True) for h in u.hosts))
+            )
         if rule.command_patterns is not None:
             ids = self._cmd_pattern_ids.get(i, frozenset())
             if rule.action == "deny":
-                checks.append(("command_patterns", lambda u, c, m: bool(
-                    ids & m.command_hits()) or bool(ids & m.pipeline_hits())))
+                checks.append(
+                    (
+                        "command_patterns",
+                        lambda u, c, m: (
+                            bool(ids & m.command_hits()) or bool(ids & m.pipeline_hits())
+                        ),
+                    )
+                )
             else:
                 checks.append(("command_patterns", lambda u, c, m: bool(ids & m.command_hits())))
         if rule.path_patterns is not None:
@@ -250,7 +286,8 @@ class CompiledPolicy:
         if rule.input is not None:
             compiled_input = tuple(
                 (key, re.compile(rx.pattern, re.I if rx.ignore_case else 0))
-                for key, rx in rule.input)
+                for key, rx in rule.input
+            )
 
             def input_check(u: Unit, c: Context, m: UnitMatches) -> bool:
                 from leashd.policy.reference import input_text
@@ -261,8 +298,9 @@ class CompiledPolicy:
                 return True
 
             checks.append(("input", input_check))
-        shell_only = any(x is not None for x in (rule.argv, rule.flags, rule.command_patterns,
-                                                 rule.fed_by)) or rule.opaque is True
+        shell_only = any(
+            x is not None for x in (rule.argv, rule.flags, rule.command_patterns, rule.fed_by)
+        ) or True in (rule.opaque, rule.wrapper)
         return CompiledRule(i, rule, tuple(checks), shell_only)
 
     def _path_check(self, cond: PathCondition) -> Check:
@@ -303,9 +341,14 @@ def compile_policy(policy: Policy, use_re2: bool = True, verify: bool = True) ->
     for rule in policy.rules:
         if rule.name in seen:
             first = seen[rule.name]
-            duplicates.append(PolicyError(
-                f"duplicate rule name {rule.name!r} (first at {first.span})",
-                rule.span.file, rule.span.line, rule.span.column))
+            duplicates.append(
+                PolicyError(
+                    f"duplicate rule name {rule.name!r} (first at {first.span})",
+                    rule.span.file,
+                    rule.span.line,
+                    rule.span.column,
+                )
+            )
         seen.setdefault(rule.name, rule)
     if duplicates:
         raise PolicyErrors(duplicates)

@@ -21,10 +21,17 @@ from leashd.policy.reference import clamp_opaque
 # an `input` condition, and those keys are added per policy.
 _FACT_KEYS: dict[str, tuple[str, ...]] = {
     "Bash": ("command",),
-    "Read": ("file_path",), "Write": ("file_path",), "Edit": ("file_path",),
-    "MultiEdit": ("file_path",), "NotebookEdit": ("notebook_path",),
-    "NotebookRead": ("notebook_path",), "LS": ("path",), "Glob": ("pattern", "path"),
-    "Grep": ("pattern", "path"), "WebFetch": ("url",), "WebSearch": (),
+    "Read": ("file_path",),
+    "Write": ("file_path",),
+    "Edit": ("file_path",),
+    "MultiEdit": ("file_path",),
+    "NotebookEdit": ("notebook_path",),
+    "NotebookRead": ("notebook_path",),
+    "LS": ("path",),
+    "Glob": ("pattern", "path"),
+    "Grep": ("pattern", "path"),
+    "WebFetch": ("url",),
+    "WebSearch": (),
 }
 
 
@@ -34,8 +41,9 @@ class Evaluator:
         self.ctx = ctx
         self._cache: OrderedDict[tuple[Any, ...], Decision] = OrderedDict()
         self._cache_size = cache_size
-        self._input_keys = tuple(sorted({k for r in compiled.policy.rules
-                                         for k, _ in (r.input or ())}))
+        self._input_keys = tuple(
+            sorted({k for r in compiled.policy.rules for k, _ in (r.input or ())})
+        )
 
     # --- per unit -----------------------------------------------------------------------------
 
@@ -52,14 +60,22 @@ class Evaluator:
             if failed is None:
                 if trace:
                     steps.append(Step(cr.rule, True, "all conditions hold"))
-                return clamp_opaque(UnitDecision(unit, cr.rule.action, cr.rule,
-                                                 cr.rule.explain_reason(), "policy",
-                                                 tuple(steps)))
+                return clamp_opaque(
+                    UnitDecision(
+                        unit,
+                        cr.rule.action,
+                        cr.rule,
+                        cr.rule.explain_reason(),
+                        "policy",
+                        tuple(steps),
+                    )
+                )
             if trace:
                 steps.append(Step(cr.rule, False, f"{failed} does not hold"))
         action = self.compiled.policy.settings.default_action
-        return clamp_opaque(UnitDecision(unit, action, None, "no rule matched", "default",
-                                         tuple(steps)))
+        return clamp_opaque(
+            UnitDecision(unit, action, None, "no rule matched", "default", tuple(steps))
+        )
 
     # --- per call -----------------------------------------------------------------------------
 
@@ -82,9 +98,14 @@ class Evaluator:
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
             return decision
-        except Exception as exc:  # noqa: BLE001 - fail closed, never crash the gate
-            return Decision("deny", None, f"internal error while evaluating: {exc!r}", "error",
-                            error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            return Decision(
+                "deny",
+                None,
+                f"internal error while evaluating: {exc!r}",
+                "error",
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     def decide(self, call: Call, trace: bool = False) -> Decision:
         if call.error is not None:

@@ -20,8 +20,7 @@ EXAMPLE_CONTEXT = Context(
 )
 
 
-def rule_matches_unit(compiled: CompiledPolicy, cr: CompiledRule, unit: Unit,
-                      ctx: Context) -> bool:
+def rule_matches_unit(compiled: CompiledPolicy, cr: CompiledRule, unit: Unit, ctx: Context) -> bool:
     from leashd.policy.compiler import UnitMatches
 
     if cr not in compiled.candidates(unit):
@@ -38,16 +37,25 @@ def verify_examples(compiled: CompiledPolicy) -> list[PolicyError]:
             for ex in examples:
                 call = extract(ex.tool, ex.input, EXAMPLE_CONTEXT)
                 if call.error:
-                    errors.append(PolicyError(
-                        f"rule {rule.name!r}: example is not a valid call: {call.error}",
-                        ex.span.file, ex.span.line, ex.span.column))
+                    errors.append(
+                        PolicyError(
+                            f"rule {rule.name!r}: example is not a valid call: {call.error}",
+                            ex.span.file,
+                            ex.span.line,
+                            ex.span.column,
+                        )
+                    )
                     continue
-                got = any(rule_matches_unit(compiled, cr, u, EXAMPLE_CONTEXT)
-                          for u in call.units)
+                got = any(rule_matches_unit(compiled, cr, u, EXAMPLE_CONTEXT) for u in call.units)
                 if got != expect:
                     shown = ex.input.get("command") if ex.tool == "Bash" else ex.input
                     verb = "should match but does not" if expect else "should not match but does"
-                    errors.append(PolicyError(
-                        f"rule {rule.name!r}: example {ex.tool} {shown!r} {verb}",
-                        ex.span.file, ex.span.line, ex.span.column))
+                    errors.append(
+                        PolicyError(
+                            f"rule {rule.name!r}: example {ex.tool} {shown!r} {verb}",
+                            ex.span.file,
+                            ex.span.line,
+                            ex.span.column,
+                        )
+                    )
     return errors

@@ -33,20 +33,66 @@ FILE_WRITE_TOOLS = {
 SEARCH_TOOLS = ("Glob", "Grep")
 WEB_TOOLS = ("WebFetch", "WebSearch")
 BUILTIN_TOOLS = frozenset(
-    {"Bash", "BashOutput", "KillBash", "KillShell", "Read", "Write", "Edit", "MultiEdit",
-     "NotebookEdit", "NotebookRead", "Glob", "Grep", "LS", "WebFetch", "WebSearch", "Task",
-     "TodoWrite", "TodoRead", "ExitPlanMode", "AskUserQuestion", "SlashCommand", "Skill",
-     "ListMcpResourcesTool", "ReadMcpResourceTool"}
+    {
+        "Bash",
+        "BashOutput",
+        "KillBash",
+        "KillShell",
+        "Read",
+        "Write",
+        "Edit",
+        "MultiEdit",
+        "NotebookEdit",
+        "NotebookRead",
+        "Glob",
+        "Grep",
+        "LS",
+        "WebFetch",
+        "WebSearch",
+        "Task",
+        "TodoWrite",
+        "TodoRead",
+        "ExitPlanMode",
+        "AskUserQuestion",
+        "SlashCommand",
+        "Skill",
+        "ListMcpResourcesTool",
+        "ReadMcpResourceTool",
+    }
 )
 _MCP = re.compile(r"^mcp__(.+?)__(.+)$")
-_MCP_PATH_KEYS = ("path", "file_path", "paths", "source", "destination", "directory", "dir",
-                  "filename", "notebook_path", "root", "target")
+_MCP_PATH_KEYS = (
+    "path",
+    "file_path",
+    "paths",
+    "source",
+    "destination",
+    "directory",
+    "dir",
+    "filename",
+    "notebook_path",
+    "root",
+    "target",
+)
 _MCP_WRITE_WORDS = re.compile(
     r"write|edit|create|delete|remove|move|rename|update|upload|put|set|patch|insert|mkdir"
-    r"|append|replace|save|rm\b", re.I)
+    r"|append|replace|save|rm\b",
+    re.I,
+)
 _URL_TOKEN = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://[^\s'\"]+")
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
-               "/etc/alternatives", "/usr/share", "/nix/store")
+SYSTEM_DIRS = (
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/opt",
+    "/etc/alternatives",
+    "/usr/share",
+    "/nix/store",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +206,13 @@ def resolve(raw: str | None, cwd_expr: str | None, ctx: Context) -> str | None:
             return None
         raw = posixpath.join(base, raw)
     # /proc/self/cwd is the agent's working directory, not the evaluating process's.
-    for prefix, target in (("/proc/self/cwd", ctx.cwd), ("/proc/thread-self/cwd", ctx.cwd),
-                           ("/proc/self/root", "/")):
+    for prefix, target in (
+        ("/proc/self/cwd", ctx.cwd),
+        ("/proc/thread-self/cwd", ctx.cwd),
+        ("/proc/self/root", "/"),
+    ):
         if raw == prefix or raw.startswith(prefix + "/"):
-            raw = target.rstrip("/") + raw[len(prefix):]
+            raw = target.rstrip("/") + raw[len(prefix) :]
             break
     return _realpath(raw)
 
@@ -184,13 +233,16 @@ def where(path: str | None, ctx: Context) -> Where:
 
 
 def path_fact(
-    raw: str | None, access: Literal["read", "write"], cwd_expr: str | None, ctx: Context,
+    raw: str | None,
+    access: Literal["read", "write"],
+    cwd_expr: str | None,
+    ctx: Context,
     source: str = "",
 ) -> PathFact:
     resolved = resolve(raw, cwd_expr, ctx)
     tilde = None
     if resolved is not None and (resolved == ctx.home or resolved.startswith(ctx.home + "/")):
-        tilde = "~" + resolved[len(ctx.home):]
+        tilde = "~" + resolved[len(ctx.home) :]
     return PathFact(resolved, access, where(resolved, ctx), source, raw, tilde)
 
 
@@ -262,24 +314,36 @@ def _bash(tool_input: Mapping[str, Any], ctx: Context) -> Call:
     parsed = parse_cached(command)
     units = [shell_unit(u, ctx, tool_input) for u in parsed.units]
     if parsed.error:
-        units.append(Unit(tool="Bash", program="", text=command, pipeline=command,
-                          opaque=f"the command does not parse ({parsed.error})",
-                          input=tool_input))
+        units.append(
+            Unit(
+                tool="Bash",
+                program="",
+                text=command,
+                pipeline=command,
+                opaque=f"the command does not parse ({parsed.error})",
+                input=tool_input,
+            )
+        )
     if not units:
-        units.append(Unit(tool="Bash", program="", text=command, pipeline=command,
-                          input=tool_input))
+        units.append(
+            Unit(tool="Bash", program="", text=command, pipeline=command, input=tool_input)
+        )
     return Call("Bash", tool_input, tuple(units), parsed=parsed)
 
 
 def shell_unit(u: ShellUnit, ctx: Context, tool_input: Mapping[str, Any]) -> Unit:
     paths = tuple(path_fact(p.raw, p.access, p.cwd, ctx, p.source) for p in u.paths)
     hosts = tuple(
-        h for a in u.argv if "://" in a for m in _URL_TOKEN.finditer(a)
+        h
+        for a in u.argv
+        if "://" in a
+        for m in _URL_TOKEN.finditer(a)
         for h in hosts_of(m.group(0))
     )
     file_urls = tuple(
-        path_fact(a[len("file://"):], "read", u.cwd, ctx, "file:// URL")
-        for a in u.argv if a.startswith("file://")
+        path_fact(a[len("file://") :], "read", u.cwd, ctx, "file:// URL")
+        for a in u.argv
+        if a.startswith("file://")
     )
     return Unit(
         tool="Bash",
@@ -343,7 +407,8 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
         if m:
             server = m.group(1)
             access: Literal["read", "write"] = (
-                "write" if _MCP_WRITE_WORDS.search(m.group(2)) else "read")
+                "write" if _MCP_WRITE_WORDS.search(m.group(2)) else "read"
+            )
             for key in _MCP_PATH_KEYS:
                 value = tool_input.get(key)
                 values = value if isinstance(value, list) else [value]
@@ -354,8 +419,7 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
                 value = tool_input.get(key)
                 if isinstance(value, str):
                     _url_facts(value, ctx, paths, hosts)
-    return Unit(tool=tool, server=server, paths=tuple(paths), hosts=tuple(hosts),
-                input=tool_input)
+    return Unit(tool=tool, server=server, paths=tuple(paths), hosts=tuple(hosts), input=tool_input)
 
 
 def _url_facts(url: str, ctx: Context, paths: list[PathFact], hosts: list[str]) -> None:

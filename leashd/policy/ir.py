@@ -98,6 +98,7 @@ class Rule(_Frozen):
     env: tuple[str, ...] | None = None
     fed_by: tuple[str, ...] | None = None
     opaque: bool | None = None
+    wrapper: bool | None = None
     input: tuple[tuple[str, Regex], ...] | None = None
     examples_match: tuple[Example, ...] = ()
     examples_not_match: tuple[Example, ...] = ()

@@ -25,7 +25,10 @@ def resolve_policy(spec: str) -> Path:
     if not path.exists():
         raise PolicyError(
             f"no such policy file, and not a built-in policy ({', '.join(BUILTIN_NAMES)})",
-            spec, 0, 0)
+            spec,
+            0,
+            0,
+        )
     return path
 
 

@@ -143,7 +143,9 @@ def token_matches(alternatives: tuple[str, ...], word: str, dynamic: bool) -> bo
 
 
 def argv_matches(
-    tokens: tuple[tuple[str, ...], ...], argv: Sequence[str], program: str,
+    tokens: tuple[tuple[str, ...], ...],
+    argv: Sequence[str],
+    program: str,
     dynamic: frozenset[int],
 ) -> bool:
     """Does argv start with the pattern? Token 0 is matched against the program name."""
@@ -162,7 +164,7 @@ def argv_matches(
         dyn = wi in dynamic or DYNAMIC in words[wi]
         return token_matches(alts, words[wi], dyn) and at(ti + 1, wi + 1)
 
-    return bool(words) and at(0, 0)
+    return at(0, 0)
 
 
 # --- flags --------------------------------------------------------------------------------------

@@ -58,12 +58,13 @@ def first_failure(rule: Rule, unit: Unit, ctx: Context) -> str | None:
         return f"mode {ctx.mode} is not one of {', '.join(rule.modes)}"
     if rule.opaque is not None and (unit.opaque is not None) != rule.opaque:
         return "the unit is opaque" if unit.opaque else "the unit is not opaque"
-    if rule.argv is not None:
-        if unit.program is None or not any(
-            patterns.argv_matches(p.tokens, unit.argv, unit.program, unit.dynamic)
-            for p in rule.argv
-        ):
-            return "argv matches none of the patterns"
+    if rule.wrapper is not None and unit.wrapper != rule.wrapper:
+        return "the unit is a wrapper" if unit.wrapper else "the unit is not a wrapper"
+    if rule.argv is not None and (unit.program is None or not any(
+        patterns.argv_matches(p.tokens, unit.argv, unit.program, unit.dynamic)
+        for p in rule.argv
+    )):
+        return "argv matches none of the patterns"
     if rule.flags is not None and not any(
         patterns.flag_present(f, unit.argv, unit.dynamic) for f in rule.flags
     ):
@@ -72,8 +73,9 @@ def first_failure(rule: Rule, unit: Unit, ctx: Context) -> str | None:
         texts = [t for t in (unit.text,) if t is not None]
         if rule.action == "deny" and unit.pipeline is not None and unit.pipeline != unit.text:
             texts.append(unit.pipeline)
-        if not any(_search(r.pattern, r.ignore_case, t) for r in rule.command_patterns
-                   for t in texts):
+        if not any(
+            _search(r.pattern, r.ignore_case, t) for r in rule.command_patterns for t in texts
+        ):
             return "no command pattern matches"
     if rule.path_patterns is not None and not any(
         p.path is not None and _search(r.pattern, r.ignore_case, p.path)
@@ -113,9 +115,14 @@ def decide_unit(policy: Policy, unit: Unit, ctx: Context) -> UnitDecision:
 def clamp_opaque(d: UnitDecision) -> UnitDecision:
     """Opaque never allows: what leashd cannot see, a human must."""
     if d.action == "allow" and d.unit.opaque is not None:
-        return UnitDecision(d.unit, "require_approval", d.rule,
-                            f"{d.unit.opaque}; an opaque command is never allowed", "opaque",
-                            d.steps)
+        return UnitDecision(
+            d.unit,
+            "require_approval",
+            d.rule,
+            f"{d.unit.opaque}; an opaque command is never allowed",
+            "opaque",
+            d.steps,
+        )
     return d
 
 

@@ -34,9 +34,28 @@ from leashd.policy.patterns import glob_regex, wildcard_regex
 TOP_KEYS = ("version", "name", "description", "settings", "rules")
 SETTINGS_KEYS = ("default_action", "approval_timeout_seconds")
 RULE_KEYS = (
-    "name", "action", "reason", "description", "risk_level", "tool", "tools",
-    "command_patterns", "path_patterns", "argv", "commands", "flags", "paths", "hosts",
-    "mcp_servers", "modes", "env", "fed_by", "opaque", "input", "examples",
+    "name",
+    "action",
+    "reason",
+    "description",
+    "risk_level",
+    "tool",
+    "tools",
+    "command_patterns",
+    "path_patterns",
+    "argv",
+    "commands",
+    "flags",
+    "paths",
+    "hosts",
+    "mcp_servers",
+    "modes",
+    "env",
+    "fed_by",
+    "opaque",
+    "wrapper",
+    "input",
+    "examples",
 )
 PATH_KEYS = ("match", "except", "access", "where", "ignore_case", "via")
 RISK_LEVELS = ("low", "medium", "high", "critical")
@@ -50,8 +69,9 @@ class _Reader:
         self._construct = yaml.SafeLoader("").construct_object
 
     def span(self, node: Node) -> Span:
-        return Span(file=self.file, line=node.start_mark.line + 1,
-                    column=node.start_mark.column + 1)
+        return Span(
+            file=self.file, line=node.start_mark.line + 1, column=node.start_mark.column + 1
+        )
 
     def error(self, node: Node, message: str) -> None:
         s = self.span(node)
@@ -76,8 +96,9 @@ class _Reader:
             out[key] = (k, v)
         return out
 
-    def check_keys(self, m: dict[str, tuple[Node, Node]], allowed: tuple[str, ...],
-                   what: str) -> None:
+    def check_keys(
+        self, m: dict[str, tuple[Node, Node]], allowed: tuple[str, ...], what: str
+    ) -> None:
         for key, (k, _) in m.items():
             if key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
@@ -139,8 +160,9 @@ def parse_yaml(text: str, file: str = "<policy>") -> Policy:
                 if rule is None:
                     continue
                 if rule.name in names:
-                    r.error(item, f"duplicate rule name {rule.name!r} (first at "
-                                  f"{names[rule.name]})")
+                    r.error(
+                        item, f"duplicate rule name {rule.name!r} (first at {names[rule.name]})"
+                    )
                 names.setdefault(rule.name, rule.span)
                 rules.append(rule)
         elif not (isinstance(node, ScalarNode) and r.value(node) is None):
@@ -170,8 +192,10 @@ def _settings(r: _Reader, node: Node) -> Settings:
     if "default_action" in m:
         v = r.value(m["default_action"][1])
         if v not in ACTIONS:
-            r.error(m["default_action"][1],
-                    f"default_action must be one of {', '.join(ACTIONS)}, not {v!r}")
+            r.error(
+                m["default_action"][1],
+                f"default_action must be one of {', '.join(ACTIONS)}, not {v!r}",
+            )
         else:
             values["default_action"] = v
     if "approval_timeout_seconds" in m:
@@ -281,9 +305,11 @@ def _paths(r: _Reader, node: Node) -> PathCondition | None:
         kwargs["globs"] = _globs(r, m["match"][1], "paths.match") or ()
     if "except" in m:
         kwargs["except_globs"] = _globs(r, m["except"][1], "paths.except") or ()
-    for key, allowed in (("access", ("read", "write", "any")),
-                         ("where", ("anywhere", "inside", "outside", "temp", "system")),
-                         ("via", ("any", "redirect"))):
+    for key, allowed in (
+        ("access", ("read", "write", "any")),
+        ("where", ("anywhere", "inside", "outside", "temp", "system")),
+        ("via", ("any", "redirect")),
+    ):
         if key in m:
             v = r.value(m[key][1])
             if v not in allowed:
@@ -322,8 +348,9 @@ def _examples(r: _Reader, node: Node) -> tuple[tuple[Example, ...], tuple[Exampl
 def _example(r: _Reader, node: Node) -> Example | None:
     if isinstance(node, ScalarNode):
         cmd = r.string(node, "an example")
-        return None if cmd is None else Example(tool="Bash", input={"command": cmd},
-                                                span=r.span(node))
+        return (
+            None if cmd is None else Example(tool="Bash", input={"command": cmd}, span=r.span(node))
+        )
     m = r.mapping(node, "an example")
     if m is None:
         return None
@@ -355,8 +382,9 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
     else:
         action = r.value(m["action"][1])
         if action not in ACTIONS:
-            r.error(m["action"][1],
-                    f"bad action {action!r} in {what}: use one of {', '.join(ACTIONS)}")
+            r.error(
+                m["action"][1], f"bad action {action!r} in {what}: use one of {', '.join(ACTIONS)}"
+            )
     kw: dict[str, Any] = {}
     if "tool" in m and "tools" in m:
         r.error(m["tool"][0], f"{what} has both 'tool' and 'tools'")
@@ -374,8 +402,12 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
         pats = [_argv_pattern(r, it, "an item of commands") for it in items]
         kw["argv"] = tuple(p for p in pats if p is not None)
     simple: dict[str, Callable[[_Reader, Node, str], Any]] = {
-        "command_patterns": _regexes, "path_patterns": _regexes, "flags": _wildcards,
-        "hosts": _wildcards, "mcp_servers": _wildcards, "env": _wildcards,
+        "command_patterns": _regexes,
+        "path_patterns": _regexes,
+        "flags": _wildcards,
+        "hosts": _wildcards,
+        "mcp_servers": _wildcards,
+        "env": _wildcards,
         "fed_by": _wildcards,
     }
     for key, fn in simple.items():
@@ -389,11 +421,12 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
         kw["modes"] = tuple(mode for mode, _ in items)
     if "paths" in m:
         kw["paths"] = _paths(r, m["paths"][1])
-    if "opaque" in m:
-        v = r.value(m["opaque"][1])
-        if not isinstance(v, bool):
-            r.error(m["opaque"][1], "opaque must be true or false")
-        kw["opaque"] = v if isinstance(v, bool) else None
+    for key in ("opaque", "wrapper"):
+        if key in m:
+            v = r.value(m[key][1])
+            if not isinstance(v, bool):
+                r.error(m[key][1], f"{key} must be true or false")
+            kw[key] = v if isinstance(v, bool) else None
     if "input" in m:
         im = r.mapping(m["input"][1], "input")
         if im is not None:
@@ -416,5 +449,9 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
         kw["examples_match"], kw["examples_not_match"] = _examples(r, m["examples"][1])
     if len(r.errors) > errors_before or name is None or action is None:
         return None
-    return Rule(name=name, action=action, span=r.span(node),
-                **{k: v for k, v in kw.items() if v is not None or k == "opaque"})
+    return Rule(
+        name=name,
+        action=action,
+        span=r.span(node),
+        **{k: v for k, v in kw.items() if v is not None},
+    )

@@ -194,7 +194,6 @@ _spec(
             "-M",
             "--max-columns",
             "--regexp",
-            "-E",
             "--encoding",
             "--iglob",
             "-j",
@@ -354,6 +353,8 @@ _spec(
 _spec(["zcat", "bzcat", "xzcat", "zstdcat"], Spec(), SPECS)
 SPECS["find"] = Spec(operands="read")  # roots and actions: see _find
 SPECS["cd"] = Spec(operands=None)
+SPECS["xargs"] = Spec(operands=None, read_opts=_s("-a", "--arg-file"))
+SPECS["time"] = Spec(operands=None, write_opts=_s("-o", "--output"))
 SPECS["pushd"] = Spec(operands=None)
 _spec(
     [
@@ -665,6 +666,10 @@ def _walk_options(
         elif tok in takes_value and i + 1 < n:
             options.append((tok, argv[i + 1]))
             i += 1
+        elif "=" in tok and len(tok.partition("=")[0]) > 2:
+            # Go-style single-dash long options: -coverprofile=out, -o=bin.
+            name, _, value = tok.partition("=")
+            options.append((name, value))
         else:
             # A cluster of short flags (-rf), maybe ending in one with a value (-ofile).
             for j, ch in enumerate(tok[1:], start=2):
@@ -703,11 +708,12 @@ def paths_for(argv: tuple[str, ...], program: str, cwd: str | None) -> list[Path
     """Every path `argv` touches according to the program's spec (or the generic fallback)."""
     special = _SPECIAL.get(program)
     if special is not None:
-        return special(argv, cwd)
-    spec = SPECS.get(program)
-    if spec is None:
-        return generic_paths(argv, cwd, "read")
-    return _by_spec(argv, spec, cwd)
+        found = special(argv, cwd)
+    elif program in SPECS:
+        found = _by_spec(argv, SPECS[program], cwd)
+    else:
+        found = generic_paths(argv, cwd, "read")
+    return [p for p in found if p.raw is None or not is_sink(p.raw)]
 
 
 def _by_spec(argv: tuple[str, ...], spec: Spec, cwd: str | None) -> list[PathRef]:
@@ -917,10 +923,6 @@ def _docker(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
             host = value.split(":", 1)[0] if value != DYNAMIC else DYNAMIC
         if host and (host == DYNAMIC or DYNAMIC in host or host[0] in "/~."):
             out.append(_ref(host, "write", cwd, "bind mount"))
-    for tok in argv[1:]:
-        if tok in ("-f", "--file", "--env-file") or not is_pathlike(tok) or ":" in tok:
-            continue
-        out.append(_ref(tok, "write", cwd, "operand"))
     return out
 
 
@@ -1010,6 +1012,27 @@ def _curl(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     return out
 
 
+_CODE_FLAGS = frozenset({"-c", "-e", "-E", "-r", "--eval", "-p", "--print", "eval"})
+_CODE_PATH = re.compile(r"""(?<![\w])['"]((?:/|~/)[^'"\s]*)['"]""")
+
+
+def _interpreter(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    """Inline code (-c, -e, eval): quoted absolute paths in it may be written or deleted."""
+    out = _by_spec(argv, SPECS.get(program_base(argv[0]), SPECS["python"]), cwd)
+    for i, tok in enumerate(argv[1:-1], 1):
+        flag = tok if tok.startswith("-") else ("eval" if tok == "eval" and i == 1 else "")
+        if flag in _CODE_FLAGS or (
+            flag.startswith("-") and not flag.startswith("--") and flag[-1] in "ce" and flag != "-"
+        ):
+            for m in _CODE_PATH.finditer(argv[i + 1]):
+                out.append(_ref(m.group(1), "write", cwd, "inline code"))
+    return out
+
+
+def program_base(word: str) -> str:
+    return word.rsplit("/", 1)[-1]
+
+
 def _npm(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     out = _by_spec(argv, SPECS["npm"], cwd)
     for i, tok in enumerate(argv[:-1]):
@@ -1020,6 +1043,22 @@ def _npm(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
 
 _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
     "dd": _dd,
+    **{
+        p: _interpreter
+        for p in (
+            "python",
+            "python2",
+            "python3",
+            "node",
+            "nodejs",
+            "deno",
+            "bun",
+            "perl",
+            "ruby",
+            "php",
+            "lua",
+        )
+    },
     "curl": _curl,
     "http": _curl,
     "https": _curl,
@@ -1036,6 +1075,10 @@ _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
     "pnpm": _npm,
     "yarn": _npm,
 }
+
+
+def has_spec(program: str) -> bool:
+    return program in SPECS or program in _SPECIAL
 
 
 def is_sink(target: str) -> bool:

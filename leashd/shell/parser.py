@@ -24,7 +24,9 @@ from leashd.shell.model import DYNAMIC, ParsedCommand, PathRef, Redirect, ShellU
 MAX_DEPTH = 8  # nested scripts (bash -c 'bash -c ...'), alias and function expansion
 MAX_UNITS = 400
 MAX_LOOP_VALUES = 4
-DOWNLOADERS = frozenset({"curl", "wget", "aria2c", "fetch", "http", "xh", "scp", "rsync"})  # a `for` body is walked once per literal value, up to this many
+DOWNLOADERS = frozenset(
+    {"curl", "wget", "aria2c", "fetch", "http", "xh", "scp", "rsync"}
+)  # a `for` body is walked once per literal value, up to this many
 SYSTEM_BIN_DIRS = frozenset(
     {
         "/bin",
@@ -494,7 +496,7 @@ class _Walker:
         if inners:
             # The wrapper's own words are the inner command's: its paths are the inner
             # unit's business (find keeps its roots and actions).
-            kept = unit.paths if program == "find" else tuple(ctx.redirect_paths)
+            kept = unit.paths if commands.has_spec(program) else tuple(ctx.redirect_paths)
             unit = replace(unit, wrapper=True, paths=kept)
         self.emit(unit)
         for inner in inners:
@@ -737,6 +739,13 @@ class _Walker:
                 body, dynamic = self.heredoc(r, src, scope, ctx)
                 stdin, stdin_dynamic = body, dynamic
                 reds.append(Redirect("<<", 0, None, None))
+                # tree-sitter nests redirections written after `<<EOF` inside it.
+                for nested in r.named_children:
+                    if nested.type == "file_redirect":
+                        result = self.file_redirect(nested, src, scope, ctx)
+                        if result is not None:
+                            reds.append(result[0])
+                            paths.extend(result[1])
             elif r.type == "herestring_redirect":
                 words = []
                 for child in r.named_children:
