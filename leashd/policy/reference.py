@@ -60,10 +60,13 @@ def first_failure(rule: Rule, unit: Unit, ctx: Context) -> str | None:
         return "the unit is opaque" if unit.opaque else "the unit is not opaque"
     if rule.wrapper is not None and unit.wrapper != rule.wrapper:
         return "the unit is a wrapper" if unit.wrapper else "the unit is not a wrapper"
-    if rule.argv is not None and (unit.program is None or not any(
-        patterns.argv_matches(p.tokens, unit.argv, unit.program, unit.dynamic)
-        for p in rule.argv
-    )):
+    if rule.argv is not None and (
+        unit.program is None
+        or not any(
+            patterns.argv_matches(p.tokens, unit.argv, unit.program, unit.dynamic)
+            for p in rule.argv
+        )
+    ):
         return "argv matches none of the patterns"
     if rule.flags is not None and not any(
         patterns.flag_present(f, unit.argv, unit.dynamic) for f in rule.flags

@@ -1,0 +1,33 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from leashd.policy import Evaluator, compile_policy, load_policies
+from leashd.policy.facts import Context
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+if not CORPUS.is_dir():
+    CORPUS = ROOT / "tests" / "corpus"
+
+WORLD = {"cwd": "/home/dev/project", "home": "/home/dev", "approved_dirs": ["/home/dev/project"]}
+
+
+@pytest.fixture(scope="session")
+def world() -> Context:
+    return Context.create(**WORLD)
+
+
+@pytest.fixture(scope="session")
+def default_policy():
+    return load_policies([])
+
+
+@pytest.fixture(scope="session")
+def evaluator(default_policy, world) -> Evaluator:
+    return Evaluator(compile_policy(default_policy), world)
+
+
+def corpus_rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in (CORPUS / f"{name}.jsonl").read_text().splitlines()]
