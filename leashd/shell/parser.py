@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-import threading
 from dataclasses import dataclass, field, replace
 
 import tree_sitter
@@ -41,15 +40,12 @@ SYSTEM_BIN_DIRS = frozenset(
 )
 
 _LANGUAGE = tree_sitter.Language(tree_sitter_bash.language())
-_local = threading.local()
 
 
 def _parser() -> tree_sitter.Parser:
-    # tree-sitter parsers hold state and are not safe to share between threads.
-    p = getattr(_local, "parser", None)
-    if p is None:
-        p = _local.parser = tree_sitter.Parser(_LANGUAGE)
-    return p
+    # A fresh parser per command: reusing one across parses crashed tree-sitter-bash 0.25's
+    # external scanner (a segfault) on some inputs found by hypothesis.
+    return tree_sitter.Parser(_LANGUAGE)
 
 
 def program_name(word: str) -> str:
