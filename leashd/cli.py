@@ -16,7 +16,7 @@ from leashd.policy import PolicyError, compile_policy, load_policies
 from leashd.policy.decision import Decision
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
-from leashd.policy.testsuite import _UNSET, builtin_suites, junit_xml, run_suite
+from leashd.policy.testsuite import builtin_suites, junit_xml, run_suite
 
 
 @click.group()
@@ -39,6 +39,18 @@ _policy_opt = click.option(
 )
 
 
+def _world_opts(f: Any) -> Any:
+    """--cwd, --home, --approved-dir: the world a call is decided in."""
+    f = click.option(
+        "--approved-dir",
+        "approved",
+        multiple=True,
+        help="Apply the sandbox with this approved directory (repeatable).",
+    )(f)
+    f = click.option("--home", help="What ~ means (may not exist here: resolution is lexical).")(f)
+    return click.option("--cwd", help="The session's working directory.")(f)
+
+
 def _world(cwd: str | None, home: str | None, approved: tuple[str, ...]) -> Context:
     return Context.create(cwd=cwd, home=home, approved_dirs=approved)
 
@@ -58,14 +70,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 @policy.command("eval")
 @_policy_opt
-@click.option("--cwd", help="The session's working directory.")
-@click.option("--home", help="What ~ means (may not exist here: resolution is lexical).")
-@click.option(
-    "--approved-dir",
-    "approved",
-    multiple=True,
-    help="Apply the sandbox with this approved directory (repeatable).",
-)
+@_world_opts
 @click.option("--calls", default="-", type=click.File("r"), help="JSON Lines of tool calls.")
 @click.option("--stats", is_flag=True, help="Print timing figures as JSON on stderr.")
 @click.option("--repeat", default=20, show_default=True, help="Warm passes for --stats.")
@@ -148,9 +153,7 @@ def _print_explain(d: Decision) -> None:
 
 @policy.command("explain")
 @_policy_opt
-@click.option("--cwd")
-@click.option("--home")
-@click.option("--approved-dir", "approved", multiple=True)
+@_world_opts
 @click.option("--tool", default="Bash", show_default=True)
 @click.option("--input", "input_json", help="The tool input as JSON (non-Bash tools).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
@@ -210,7 +213,7 @@ def test_cmd(files: tuple[str, ...], junit: str | None) -> None:
         sys.exit(2)
     failed = [r for r in results if not r.passed]
     for r in failed:
-        want_rule = "" if r.expect_rule is _UNSET else f" by {r.expect_rule}"
+        want_rule = f" by {r.expect_rule}" if r.checks_rule else ""
         click.echo(
             f"FAIL {r.suite} case {r.index}: {r.name}\n"
             f"     expected {r.expect}{want_rule}, got {r.decision.action} by "

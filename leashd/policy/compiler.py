@@ -18,6 +18,7 @@ from leashd.policy import patterns
 from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.facts import Context, Unit
 from leashd.policy.ir import PathCondition, Policy, Rule
+from leashd.policy.reference import input_text
 
 try:  # google-re2 is a dependency; the fallback keeps an odd platform working.
     import re2 as _re2
@@ -156,7 +157,6 @@ class CompiledPolicy:
         self.command_set = MultiPattern(command_regexes, use_re2)
         self.path_regex_set = MultiPattern(path_regexes, use_re2)
         self.glob_set = MultiPattern(globs, use_re2)
-        self._cmd_rules = [frozenset() for _ in policy.rules]
         owners: dict[int, set[int]] = {}
         for pid, rule_index in enumerate(self._cmd_owner):
             owners.setdefault(rule_index, set()).add(pid)
@@ -290,8 +290,6 @@ class CompiledPolicy:
             )
 
             def input_check(u: Unit, c: Context, m: UnitMatches) -> bool:
-                from leashd.policy.reference import input_text
-
                 for key, rx in compiled_input:
                     if key not in u.input or not rx.search(input_text(u.input[key])):
                         return False

@@ -32,16 +32,28 @@ def _class(pattern: str, i: int) -> tuple[str, int] | None:
     return ("[^" if negate else "[") + body + "]", j + 1
 
 
-def wildcard_regex(pattern: str) -> str:
-    """A shell wildcard (`*`, `?`, `[...]`, `{a,b}`) on one word, as a full-match regex."""
+def _translate(pattern: str, star: str, one: str, globstar: bool) -> str:
+    """Translate `*`, `?`, `[...]`, `{a,b}` (and `**` when `globstar`) into regex syntax."""
     out = []
     i = 0
     while i < len(pattern):
+        if globstar and pattern.startswith("**/", i):
+            out.append("(?:[^\n]*/)?")
+            i += 3
+            continue
+        if globstar and pattern.startswith("/**", i) and i + 3 == len(pattern):
+            out.append("(?:/[^\n]*)?")
+            i += 3
+            continue
+        if globstar and pattern.startswith("**", i):
+            out.append("[^\n]*")
+            i += 2
+            continue
         ch = pattern[i]
         if ch == "*":
-            out.append(".*")
+            out.append(star)
         elif ch == "?":
-            out.append(".")
+            out.append(one)
         elif ch == "[" and (cls := _class(pattern, i)) is not None:
             out.append(cls[0])
             i = cls[1]
@@ -49,13 +61,18 @@ def wildcard_regex(pattern: str) -> str:
         elif ch == "{" and "}" in pattern[i:] and "," in pattern[i : pattern.index("}", i)]:
             end = pattern.index("}", i)
             alts = pattern[i + 1 : end].split(",")
-            out.append("(?:" + "|".join(wildcard_regex(a) for a in alts) + ")")
+            out.append("(?:" + "|".join(_translate(a, star, one, globstar) for a in alts) + ")")
             i = end + 1
             continue
         else:
             out.append(re.escape(ch))
         i += 1
     return "".join(out)
+
+
+def wildcard_regex(pattern: str) -> str:
+    """A shell wildcard (`*`, `?`, `[...]`, `{a,b}`) on one word, as a full-match regex."""
+    return _translate(pattern, ".*", ".", globstar=False)
 
 
 def glob_regex(glob: str) -> str:
@@ -65,50 +82,11 @@ def glob_regex(glob: str) -> str:
     `**` spans directories, `*` and `?` stay within one. A glob that names a directory
     matches everything inside it too.
     """
-    anchored = glob.startswith(("/", "~"))
     body = glob.rstrip("/") or "/"
-    out = []
-    i = 0
-    while i < len(body):
-        if body.startswith("**/", i):
-            out.append("(?:[^\n]*/)?")
-            i += 3
-            continue
-        if body.startswith("/**", i) and i + 3 == len(body):
-            out.append("(?:/[^\n]*)?")
-            i += 3
-            continue
-        if body.startswith("**", i):
-            out.append("[^\n]*")
-            i += 2
-            continue
-        ch = body[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "[" and (cls := _class(body, i)) is not None:
-            out.append(cls[0])
-            i = cls[1]
-            continue
-        elif ch == "{" and "}" in body[i:] and "," in body[i : body.index("}", i)]:
-            end = body.index("}", i)
-            alts = body[i + 1 : end].split(",")
-            out.append("(?:" + "|".join(glob_regex_fragment(a) for a in alts) + ")")
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    core = "".join(out)
-    prefix = "^" if anchored else "^(?:[^\n]*/)?"
     if body == "/":
         return "^/[^\n]*$"
-    return prefix + core + "(?:/[^\n]*)?$"
-
-
-def glob_regex_fragment(text: str) -> str:
-    return "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in text)
+    prefix = "^" if glob.startswith(("/", "~")) else "^(?:[^\n]*/)?"
+    return prefix + _translate(body, "[^/]*", "[^/]", globstar=True) + "(?:/[^\n]*)?$"
 
 
 @lru_cache(maxsize=8192)

@@ -47,10 +47,14 @@ class CaseResult:
     decision: Decision
 
     @property
+    def checks_rule(self) -> bool:
+        return self.expect_rule is not _UNSET
+
+    @property
     def passed(self) -> bool:
         if self.decision.action != self.expect:
             return False
-        return self.expect_rule is _UNSET or self.decision.rule_name == self.expect_rule
+        return not self.checks_rule or self.decision.rule_name == self.expect_rule
 
 
 def builtin_suites() -> list[Path]:
@@ -116,7 +120,7 @@ def junit_xml(results: list[CaseResult]) -> str:
         lines.append(f'  <testcase classname="{escape(r.suite)}" name="{escape(r.name)}">')
         if not r.passed:
             msg = (
-                f"expected {r.expect} ({r.expect_rule if r.expect_rule is not _UNSET else '-'})"
+                f"expected {r.expect} ({r.expect_rule if r.checks_rule else '-'})"
                 f", got {r.decision.action} ({r.decision.rule_name})"
             )
             lines.append(f'    <failure message="{escape(msg, {chr(34): "&quot;"})}"/>')

@@ -7,7 +7,7 @@ policy can match `sudo` itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from leashd.shell.model import DYNAMIC
 
@@ -28,7 +28,6 @@ class Inner:
     items: tuple[str, ...] | None = None  # what ITEM stands for (find roots)
     stdin_script: bool = False  # the script is whatever reaches stdin
     env: tuple[tuple[str, str | None], ...] = ()  # variables the wrapper sets for it
-    note: str = field(default="")
 
 
 def _skip_options(
@@ -145,37 +144,6 @@ _SIMPLE: dict[str, frozenset[str]] = {
     "catchsegv": _fs(),
 }
 SHELLS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "ash", "mksh", "fish", "busybox sh"})
-INTERPRETERS = frozenset(
-    {
-        "python",
-        "python2",
-        "python3",
-        "node",
-        "nodejs",
-        "deno",
-        "bun",
-        "perl",
-        "ruby",
-        "php",
-        "lua",
-        "luajit",
-        "Rscript",
-        "osascript",
-        "pwsh",
-        "powershell",
-        "tclsh",
-        "wish",
-        "irb",
-        "jshell",
-        "groovy",
-        "scala",
-        "julia",
-        "awk",
-        "gawk",
-        "mawk",
-        "nawk",
-    }
-)
 
 
 def _shell(argv: tuple[str, ...]) -> Inner | None:
