@@ -102,6 +102,8 @@ def eval_cmd(
         d = evaluator.evaluate(*item)
         return apply_sandbox(d) if approved else d
 
+    if stats:
+        evaluator.clear_caches()  # cold: compiling the policy (its examples) filled them
     cold: list[float] = []
     out = sys.stdout
     for item in parsed:

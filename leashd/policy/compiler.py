@@ -1,133 +1,56 @@
-"""IR -> CompiledPolicy: indexes and precompiled matchers the evaluator runs.
+"""IR -> CompiledPolicy: indexes and precompiled matchers, evaluated as bitsets.
 
-- a tool index: tool name -> the rules that can apply to it, in order;
-- a program index for shell units: program -> candidate rules, in order;
-- every condition as a predicate closed over precompiled patterns;
-- command regexes and path globs of all rules in multi-pattern matchers (google-re2 `Set`,
-  one pass returns every pattern that matches), with stdlib `re` where RE2 cannot take a
-  pattern (lookarounds, backreferences) or is not installed.
+Rule i is bit i of a Python int. For a unit, the evaluator starts from the rules its tool
+(and, for a shell unit, its program) can reach, then narrows that set one condition kind at a
+time: each kind computes, in one pass for all rules at once, the mask of rules whose condition
+of that kind holds (argv patterns and flags as regexes over an encoded token string, command
+regexes, path globs and legacy path regexes through google-re2 `Set`s). The first matching
+rule is the lowest bit left. The cost per unit is a handful of set searches, whatever the
+number of rules; the reference interpreter (`reference.py`) stays the oracle it is tested
+against.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 from leashd.policy import patterns
 from leashd.policy.errors import PolicyError, PolicyErrors
-from leashd.policy.facts import Context, Unit
-from leashd.policy.ir import PathCondition, Policy, Rule
+from leashd.policy.facts import BUILTIN_TOOLS, Context, Unit
+from leashd.policy.ir import Policy, Rule
+from leashd.policy.matchers import MaskMatcher, MultiPattern
 from leashd.policy.reference import input_text
 
-try:  # google-re2 is a dependency; the fallback keeps an odd platform working.
-    import re2 as _re2
-except ImportError:  # pragma: no cover - exercised by test_fallback via monkeypatch
-    _re2 = None
-
-_RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|\\[ZAG]|\(\?\(")
-
-
-class MultiPattern:
-    """Many regexes, one search: `hits(text)` is the set of indices that match."""
-
-    def __init__(self, regexes: Iterable[tuple[str, bool]], use_re2: bool = True):
-        self._re2_sets: list[tuple[object, list[int]]] = []
-        self._fallback: list[tuple[int, re.Pattern[str]]] = []
-        self.size = 0
-        groups: dict[bool, list[tuple[int, str]]] = {True: [], False: []}
-        for i, (pattern, ignore_case) in enumerate(regexes):
-            self.size += 1
-            if use_re2 and _re2 is not None and not _RE2_UNSUPPORTED.search(pattern):
-                groups[ignore_case].append((i, pattern))
-            else:
-                self._fallback.append((i, re.compile(pattern, re.I if ignore_case else 0)))
-        for ignore_case, items in groups.items():
-            if not items:
-                continue
-            options = _re2.Options()
-            options.case_sensitive = not ignore_case
-            options.never_nl = False
-            options.dot_nl = False
-            s = _re2.Set.SearchSet(options)
-            index: list[int] = []
-            for i, pattern in items:
-                try:
-                    s.Add(pattern)  # returns len(index): Set ids are dense
-                    index.append(i)
-                except Exception:
-                    self._fallback.append((i, re.compile(pattern, re.I if ignore_case else 0)))
-            s.Compile()
-            self._re2_sets.append((s, index))
-
-    def hits(self, text: str) -> frozenset[int]:
-        out: set[int] = set()
-        for s, index in self._re2_sets:
-            for k in s.Match(text) or ():  # type: ignore[attr-defined]
-                out.add(index[k])
-        for i, rx in self._fallback:
-            if rx.search(text):
-                out.add(i)
-        return frozenset(out)
+# Condition kinds in the order `explain` reports the first one that fails.
+KINDS = (
+    "modes",
+    "mcp_servers",
+    "opaque",
+    "wrapper",
+    "argv",
+    "flags",
+    "env",
+    "fed_by",
+    "hosts",
+    "command_patterns",
+    "path_patterns",
+    "paths",
+    "input",
+)
+_WHERE = ("inside", "outside", "temp", "system", "unknown")
+_MEMO_LIMIT = 16384
 
 
-Check = Callable[[Unit, Context, "UnitMatches"], bool]
+def bits(mask: int) -> Iterator[int]:
+    """The indices of the set bits of `mask`, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    index: int
-    rule: Rule
-    checks: tuple[tuple[str, Check], ...]  # (condition name, predicate), cheapest first
-    shell_only: bool  # has a condition only shell units can satisfy
-
-
-class UnitMatches:
-    """Per-unit results of the multi-pattern matchers, computed on first use."""
-
-    __slots__ = ("_cmd", "_globs", "_legacy_paths", "_pipe", "compiled", "unit")
-
-    def __init__(self, compiled: CompiledPolicy, unit: Unit):
-        self.compiled = compiled
-        self.unit = unit
-        self._cmd: frozenset[int] | None = None
-        self._pipe: frozenset[int] | None = None
-        self._globs: list[frozenset[int]] | None = None
-        self._legacy_paths: frozenset[int] | None = None
-
-    def command_hits(self) -> frozenset[int]:
-        if self._cmd is None:
-            text = self.unit.text
-            self._cmd = self.compiled.command_set.hits(text) if text is not None else frozenset()
-        return self._cmd
-
-    def pipeline_hits(self) -> frozenset[int]:
-        if self._pipe is None:
-            p = self.unit.pipeline
-            self._pipe = (
-                self.compiled.command_set.hits(p)
-                if p is not None and p != self.unit.text
-                else frozenset()
-            )
-        return self._pipe
-
-    def glob_hits(self) -> list[frozenset[int]]:
-        """For each path of the unit: the glob ids any of its spellings match."""
-        if self._globs is None:
-            gs = self.compiled.glob_set
-            self._globs = [
-                frozenset().union(*(gs.hits(s) for s in p.subjects())) if p.path else frozenset()
-                for p in self.unit.paths
-            ]
-        return self._globs
-
-    def legacy_path_hits(self) -> frozenset[int]:
-        if self._legacy_paths is None:
-            ps = self.compiled.path_regex_set
-            self._legacy_paths = frozenset().union(
-                *(ps.hits(p.path) for p in self.unit.paths if p.path is not None)
-            )
-        return self._legacy_paths
+def _lowest(mask: int) -> int:
+    return (mask & -mask).bit_length() - 1
 
 
 class CompiledPolicy:
@@ -135,201 +58,360 @@ class CompiledPolicy:
 
     def __init__(self, policy: Policy, use_re2: bool = True):
         self.policy = policy
-        command_regexes: list[tuple[str, bool]] = []
-        self._cmd_owner: list[int] = []
+        self.rules: tuple[Rule, ...] = policy.rules
+        rules = self.rules
+        self.all = (1 << len(rules)) - 1
+        self.has = {k: self._mask(lambda r, k=k: getattr(r, k) is not None) for k in KINDS}
+        self._shell_only = self._mask(
+            lambda r: (
+                any(x is not None for x in (r.argv, r.flags, r.command_patterns, r.fed_by))
+                or True in (r.opaque, r.wrapper)
+            )
+        )
+        self._opaque_true = self._mask(lambda r: r.opaque is True)
+        self._wrapper_true = self._mask(lambda r: r.wrapper is True)
+        # argv prefixes and flags: one regex set each over the unit's encoded words.
+        self._argv = MaskMatcher(
+            [
+                (patterns.argv_regex(p.tokens), False, i)
+                for i, r in enumerate(rules)
+                for p in r.argv or ()
+            ],
+            use_re2,
+            portable=True,
+        )
+        flag_patterns: list[tuple[str, bool, int]] = []
+        self._complex_flags: list[tuple[int, str]] = []
+        for i, r in enumerate(rules):
+            for f in r.flags or ():
+                rx = patterns.flag_regex(f)
+                if rx is None:
+                    self._complex_flags.append((i, f))
+                else:
+                    flag_patterns.append((rx, False, i))
+        self._flags = MaskMatcher(flag_patterns, use_re2, portable=True)
+        # Legacy regexes: command text (deny rules also on the whole pipeline), paths.
+        self._commands = MaskMatcher(
+            [
+                (rx.pattern, rx.ignore_case, i)
+                for i, r in enumerate(rules)
+                for rx in r.command_patterns or ()
+            ],
+            use_re2,
+        )
+        self._deny = self._mask(lambda r: r.action == "deny")
+        self._path_regexes = MaskMatcher(
+            [
+                (rx.pattern, rx.ignore_case, i)
+                for i, r in enumerate(rules)
+                for rx in r.path_patterns or ()
+            ],
+            use_re2,
+        )
+        self._compile_paths(use_re2)
+        # `input` conditions: one matcher per input key; a rule needs all of its pairs.
+        by_key: dict[str, list[tuple[str, bool, int]]] = {}
+        self._input_pairs: dict[int, int] = {}
+        pair = 0
+        for i, r in enumerate(rules):
+            for key, rx in r.input or ():
+                by_key.setdefault(key, []).append((rx.pattern, rx.ignore_case, pair))
+                self._input_pairs[i] = self._input_pairs.get(i, 0) | 1 << pair
+                pair += 1
+        self._input_keys = {k: MaskMatcher(v, use_re2) for k, v in by_key.items()}
+        # Cheapest kinds first; each narrows the candidates the next one has to look at.
+        self._steps: tuple[tuple[str, Callable[[Unit, Context, int], int]], ...] = (
+            ("modes", self._ok_modes),
+            ("opaque", self._ok_opaque),
+            ("wrapper", self._ok_wrapper),
+            ("mcp_servers", self._ok_servers),
+            ("argv", self._ok_argv),
+            ("flags", self._ok_flags),
+            ("env", self._ok_env),
+            ("fed_by", self._ok_fed_by),
+            ("hosts", self._ok_hosts),
+            ("command_patterns", self._ok_commands),
+            ("path_patterns", self._ok_path_regexes),
+            ("paths", self._ok_paths),
+            ("input", self._ok_input),
+        )
+        self._memos: list[dict] = []
+        # The tool index: built for every Claude Code tool now, for other names on first use.
+        self._by_tool: dict[str, int] = {t: self._tool_mask(t) for t in BUILTIN_TOOLS}
+        self._modes: dict[str, int] = self._memo()
+        self._values: dict[tuple[str, str], int] = self._memo()
+
+    # --- construction helpers -------------------------------------------------------------
+
+    def _mask(self, pred: Callable[[Rule], bool], among: int | None = None) -> int:
+        m = 0
+        for i, r in enumerate(self.rules):
+            if pred(r):
+                m |= 1 << i
+        return m if among is None else m & among
+
+    def _memo(self) -> dict:
+        d: dict = {}
+        self._memos.append(d)
+        return d
+
+    def _compile_paths(self, use_re2: bool) -> None:
+        rules = self.rules
         globs: list[tuple[str, bool]] = []
-        self._glob_ids: dict[tuple[str, bool], int] = {}
-        path_regexes: list[tuple[str, bool]] = []
-        self._path_owner: list[int] = []
-        for i, rule in enumerate(policy.rules):
-            for r in rule.command_patterns or ():
-                command_regexes.append((r.pattern, r.ignore_case))
-                self._cmd_owner.append(i)
-            for r in rule.path_patterns or ():
-                path_regexes.append((r.pattern, r.ignore_case))
-                self._path_owner.append(i)
-            if rule.paths is not None:
-                for g in (*rule.paths.globs, *rule.paths.except_globs):
-                    key = (g, rule.paths.ignore_case)
-                    if key not in self._glob_ids:
-                        self._glob_ids[key] = len(globs)
-                        globs.append((patterns.glob_regex(g), rule.paths.ignore_case))
-        self.command_set = MultiPattern(command_regexes, use_re2)
-        self.path_regex_set = MultiPattern(path_regexes, use_re2)
-        self.glob_set = MultiPattern(globs, use_re2)
-        owners: dict[int, set[int]] = {}
-        for pid, rule_index in enumerate(self._cmd_owner):
-            owners.setdefault(rule_index, set()).add(pid)
-        self._cmd_pattern_ids = {k: frozenset(v) for k, v in owners.items()}
-        powners: dict[int, set[int]] = {}
-        for pid, rule_index in enumerate(self._path_owner):
-            powners.setdefault(rule_index, set()).add(pid)
-        self._path_pattern_ids = {k: frozenset(v) for k, v in powners.items()}
-        self.rules = tuple(self._compile_rule(i, r) for i, r in enumerate(policy.rules))
-        self._by_tool: dict[str, tuple[CompiledRule, ...]] = {}
-        self._by_program: dict[tuple[str, bool, bool], tuple[CompiledRule, ...]] = {}
-        self._wild_memo: dict[tuple[tuple[str, ...], str], bool] = {}
+        ids: dict[tuple[str, bool], int] = {}
+        want: list[int] = []
+        unwanted: list[int] = []
+
+        def glob_id(g: str, ic: bool) -> int:
+            key = (g, ic)
+            if key not in ids:
+                ids[key] = len(globs)
+                globs.append((patterns.glob_regex(g), ic))
+                want.append(0)
+                unwanted.append(0)
+            return ids[key]
+
+        for i, r in enumerate(rules):
+            c = r.paths
+            if c is None:
+                continue
+            for g in c.globs:
+                want[glob_id(g, c.ignore_case)] |= 1 << i
+            for g in c.except_globs:
+                unwanted[glob_id(g, c.ignore_case)] |= 1 << i
+        self._globs = MultiPattern(globs, use_re2)
+        self._glob_want = want
+        self._glob_unwanted = unwanted
+        self._glob_memo: dict[str, tuple[int, int]] = {}
+        has = self.has["paths"]
+        self._no_globs = self._mask(lambda r: r.paths is not None and not r.paths.globs, has)
+        self._access_ok = {
+            a: self._mask(lambda r, a=a: r.paths is not None and r.paths.access in ("any", a), has)
+            for a in ("read", "write")
+        }
+        self._not_redirect_ok = self._mask(lambda r: r.paths is not None and r.paths.via == "any")
+        self._where_ok = {
+            w: self._mask(
+                lambda r, w=w: (
+                    r.paths is not None
+                    and (
+                        r.paths.where in ("anywhere", w)
+                        or (r.paths.where == "outside" and w == "unknown")
+                    )
+                ),
+                has,
+            )
+            for w in _WHERE
+        }
+
+    def clear_memos(self) -> None:
+        """Forget every memoised answer (benchmarks measure cold evaluation with this)."""
+        for d in self._memos:
+            d.clear()
+        self._glob_memo.clear()
+        for m in (self._argv, self._flags, self._commands, self._path_regexes):
+            m.clear()
+        for m in self._input_keys.values():
+            m.clear()
 
     # --- indexes --------------------------------------------------------------------------
 
-    def candidates(self, unit: Unit) -> tuple[CompiledRule, ...]:
-        """Rules that can match `unit`, in policy order (memoised per tool and program)."""
+    def candidates(self, unit: Unit) -> int:
+        """The rules `unit`'s tool can reach, as a mask (the tool index).
+
+        Shell units need no program index on top: the argv kind is the first one evaluated
+        and narrows every rule with an argv condition at once, in one set search.
+        """
         by_tool = self._by_tool.get(unit.tool)
         if by_tool is None:
-            by_tool = tuple(
-                cr
-                for cr in self.rules
-                if (cr.rule.tools is None or patterns.any_wildcard(cr.rule.tools, unit.tool))
-                and (unit.tool == "Bash" or not cr.shell_only)
-            )
-            self._by_tool[unit.tool] = by_tool
-        if unit.tool != "Bash":
-            return by_tool
-        key = (unit.program or "", bool(unit.argv), 0 in unit.dynamic)
-        by_program = self._by_program.get(key)
-        if by_program is None:
-            program, has_argv, dyn = key
-            by_program = tuple(
-                cr
-                for cr in by_tool
-                if cr.rule.argv is None
-                or any(
-                    p.tokens[0] == ("**",)
-                    or (p.tokens[0] == ("$",) and not has_argv)
-                    or (has_argv and patterns.token_matches(p.tokens[0], program, dyn))
-                    for p in cr.rule.argv
+            by_tool = self._tool_mask(unit.tool)
+            if len(self._by_tool) < _MEMO_LIMIT:
+                self._by_tool[unit.tool] = by_tool
+        return by_tool
+
+    def _tool_mask(self, tool: str) -> int:
+        mask = self._mask(lambda r: r.tools is None or patterns.any_wildcard(r.tools, tool))
+        return mask if tool == "Bash" else mask & ~self._shell_only
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    def first_match(self, unit: Unit, ctx: Context) -> int | None:
+        """The index of the first rule that matches `unit`, or None."""
+        cand = self.candidates(unit)
+        has = self.has
+        for kind, ok in self._steps:
+            need = cand & has[kind]
+            if need:
+                cand &= ~need | ok(unit, ctx, need)
+                if not cand:
+                    return None
+        return _lowest(cand) if cand else None
+
+    def matches(self, index: int, unit: Unit, ctx: Context) -> bool:
+        """Does rule `index` on its own match `unit` (order aside)?"""
+        bit = 1 << index
+        if not self.candidates(unit) & bit:
+            return False
+        return all(ok(unit, ctx, bit) & bit for kind, ok in self._steps if self.has[kind] & bit)
+
+    def trace(self, unit: Unit, ctx: Context) -> list[tuple[int, str | None]]:
+        """Each candidate rule in order with the first condition kind it fails (None: it
+        matches), up to and including the first rule that matches."""
+        cand = self.candidates(unit)
+        ok = {k: fn(unit, ctx, cand & self.has[k]) for k, fn in self._steps}
+        out: list[tuple[int, str | None]] = []
+        for i in bits(cand):
+            bit = 1 << i
+            failed = next((k for k in KINDS if self.has[k] & bit and not ok[k] & bit), None)
+            out.append((i, failed))
+            if failed is None:
+                break
+        return out
+
+    # --- one condition kind, all rules at once: the mask of `need` whose condition holds --
+
+    def _ok_modes(self, unit: Unit, ctx: Context, need: int) -> int:
+        m = self._modes.get(ctx.mode)
+        if m is None:
+            m = self._mask(lambda r: r.modes is not None and ctx.mode in r.modes)
+            self._modes[ctx.mode] = m
+        return m
+
+    def _ok_opaque(self, unit: Unit, ctx: Context, need: int) -> int:
+        return self._opaque_true if unit.opaque is not None else need & ~self._opaque_true
+
+    def _ok_wrapper(self, unit: Unit, ctx: Context, need: int) -> int:
+        return self._wrapper_true if unit.wrapper else need & ~self._wrapper_true
+
+    def _value_mask(self, kind: str, value: str, ignore_case: bool = False) -> int:
+        """Rules whose `kind` wildcards match `value` (server, env name, program, host)."""
+        key = (kind, value)
+        m = self._values.get(key)
+        if m is None:
+            m = self._mask(
+                lambda r: (
+                    getattr(r, kind) is not None
+                    and patterns.any_wildcard(getattr(r, kind), value, ignore_case)
                 )
             )
-            self._by_program[key] = by_program
-        return by_program
+            if len(self._values) >= _MEMO_LIMIT:
+                self._values.clear()
+            self._values[key] = m
+        return m
 
-    def _wild(self, pats: tuple[str, ...], value: str, ignore_case: bool = False) -> bool:
-        key = (pats, value.lower() if ignore_case else value)
-        hit = self._wild_memo.get(key)
+    def _ok_servers(self, unit: Unit, ctx: Context, need: int) -> int:
+        return self._value_mask("mcp_servers", unit.server) if unit.server is not None else 0
+
+    def _ok_env(self, unit: Unit, ctx: Context, need: int) -> int:
+        m = 0
+        for name in unit.env:
+            m |= self._value_mask("env", name)
+        return m
+
+    def _ok_fed_by(self, unit: Unit, ctx: Context, need: int) -> int:
+        m = 0
+        for prog in unit.fed_by:
+            m |= self._value_mask("fed_by", prog)
+        return m
+
+    def _ok_hosts(self, unit: Unit, ctx: Context, need: int) -> int:
+        m = 0
+        for host in unit.hosts:
+            m |= self._value_mask("hosts", host, True)
+        return m
+
+    def _ok_argv(self, unit: Unit, ctx: Context, need: int) -> int:
+        if unit.program is None:
+            return 0
+        argv = unit.argv
+        text = patterns.encode_words((unit.program, *argv[1:]), unit.dynamic) if argv else ""
+        if text is not None:
+            return self._argv.mask(text)
+        m = 0  # a word the encoding cannot carry: match those rules one by one
+        for i in bits(need):
+            if any(
+                patterns.argv_matches(p.tokens, argv, unit.program, unit.dynamic)
+                for p in self.rules[i].argv or ()
+            ):
+                m |= 1 << i
+        return m
+
+    def _ok_flags(self, unit: Unit, ctx: Context, need: int) -> int:
+        argv = unit.argv
+        words = argv[1:]
+        if "--" in words:
+            words = words[: words.index("--")]
+        text = patterns.encode_words(words, unit.dynamic, offset=1)
+        if text is None:
+            m = 0
+            for i in bits(need):
+                if any(
+                    patterns.flag_present(f, argv, unit.dynamic) for f in self.rules[i].flags or ()
+                ):
+                    m |= 1 << i
+            return m
+        m = self._flags.mask(patterns.SEP + text)
+        for i, flag in self._complex_flags:
+            if need & (1 << i) and patterns.flag_present(flag, argv, unit.dynamic):
+                m |= 1 << i
+        return m
+
+    def _ok_commands(self, unit: Unit, ctx: Context, need: int) -> int:
+        text, pipeline = unit.text, unit.pipeline
+        m = self._commands.mask(text) if text is not None else 0
+        if pipeline is not None and pipeline != text and need & self._deny:
+            m |= self._commands.mask(pipeline) & self._deny
+        return m
+
+    def _ok_path_regexes(self, unit: Unit, ctx: Context, need: int) -> int:
+        m = 0
+        for p in unit.paths:
+            if p.path is not None:
+                m |= self._path_regexes.mask(p.path)
+        return m
+
+    def _glob_masks(self, subject: str) -> tuple[int, int]:
+        hit = self._glob_memo.get(subject)
         if hit is None:
-            hit = patterns.any_wildcard(pats, value, ignore_case)
-            if len(self._wild_memo) < 100_000:
-                self._wild_memo[key] = hit
+            want = unwanted = 0
+            for k in self._globs.hits(subject):
+                want |= self._glob_want[k]
+                unwanted |= self._glob_unwanted[k]
+            hit = (want, unwanted)
+            if len(self._glob_memo) >= _MEMO_LIMIT:
+                self._glob_memo.clear()
+            self._glob_memo[subject] = hit
         return hit
 
-    # --- conditions -> predicates -------------------------------------------------------------
+    def _ok_paths(self, unit: Unit, ctx: Context, need: int) -> int:
+        m = 0
+        for p in unit.paths:
+            pm = self._access_ok[p.access] & self._where_ok[p.where] & need
+            if p.source != "redirect":
+                pm &= self._not_redirect_ok
+            if not pm:
+                continue
+            want = unwanted = 0
+            if p.path is not None:
+                want, unwanted = self._glob_masks(p.path)
+                if p.tilde:
+                    w2, u2 = self._glob_masks(p.tilde)
+                    want |= w2
+                    unwanted |= u2
+            m |= pm & (want | self._no_globs) & ~unwanted
+        return m
 
-    def _compile_rule(self, i: int, rule: Rule) -> CompiledRule:
-        checks: list[tuple[str, Check]] = []
-        if rule.modes is not None:
-            modes = frozenset(rule.modes)
-            checks.append(("modes", lambda u, c, m: c.mode in modes))
-        if rule.mcp_servers is not None:
-            servers = rule.mcp_servers
-            checks.append(
-                (
-                    "mcp_servers",
-                    lambda u, c, m: u.server is not None and self._wild(servers, u.server),
-                )
-            )
-        if rule.opaque is not None:
-            want = rule.opaque
-            checks.append(("opaque", lambda u, c, m: (u.opaque is not None) == want))
-        if rule.wrapper is not None:
-            wrapper = rule.wrapper
-            checks.append(("wrapper", lambda u, c, m: u.wrapper == wrapper))
-        if rule.argv is not None:
-            pats = tuple(p.tokens for p in rule.argv)
-            checks.append(
-                (
-                    "argv",
-                    lambda u, c, m: (
-                        u.program is not None
-                        and any(
-                            patterns.argv_matches(t, u.argv, u.program, u.dynamic) for t in pats
-                        )
-                    ),
-                )
-            )
-        if rule.flags is not None:
-            flags = rule.flags
-            checks.append(
-                (
-                    "flags",
-                    lambda u, c, m: any(patterns.flag_present(f, u.argv, u.dynamic) for f in flags),
-                )
-            )
-        if rule.env is not None:
-            names = rule.env
-            checks.append(("env", lambda u, c, m: any(self._wild(names, e) for e in u.env)))
-        if rule.fed_by is not None:
-            progs = rule.fed_by
-            checks.append(("fed_by", lambda u, c, m: any(self._wild(progs, p) for p in u.fed_by)))
-        if rule.hosts is not None:
-            hosts = rule.hosts
-            checks.append(
-                ("hosts", lambda u, c, m: any(self._wild(hosts, h, True) for h in u.hosts))
-            )
-        if rule.command_patterns is not None:
-            ids = self._cmd_pattern_ids.get(i, frozenset())
-            if rule.action == "deny":
-                checks.append(
-                    (
-                        "command_patterns",
-                        lambda u, c, m: (
-                            bool(ids & m.command_hits()) or bool(ids & m.pipeline_hits())
-                        ),
-                    )
-                )
-            else:
-                checks.append(("command_patterns", lambda u, c, m: bool(ids & m.command_hits())))
-        if rule.path_patterns is not None:
-            pids = self._path_pattern_ids.get(i, frozenset())
-            checks.append(("path_patterns", lambda u, c, m: bool(pids & m.legacy_path_hits())))
-        if rule.paths is not None:
-            checks.append(("paths", self._path_check(rule.paths)))
-        if rule.input is not None:
-            compiled_input = tuple(
-                (key, re.compile(rx.pattern, re.I if rx.ignore_case else 0))
-                for key, rx in rule.input
-            )
-
-            def input_check(u: Unit, c: Context, m: UnitMatches) -> bool:
-                for key, rx in compiled_input:
-                    if key not in u.input or not rx.search(input_text(u.input[key])):
-                        return False
-                return True
-
-            checks.append(("input", input_check))
-        shell_only = any(
-            x is not None for x in (rule.argv, rule.flags, rule.command_patterns, rule.fed_by)
-        ) or True in (rule.opaque, rule.wrapper)
-        return CompiledRule(i, rule, tuple(checks), shell_only)
-
-    def _path_check(self, cond: PathCondition) -> Check:
-        want = frozenset(self._glob_ids[(g, cond.ignore_case)] for g in cond.globs)
-        unwanted = frozenset(self._glob_ids[(g, cond.ignore_case)] for g in cond.except_globs)
-        access = cond.access
-        redirect_only = cond.via == "redirect"
-        where_ = cond.where
-        places = {"outside": ("outside", "unknown")}.get(where_, (where_,))
-
-        def check(u: Unit, c: Context, m: UnitMatches) -> bool:
-            hits = None
-            for k, p in enumerate(u.paths):
-                if access != "any" and p.access != access:
-                    continue
-                if redirect_only and p.source != "redirect":
-                    continue
-                if where_ != "anywhere" and p.where not in places:
-                    continue
-                if want or unwanted:
-                    if hits is None:
-                        hits = m.glob_hits()
-                    h = hits[k]
-                    if want and not (want & h):
-                        continue
-                    if unwanted & h:
-                        continue
-                return True
-            return False
-
-        return check
+    def _ok_input(self, unit: Unit, ctx: Context, need: int) -> int:
+        hits = 0
+        for key, matcher in self._input_keys.items():
+            if key in unit.input:
+                hits |= matcher.mask(input_text(unit.input[key]))
+        m = 0
+        for i in bits(need):
+            pairs = self._input_pairs[i]
+            if hits & pairs == pairs:
+                m |= 1 << i
+        return m
 
 
 def compile_policy(policy: Policy, use_re2: bool = True, verify: bool = True) -> CompiledPolicy:

@@ -1,21 +1,22 @@
 """The compiled evaluator: tool call -> Decision, with the trace `explain` prints.
 
-An `Evaluator` binds a compiled policy to a context. Calls whose facts do not depend on the
-filesystem (no paths) are memoised in an LRU keyed by the input fields the decision can
-depend on; calls with paths are re-resolved every time, because a symlink created after a
-decision must change the next one.
+An `Evaluator` binds a compiled policy to a context. Decisions are memoised, keyed by the
+input fields they can depend on. A decision about paths also depends on the filesystem (a
+symlink created after it must change the next one): it is memoised only when every directory
+its resolutions looked into is watched, and it is used only while none of them has changed
+(`Resolver.token`). Otherwise it is recomputed.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from leashd.policy.compiler import CompiledPolicy, UnitMatches
+from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.decision import Decision, Step, UnitDecision, combine, malformed
-from leashd.policy.facts import Call, Context, Unit, extract
+from leashd.policy.facts import RESOLVER, Call, Context, Unit, extract
 from leashd.policy.reference import clamp_opaque
+from leashd.shell import parse_cached
 
 # Input fields facts are built from, per tool; every other field only matters to rules with
 # an `input` condition, and those keys are added per policy.
@@ -39,43 +40,46 @@ class Evaluator:
     def __init__(self, compiled: CompiledPolicy, ctx: Context, cache_size: int = 4096):
         self.compiled = compiled
         self.ctx = ctx
-        self._cache: OrderedDict[tuple[Any, ...], Decision] = OrderedDict()
+        # Insertion-ordered; the oldest entry goes first when full (no reordering on a hit,
+        # which keeps the hit path short).
+        self._cache: dict[Any, tuple[Decision, int | None]] = {}
         self._cache_size = cache_size
-        self._input_keys = tuple(
-            sorted({k for r in compiled.policy.rules for k, _ in (r.input or ())})
-        )
+        # Per tool, the input fields its decision can depend on: the ones facts are built
+        # from, and the ones rules reaching that tool test with an `input` condition.
+        self._key_fields: dict[str, tuple[str, ...]] = {}
+        for tool, fields in _FACT_KEYS.items():
+            reach = compiled.candidates(Unit(tool=tool))
+            extra = {
+                k for i, r in enumerate(compiled.rules) if reach >> i & 1 for k, _ in r.input or ()
+            }
+            self._key_fields[tool] = tuple(dict.fromkeys((*fields, *sorted(extra))))
+        self._watch = RESOLVER.watch
 
     # --- per unit -----------------------------------------------------------------------------
 
     def decide_unit(self, unit: Unit, trace: bool = False) -> UnitDecision:
-        matches = UnitMatches(self.compiled, unit)
-        steps: list[Step] = []
-        ctx = self.ctx
-        for cr in self.compiled.candidates(unit):
-            failed = None
-            for name, check in cr.checks:
-                if not check(unit, ctx, matches):
-                    failed = name
-                    break
-            if failed is None:
-                if trace:
-                    steps.append(Step(cr.rule, True, "all conditions hold"))
-                return clamp_opaque(
-                    UnitDecision(
-                        unit,
-                        cr.rule.action,
-                        cr.rule,
-                        cr.rule.explain_reason(),
-                        "policy",
-                        tuple(steps),
-                    )
+        compiled = self.compiled
+        steps: tuple[Step, ...] = ()
+        if trace:
+            tried = compiled.trace(unit, self.ctx)
+            steps = tuple(
+                Step(
+                    compiled.rules[i],
+                    failed is None,
+                    "all conditions hold" if failed is None else f"{failed} does not hold",
                 )
-            if trace:
-                steps.append(Step(cr.rule, False, f"{failed} does not hold"))
-        action = self.compiled.policy.settings.default_action
-        return clamp_opaque(
-            UnitDecision(unit, action, None, "no rule matched", "default", tuple(steps))
-        )
+                for i, failed in tried
+            )
+            index = tried[-1][0] if tried and tried[-1][1] is None else None
+        else:
+            index = compiled.first_match(unit, self.ctx)
+        if index is not None:
+            rule = compiled.rules[index]
+            return clamp_opaque(
+                UnitDecision(unit, rule.action, rule, rule.explain_reason(), "policy", steps)
+            )
+        action = compiled.policy.settings.default_action
+        return clamp_opaque(UnitDecision(unit, action, None, "no rule matched", "default", steps))
 
     # --- per call -----------------------------------------------------------------------------
 
@@ -88,15 +92,17 @@ class Evaluator:
             key = None if trace else self._key(tool, tool_input)
             if key is not None:
                 hit = self._cache.get(key)
-                if hit is not None:
-                    self._cache.move_to_end(key)
-                    return hit
+                if hit is not None and (hit[1] is None or hit[1] == self._watch.current()):
+                    return hit[0]
+            token = RESOLVER.token()
+            unwatched = RESOLVER.unwatched
             call = self.facts(tool, tool_input)
             decision = self.decide(call, trace)
-            if key is not None and not any(u.paths for u in call.units):
-                self._cache[key] = decision
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+            if key is not None:
+                if not any(u.paths for u in call.units):
+                    self._remember(key, decision, None)
+                elif RESOLVER.unwatched == unwatched and RESOLVER.valid(token):
+                    self._remember(key, decision, token)
             return decision
         except Exception as exc:
             return Decision(
@@ -107,22 +113,40 @@ class Evaluator:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
+    def _remember(self, key: tuple[Any, ...], decision: Decision, token: int | None) -> None:
+        cache = self._cache
+        if len(cache) >= self._cache_size:
+            del cache[next(iter(cache))]
+        cache[key] = (decision, token)
+
+    def clear_caches(self) -> None:
+        """Empty every cache a decision can come from (cold-start measurements)."""
+        self._cache.clear()
+        self.compiled.clear_memos()
+        RESOLVER.clear()
+        parse_cached.cache_clear()
+
     def decide(self, call: Call, trace: bool = False) -> Decision:
         if call.error is not None:
             return malformed(call.error)
         notes = call.parsed.notes if call.parsed is not None else ()
         return combine([self.decide_unit(u, trace) for u in call.units], notes)
 
-    def _key(self, tool: Any, tool_input: Any) -> tuple[Any, ...] | None:
-        if not isinstance(tool, str) or not isinstance(tool_input, Mapping):
+    def _key(self, tool: Any, tool_input: Any) -> Any:
+        """What the decision can depend on, hashable; None when the call is not memoised."""
+        if type(tool_input) is not dict and not isinstance(tool_input, Mapping):
             return None
-        keys = _FACT_KEYS.get(tool)
-        if keys is None:
+        fields = self._key_fields.get(tool) if type(tool) is str else None
+        if fields is None:
             return None  # MCP and unknown tools: facts may read any field
+        if len(fields) == 1:
+            v = tool_input.get(fields[0])
+            if type(v) is str:
+                return v if tool == "Bash" else (tool, v)  # a bare str key: only Bash's
         values = []
-        for k in (*keys, *self._input_keys):
+        for k in fields:
             v = tool_input.get(k)
-            if v is not None and not isinstance(v, (str, int, float, bool)):
+            if v is not None and type(v) not in (str, int, float, bool):
                 return None
-            values.append(v)
+            values.append((type(v), v))  # True and 1 are equal keys, not equal inputs
         return (tool, *values)

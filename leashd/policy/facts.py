@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from leashd.policy.resolver import Resolver
 from leashd.shell import DYNAMIC, ParsedCommand, ShellUnit, parse_cached
 from leashd.shell.parser import brace_expand
 
@@ -179,10 +180,15 @@ class MalformedCall(ValueError):
 # --- paths ---------------------------------------------------------------------------------
 
 
+# One resolver for the process: what a path resolves to is a fact of the filesystem, and its
+# memo is dropped whenever a directory it looked into changes.
+RESOLVER = Resolver()
+
+
 def _realpath(path: str) -> str:
     if path.startswith("/proc/self/"):
         return posixpath.normpath(path)
-    return os.path.realpath(path)
+    return RESOLVER.realpath(path)
 
 
 def _expand(raw: str, home: str) -> str:

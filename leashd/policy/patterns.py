@@ -13,8 +13,11 @@ from functools import lru_cache
 from leashd.shell import DYNAMIC
 
 
-def _class(pattern: str, i: int) -> tuple[str, int] | None:
-    """Translate a [...] class starting at pattern[i]; None if it is not closed."""
+def _class(pattern: str, i: int, neg_extra: str = "") -> tuple[str, int] | None:
+    """Translate a [...] class starting at pattern[i]; None if it is not closed.
+
+    `neg_extra` is added to a negated class: characters it must never match (separators).
+    """
     j = i + 1
     if j < len(pattern) and pattern[j] in "!^":
         j += 1
@@ -29,10 +32,10 @@ def _class(pattern: str, i: int) -> tuple[str, int] | None:
     if negate:
         body = body[1:]
     body = body.replace("\\", "\\\\").replace("[", "\\[")
-    return ("[^" if negate else "[") + body + "]", j + 1
+    return ("[^" + neg_extra if negate else "[") + body + "]", j + 1
 
 
-def _translate(pattern: str, star: str, one: str, globstar: bool) -> str:
+def _translate(pattern: str, star: str, one: str, globstar: bool, neg_extra: str = "") -> str:
     """Translate `*`, `?`, `[...]`, `{a,b}` (and `**` when `globstar`) into regex syntax."""
     out = []
     i = 0
@@ -54,14 +57,16 @@ def _translate(pattern: str, star: str, one: str, globstar: bool) -> str:
             out.append(star)
         elif ch == "?":
             out.append(one)
-        elif ch == "[" and (cls := _class(pattern, i)) is not None:
+        elif ch == "[" and (cls := _class(pattern, i, neg_extra)) is not None:
             out.append(cls[0])
             i = cls[1]
             continue
         elif ch == "{" and "}" in pattern[i:] and "," in pattern[i : pattern.index("}", i)]:
             end = pattern.index("}", i)
             alts = pattern[i + 1 : end].split(",")
-            out.append("(?:" + "|".join(_translate(a, star, one, globstar) for a in alts) + ")")
+            out.append(
+                "(?:" + "|".join(_translate(a, star, one, globstar, neg_extra) for a in alts) + ")"
+            )
             i = end + 1
             continue
         else:
@@ -147,7 +152,7 @@ def argv_matches(
 
 # --- flags --------------------------------------------------------------------------------------
 
-_SHORT_CLUSTER = re.compile(r"^-[A-Za-z0-9]{2,}$")
+_SHORT_CLUSTER = re.compile(r"-[A-Za-z0-9]{2,}")
 
 
 def flag_present(flag: str, argv: Sequence[str], dynamic: frozenset[int]) -> bool:
@@ -163,10 +168,85 @@ def flag_present(flag: str, argv: Sequence[str], dynamic: frozenset[int]) -> boo
         if i in dynamic or not tok.startswith("-"):
             continue
         if short:
-            if tok == flag or (_SHORT_CLUSTER.match(tok) and flag[1] in tok[1:]):
+            if tok == flag or (_SHORT_CLUSTER.fullmatch(tok) and flag[1] in tok[1:]):
                 return True
             continue
         name = tok.split("=", 1)[0] if tok.startswith("--") else tok
         if wildcard_match(flag, name) or wildcard_match(flag, tok):
             return True
     return False
+
+
+# --- argv and flags as regexes over an encoded token string -------------------------------
+#
+# The compiled evaluator matches argv patterns and flags with one multi-pattern search per
+# unit instead of a backtracking walk per rule. A unit's words are encoded as
+# `word SEP word SEP ...`; a word only known at run time is the single character DYN, which
+# only a bare `*`/`**` token accepts, exactly as `token_matches` decides. Words that contain
+# SEP or DYN themselves cannot be encoded; `encode_words` returns None and the caller falls
+# back to `argv_matches` / `flag_present`.
+
+SEP = "\x00"
+DYN = "\x01"
+_NOT_SEP = r"[^\x00]"
+_TOKEN_STAR = r"[^\x00\x01]*"
+_TOKEN_ONE = r"[^\x00\x01]"
+_SEPARATORS = r"\x00\x01"
+
+
+def encode_words(words: Sequence[str], dynamic: frozenset[int], offset: int = 0) -> str | None:
+    """`words` as a token string; `offset` is the argv index of words[0] (for `dynamic`)."""
+    out = []
+    for k, w in enumerate(words):
+        if (k + offset) in dynamic or DYNAMIC in w:
+            out.append(DYN)
+        elif SEP in w or DYN in w:
+            return None
+        else:
+            out.append(w)
+        out.append(SEP)
+    return "".join(out)
+
+
+def _token_alternatives(alternatives: tuple[str, ...]) -> str:
+    if "*" in alternatives or "**" in alternatives:
+        return _NOT_SEP + r"*\x00"
+    body = "|".join(
+        _translate(a, _TOKEN_STAR, _TOKEN_ONE, globstar=False, neg_extra=_SEPARATORS)
+        for a in alternatives
+    )
+    return "(?:" + body + r")\x00"
+
+
+def argv_regex(tokens: tuple[tuple[str, ...], ...]) -> str:
+    """An argv prefix pattern as a regex over `encode_words([program, *argv[1:]])`."""
+    out = ["^"]
+    for alts in tokens:
+        if alts == ("$",):
+            out.append("$")
+        elif alts == ("**",):
+            out.append(r"(?:[^\x00]*\x00)*")
+        else:
+            out.append(_token_alternatives(alts))
+    return "".join(out)
+
+
+def flag_regex(flag: str) -> str | None:
+    """A flag as a regex over `SEP + encode_words(argv[1:] before --)`, or None when the
+    flag's wildcards could also match the name part of a `--name=value` token in ways a
+    regex over whole tokens cannot say (then `flag_present` decides)."""
+    if len(flag) == 2 and flag[0] == "-" and flag[1] != "-":
+        lit = re.escape(flag[1])
+        if flag[1].isascii() and flag[1].isalnum():
+            return r"\x00(?:-" + lit + "|-[A-Za-z0-9]*" + lit + r"[A-Za-z0-9]*)\x00"
+        return r"\x00-" + lit + r"\x00"
+    body = _translate(flag, _NOT_SEP + "*", _NOT_SEP, globstar=False, neg_extra=_SEPARATORS)
+    if flag.startswith("--"):
+        # `--name=value` matches as a whole, or by its name: the part before the first `=`.
+        if "=" in flag:
+            return r"\x00" + body + r"\x00"
+        name = _translate(flag, r"[^\x00=]*", r"[^\x00=]", globstar=False, neg_extra=r"\x00=")
+        return r"\x00(?:" + body + "|" + name + r"=[^\x00]*)\x00"
+    if len(flag) >= 2 and flag[0] == "-" and flag[1] not in "-*?[{":
+        return r"\x00" + body + r"\x00"  # can never match a `--` token, whole or by name
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import threading
 from dataclasses import dataclass, field, replace
 
 import tree_sitter
@@ -42,10 +43,26 @@ SYSTEM_BIN_DIRS = frozenset(
 _LANGUAGE = tree_sitter.Language(tree_sitter_bash.language())
 
 
-def _parser() -> tree_sitter.Parser:
-    # A fresh parser per command: reusing one across parses crashed tree-sitter-bash 0.25's
-    # external scanner (a segfault) on some inputs found by hypothesis.
-    return tree_sitter.Parser(_LANGUAGE)
+_LOCAL = threading.local()
+
+# tree-sitter-bash's external scanner reads out of bounds on a `{` followed later by a
+# four-byte UTF-8 character (upstream tree-sitter-bash issue #337; not limited to one block of
+# characters): a segfault that depends on memory layout. Such a character is only ever word
+# content to Bash, so the parser is given the same bytes with each one replaced by two
+# pilcrows (four bytes, also plain word content, never part of a name), and every word is
+# still read from the original bytes, at the same offsets.
+_ASTRAL_UTF8 = re.compile(rb"[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _for_tree_sitter(src: bytes) -> bytes:
+    return src if src.isascii() else _ASTRAL_UTF8.sub(b"\xc2\xb6\xc2\xb6", src)
+
+
+def _parse_tree(src: bytes) -> tree_sitter.Tree:
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:  # one parser per thread: a tree-sitter parser is not thread-safe
+        parser = _LOCAL.parser = tree_sitter.Parser(_LANGUAGE)
+    return parser.parse(_for_tree_sitter(src))
 
 
 def program_name(word: str) -> str:
@@ -130,7 +147,7 @@ class _Walker:
     def script(self, text: str, scope: _Scope, ctx: _Ctx) -> str | None:
         """Parse and walk a script; returns a parse error message, if any."""
         src = text.encode("utf-8", "surrogatepass")
-        tree = _parser().parse(src)
+        tree = _parse_tree(src)
         root = tree.root_node
         error = _first_error(root, src) if root.has_error else None
         self.statements(root, src, scope, ctx)

@@ -1,0 +1,118 @@
+"""Multi-pattern matchers: many regexes, one pass (google-re2 `Set`, stdlib `re` fallback)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+try:  # google-re2 is a dependency; the fallback keeps an odd platform working.
+    import re2 as _re2
+except ImportError:  # pragma: no cover - exercised by the use_re2=False tests
+    _re2 = None
+
+# Syntax RE2 does not have (lookarounds, backreferences, atomic groups, \Z): such a pattern is
+# matched with `re` on its own, never dropped.
+_RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|\\[ZAG]|\(\?\(")
+# Where RE2 and `re` read the same regex differently: `\s` (RE2 leaves out \v and \x1c-\x1f),
+# `\w`, `\d`, `\b` and case folding beyond ASCII, and `$` (`re` also matches before a final
+# newline). A subject free of all of these gets the same answer from both.
+_RE2_DIFFERENT = re.compile(r"[\x0b\x1c-\x1f]|\n\Z")
+
+
+def re2_agrees(text: str) -> bool:
+    return text.isascii() and _RE2_DIFFERENT.search(text) is None
+
+
+class MultiPattern:
+    """Many regexes, one search: `hits(text)` is the set of indices that match."""
+
+    def __init__(
+        self, regexes: Iterable[tuple[str, bool]], use_re2: bool = True, portable: bool = False
+    ):
+        """`portable`: the regexes mean the same to RE2 and `re` on any subject (leashd
+        writes them); otherwise a subject where the engines differ is matched with `re`."""
+        regexes = list(regexes)
+        self._portable = portable
+        self._all_re = [re.compile(p, re.I if ic else 0) for p, ic in regexes]
+        self._re2_sets: list[tuple[object, list[int]]] = []
+        self._fallback: list[tuple[int, re.Pattern[str]]] = []
+        self.size = 0
+        groups: dict[bool, list[tuple[int, str]]] = {True: [], False: []}
+        for i, (pattern, ignore_case) in enumerate(regexes):
+            self.size += 1
+            if use_re2 and _re2 is not None and not _RE2_UNSUPPORTED.search(pattern):
+                groups[ignore_case].append((i, pattern))
+            else:
+                self._fallback.append((i, self._all_re[i]))
+        for ignore_case, items in groups.items():
+            if not items:
+                continue
+            options = _re2.Options()
+            options.case_sensitive = not ignore_case
+            options.never_nl = False
+            options.dot_nl = False
+            s = _re2.Set.SearchSet(options)
+            index: list[int] = []
+            for i, pattern in items:
+                try:
+                    s.Add(pattern)  # ids are dense, in the order added
+                    index.append(i)
+                except Exception:
+                    self._fallback.append((i, self._all_re[i]))
+            s.Compile()
+            self._re2_sets.append((s, index))
+        # One RE2 set and no fallback is the common case: skip the general loop for it.
+        self._single = (
+            self._re2_sets[0] if len(self._re2_sets) == 1 and not self._fallback else None
+        )
+
+    def hits(self, text: str) -> list[int]:
+        """Indices of the patterns that match somewhere in `text` (no order promised)."""
+        if not self._portable and self._re2_sets and not re2_agrees(text):
+            return [i for i, rx in enumerate(self._all_re) if rx.search(text)]
+        if self._single is not None:
+            s, index = self._single
+            found = s.Match(text)  # type: ignore[attr-defined]
+            return [index[k] for k in found] if found else []
+        out: list[int] = []
+        for s, index in self._re2_sets:
+            for k in s.Match(text) or ():  # type: ignore[attr-defined]
+                out.append(index[k])
+        for i, rx in self._fallback:
+            if rx.search(text):
+                out.append(i)
+        return out
+
+
+class MaskMatcher:
+    """Patterns owned by rules: `mask(text)` is the bitmask of rules with a matching pattern.
+
+    Results are memoised per text (the answer depends on nothing else), bounded in size.
+    """
+
+    def __init__(
+        self,
+        patterns: list[tuple[str, bool, int]],
+        use_re2: bool = True,
+        portable: bool = False,
+        memo: int = 8192,
+    ):
+        self._set = MultiPattern(((p, ic) for p, ic, _ in patterns), use_re2, portable)
+        self._owner = [1 << rule for _, _, rule in patterns]
+        self._memo: dict[str, int] = {}
+        self._memo_size = memo
+
+    def mask(self, text: str) -> int:
+        m = self._memo.get(text)
+        if m is None:
+            m = 0
+            owner = self._owner
+            for k in self._set.hits(text):
+                m |= owner[k]
+            if len(self._memo) >= self._memo_size:
+                self._memo.clear()
+            self._memo[text] = m
+        return m
+
+    def clear(self) -> None:
+        self._memo.clear()

@@ -1,0 +1,95 @@
+"""The memoising resolver: the same answers as os.path.realpath, and never a stale one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leashd.policy.resolver import Resolver
+
+NAMES = ["a", "b", "c", "link", "loop"]
+SEGMENTS = [*NAMES, "..", ".", ""]
+
+
+@st.composite
+def trees(draw):
+    """A small tree: (relative path, kind, symlink target) entries."""
+    entries = []
+    for parent in ("", "a", "a/b", "c"):
+        for name in draw(st.lists(st.sampled_from(NAMES), max_size=3, unique=True)):
+            kind = draw(st.sampled_from(["dir", "file", "link"]))
+            target = None
+            if kind == "link":
+                parts = draw(st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=4))
+                target = "/".join(parts) or "."
+                if draw(st.booleans()):
+                    target = "ROOT/" + target  # absolute, inside the tree
+            entries.append((f"{parent}/{name}".lstrip("/"), kind, target))
+    return entries
+
+
+def build(root: str, entries) -> None:
+    for rel, kind, target in entries:
+        path = os.path.join(root, rel)
+        if not os.path.isdir(os.path.dirname(path)) or os.path.lexists(path):
+            continue
+        if kind == "dir":
+            os.mkdir(path)
+        elif kind == "file":
+            open(path, "w").close()
+        else:
+            os.symlink(target.replace("ROOT", root), path)
+
+
+queries = st.lists(st.sampled_from(SEGMENTS), min_size=0, max_size=6).map("/".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trees(), st.lists(queries, min_size=1, max_size=6))
+def test_same_answers_as_os_realpath(entries, qs):
+    root = os.path.realpath(tempfile.mkdtemp())
+    try:
+        build(root, entries)
+        resolver = Resolver()
+        for q in qs:
+            path = root + "/" + q
+            want = os.path.realpath(path)
+            assert resolver.realpath(path) == want, (q, entries)
+            assert resolver.realpath(path) == want  # memoised: still the same
+    finally:
+        shutil.rmtree(root)
+
+
+def test_a_symlink_made_after_a_resolution_changes_the_next_one(tmp_path):
+    root = os.path.realpath(tmp_path)
+    os.mkdir(f"{root}/project")
+    os.mkdir(f"{root}/secret")
+    resolver = Resolver()
+    first = resolver.realpath(f"{root}/project/notes/key")
+    assert first == f"{root}/project/notes/key"
+    token = resolver.token()
+    os.symlink(f"{root}/secret", f"{root}/project/notes")
+    assert not resolver.valid(token)
+    assert resolver.realpath(f"{root}/project/notes/key") == f"{root}/secret/key"
+
+
+def test_a_directory_replaced_by_a_symlink_is_seen(tmp_path):
+    root = os.path.realpath(tmp_path)
+    os.makedirs(f"{root}/project/src")
+    os.mkdir(f"{root}/elsewhere")
+    resolver = Resolver()
+    assert resolver.realpath(f"{root}/project/src/a.py") == f"{root}/project/src/a.py"
+    os.rmdir(f"{root}/project/src")
+    os.symlink(f"{root}/elsewhere", f"{root}/project/src")
+    assert resolver.realpath(f"{root}/project/src/a.py") == f"{root}/elsewhere/a.py"
+    # and again, after the directory the symlink replaced is made anew somewhere deeper
+    os.unlink(f"{root}/project/src")
+    os.mkdir(f"{root}/project/src")
+    assert resolver.realpath(f"{root}/project/src/a.py") == f"{root}/project/src/a.py"
+    os.mkdir(f"{root}/project/src/a.py")
+    os.symlink(f"{root}/elsewhere", f"{root}/project/src/a.py/x")
+    assert resolver.realpath(f"{root}/project/src/a.py/x") == f"{root}/elsewhere"
