@@ -71,9 +71,7 @@ def test_a_symlink_made_after_a_resolution_changes_the_next_one(tmp_path):
     resolver = Resolver()
     first = resolver.realpath(f"{root}/project/notes/key")
     assert first == f"{root}/project/notes/key"
-    token = resolver.token()
     os.symlink(f"{root}/secret", f"{root}/project/notes")
-    assert not resolver.valid(token)
     assert resolver.realpath(f"{root}/project/notes/key") == f"{root}/secret/key"
 
 
@@ -93,3 +91,28 @@ def test_a_directory_replaced_by_a_symlink_is_seen(tmp_path):
     os.mkdir(f"{root}/project/src/a.py")
     os.symlink(f"{root}/elsewhere", f"{root}/project/src/a.py/x")
     assert resolver.realpath(f"{root}/project/src/a.py/x") == f"{root}/elsewhere"
+
+
+def test_a_memoised_decision_follows_a_new_symlink(tmp_path):
+    """The evaluator's decision cache is dropped when a directory it depended on changes."""
+    from leashd.policy import Evaluator, compile_policy, load_policies
+    from leashd.policy.facts import Context
+
+    root = os.path.realpath(tmp_path)
+    os.makedirs(f"{root}/home/project/docs")
+    os.makedirs(f"{root}/home/.ssh")
+    os.mkdir(f"{root}/unrelated")
+    ctx = Context.create(cwd=f"{root}/home/project", home=f"{root}/home")
+    ev = Evaluator(compile_policy(load_policies([])), ctx)
+    call = {"file_path": f"{root}/home/project/notes/config"}
+    assert ev.evaluate("Read", call).action == "allow"
+    assert ev.evaluate("Read", call).action == "allow"  # from the cache
+    os.symlink(f"{root}/home/.ssh", f"{root}/home/project/notes")
+    after = ev.evaluate("Read", call)
+    assert after.action == "deny" and after.rule_name == "credential-files"
+    # a change in an unrelated directory keeps other memoised decisions
+    other = {"file_path": f"{root}/home/project/docs/a.md"}
+    assert ev.evaluate("Read", other).action == "allow"
+    os.mkdir(f"{root}/unrelated/x")
+    ev._watch.check()
+    assert ev._key("Read", other) in ev._cache._items

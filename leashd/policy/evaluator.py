@@ -3,8 +3,8 @@
 An `Evaluator` binds a compiled policy to a context. Decisions are memoised, keyed by the
 input fields they can depend on. A decision about paths also depends on the filesystem (a
 symlink created after it must change the next one): it is memoised only when every directory
-its resolutions looked into is watched, and it is used only while none of them has changed
-(`Resolver.token`). Otherwise it is recomputed.
+its resolutions looked into is watched, and it is dropped as soon as one of them changes.
+Otherwise it is recomputed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.decision import Decision, Step, UnitDecision, combine, malformed
 from leashd.policy.facts import RESOLVER, Call, Context, Unit, extract
+from leashd.policy.fswatch import DependentMemo
 from leashd.policy.reference import clamp_opaque
 from leashd.shell import parse_cached
 
@@ -42,8 +43,8 @@ class Evaluator:
         self.ctx = ctx
         # Insertion-ordered; the oldest entry goes first when full (no reordering on a hit,
         # which keeps the hit path short).
-        self._cache: dict[Any, tuple[Decision, int | None]] = {}
-        self._cache_size = cache_size
+        self._cache = DependentMemo(cache_size)
+        RESOLVER.watch.subscribe(self._cache)
         # Per tool, the input fields its decision can depend on: the ones facts are built
         # from, and the ones rules reaching that tool test with an `input` condition.
         self._key_fields: dict[str, tuple[str, ...]] = {}
@@ -91,18 +92,19 @@ class Evaluator:
         try:
             key = None if trace else self._key(tool, tool_input)
             if key is not None:
+                self._watch.check()
                 hit = self._cache.get(key)
-                if hit is not None and (hit[1] is None or hit[1] == self._watch.current()):
+                if hit is not None:
                     return hit[0]
-            token = RESOLVER.token()
-            unwatched = RESOLVER.unwatched
-            call = self.facts(tool, tool_input)
+            deps: set[str | None] = set()
+            RESOLVER.collect(deps)
+            try:
+                call = self.facts(tool, tool_input)
+            finally:
+                RESOLVER.collect(None)
             decision = self.decide(call, trace)
-            if key is not None:
-                if not any(u.paths for u in call.units):
-                    self._remember(key, decision, None)
-                elif RESOLVER.unwatched == unwatched and RESOLVER.valid(token):
-                    self._remember(key, decision, token)
+            if key is not None and None not in deps:
+                self._cache.put(key, decision, frozenset(deps))
             return decision
         except Exception as exc:
             return Decision(
@@ -112,12 +114,6 @@ class Evaluator:
                 "error",
                 error=f"{type(exc).__name__}: {exc}",
             )
-
-    def _remember(self, key: tuple[Any, ...], decision: Decision, token: int | None) -> None:
-        cache = self._cache
-        if len(cache) >= self._cache_size:
-            del cache[next(iter(cache))]
-        cache[key] = (decision, token)
 
     def clear_caches(self) -> None:
         """Empty every cache a decision can come from (cold-start measurements)."""

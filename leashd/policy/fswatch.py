@@ -1,9 +1,11 @@
-"""A change signal for directories whose entries an answer depends on (Linux inotify).
+"""Change signals for the directories an answer depends on (Linux inotify).
 
 Path resolution (`realpath`) depends on the entries of every directory it looks into: a
 symlink created, removed or renamed in one of them can change where a path leads. `FsWatch`
-watches those directories and counts changes in `epoch`; anything memoised under one epoch is
-valid while the epoch stays the same. Checking costs one `epoll` call, no thread.
+watches those directories; a `DependentMemo` keeps answers together with the directories they
+depend on and drops exactly those answers when one of their directories changes (a busy
+`/tmp` does not evict what depends only on the project). Checking for changes costs one
+`epoll` call, no thread.
 
 Where inotify is missing (not Linux, no inotify_simple, limits reached) `watch` returns
 False and callers must not memoise: correctness never depends on the watch being there.
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import select
 import threading
+from collections.abc import Hashable, Iterable
+from typing import Any
 
 try:
     from inotify_simple import INotify
@@ -23,12 +27,59 @@ except ImportError:  # pragma: no cover - not Linux
 # Directories whose inotify events say nothing about other writers (pseudo filesystems).
 _UNWATCHABLE = ("/proc", "/sys", "/dev")
 MAX_WATCHES = 4096
+EVERYTHING = "*"  # the queue overflowed: every answer is suspect
+
+
+class DependentMemo:
+    """key -> value, each with the directories it depends on; bounded, oldest dropped first."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._items: dict[Hashable, tuple[Any, frozenset[str]]] = {}
+        self._by_dir: dict[str, set[Hashable]] = {}
+
+    def get(self, key: Hashable) -> tuple[Any, frozenset[str]] | None:
+        return self._items.get(key)
+
+    def put(self, key: Hashable, value: Any, deps: frozenset[str]) -> None:
+        if key in self._items:
+            self._drop(key)
+        elif len(self._items) >= self._limit:
+            self._drop(next(iter(self._items)))
+        self._items[key] = (value, deps)
+        for d in deps:
+            self._by_dir.setdefault(d, set()).add(key)
+
+    def _drop(self, key: Hashable) -> None:
+        _, deps = self._items.pop(key)
+        for d in deps:
+            keys = self._by_dir.get(d)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_dir[d]
+
+    def invalidate(self, dirs: Iterable[str]) -> None:
+        if EVERYTHING in dirs:
+            self.clear()
+            return
+        for d in dirs:
+            for key in list(self._by_dir.get(d, ())):
+                self._drop(key)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._by_dir.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class FsWatch:
     def __init__(self, max_watches: int = MAX_WATCHES) -> None:
-        self.epoch = 0
-        self._watched: set[str] = set()
+        self._dirs: dict[int, set[str]] = {}  # watch descriptor -> directories
+        self._watched: dict[str, int] = {}
+        self._memos: list[DependentMemo] = []
         self._max = max_watches
         self._lock = threading.Lock()
         self._inotify = None
@@ -50,26 +101,45 @@ class FsWatch:
             | _in.MOVE_SELF
             | _in.ONLYDIR
         )
+        self.check = self._check  # type: ignore[method-assign]
 
     @property
     def available(self) -> bool:
         return self._inotify is not None
 
-    def current(self) -> int:
-        """The epoch now: increases whenever a watched directory changed since last asked."""
-        ep = self._epoll
-        if ep is not None and ep.poll(0):
-            with self._lock:
-                try:
-                    while self._inotify.read(timeout=0):  # drain: one bump per batch
-                        pass
-                except OSError:
-                    pass
-                # A directory deleted and made again is a new inode, unwatched: forget what
-                # is watched so the next resolution watches afresh (re-adding is harmless).
+    def subscribe(self, memo: DependentMemo) -> None:
+        self._memos.append(memo)
+
+    def check(self) -> None:
+        """Apply pending changes to every subscribed memo (no-op without inotify)."""
+
+    def _check(self) -> None:
+        if self._epoll.poll(0):
+            self._drain()
+
+    def _drain(self) -> None:
+        with self._lock:
+            changed: set[str] = set()
+            try:
+                events = self._inotify.read(timeout=0)
+            except OSError:
+                events = []
+                changed.add(EVERYTHING)
+            for ev in events:
+                if ev.wd < 0 or ev.mask & _in.Q_OVERFLOW:
+                    changed.add(EVERYTHING)
+                    continue
+                dirs = self._dirs.get(ev.wd, ())
+                changed.update(dirs)
+                if ev.mask & (_in.IGNORED | _in.DELETE_SELF | _in.MOVE_SELF):
+                    # The inode is gone or elsewhere: watch the path afresh next time.
+                    for d in self._dirs.pop(ev.wd, ()):
+                        self._watched.pop(d, None)
+            if EVERYTHING in changed:
+                self._dirs.clear()
                 self._watched.clear()
-                self.epoch += 1
-        return self.epoch
+            for memo in self._memos:
+                memo.invalidate(changed)
 
     def watch(self, directory: str) -> bool:
         """Watch `directory`'s entries; False when that is not possible (do not memoise)."""
@@ -80,8 +150,9 @@ class FsWatch:
         if len(self._watched) >= self._max:
             return False
         try:
-            self._inotify.add_watch(directory, self._mask)
+            wd = self._inotify.add_watch(directory, self._mask)
         except OSError:
             return False
-        self._watched.add(directory)
+        self._watched[directory] = wd
+        self._dirs.setdefault(wd, set()).add(directory)
         return True

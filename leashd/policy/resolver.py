@@ -9,7 +9,8 @@ directory that does not exist is covered by the watch on its nearest existing an
 where it would be created.
 
 The memo makes a path the gate has seen before cost a dictionary lookup and one `epoll`
-call instead of an `lstat` per component.
+call instead of an `lstat` per component. Callers that memoise answers built from paths (the
+evaluator's decision cache) collect the same dependencies with `collect`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import posixpath
 import stat
 
-from leashd.policy.fswatch import FsWatch
+from leashd.policy.fswatch import DependentMemo, FsWatch
 
 _DIR, _OTHER, _MISSING, _UNKNOWN = range(4)
 MEMO_LIMIT = 16384
@@ -35,40 +36,40 @@ class _Loop(Exception):
 class Resolver:
     def __init__(self, watch: FsWatch | None = None) -> None:
         self.watch = watch if watch is not None else FsWatch()
-        self._memo: dict[str, str] = {}
-        self._epoch = self.watch.epoch
-        self.unwatched = 0  # resolutions that could not be memoised (callers compare it)
+        self._memo = DependentMemo(MEMO_LIMIT)
+        self.watch.subscribe(self._memo)
+        # While a caller collects (see `collect`), the directories every resolution depended
+        # on are added here; None in it means one resolution could not be watched.
+        self._collect: set[str | None] | None = None
 
-    def token(self) -> int:
-        """The current epoch; an answer computed now stays true while `valid(token)`."""
-        epoch = self.watch.current()
-        if epoch != self._epoch:
-            self._memo.clear()
-            self._epoch = epoch
-        return epoch
-
-    def valid(self, token: int) -> bool:
-        return self.token() == token
+    def collect(self, into: set[str | None] | None) -> None:
+        """Start (a set) or stop (None) collecting the dependencies of resolutions."""
+        self._collect = into
 
     def clear(self) -> None:
         self._memo.clear()
 
     def realpath(self, path: str) -> str:
+        collect = self._collect
         if not path.startswith("/"):
-            self.unwatched += 1
+            if collect is not None:
+                collect.add(None)
             return os.path.realpath(path)
-        self.token()
+        self.watch.check()
         hit = self._memo.get(path)
         if hit is not None:
-            return hit
+            if collect is not None:
+                collect.update(hit[1])
+            return hit[0]
         state = _State(self.watch)
         resolved = state.resolve(path)
         if state.watched_all and self.watch.available:
-            if len(self._memo) >= MEMO_LIMIT:
-                self._memo.clear()
-            self._memo[path] = resolved
-        else:
-            self.unwatched += 1
+            deps = frozenset(state.deps)
+            self._memo.put(path, resolved, deps)
+            if collect is not None:
+                collect.update(deps)
+        elif collect is not None:
+            collect.add(None)
         return resolved
 
 
@@ -77,11 +78,12 @@ class _State:
     kind of thing it returns to: nothing below a missing directory or a file costs a system
     call, and a directory is only looked into once it is watched."""
 
-    __slots__ = ("watch", "watched_all")
+    __slots__ = ("deps", "watch", "watched_all")
 
     def __init__(self, watch: FsWatch):
         self.watch = watch
         self.watched_all = True
+        self.deps: set[str] = set()
 
     def resolve(self, path: str) -> str:
         try:
@@ -108,6 +110,7 @@ class _State:
                 continue
             if kind != _DIR or not self.watch.watch(path):
                 self.watched_all = False
+            self.deps.add(path)
             try:
                 st = os.lstat(newpath)
             except (FileNotFoundError, NotADirectoryError):
