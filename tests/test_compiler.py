@@ -106,7 +106,17 @@ FLAGS = [
     "--fast-x",
 ]
 GLOBS = ["*.pem", "~/.ssh", ".env*", "/etc/**", "**/out*", "*.txt", "~/**/id_*", "up"]
-REGEXES = [r"^git\s+push", r"rm\s+-rf", r"\|\s*sh\b", r"(?i)PUSH", r"\.env", r"a(?=\.txt)", r"rm\s-rf'$", r"(?i)s\w+t\b", r"\d"]
+REGEXES = [
+    r"^git\s+push",
+    r"rm\s+-rf",
+    r"\|\s*sh\b",
+    r"(?i)PUSH",
+    r"\.env",
+    r"a(?=\.txt)",
+    r"rm\s-rf'$",
+    r"(?i)s\w+t\b",
+    r"\d",
+]
 
 
 @st.composite

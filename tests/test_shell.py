@@ -135,3 +135,44 @@ SHELLISH = st.lists(
 @given(SHELLISH)
 def test_parser_never_raises_on_shell_like_soup(text):
     parse(text)
+
+
+PLAIN_WORDS = st.sampled_from(
+    "git status -sb log --oneline -5 ls -la src/ cat README.md rm -rf ~ ~/x ./a ../b /etc/passwd"
+    " x=1 A=b env sudo timeout 5 nice nohup xargs bash sh -c eval find . -exec -name {} time"
+    " if do done export cd pushd popd tar -xzf a.tgz -C out sed -i s/a/b/ f npm run test"
+    " python3 -m pytest docker -v /:/h chmod 777 git -C .. push -f origin +main cp a b mv"
+    " a,b @x %1 + : -- --force=1".split()
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(PLAIN_WORDS, min_size=1, max_size=8),
+    st.sampled_from([" ", "  ", "\t", " \t "]),
+    st.sampled_from(["", " ", "\t"]),
+)
+def test_the_fast_lane_parses_plain_commands_as_tree_sitter_does(words, sep, edge):
+    command = edge + sep.join(words) + edge
+    assert parse(command) == parse(command, fast=False)
+
+
+def test_the_fast_lane_takes_only_plain_commands():
+    from leashd.shell.parser import _plain_words
+
+    assert _plain_words("git status -sb") == ("git", "status", "-sb")
+    for command in (
+        "X=1 ls",
+        "ls *.py",
+        "echo $HOME",
+        "a && b",
+        "ls # c",
+        "time ls",
+        "ls\nrm x",
+        "'ls'",
+        "ls {a,b}",
+        "~/bin/x y",
+        "ls > f",
+        "",
+    ):
+        assert _plain_words(command) is None, command

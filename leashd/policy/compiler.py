@@ -138,6 +138,10 @@ class CompiledPolicy:
         self._memos: list[dict] = []
         # The tool index: built for every Claude Code tool now, for other names on first use.
         self._by_tool: dict[str, int] = {t: self._tool_mask(t) for t in BUILTIN_TOOLS}
+        # Per tool, only the condition kinds some rule reaching it has (part of the index).
+        self._tool_steps: dict[
+            str, tuple[tuple[int, Callable[[Unit, Context, int], int]], ...]
+        ] = {}
         self._modes: dict[str, int] = self._memo()
         self._values: dict[tuple[str, str], int] = self._memo()
 
@@ -238,9 +242,13 @@ class CompiledPolicy:
     def first_match(self, unit: Unit, ctx: Context) -> int | None:
         """The index of the first rule that matches `unit`, or None."""
         cand = self.candidates(unit)
-        has = self.has
-        for kind, ok in self._steps:
-            need = cand & has[kind]
+        steps = self._tool_steps.get(unit.tool)
+        if steps is None:
+            steps = tuple((self.has[k], ok) for k, ok in self._steps if self.has[k] & cand)
+            if len(self._tool_steps) < _MEMO_LIMIT:
+                self._tool_steps[unit.tool] = steps
+        for has, ok in steps:
+            need = cand & has
             if need:
                 cand &= ~need | ok(unit, ctx, need)
                 if not cand:

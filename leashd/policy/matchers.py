@@ -19,6 +19,9 @@ _RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|\\[ZAG]|\(\?\(")
 _RE2_DIFFERENT = re.compile(r"[\x0b\x1c-\x1f]|\n\Z")
 
 
+_RE2_SET_MEMORY = 64 << 20  # bytes per set; a larger policy is split over several sets
+
+
 def re2_agrees(text: str) -> bool:
     return text.isascii() and _RE2_DIFFERENT.search(text) is None
 
@@ -45,26 +48,41 @@ class MultiPattern:
             else:
                 self._fallback.append((i, self._all_re[i]))
         for ignore_case, items in groups.items():
-            if not items:
-                continue
-            options = _re2.Options()
-            options.case_sensitive = not ignore_case
-            options.never_nl = False
-            options.dot_nl = False
-            s = _re2.Set.SearchSet(options)
-            index: list[int] = []
-            for i, pattern in items:
-                try:
-                    s.Add(pattern)  # ids are dense, in the order added
-                    index.append(i)
-                except Exception:
-                    self._fallback.append((i, self._all_re[i]))
-            s.Compile()
-            self._re2_sets.append((s, index))
+            if items:
+                self._build_sets(items, ignore_case)
         # One RE2 set and no fallback is the common case: skip the general loop for it.
         self._single = (
             self._re2_sets[0] if len(self._re2_sets) == 1 and not self._fallback else None
         )
+
+    def _build_sets(self, items: list[tuple[int, str]], ignore_case: bool) -> None:
+        """One RE2 set for `items`, or several when one would exceed RE2's memory budget."""
+        options = _re2.Options()
+        options.case_sensitive = not ignore_case
+        options.never_nl = False
+        options.dot_nl = False
+        options.max_mem = _RE2_SET_MEMORY
+        s = _re2.Set.SearchSet(options)
+        index: list[int] = []
+        for i, pattern in items:
+            try:
+                s.Add(pattern)  # ids are dense, in the order added
+                index.append(i)
+            except Exception:
+                self._fallback.append((i, self._all_re[i]))
+        if not index:
+            return
+        try:
+            s.Compile()
+        except Exception:
+            if len(items) == 1:
+                self._fallback.append((items[0][0], self._all_re[items[0][0]]))
+                return
+            half = len(items) // 2
+            self._build_sets(items[:half], ignore_case)
+            self._build_sets(items[half:], ignore_case)
+            return
+        self._re2_sets.append((s, index))
 
     def hits(self, text: str) -> list[int]:
         """Indices of the patterns that match somewhere in `text` (no order promised)."""

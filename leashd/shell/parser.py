@@ -1099,11 +1099,38 @@ def _quote(word: str) -> str:
     return "'" + word.replace("'", "'\"'\"'") + "'"
 
 
-def parse(command: str) -> ParsedCommand:
-    """Parse a Bash command into units. Never raises: failures make the result opaque."""
+# A plain simple command: words of characters that mean nothing to Bash but themselves,
+# separated by blanks. Such a line needs no grammar: its words are its argv. Anything else
+# (quotes, `$`, globs, braces, operators, comments, newlines, an assignment or a reserved
+# word up front) goes to tree-sitter. tests/test_shell.py checks that both give the same.
+_PLAIN = re.compile(r"[ \t]*[A-Za-z0-9_./:@%+,~-]+(?:[ \t]+[A-Za-z0-9_./:@%+,=~-]+)*[ \t]*")
+_NOT_PLAIN_FIRST = frozenset(
+    "if then else elif fi case esac for select while until do done function time coproc in"
+    " declare typeset local export readonly unset".split()
+)
+
+
+def _plain_words(command: str) -> tuple[str, ...] | None:
+    if _PLAIN.fullmatch(command) is None:
+        return None
+    words = tuple(command.split())
+    if words[0] in _NOT_PLAIN_FIRST or words[0].startswith("~"):
+        return None
+    return words
+
+
+def parse(command: str, fast: bool = True) -> ParsedCommand:
+    """Parse a Bash command into units. Never raises: failures make the result opaque.
+
+    `fast=False` always uses tree-sitter (the differential tests compare both ways)."""
     walker = _Walker()
     try:
-        error = walker.script(command, _Scope(), _Ctx())
+        words = _plain_words(command) if fast else None
+        if words is not None:
+            walker.run(words, (), None, b"", _Scope(), _Ctx(), text=command.strip(" \t"))
+            error = None
+        else:
+            error = walker.script(command, _Scope(), _Ctx())
     except RecursionError:
         return ParsedCommand(command, (), error="the command nests too deeply to analyse")
     except Exception as exc:
