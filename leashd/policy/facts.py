@@ -8,6 +8,7 @@ exists (simulation, `--home /home/dev` on another machine), resolution is lexica
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import posixpath
 import re
@@ -268,7 +269,8 @@ def hosts_of(url: str) -> tuple[str, ...]:
 
 
 def host_of(url: str) -> str | None:
-    """The host a URL reaches, with numeric IPv4 spellings (0x7f000001, 2130706433) canonical."""
+    """The host a URL reaches, canonical: numeric IPv4 spellings (0x7f000001, 2130706433)
+    and IPv6 literals (an IPv4-mapped `::ffff:a9fe:a9fe` is the IPv4 address it maps)."""
     try:
         host = urlsplit(url).hostname
     except ValueError:
@@ -276,6 +278,13 @@ def host_of(url: str) -> str | None:
     if not host:
         return None
     host = host.rstrip(".").lower()
+    if ":" in host:
+        try:
+            ip = ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return host
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        return str(mapped) if mapped is not None else str(ip)
     if re.fullmatch(r"[0-9a-fx.]+", host) and any(ch.isdigit() for ch in host):
         try:
             return socket.inet_ntoa(socket.inet_aton(host))

@@ -301,37 +301,58 @@ SPECS["touch"] = Spec(
     operands="write", value_opts=_s("-d", "--date", "-t"), read_opts=_s("-r", "--reference")
 )
 SPECS["mkdir"] = Spec(operands="write", value_opts=_s("-m", "--mode"))
-_spec(
-    ["cp", "ln", "install", "rsync", "scp"],
-    Spec(
-        operands="read",
-        last="write",
-        value_opts=_s(
-            "-m",
-            "--mode",
-            "-o",
-            "--owner",
-            "-g",
-            "--group",
-            "-S",
-            "--suffix",
-            "-e",
-            "--rsh",
-            "--exclude",
-            "--include",
-            "--filter",
-            "-f",
-            "--chmod",
-            "-P",
-            "--port",
-            "-i",
-            "-F",
-            "--backup-dir",
-            "--link-dest",
-        ),
-        write_opts=_s("-t", "--target-directory"),
+# Copy-like commands: sources are read, the last operand (or -t DIR) is written. Each has its
+# own options: a flag taken for an option with a value would swallow the destination.
+_COPY_TARGET = _s("-t", "--target-directory")
+SPECS["cp"] = Spec(
+    operands="read", last="write", value_opts=_s("-S", "--suffix"), write_opts=_COPY_TARGET
+)
+SPECS["ln"] = SPECS["cp"]
+SPECS["install"] = Spec(
+    operands="read",
+    last="write",
+    value_opts=_s("-m", "--mode", "-o", "--owner", "-g", "--group", "-S", "--suffix"),
+    write_opts=_COPY_TARGET,
+)
+SPECS["rsync"] = Spec(
+    operands="read",
+    last="write",
+    value_opts=_s(
+        "-e",
+        "--rsh",
+        "--exclude",
+        "--include",
+        "-f",
+        "--filter",
+        "--chmod",
+        "--port",
+        "-B",
+        "--block-size",
+        "--partial-dir",
+        "--backup-dir",
+        "--link-dest",
+        "--compare-dest",
+        "--copy-dest",
+        "-T",
+        "--temp-dir",
+        "--rsync-path",
+        "--max-size",
+        "--min-size",
+        "--timeout",
+        "--bwlimit",
+        "--suffix",
+        "--usermap",
+        "--groupmap",
+        "--chown",
     ),
-    SPECS,
+    read_opts=_s("--exclude-from", "--include-from", "--files-from", "--password-file"),
+    write_opts=_s("--log-file"),
+)
+SPECS["scp"] = Spec(
+    operands="read",
+    last="write",
+    value_opts=_s("-P", "-o", "-l", "-c", "-J", "-S", "-X"),
+    read_opts=_s("-i", "-F"),
 )
 SPECS["mv"] = Spec(
     operands="write", write_opts=_s("-t", "--target-directory"), value_opts=_s("-S", "--suffix")
@@ -496,12 +517,8 @@ _spec(
             "--write-out",
             "-x",
             "--proxy",
-            "-p",
             "-l",
-            "-L",
-            "-q",
             "-t",
-            "-w",
         ),
     ),
     SPECS,
@@ -510,7 +527,7 @@ SPECS["curl"] = Spec(
     operands=None,
     write_opts=SPECS["wget"].write_opts - {"-O"},
     read_opts=SPECS["wget"].read_opts,
-    value_opts=SPECS["wget"].value_opts - {"-L"},
+    value_opts=SPECS["wget"].value_opts,
 )
 
 # Developer tools: their operands are mostly names, targets and packages; every path-like
@@ -962,7 +979,9 @@ def _git(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
             out.append(_ref(value, "write", cwd, name))
         elif tok in ("--work-tree", "--git-dir") and i + 1 < len(argv):
             out.append(_ref(argv[i + 1], "write", cwd, tok))
-        elif name in ("--contents", "--output", "-o") and sub in ("blame", "format-patch", "diff"):
+        elif (name == "--contents" and sub == "blame") or (
+            name == "--output" or (name == "-o" and sub in ("blame", "format-patch", "archive"))
+        ):
             target = value if value is not None else (argv[i + 1] if i + 1 < len(argv) else "")
             access: Access = "read" if name == "--contents" else "write"
             out.append(_ref(target, access, cwd, name))
@@ -977,6 +996,13 @@ def _git(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
         target = next((t for t in rest[1:] if not t.startswith("-")), None)
         if target:
             out.append(_ref(target, "write", cwd, "worktree"))
+    if sub in ("apply", "am"):
+        # The patch files: read, wherever they are (a patch from outside the project).
+        out.extend(
+            _ref(t, "read", cwd, "patch")
+            for t in rest
+            if not t.startswith("-") and t != DYNAMIC and is_pathlike(t)
+        )
     if sub in ("clone",):
         targets = [t for t in rest if not t.startswith("-")]
         if len(targets) >= 2:
@@ -1001,14 +1027,27 @@ def _git(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
 
 
 def _curl(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
-    out = _by_spec(argv, SPECS["curl"], cwd)
+    out = [
+        p
+        for p in _by_spec(
+            argv,
+            SPECS[program_base(argv[0])] if program_base(argv[0]) in SPECS else SPECS["curl"],
+            cwd,
+        )
+        if not (p.raw == "-" and p.access == "write")
+    ]
     for tok in argv[1:]:
-        # -d @file, --data-binary @file, -F name=@file upload a file's contents.
-        at = tok.find("@")
-        if at == 0 or (at > 0 and tok[at - 1] == "=" and not tok.startswith("-")):
-            target = tok[at + 1 :].split(";", 1)[0]
-            if target and target != "-":
-                out.append(_ref(target, "read", cwd, "upload"))
+        if tok.startswith("-"):
+            continue
+        # -d @file, --data-binary @file, --data-urlencode name@file, --url-query name@file,
+        # --variable name@file, -F name=@file and -F name=<file upload a file's contents.
+        for mark in ("@", "<"):
+            at = tok.find(mark)
+            if at == 0 or (at > 0 and (mark == "@" or tok[at - 1] == "=")):
+                target = tok[at + 1 :].split(";", 1)[0]
+                if target and target != "-" and DYNAMIC not in target:
+                    out.append(_ref(target, "read", cwd, "upload"))
+                break
     return out
 
 
@@ -1060,6 +1099,7 @@ _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
         )
     },
     "curl": _curl,
+    "wget": _curl,
     "http": _curl,
     "https": _curl,
     "xh": _curl,

@@ -84,6 +84,9 @@ class _Scope:
     aliases: dict[str, str] = field(default_factory=dict)
     # Files a downloader wrote earlier in the command: running one runs the download.
     downloaded: dict[str, str] = field(default_factory=dict)
+    # Variables set by an earlier statement (`export X=1;`, or `PATH=...;` of a variable that
+    # may already be exported): the environment of every later command, as far as we know.
+    exported: dict[str, str | None] = field(default_factory=dict)
 
     def copy(self) -> _Scope:
         return _Scope(
@@ -95,6 +98,7 @@ class _Scope:
             dict(self.functions),
             dict(self.aliases),
             self.downloaded,
+            dict(self.exported),
         )
 
     def chdir(self, target: str | None) -> None:
@@ -345,6 +349,7 @@ class _Walker:
                 scope.ifs_changed = True
             env.append((name, value))
         self.emit(self._unit((), tuple(env), whole, src, scope, ctx))
+        scope.exported.update(env)
 
     def declaration(self, node: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx) -> None:
         keyword = node.children[0].type if node.children else "declare"
@@ -357,6 +362,7 @@ class _Walker:
                 if name == "IFS":
                     scope.ifs_changed = True
                 env.append((name, value))
+                scope.exported[name] = value
                 argv.append(f"{name}={value if value is not None else DYNAMIC}")
             elif child.type == "variable_name":
                 argv.append(_text(child, src))
@@ -571,9 +577,10 @@ class _Walker:
             )
             self._fill_items(items or (".",), sub_scope)
             return
+        # Variables set on the wrapper reach what it runs: `X=1 timeout 60 pytest`.
         self.run(
             argv,
-            inner.env,
+            (*inner.env, *outer.env),
             node,
             src,
             sub_scope,
@@ -706,6 +713,9 @@ class _Walker:
     ) -> ShellUnit:
         program = program_name(argv[0]) if argv and DYNAMIC not in argv[0] else ""
         dynamic = frozenset(i for i, a in enumerate(argv) if DYNAMIC in a)
+        if scope.exported:
+            own = {name for name, _ in env}
+            env = (*((k, v) for k, v in scope.exported.items() if k not in own), *env)
         paths: list[PathRef] = []
         if argv and not opaque:
             paths = commands.paths_for(argv, program, scope.cwd)
