@@ -56,6 +56,11 @@ CMD_WORDS = [
     "/etc/hosts",
     "xargs",
     "cat",
+    "LD_PRELOAD=/tmp/a.so",
+    "A_TOKEN=1",
+    "https://a.example.com/x",
+    "http://169.254.169.254/",
+    "curl",
     "'rm\x0b-rf'",
     "'ü.PEM'",
     "ſecret",
@@ -105,6 +110,9 @@ FLAGS = [
     "-1",
     "--fast-x",
 ]
+ENVS = ["LD_*", "PATH", "X", "*_TOKEN", "[A-Z]*"]
+HOSTS = ["*.example.com", "localhost", "169.254.*", "EXAMPLE.COM", "[a-c]*"]
+FEEDERS = ["curl", "wget", "c*", "cat"]
 GLOBS = ["*.pem", "~/.ssh", ".env*", "/etc/**", "**/out*", "*.txt", "~/**/id_*", "up"]
 REGEXES = [
     r"^git\s+push",
@@ -153,6 +161,12 @@ def rules(draw, index: int) -> Rule:
         fields["opaque"] = draw(st.booleans())
     if draw(st.integers(0, 4)) == 0:
         fields["wrapper"] = draw(st.booleans())
+    if draw(st.integers(0, 3)) == 0:
+        fields["env"] = tuple(draw(st.lists(st.sampled_from(ENVS), min_size=1, max_size=2)))
+    if draw(st.integers(0, 3)) == 0:
+        fields["hosts"] = tuple(draw(st.lists(st.sampled_from(HOSTS), min_size=1, max_size=2)))
+    if draw(st.integers(0, 3)) == 0:
+        fields["fed_by"] = tuple(draw(st.lists(st.sampled_from(FEEDERS), min_size=1, max_size=2)))
     if draw(st.integers(0, 4)) == 0:
         fields["tools"] = ("Read",) if draw(st.booleans()) else ("Bash", "Write")
     action = draw(st.sampled_from(["allow", "deny", "require_approval"]))

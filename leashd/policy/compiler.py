@@ -109,6 +109,19 @@ class CompiledPolicy:
             use_re2,
         )
         self._compile_paths(use_re2)
+        # Wildcards on whole values (servers, variable names, programs, hosts): one set each.
+        self._value_sets = {
+            kind: MaskMatcher(
+                [
+                    (patterns.value_regex(w), kind == "hosts", i)
+                    for i, r in enumerate(rules)
+                    for w in getattr(r, kind) or ()
+                ],
+                use_re2,
+                portable=kind != "hosts",
+            )
+            for kind in ("mcp_servers", "env", "fed_by", "hosts")
+        }
         # `input` conditions: one matcher per input key; a rule needs all of its pairs.
         by_key: dict[str, list[tuple[str, bool, int]]] = {}
         self._input_pairs: dict[int, int] = {}
@@ -215,7 +228,7 @@ class CompiledPolicy:
         self._glob_memo.clear()
         for m in (self._argv, self._flags, self._commands, self._path_regexes):
             m.clear()
-        for m in self._input_keys.values():
+        for m in (*self._input_keys.values(), *self._value_sets.values()):
             m.clear()
 
     # --- indexes --------------------------------------------------------------------------
@@ -293,6 +306,8 @@ class CompiledPolicy:
 
     def _value_mask(self, kind: str, value: str, ignore_case: bool = False) -> int:
         """Rules whose `kind` wildcards match `value` (server, env name, program, host)."""
+        if patterns.SEP not in value:
+            return self._value_sets[kind].mask(value + patterns.SEP)
         key = (kind, value)
         m = self._values.get(key)
         if m is None:

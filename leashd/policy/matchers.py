@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 try:  # google-re2 is a dependency; the fallback keeps an odd platform working.
     import re2 as _re2
@@ -37,7 +37,7 @@ class MultiPattern:
         regexes = list(regexes)
         self._portable = portable
         self._all_re = [re.compile(p, re.I if ic else 0) for p, ic in regexes]
-        self._re2_sets: list[tuple[object, list[int]]] = []
+        self._re2_sets: list[tuple[Callable[[bytes], list[int]], list[int]]] = []
         self._fallback: list[tuple[int, re.Pattern[str]]] = []
         self.size = 0
         groups: dict[bool, list[tuple[int, str]]] = {True: [], False: []}
@@ -82,19 +82,24 @@ class MultiPattern:
             self._build_sets(items[:half], ignore_case)
             self._build_sets(items[half:], ignore_case)
             return
-        self._re2_sets.append((s, index))
+        # The binding's own object: its Python wrapper adds two calls per match.
+        self._re2_sets.append((s._set.Match, index))
 
     def hits(self, text: str) -> list[int]:
         """Indices of the patterns that match somewhere in `text` (no order promised)."""
-        if not self._portable and self._re2_sets and not re2_agrees(text):
+        if not self._re2_sets or (not self._portable and not re2_agrees(text)):
+            return [i for i, rx in enumerate(self._all_re) if rx.search(text)]
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # lone surrogates: not UTF-8, so not for RE2
             return [i for i, rx in enumerate(self._all_re) if rx.search(text)]
         if self._single is not None:
-            s, index = self._single
-            found = s.Match(text)  # type: ignore[attr-defined]
+            match, index = self._single
+            found = match(data)
             return [index[k] for k in found] if found else []
         out: list[int] = []
-        for s, index in self._re2_sets:
-            for k in s.Match(text) or ():  # type: ignore[attr-defined]
+        for match, index in self._re2_sets:
+            for k in match(data) or ():
                 out.append(index[k])
         for i, rx in self._fallback:
             if rx.search(text):

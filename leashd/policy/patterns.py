@@ -250,3 +250,9 @@ def flag_regex(flag: str) -> str | None:
     if len(flag) >= 2 and flag[0] == "-" and flag[1] not in "-*?[{":
         return r"\x00" + body + r"\x00"  # can never match a `--` token, whole or by name
     return None
+
+
+def value_regex(pattern: str) -> str:
+    """A wildcard over a whole value, as a regex over `value + SEP` (the value holds no SEP)."""
+    body = _translate(pattern, _NOT_SEP + "*", _NOT_SEP, globstar=False, neg_extra=r"\x00")
+    return "^(?:" + body + r")\x00"
