@@ -36,7 +36,8 @@ def verify_examples(compiled: CompiledPolicy) -> list[PolicyError]:
                         )
                     )
                     continue
-                got = any(compiled.matches(index, u, EXAMPLE_CONTEXT) for u in call.units)
+                units = [u for u in call.units if not u.shadow]  # the command as written
+                got = any(compiled.matches(index, u, EXAMPLE_CONTEXT) for u in units)
                 if got != expect:
                     shown = ex.input.get("command") if ex.tool == "Bash" else ex.input
                     verb = "should match but does not" if expect else "should not match but does"

@@ -156,6 +156,7 @@ class Unit:
     wrapper: bool = False
     input: Mapping[str, Any] = field(default_factory=dict)
     shell: ShellUnit | None = None
+    shadow: bool = False  # see ShellUnit.shadow: only a rule's decision counts
 
     def describe(self) -> str:
         if self.shell is not None or self.tool == "Bash":
@@ -375,6 +376,7 @@ def shell_unit(u: ShellUnit, ctx: Context, tool_input: Mapping[str, Any]) -> Uni
         wrapper=u.wrapper,
         input=tool_input,
         shell=u,
+        shadow=u.shadow,
     )
 
 

@@ -116,7 +116,11 @@ def decide_unit(policy: Policy, unit: Unit, ctx: Context) -> UnitDecision:
 
 
 def clamp_opaque(d: UnitDecision) -> UnitDecision:
-    """Opaque never allows: what leashd cannot see, a human must."""
+    """Settle a unit's decision. Opaque never allows: what leashd cannot see, a human must.
+    A shadow unit (a program run by path, seen under its plain name) counts only when a rule
+    decides it; the default action is for the unit as written."""
+    if d.unit.shadow and d.rule is None:
+        return UnitDecision(d.unit, "allow", None, "no rule names this program", "shadow", d.steps)
     if d.action == "allow" and d.unit.opaque is not None:
         return UnitDecision(
             d.unit,

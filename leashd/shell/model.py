@@ -48,6 +48,9 @@ class ShellUnit:
     wrapper: bool = False  # this unit only launches another unit (which is listed too)
     opaque: str | None = None  # why leashd cannot know what this unit does
     cwd: str | None = ""
+    # The same command again under its program's plain name (`.venv/bin/python` as `python`):
+    # it only counts where a rule decides it, so rules written for the name also catch it.
+    shadow: bool = False
 
     def arg(self, i: int) -> str | None:
         """The literal argv[i], or None when it is dynamic or missing."""

@@ -138,6 +138,7 @@ class _Ctx:
     stdin_dynamic: bool = False
     wrapped_by: tuple[str, ...] = ()
     depth: int = 0
+    shadow: bool = False
 
 
 class _Walker:
@@ -520,6 +521,10 @@ class _Walker:
         self.emit(unit)
         for inner in inners:
             self.inner(inner, unit, program, node, src, scope, ctx)
+        base = head.rsplit("/", 1)[-1]
+        if program == head and "/" in head and base and not ctx.shadow:
+            # `.venv/bin/python -c ...` is python to every rule written for python.
+            self.run((base, *argv[1:]), env, node, src, scope, replace(ctx, shadow=True), text)
 
     def inner(
         self,
@@ -737,6 +742,7 @@ class _Walker:
             wrapped_by=ctx.wrapped_by,
             opaque=opaque,
             cwd=scope.cwd,
+            shadow=ctx.shadow,
         )
 
     # --- redirections ----------------------------------------------------------------------
