@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leashd.gate.sandbox import apply_sandbox
 from leashd.policy import PolicyError, compile_policy, parse_yaml
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import extract
@@ -282,3 +283,23 @@ def test_cli_explain_names_the_deciding_rule_and_line():
 )
 def test_programs_run_by_path_are_judged_by_name_too(evaluator, command, want):
     assert evaluator.evaluate("Bash", {"command": command}).action == want
+
+
+@pytest.mark.parametrize(
+    ("command", "want"),
+    [
+        # a flag must never hide the file after it
+        ("cat -n ~/.ssh/id_rsa", "deny"),
+        ("wc -c ~/.ssh/id_ed25519", "deny"),
+        ("grep -T password ~/.netrc", "deny"),
+        ("jq --tab . ~/.aws/credentials", "deny"),
+        ("cp -rf src ~/backup", "deny"),
+        ("wget -qO ~/.local/bin/tool https://example.com/tool", "deny"),
+        # entering a directory reads it
+        ("cd /home/dev && ls -la", "require_approval"),
+        ("cd src && ls", "allow"),
+    ],
+)
+def test_options_never_hide_the_paths_after_them(evaluator, command, want):
+    d = apply_sandbox(evaluator.evaluate("Bash", {"command": command}))
+    assert d.action == want, (command, d.rule_name)

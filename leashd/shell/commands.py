@@ -119,32 +119,10 @@ _spec(
         "source",
         ".",
     ],
-    Spec(
-        value_opts=_s(
-            "-n",
-            "-c",
-            "-I",
-            "-L",
-            "-w",
-            "-t",
-            "-s",
-            "-d",
-            "-N",
-            "-j",
-            "-e",
-            "-W",
-            "--lines",
-            "--bytes",
-            "--width",
-            "--ignore",
-            "--format",
-            "--block-size",
-            "--color",
-            "--sort",
-            "--time-style",
-            "--label",
-        )
-    ),
+    # No option of these is taken to consume the next word: a flag mistaken for one with a
+    # value would hide the file after it (`cat -n ~/.ssh/id_rsa`). A value read as one more
+    # operand (`head -n 5 f` reads "5" too) can only make a decision stricter.
+    Spec(),
     SPECS,
 )
 _spec(["cut", "tr", "uniq", "sort", "split", "csplit"], Spec(), SPECS)
@@ -166,7 +144,7 @@ SPECS["sort"] = Spec(
 )
 SPECS["uniq"] = Spec(value_opts=_s("-f", "-s", "-w"))  # second operand is an output: see _uniq
 _spec(
-    ["grep", "egrep", "fgrep", "rg", "ag", "ack", "zgrep"],
+    ["rg", "ag", "ack"],
     Spec(
         skip=1,
         skip_opts=_s("-e", "-f", "--regexp", "--file"),
@@ -211,10 +189,42 @@ _spec(
     ),
     SPECS,
 )
+# grep's own options: -T is a flag here (rg's --type-not), and -g, -t, -M, -j are not options.
+SPECS["grep"] = Spec(
+    skip=1,
+    skip_opts=_s("-e", "-f", "--regexp", "--file"),
+    value_opts=_s(
+        "-e",
+        "-A",
+        "-B",
+        "-C",
+        "-m",
+        "-d",
+        "-D",
+        "--regexp",
+        "--max-count",
+        "--context",
+        "--after-context",
+        "--before-context",
+        "--include",
+        "--exclude",
+        "--exclude-dir",
+        "--color",
+        "--colour",
+        "--label",
+        "--group-separator",
+        "--binary-files",
+        "--devices",
+        "--directories",
+    ),
+    read_opts=_s("-f", "--file", "--exclude-from"),
+)
+for _name in ("egrep", "fgrep", "zgrep"):
+    SPECS[_name] = SPECS["grep"]
 SPECS["jq"] = Spec(
     skip=1,
     skip_opts=_s("-f", "--from-file"),
-    value_opts=_s("--arg", "--argjson", "--indent", "--tab", "-L"),
+    value_opts=_s("--arg", "--argjson", "--indent", "-L"),
     read_opts=_s("-f", "--from-file", "--slurpfile", "--rawfile"),
 )
 SPECS["yq"] = SPECS["jq"]
@@ -373,10 +383,12 @@ _spec(
 )
 _spec(["zcat", "bzcat", "xzcat", "zstdcat"], Spec(), SPECS)
 SPECS["find"] = Spec(operands="read")  # roots and actions: see _find
-SPECS["cd"] = Spec(operands=None)
+# Entering a directory reads it: `cd ~ && ls` lists the home directory.
+SPECS["cd"] = Spec(operands="read")
 SPECS["xargs"] = Spec(operands=None, read_opts=_s("-a", "--arg-file"))
 SPECS["time"] = Spec(operands=None, write_opts=_s("-o", "--output"))
-SPECS["pushd"] = Spec(operands=None)
+SPECS["pushd"] = Spec(operands="read")
+SPECS["xxd"] = Spec(last="write")  # xxd [-r] [in [out]]: the second operand is written
 _spec(
     [
         "echo",
