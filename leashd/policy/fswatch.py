@@ -39,6 +39,7 @@ class DependentMemo:
         self._by_dir: dict[str, set[Hashable]] = {}
 
     def get(self, key: Hashable) -> tuple[Any, frozenset[str]] | None:
+        """(value, the directories it depends on), or None."""
         return self._items.get(key)
 
     def put(self, key: Hashable, value: Any, deps: frozenset[str]) -> None:

@@ -56,21 +56,57 @@ class Resolver:
                 collect.add(None)
             return os.path.realpath(path)
         self.watch.check()
-        hit = self._memo.get(path)
-        if hit is not None:
-            if collect is not None:
-                collect.update(hit[1])
-            return hit[0]
+        found = self._memo.get(path)
+        if found is None:
+            found = self._resolve(path)
+        (resolved, _kind), deps = found
+        if collect is not None:
+            if deps is None:
+                collect.add(None)
+            else:
+                collect.update(deps)
+        return resolved
+
+    def _resolve(self, path: str) -> tuple[tuple[str, int], frozenset[str] | None]:
+        """Resolve and memoise `path` (deps None: not memoisable). A plain path (no `.`,
+        `..` or empty components) is its parent's resolution plus one look at its last
+        component, so a directory resolved once makes its entries cost one system call,
+        and nothing at all below a directory that does not exist."""
+        if path != "/" and "//" not in path and "/." not in path and not path.endswith("/"):
+            parent, name = path.rsplit("/", 1)
+            parent = parent or "/"
+            up = self._memo.get(parent)
+            if up is None and self.watch.available:
+                up = self._resolve(parent)
+            if up is not None and up[1] is not None:
+                (pres, pkind), pdeps = up
+                newpath = pres + name if pres == "/" else pres + "/" + name
+                kind = None
+                if pkind in (_OTHER, _MISSING):
+                    kind, deps = _MISSING, pdeps
+                elif pkind == _DIR and self.watch.watch(pres):
+                    deps = pdeps | {pres}
+                    # access() answers "is there anything" without raising for the common
+                    # case of nothing; only something there needs an lstat.
+                    if not os.access(newpath, os.F_OK, follow_symlinks=False):
+                        kind = _MISSING
+                    else:
+                        try:
+                            mode = os.lstat(newpath).st_mode
+                        except OSError:
+                            mode = None
+                        if mode is not None and not stat.S_ISLNK(mode):
+                            kind = _DIR if stat.S_ISDIR(mode) else _OTHER
+                if kind is not None:
+                    self._memo.put(path, (newpath, kind), deps)
+                    return (newpath, kind), deps
         state = _State(self.watch)
-        resolved = state.resolve(path)
+        resolved, kind = state.resolve(path)
         if state.watched_all and self.watch.available:
             deps = frozenset(state.deps)
-            self._memo.put(path, resolved, deps)
-            if collect is not None:
-                collect.update(deps)
-        elif collect is not None:
-            collect.add(None)
-        return resolved
+            self._memo.put(path, (resolved, kind), deps)
+            return (resolved, kind), deps
+        return (resolved, kind), None
 
 
 class _State:
@@ -85,13 +121,13 @@ class _State:
         self.watched_all = True
         self.deps: set[str] = set()
 
-    def resolve(self, path: str) -> str:
+    def resolve(self, path: str) -> tuple[str, int]:
         try:
             stack = self.join((), path[1:], {})
         except _Loop as loop:
             self.watched_all = False
-            return posixpath.normpath(loop.path)
-        return "/" + "/".join(name for name, _ in stack)
+            return posixpath.normpath(loop.path), _UNKNOWN
+        return "/" + "/".join(name for name, _ in stack), stack[-1][1] if stack else _DIR
 
     def join(self, stack: _Stack, rest: str, seen: dict[str, _Stack | None]) -> _Stack:
         """Resolve `rest` below the resolved `stack`; mirrors posixpath's `_joinrealpath`."""
