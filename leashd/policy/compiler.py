@@ -70,16 +70,25 @@ class CompiledPolicy:
         )
         self._opaque_true = self._mask(lambda r: r.opaque is True)
         self._wrapper_true = self._mask(lambda r: r.wrapper is True)
-        # argv prefixes and flags: one regex set each over the unit's encoded words.
-        self._argv = MaskMatcher(
-            [
-                (patterns.argv_regex(p.tokens), False, i)
-                for i, r in enumerate(rules)
-                for p in r.argv or ()
-            ],
-            use_re2,
-            portable=True,
-        )
+        # argv prefixes: regex sets over the unit's encoded words, one per program named
+        # literally by a pattern's first token (a small automaton to run), and one for
+        # patterns whose first token is a wildcard, tried on every unit.
+        by_program: dict[str, list[tuple[str, bool, int]]] = {}
+        wild: list[tuple[str, bool, int]] = []
+        for i, r in enumerate(rules):
+            for p in r.argv or ():
+                entry = (patterns.argv_regex(p.tokens), False, i)
+                first = p.tokens[0]
+                if any(ch in a for a in first for ch in "*?[{$"):
+                    wild.append(entry)
+                else:
+                    for name in first:
+                        by_program.setdefault(name, []).append(entry)
+        self._argv_by_program = {
+            name: MaskMatcher(entries, use_re2, portable=True)
+            for name, entries in by_program.items()
+        }
+        self._argv_wild = MaskMatcher(wild, use_re2, portable=True)
         flag_patterns: list[tuple[str, bool, int]] = []
         self._complex_flags: list[tuple[int, str]] = []
         for i, r in enumerate(rules):
@@ -226,7 +235,9 @@ class CompiledPolicy:
         for d in self._memos:
             d.clear()
         self._glob_memo.clear()
-        for m in (self._argv, self._flags, self._commands, self._path_regexes):
+        for m in (self._argv_wild, self._flags, self._commands, self._path_regexes):
+            m.clear()
+        for m in self._argv_by_program.values():
             m.clear()
         for m in (*self._input_keys.values(), *self._value_sets.values()):
             m.clear()
@@ -349,7 +360,11 @@ class CompiledPolicy:
         argv = unit.argv
         text = patterns.encode_words((unit.program, *argv[1:]), unit.dynamic) if argv else ""
         if text is not None:
-            return self._argv.mask(text)
+            named = (
+                self._argv_by_program.get(unit.program) if argv and 0 not in unit.dynamic else None
+            )
+            m = self._argv_wild.mask(text)
+            return m | named.mask(text) if named is not None else m
         m = 0  # a word the encoding cannot carry: match those rules one by one
         for i in bits(need):
             if any(
