@@ -141,7 +141,7 @@ def _print_explain(d: Decision) -> None:
         if u.opaque:
             click.echo(f"  opaque: {u.opaque}")
         for p in u.paths:
-            click.echo(f"  path: {p.path or p.raw or '<run time>'} [{p.access}, {p.where}]")
+            click.echo(f"  path: {p.shown()} [{p.access}, {p.where}]")
         for step in ud.steps:
             mark = "✔" if step.matched else "·"
             click.echo(f"  {mark} {step.rule.name} ({step.rule.span}): {step.why}")

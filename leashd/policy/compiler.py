@@ -430,12 +430,10 @@ class CompiledPolicy:
             if not pm:
                 continue
             want = unwanted = 0
-            if p.path is not None:
-                want, unwanted = self._glob_masks(p.path)
-                if p.tilde:
-                    w2, u2 = self._glob_masks(p.tilde)
-                    want |= w2
-                    unwanted |= u2
+            for subject in p.subjects():
+                w2, u2 = self._glob_masks(subject)
+                want |= w2
+                unwanted |= u2
             m |= pm & (want | self._no_globs) & ~unwanted
         return m
 

@@ -121,6 +121,9 @@ class Context:
         return Context(cwd_dir, home_dir, approved, mode, temps)
 
 
+UNKNOWN_PREFIX = "\x01"
+
+
 @dataclass(frozen=True, slots=True)
 class PathFact:
     path: str | None  # resolved; None when only known at run time
@@ -129,11 +132,24 @@ class PathFact:
     source: str = ""
     raw: str | None = None
     tilde: str | None = None  # the same path as ~/..., when it is under the home directory
+    # For a path only partly known (`"$DIR"/.env`, `~bob/.ssh/id_rsa`): its literal end, from
+    # the first `/` after the unknown part. Globs that name a file or directory anywhere
+    # (`.env`, `id_*`, `*.pem`) are matched against it; anchored ones (`~/.ssh`) cannot be.
+    tail: str | None = None
+
+    def shown(self) -> str:
+        """The path for people: resolved, else as written with its unknown parts marked."""
+        if self.path is not None:
+            return self.path
+        if self.raw is None:
+            return "<run time>"
+        return self.raw.replace(DYNAMIC, "<run time>")
 
     def subjects(self) -> tuple[str, ...]:
-        """The spellings path globs are matched against: absolute, and ~/... under home."""
+        """The spellings path globs are matched against: absolute, and ~/... under home; for
+        a partly known path, its known end behind a character no anchored glob can match."""
         if self.path is None:
-            return ()
+            return (UNKNOWN_PREFIX + self.tail,) if self.tail else ()
         return (self.path, self.tilde) if self.tilde else (self.path,)
 
 
@@ -162,7 +178,7 @@ class Unit:
         if self.shell is not None or self.tool == "Bash":
             shown = " ".join("<dynamic>" if DYNAMIC in a else a for a in self.argv)
             return shown or (self.text or "")
-        first = next((p.raw or p.path for p in self.paths if p.raw or p.path), None)
+        first = next((p.shown() for p in self.paths if p.raw or p.path), None)
         return f"{self.tool} {first}" if first else self.tool
 
 
@@ -204,7 +220,10 @@ def resolve(raw: str | None, cwd_expr: str | None, ctx: Context) -> str | None:
     if raw is None or DYNAMIC in raw or "\x00" in raw:
         return None
     if raw.startswith("~") and not (raw == "~" or raw.startswith("~/")):
-        return None  # ~user: another user's home, whatever it is
+        user, _, rest = raw[1:].partition("/")
+        if user != posixpath.basename(ctx.home):
+            return None  # ~user: another user's home, whatever it is
+        raw = "~/" + rest
     raw = _expand(raw, ctx.home)
     if not raw.startswith("/"):
         if cwd_expr is None:
@@ -251,7 +270,12 @@ def path_fact(
     tilde = None
     if resolved is not None and (resolved == ctx.home or resolved.startswith(ctx.home + "/")):
         tilde = "~" + resolved[len(ctx.home) :]
-    return PathFact(resolved, access, where(resolved, ctx), source, raw, tilde)
+    tail = None
+    if resolved is None and raw:
+        known = raw.rsplit(DYNAMIC, 1)[-1] if DYNAMIC in raw else raw[1:] if raw[0] == "~" else ""
+        if "/" in known:
+            tail = known[known.index("/") :]
+    return PathFact(resolved, access, where(resolved, ctx), source, raw, tilde, tail)
 
 
 # --- hosts ---------------------------------------------------------------------------------

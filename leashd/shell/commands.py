@@ -717,7 +717,8 @@ def _walk_options(
 
 
 def _ref(raw: str, access: Access, cwd: str | None, source: str) -> PathRef:
-    return PathRef(None if raw == DYNAMIC or DYNAMIC in raw else raw, access, cwd, source)
+    # A partly dynamic word keeps its text: its literal end still names a file (`$D/.env`).
+    return PathRef(None if raw == DYNAMIC else raw, access, cwd, source)
 
 
 def generic_paths(argv: tuple[str, ...], cwd: str | None, access: Access) -> list[PathRef]:
@@ -798,7 +799,10 @@ def _uniq(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     return out
 
 
-_SED_WRITE = re.compile(r"(?:^|[;\n}]\s*|/[gpIiMme0-9]*)\s*[wW]\s+(\S+)")
+# sed's file commands: `r`/`R FILE` read, `w`/`W FILE` (and `s///w FILE`) write; after any
+# address (`1r`, `$w`, `/re/r`) or separator. The file name runs to the end of the line (GNU);
+# up to a `;` is recorded too. Matching more than sed would only adds paths: stricter.
+_SED_FILE = re.compile(r"(?:^|(?<=[;\n{}$0-9/!~,\s]))([rRwW])[ \t]*([^\n]+)")
 
 
 def _sed(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
@@ -807,10 +811,12 @@ def _sed(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     scripts = [t for t in argv[1:] if not t.startswith("-")][:1]
     scripts += [argv[i + 1] for i, t in enumerate(argv[:-1]) if t in ("-e", "--expression")]
     for script in scripts:
-        for m in _SED_WRITE.finditer(script):
-            target = m.group(1)
-            if target not in _DEVNULL:
-                out.append(_ref(target, "write", cwd, "sed w"))
+        for m in _SED_FILE.finditer(script):
+            access: Access = "read" if m.group(1) in "rR" else "write"
+            whole = m.group(2).strip()
+            for target in dict.fromkeys((whole, whole.split(";", 1)[0].strip())):
+                if target and target not in _DEVNULL and DYNAMIC not in target:
+                    out.append(_ref(target, access, cwd, f"sed {m.group(1)}"))
     return out
 
 
