@@ -65,6 +65,36 @@ def _parse_tree(src: bytes) -> tree_sitter.Tree:
     return parser.parse(_for_tree_sitter(src))
 
 
+def _file_key(word: str, cwd: str | None) -> str | None:
+    """The file a word names, relative to the command's start: `./i.sh` and `i.sh` are one."""
+    if DYNAMIC in word or cwd is None or not word or word.startswith("-"):
+        return None
+    return posixpath.normpath(word if word.startswith(("/", "~")) else posixpath.join(cwd, word))
+
+
+def _remote_names(argv: tuple[str, ...], program: str) -> list[str]:
+    """Files a downloader names after the URL: `curl -O URL`, `wget URL`."""
+    urls = [a for a in argv[1:] if "://" in a]
+    remote = program == "wget" and not any(
+        a in ("-O", "--output-document") or a.startswith(("-O", "--output-document="))
+        for a in argv[1:]
+    )
+    remote = remote or any(
+        a in ("-O", "--remote-name", "--remote-name-all")
+        or (a.startswith("-") and not a.startswith("--") and "O" in a)
+        for a in argv[1:]
+    )
+    if not remote:
+        return []
+    names = []
+    for url in urls:
+        path = url.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+        base = path.rstrip("/").rsplit("/", 1)[-1] if "/" in path else ""
+        if base:
+            names.append(base)
+    return names
+
+
 def program_name(word: str) -> str:
     """argv[0] -> the program a rule names: `/usr/bin/git` is git, `./git` is not."""
     if "/" not in word:
@@ -492,13 +522,28 @@ class _Walker:
             return
         program = program_name(head)
         unit = self._unit(argv, env, node, src, scope, ctx, text=text)
-        fetched = {scope.downloaded[a] for a in argv if a in scope.downloaded}
-        if fetched:
-            unit = replace(unit, upstream=unit.upstream | fetched)
-        if program in DOWNLOADERS:
+        if scope.downloaded:
+            fetched = {
+                scope.downloaded[k]
+                for a in argv
+                if (k := _file_key(a, scope.cwd)) is not None and k in scope.downloaded
+            }
+            if fetched:
+                unit = replace(unit, upstream=unit.upstream | fetched)
+        # Files written with what a downloader fetched: running one later runs the download.
+        feeder = (
+            program
+            if program in DOWNLOADERS
+            else next((p for p in sorted(ctx.upstream) if p in DOWNLOADERS), None)
+        )
+        if feeder is not None:
             for p in unit.paths:
-                if p.access == "write" and p.raw:
-                    scope.downloaded[p.raw] = program
+                if p.access == "write" and p.raw and (k := _file_key(p.raw, p.cwd)) is not None:
+                    scope.downloaded[k] = feeder
+            if program in DOWNLOADERS:
+                for name in _remote_names(argv, program):
+                    if (k := _file_key(name, scope.cwd)) is not None:
+                        scope.downloaded[k] = program
         self._builtin_effects(argv, program, scope, ctx)
         inners = wrappers.unwrap(argv, program)
         if program == "git":
