@@ -176,3 +176,10 @@ def test_the_fast_lane_takes_only_plain_commands():
         "",
     ):
         assert _plain_words(command) is None, command
+
+
+def test_commands_git_runs_are_units():
+    assert programs("git rebase -x 'rm -rf /tmp/x' main") == ["git", "rm"]
+    assert programs("git submodule foreach --recursive 'git clean -fdx'") == ["git", "git"]
+    assert programs("git bisect run make test") == ["git", "make"]
+    assert programs("git difftool --extcmd='meld' HEAD") == ["git", "meld"]

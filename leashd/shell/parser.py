@@ -547,7 +547,7 @@ class _Walker:
         self._builtin_effects(argv, program, scope, ctx)
         inners = wrappers.unwrap(argv, program)
         if program == "git":
-            inners = []
+            inners = wrappers.git_commands(argv)
             unit = self._git_dash_c(unit, scope)
         if program in ("source", ".") and len(argv) > 1:
             target = argv[1]
@@ -558,9 +558,10 @@ class _Walker:
         if program == "eval" and len(argv) > 1:
             script = " ".join(argv[1:])
             inners = [wrappers.Inner(script=script, dynamic_script=DYNAMIC in script)]
-        if inners:
+        if inners and program != "git":
             # The wrapper's own words are the inner command's: its paths are the inner
-            # unit's business (find keeps its roots and actions).
+            # unit's business (find keeps its roots and actions). git is no wrapper: what it
+            # runs (`rebase -x`) comes on top of what it does itself.
             kept = unit.paths if commands.has_spec(program) else tuple(ctx.redirect_paths)
             unit = replace(unit, wrapper=True, paths=kept)
         self.emit(unit)

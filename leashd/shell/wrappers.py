@@ -418,3 +418,36 @@ _HANDLERS = {
     "chrt": lambda argv: _chroot(argv),
     **{sh: _shell for sh in SHELLS},
 }
+
+
+def git_commands(argv: tuple[str, ...]) -> list[Inner]:
+    """Commands git itself runs: `rebase -x CMD`, `submodule foreach CMD`, `bisect run CMD`,
+    `difftool|mergetool -x CMD` (each a shell script run for every commit, module, step)."""
+    words = list(argv[1:])
+    # Global options before the subcommand (-C dir, -c k=v, --git-dir=...).
+    i = 0
+    while i < len(words) and words[i].startswith("-"):
+        i += 2 if words[i] in ("-C", "-c", "--git-dir", "--work-tree", "--namespace") else 1
+    if i >= len(words):
+        return []
+    sub, rest = words[i], words[i + 1 :]
+    out: list[Inner] = []
+
+    def script(text: str) -> None:
+        out.append(Inner(script=text, dynamic_script=DYNAMIC in text))
+
+    if sub in ("rebase", "difftool", "mergetool"):
+        flags = ("-x", "--exec") if sub == "rebase" else ("-x", "--extcmd")
+        for k, tok in enumerate(rest):
+            name, eq, value = tok.partition("=")
+            if eq and name in flags[1:]:
+                script(value)
+            elif tok in flags and k + 1 < len(rest):
+                script(rest[k + 1])
+    elif sub == "submodule" and rest[:1] == ["foreach"]:
+        cmd = [t for t in rest[1:] if t not in ("--recursive", "-q", "--quiet")]
+        if cmd:
+            script(" ".join(cmd))
+    elif sub == "bisect" and rest[:1] == ["run"] and len(rest) > 1:
+        out.append(Inner(argv=tuple(rest[1:])))
+    return out
