@@ -626,7 +626,14 @@ class _Walker:
                 replace(sub_ctx, redirects=(), redirect_paths=()),
                 text=" ".join(_quote(a) for a in inner.argv).replace(wrappers.ITEM, "{}"),
             )
-            self._fill_items(items or (".",), sub_scope)
+            # Items read from a file (`xargs cat < list`, `xargs -a list cat`) are unknown
+            # here: the operands stay unknown rather than guessed.
+            from_file = program == "xargs" and (
+                any(r.op == "<" for r in ctx.redirects)
+                or any(a in ("-a", "--arg-file") or a.startswith("--arg-file=") for a in outer.argv)
+            )
+            if not from_file:
+                self._fill_items(items or (".",), sub_scope)
             return
         # Variables set on the wrapper reach what it runs: `X=1 timeout 60 pytest`.
         self.run(
