@@ -42,6 +42,21 @@ from .conftest import corpus_rows
             "duplicate rule name",
         ),
         ("rules: [\n", 2, 1, "invalid YAML"),
+        ("rules:\n  - name: a\n    tools: [Read]\n", 2, 5, "rule 'a' needs an 'action'"),
+        ("rules:\n  - action: deny\n", 2, 5, "a rule needs a 'name'"),
+        ("version: '1'\nrulez: []\n", 2, 1, "did you mean 'rules'"),
+        ("rules:\n  - just-a-string\n", 2, 5, "a rule must be a mapping"),
+        (
+            "rules:\n  - name: a\n    action: deny\n    paths: {match: ['*.pem'], access: x}\n",
+            4,
+            39,
+            "paths.access must be one of",
+        ),
+        ("rules:\n  - name: a\n    action: deny\n    risk_level: extreme\n", 4, 17, "risk_level"),
+        ("settings:\n  default_actoin: deny\n", 2, 3, "did you mean 'default_action'"),
+        ("rules:\n  - name: a\n    action: deny\n    commands: ['']\n", 4, 16, "is empty"),
+        ("settings:\n  approval_timeout_seconds: -5\n", 2, 29, "positive integer"),
+        ("rules: {a: 1}\n", 1, 8, "rules must be a list"),
     ],
 )
 def test_yaml_errors_point_at_the_source(text, line, col, fragment):
@@ -303,3 +318,14 @@ def test_programs_run_by_path_are_judged_by_name_too(evaluator, command, want):
 def test_options_never_hide_the_paths_after_them(evaluator, command, want):
     d = apply_sandbox(evaluator.evaluate("Bash", {"command": command}))
     assert d.action == want, (command, d.rule_name)
+
+
+def test_packaged_data_is_found_before_the_checkout(tmp_path, monkeypatch):
+    """In a wheel the built-in policies live under leashd/_data; that copy wins."""
+    from leashd import resources
+
+    (tmp_path / "_data" / "policies").mkdir(parents=True)
+    monkeypatch.setattr(resources.resources, "files", lambda package: tmp_path)
+    assert resources.data_dir("policies") == tmp_path / "_data" / "policies"
+    with pytest.raises(FileNotFoundError):
+        resources.data_dir("no-such-data")
