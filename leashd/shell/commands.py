@@ -388,6 +388,16 @@ SPECS["cd"] = Spec(operands="read")
 SPECS["xargs"] = Spec(operands=None, read_opts=_s("-a", "--arg-file"))
 SPECS["time"] = Spec(operands=None, write_opts=_s("-o", "--output"))
 SPECS["pushd"] = Spec(operands="read")
+# Wrappers that also write files of their own: the trace, the typescript.
+SPECS["strace"] = Spec(operands=None, write_opts=_s("-o", "--output"))
+SPECS["ltrace"] = SPECS["strace"]
+SPECS["script"] = Spec(
+    operands="write",
+    value_opts=_s("-c", "--command", "-E", "--echo", "-m", "--logging-format"),
+    write_opts=_s(
+        "-O", "--log-out", "-I", "--log-in", "-B", "--log-io", "-T", "--log-timing", "-t"
+    ),
+)
 SPECS["xxd"] = Spec(last="write")  # xxd [-r] [in [out]]: the second operand is written
 _spec(
     [
@@ -746,6 +756,16 @@ def paths_for(argv: tuple[str, ...], program: str, cwd: str | None) -> list[Path
     return [p for p in found if p.raw is None or not is_sink(p.raw)]
 
 
+# `TYPE:PATH` values of dev tools (`--cov-report=html:/srv/www`, `-o xml:/tmp/r.xml`): the
+# path is what gets written. Only taken when what follows the colon is plainly a path.
+_TYPED_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*:([/~.][^\n]*)")
+
+
+def _typed(value: str) -> str:
+    m = _TYPED_PATH.fullmatch(value)
+    return m.group(1) if m and not m.group(1).startswith("//") else value
+
+
 def _by_spec(argv: tuple[str, ...], spec: Spec, cwd: str | None) -> list[PathRef]:
     operands, options = _walk_options(argv, spec)
     out: list[PathRef] = []
@@ -760,7 +780,7 @@ def _by_spec(argv: tuple[str, ...], spec: Spec, cwd: str | None) -> list[PathRef
         elif name in spec.read_opts:
             out.append(_ref(value, "read", cwd, "option " + name))
         elif spec.pathlike_only and is_pathlike(value):
-            out.append(_ref(value, spec.operands or "read", cwd, "option " + name))
+            out.append(_ref(_typed(value), spec.operands or "read", cwd, "option " + name))
     if spec.operands is None and not spec.pathlike_only:
         return out
     paths = operands[skip:]
@@ -773,7 +793,7 @@ def _by_spec(argv: tuple[str, ...], spec: Spec, cwd: str | None) -> list[PathRef
             access = "write"
         elif spec.last and k == len(paths) - 1 and len(paths) > 1:
             access = spec.last
-        out.append(_ref(tok, access, cwd, "operand"))
+        out.append(_ref(_typed(tok) if spec.pathlike_only else tok, access, cwd, "operand"))
     return out
 
 
