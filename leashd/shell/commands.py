@@ -143,79 +143,64 @@ SPECS["sort"] = Spec(
     write_opts=_s("-o", "--output"),
 )
 SPECS["uniq"] = Spec(value_opts=_s("-f", "-s", "-w"))  # second operand is an output: see _uniq
+# Options with a value that grep and the newer searchers share; each adds its own. A flag
+# taken for one with a value would hide the next word, so each table is the program's own.
+_SEARCH_VALUES = _s(
+    "-e",
+    "-A",
+    "-B",
+    "-C",
+    "-m",
+    "--regexp",
+    "--max-count",
+    "--context",
+    "--after-context",
+    "--before-context",
+    "--include",
+    "--exclude",
+    "--exclude-dir",
+    "--color",
+    "--label",
+)
+_SEARCH_SKIP = _s("-e", "-f", "--regexp", "--file")
 _spec(
     ["rg", "ag", "ack"],
     Spec(
         skip=1,
-        skip_opts=_s("-e", "-f", "--regexp", "--file"),
-        value_opts=_s(
-            "-e",
-            "-A",
-            "-B",
-            "-C",
-            "-m",
+        skip_opts=_SEARCH_SKIP,
+        value_opts=_SEARCH_VALUES
+        | _s(
             "-g",
             "-t",
             "-T",
+            "-d",
+            "-M",
+            "-j",
             "--glob",
+            "--iglob",
             "--type",
             "--type-not",
-            "--max-count",
-            "--context",
-            "--after-context",
-            "--before-context",
-            "--include",
-            "--exclude",
-            "--exclude-dir",
-            "--color",
             "--colors",
-            "-M",
             "--max-columns",
-            "--regexp",
             "--encoding",
-            "--iglob",
-            "-j",
             "--threads",
             "--sort",
             "--sortr",
             "--max-depth",
             "--max-filesize",
-            "--label",
             "--context-separator",
-            "-d",
-            "-D",
         ),
         read_opts=_s("-f", "--file", "--ignore-file"),
     ),
     SPECS,
 )
-# grep's own options: -T is a flag here (rg's --type-not), and -g, -t, -M, -j are not options.
+# grep: -T is a flag here (rg's --type-not), and -g, -t, -M, -j are not options at all.
 SPECS["grep"] = Spec(
     skip=1,
-    skip_opts=_s("-e", "-f", "--regexp", "--file"),
-    value_opts=_s(
-        "-e",
-        "-A",
-        "-B",
-        "-C",
-        "-m",
-        "-d",
-        "-D",
-        "--regexp",
-        "--max-count",
-        "--context",
-        "--after-context",
-        "--before-context",
-        "--include",
-        "--exclude",
-        "--exclude-dir",
-        "--color",
-        "--colour",
-        "--label",
-        "--group-separator",
-        "--binary-files",
-        "--devices",
-        "--directories",
+    skip_opts=_SEARCH_SKIP,
+    value_opts=_SEARCH_VALUES
+    | _s(
+        "-d", "-D", "--colour", "--group-separator", "--binary-files", "--devices", "--directories"
     ),
     read_opts=_s("-f", "--file", "--exclude-from"),
 )
