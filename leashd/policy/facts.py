@@ -124,7 +124,7 @@ class Context:
 UNKNOWN_PREFIX = "\x01"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PathFact:
     path: str | None  # resolved; None when only known at run time
     access: Literal["read", "write"]
@@ -153,7 +153,7 @@ class PathFact:
         return (self.path, self.tilde) if self.tilde else (self.path,)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unit:
     """What one rule sees: a simple command of a Bash call, or the whole of another call."""
 
@@ -182,7 +182,7 @@ class Unit:
         return f"{self.tool} {first}" if first else self.tool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     tool: str
     input: Mapping[str, Any]

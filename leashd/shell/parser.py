@@ -140,7 +140,7 @@ class _Scope:
             self.cwd = posixpath.join(self.cwd, target) if self.cwd else target
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Feed:
     programs: frozenset[str]
     words: tuple[str, ...]

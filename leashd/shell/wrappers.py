@@ -16,7 +16,7 @@ from leashd.shell.model import DYNAMIC
 ITEM = "\x00item\x00"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Inner:
     """A command a wrapper runs: an argv, or a script to parse (bash -c, eval, ...)."""
 
