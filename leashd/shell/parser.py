@@ -176,6 +176,8 @@ class _Walker:
         self.units: list[ShellUnit] = []
         self.notes: list[str] = []
         self.overflow = False
+        # Commands written after `<<EOF` on its line: (operator before, node, body, dynamic).
+        self.after_heredoc: list[tuple[str | None, tree_sitter.Node, str, bool]] = []
 
     # --- entry points --------------------------------------------------------------------
 
@@ -311,7 +313,11 @@ class _Walker:
 
     def redirected(self, node: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx) -> None:
         body = node.child_by_field_name("body")
+        if body is not None and body.type == "list" and body.named_children:
+            self.redirected_list(node, body, src, scope, ctx)
+            return
         redirects = [c for c in node.named_children if c is not body]
+        pending_from = len(self.after_heredoc)
         reds, paths, stdin, stdin_dynamic, feeders = self.redirections(redirects, src, scope, ctx)
         inner = replace(
             ctx,
@@ -326,8 +332,34 @@ class _Walker:
         if body is None:
             # Only redirections (`> file`, `: > file` parses with a body): still a write.
             self.emit(self._unit((), (), node, src, scope, inner))
+            self.continue_after_heredoc(pending_from, src, scope, ctx, node)
             return
         self.statement(body, src, scope, inner)
+        self.continue_after_heredoc(pending_from, src, scope, ctx, node)
+
+    def redirected_list(
+        self, node: tree_sitter.Node, body: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx
+    ) -> None:
+        """`a && b > f`: the redirection is b's, opened after a ran (`cd .. && echo > f`)."""
+        parts = body.named_children
+        for child in parts[:-1]:
+            self.statement(child, src, scope, ctx)
+        last = parts[-1]
+        redirects = [c for c in node.named_children if c is not body]
+        pending_from = len(self.after_heredoc)
+        reds, paths, stdin, stdin_dynamic, feeders = self.redirections(redirects, src, scope, ctx)
+        inner = replace(
+            ctx,
+            pipeline=ctx.pipeline or _text(last, src),
+            redirects=ctx.redirects + tuple(reds),
+            redirect_paths=ctx.redirect_paths + tuple(paths),
+            upstream=ctx.upstream | feeders.programs,
+            upstream_words=ctx.upstream_words + feeders.words,
+            stdin=stdin if stdin is not None else ctx.stdin,
+            stdin_dynamic=stdin_dynamic or ctx.stdin_dynamic,
+        )
+        self.statement(last, src, scope, inner)
+        self.continue_after_heredoc(pending_from, src, scope, ctx, node)
 
     def for_loop(self, node: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx) -> None:
         var_node = node.child_by_field_name("variable")
@@ -449,6 +481,7 @@ class _Walker:
                 upstream_words=ctx.upstream_words + tuple(_pathlike_words(inner_units)),
             )
         local_ctx = ctx
+        pending_from = len(self.after_heredoc)
         if redirect_nodes:
             reds, paths, stdin, stdin_dyn, feeders = self.redirections(
                 redirect_nodes, src, scope, ctx
@@ -463,6 +496,33 @@ class _Walker:
                 stdin_dynamic=stdin_dyn or ctx.stdin_dynamic,
             )
         self.run(tuple(argv), tuple(env), node, src, scope, local_ctx)
+        self.continue_after_heredoc(pending_from, src, scope, ctx, node)
+
+    def continue_after_heredoc(
+        self, start: int, src: bytes, scope: _Scope, ctx: _Ctx, node: tree_sitter.Node
+    ) -> None:
+        """Walk what followed `<<EOF` on its line, after the command it belongs to: a pipe
+        feeds those commands the command's output (for `cat`, the heredoc body), `&&`, `||`
+        and `;` run them next."""
+        items = self.after_heredoc[start:]
+        del self.after_heredoc[start:]
+        first = self.units[-1].program if self.units else ""
+        for op, cont, body, dynamic in items:
+            if op in (None, "|", "|&") and cont.type in ("pipeline", "command"):
+                fed = replace(
+                    ctx,
+                    pipeline=ctx.pipeline or _text(node, src),
+                    upstream=ctx.upstream | ({first} if first else frozenset()),
+                    # what `xargs` downstream would take as items
+                    upstream_words=ctx.upstream_words
+                    + tuple(w for w in body.split() if commands.is_pathlike(w)),
+                    stdin=body,
+                    stdin_dynamic=dynamic,
+                )
+                for stage in [cont] if cont.type == "command" else cont.named_children:
+                    self.statement(stage, src, scope, fed)
+            else:
+                self.statement(cont, src, scope, ctx)
 
     def run(
         self,
@@ -544,7 +604,7 @@ class _Walker:
                 for name in _remote_names(argv, program):
                     if (k := _file_key(name, scope.cwd)) is not None:
                         scope.downloaded[k] = program
-        self._builtin_effects(argv, program, scope, ctx)
+        self._builtin_effects(argv, program, scope, ctx, env)
         inners = wrappers.unwrap(argv, program)
         if program == "git":
             inners = wrappers.git_commands(argv)
@@ -693,15 +753,28 @@ class _Walker:
             )
 
     def _builtin_effects(
-        self, argv: tuple[str, ...], program: str, scope: _Scope, ctx: _Ctx
+        self,
+        argv: tuple[str, ...],
+        program: str,
+        scope: _Scope,
+        ctx: _Ctx,
+        env: tuple[tuple[str, str | None], ...] = (),
     ) -> None:
         """Track what later commands depend on: the directory, variables, aliases."""
-        if program == "cd":
-            target = argv[1] if len(argv) > 1 else "~"
-            scope.chdir(None if target == "-" else target)
-        elif program == "pushd" and len(argv) > 1:
-            scope.dirstack.append(scope.cwd)
-            scope.chdir(argv[1])
+        if program in ("cd", "pushd"):
+            # cd [-L|-P|-e|-@] [--] [dir]; no dir is HOME (pushd: swaps, which we do not know)
+            words = list(argv[1:])
+            while words and words[0].startswith("-") and words[0] != "-":
+                if words.pop(0) == "--":
+                    break
+            if program == "pushd":
+                scope.dirstack.append(scope.cwd)
+                scope.chdir(words[0] if words else None)
+            elif "CDPATH" in scope.vars or any(name == "CDPATH" for name, _ in env):
+                scope.chdir(None)  # CDPATH may send a relative cd anywhere
+            else:
+                target = words[0] if words else "~"
+                scope.chdir(None if target == "-" else target)
         elif program == "popd":
             scope.cwd = scope.dirstack.pop() if scope.dirstack else None
         elif program == "alias":
@@ -821,13 +894,20 @@ class _Walker:
                 body, dynamic = self.heredoc(r, src, scope, ctx)
                 stdin, stdin_dynamic = body, dynamic
                 reds.append(Redirect("<<", 0, None, None))
-                # tree-sitter nests redirections written after `<<EOF` inside it.
-                for nested in r.named_children:
-                    if nested.type == "file_redirect":
+                # tree-sitter nests the rest of the line after `<<EOF` inside it: more
+                # redirections of this command, and the commands chained or piped after it.
+                op = None
+                for nested in r.children:
+                    if not nested.is_named:
+                        if nested.type in ("|", "|&", "&&", "||", ";", "&"):
+                            op = nested.type
+                    elif nested.type == "file_redirect":
                         result = self.file_redirect(nested, src, scope, ctx)
                         if result is not None:
                             reds.append(result[0])
                             paths.extend(result[1])
+                    elif nested.type not in ("heredoc_start", "heredoc_body", "heredoc_end"):
+                        self.after_heredoc.append((op, nested, body, dynamic))
             elif r.type == "herestring_redirect":
                 words = []
                 for child in r.named_children:
