@@ -77,7 +77,7 @@ class CompiledPolicy:
         wild: list[tuple[str, bool, int]] = []
         for i, r in enumerate(rules):
             for p in r.argv or ():
-                entry = (patterns.argv_regex(p.tokens), False, i)
+                entry = (patterns.argv_regex(p.tokens, r.action == "require_approval"), False, i)
                 first = p.tokens[0]
                 if any(ch in a for a in first for ch in "*?[{$"):
                     wild.append(entry)
@@ -358,7 +358,11 @@ class CompiledPolicy:
         if unit.program is None:
             return 0
         argv = unit.argv
-        text = patterns.encode_words((unit.program, *argv[1:]), unit.dynamic) if argv else ""
+        text = (
+            patterns.encode_words((unit.program, *argv[1:]), unit.dynamic, keep_known=True)
+            if argv
+            else ""
+        )
         if text is not None:
             named = (
                 self._argv_by_program.get(unit.program) if argv and 0 not in unit.dynamic else None
@@ -368,7 +372,13 @@ class CompiledPolicy:
         m = 0  # a word the encoding cannot carry: match those rules one by one
         for i in bits(need):
             if any(
-                patterns.argv_matches(p.tokens, argv, unit.program, unit.dynamic)
+                patterns.argv_matches(
+                    p.tokens,
+                    argv,
+                    unit.program,
+                    unit.dynamic,
+                    self.rules[i].action == "require_approval",
+                )
                 for p in self.rules[i].argv or ()
             ):
                 m |= 1 << i

@@ -48,7 +48,8 @@ class ArgvPattern(_Frozen):
 
     `*` matches any one word (a dynamic one too); `**` matches any run of words; `$` matches
     the end of argv. The first token is matched against the program name. Words after the
-    prefix are allowed.
+    prefix are allowed. A word only known at run time matches no other token, except in a
+    rule that asks (require_approval): there it matches any token, since it may be that one.
     """
 
     tokens: tuple[tuple[str, ...], ...]

@@ -117,11 +117,17 @@ def any_wildcard(patterns: Sequence[str], word: str, ignore_case: bool = False) 
 # --- argv prefixes ----------------------------------------------------------------------------
 
 
-def token_matches(alternatives: tuple[str, ...], word: str, dynamic: bool) -> bool:
+def token_matches(
+    alternatives: tuple[str, ...], word: str, dynamic: bool, lenient: bool = False
+) -> bool:
+    """Does one argv word match one pattern token? A word only known at run time matches
+    nothing but a bare wildcard, so it never earns an allow. With `lenient` (rules that ask)
+    its unknown parts match anything a wildcard does: `-exec="$X"` matches `-exec=*` and
+    `"$PLUGIN"` matches `[!n]*`, but not a literal `--output`."""
     if "*" in alternatives or "**" in alternatives:
         return True
     if dynamic:
-        return False  # a word only known at run time matches nothing but a wildcard
+        return lenient and any_wildcard(alternatives, dynamic_spelling(word))
     return any_wildcard(alternatives, word)
 
 
@@ -130,6 +136,7 @@ def argv_matches(
     argv: Sequence[str],
     program: str,
     dynamic: frozenset[int],
+    lenient: bool = False,
 ) -> bool:
     """Does argv start with the pattern? Token 0 is matched against the program name."""
     words = [program, *argv[1:]] if argv else []
@@ -145,7 +152,8 @@ def argv_matches(
         if wi >= len(words):
             return False
         dyn = wi in dynamic or DYNAMIC in words[wi]
-        return token_matches(alts, words[wi], dyn) and at(ti + 1, wi + 1)
+        # the first token names the program: never lenient (a computed name is opaque)
+        return token_matches(alts, words[wi], dyn, lenient and ti > 0) and at(ti + 1, wi + 1)
 
     return at(0, 0)
 
@@ -194,12 +202,23 @@ _TOKEN_ONE = r"[^\x00\x01]"
 _SEPARATORS = r"\x00\x01"
 
 
-def encode_words(words: Sequence[str], dynamic: frozenset[int], offset: int = 0) -> str | None:
-    """`words` as a token string; `offset` is the argv index of words[0] (for `dynamic`)."""
+def dynamic_spelling(word: str) -> str:
+    """A partly known word with each unknown part as DYN (`-exec=$X` is `-exec=` DYN)."""
+    return word.replace(DYNAMIC, DYN) if DYNAMIC in word else DYN
+
+
+def encode_words(
+    words: Sequence[str], dynamic: frozenset[int], offset: int = 0, keep_known: bool = False
+) -> str | None:
+    """`words` as a token string; `offset` is the argv index of words[0] (for `dynamic`).
+    A dynamic word is DYN, or with `keep_known` its known parts around DYN."""
     out = []
     for k, w in enumerate(words):
         if (k + offset) in dynamic or DYNAMIC in w:
-            out.append(DYN)
+            d = dynamic_spelling(w) if keep_known else DYN
+            if SEP in d:
+                return None
+            out.append(d)
         elif SEP in w or DYN in w:
             return None
         else:
@@ -208,26 +227,27 @@ def encode_words(words: Sequence[str], dynamic: frozenset[int], offset: int = 0)
     return "".join(out)
 
 
-def _token_alternatives(alternatives: tuple[str, ...]) -> str:
+def _token_alternatives(alternatives: tuple[str, ...], lenient: bool = False) -> str:
     if "*" in alternatives or "**" in alternatives:
         return _NOT_SEP + r"*\x00"
-    body = "|".join(
-        _translate(a, _TOKEN_STAR, _TOKEN_ONE, globstar=False, neg_extra=_SEPARATORS)
-        for a in alternatives
+    # Lenient tokens let wildcards also cover DYN, the unknown parts of a dynamic word.
+    star, one, neg = (
+        (_NOT_SEP + "*", _NOT_SEP, r"\x00") if lenient else (_TOKEN_STAR, _TOKEN_ONE, _SEPARATORS)
     )
+    body = "|".join(_translate(a, star, one, globstar=False, neg_extra=neg) for a in alternatives)
     return "(?:" + body + r")\x00"
 
 
-def argv_regex(tokens: tuple[tuple[str, ...], ...]) -> str:
+def argv_regex(tokens: tuple[tuple[str, ...], ...], lenient: bool = False) -> str:
     """An argv prefix pattern as a regex over `encode_words([program, *argv[1:]])`."""
     out = ["^"]
-    for alts in tokens:
+    for ti, alts in enumerate(tokens):
         if alts == ("$",):
             out.append("$")
         elif alts == ("**",):
             out.append(r"(?:[^\x00]*\x00)*")
         else:
-            out.append(_token_alternatives(alts))
+            out.append(_token_alternatives(alts, lenient and ti > 0))
     return "".join(out)
 
 

@@ -63,7 +63,9 @@ def first_failure(rule: Rule, unit: Unit, ctx: Context) -> str | None:
     if rule.argv is not None and (
         unit.program is None
         or not any(
-            patterns.argv_matches(p.tokens, unit.argv, unit.program, unit.dynamic)
+            patterns.argv_matches(
+                p.tokens, unit.argv, unit.program, unit.dynamic, rule.action == "require_approval"
+            )
             for p in rule.argv
         )
     ):
