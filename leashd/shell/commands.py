@@ -1103,6 +1103,10 @@ def _npm(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     return out
 
 
+# history -w/-a FILE writes the history list into FILE (a way into a startup file).
+SPECS["history"] = Spec(operands=None, write_opts=_s("-w", "-a"), read_opts=_s("-r", "-n"))
+
+
 _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
     "dd": _dd,
     **{

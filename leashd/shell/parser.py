@@ -613,8 +613,10 @@ class _Walker:
             target = argv[1]
             if target in ("/dev/stdin", "-", "/proc/self/fd/0") or target.startswith("/dev/fd/"):
                 inners = [wrappers.Inner(stdin_script=True)]
-        if program == "trap" and len(argv) > 2 and argv[1] not in ("-", "-p", "-l"):
-            inners = [wrappers.Inner(script=argv[1], dynamic_script=DYNAMIC in argv[1])]
+        if program == "trap":
+            rest = argv[2:] if argv[1:2] == ("--",) else argv[1:]
+            if len(rest) > 1 and rest[0] not in ("-", "-p", "-l"):
+                inners = [wrappers.Inner(script=rest[0], dynamic_script=DYNAMIC in rest[0])]
         if program == "eval" and len(argv) > 1:
             script = " ".join(argv[1:])
             inners = [wrappers.Inner(script=script, dynamic_script=DYNAMIC in script)]
@@ -676,7 +678,7 @@ class _Walker:
         argv = inner.argv
         if wrappers.ITEM in "".join(argv):
             items = inner.items if inner.items is not None else ctx.upstream_words
-            argv = tuple(DYNAMIC if wrappers.ITEM in a else a for a in argv)
+            argv = tuple(a.replace(wrappers.ITEM, DYNAMIC) for a in argv)
             self.run(
                 argv,
                 (),

@@ -7,6 +7,7 @@ policy can match `sudo` itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from leashd.shell.model import DYNAMIC
@@ -157,12 +158,14 @@ def _shell(argv: tuple[str, ...]) -> Inner | None:
         if tok in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
             i += 2
             continue
-        if tok.startswith("-") and len(tok) > 1 and not tok.startswith("--"):
-            if "c" in tok[1:]:
+        if tok[:1] in "-+" and len(tok) > 1 and not tok.startswith("--"):
+            letters = tok[1:]
+            if tok[0] == "-" and "c" in letters:
                 script_next = True
-            if "s" in tok[1:] and not script_next:
+            if tok[0] == "-" and "s" in letters and not script_next:
                 return Inner(stdin_script=True)
-            i += 1
+            # each o/O in a cluster takes the next word (`-euo pipefail`)
+            i += 1 + sum(1 for ch in letters if ch in "oO")
             continue
         if tok.startswith("--"):
             i += 1
@@ -178,7 +181,7 @@ def _shell(argv: tuple[str, ...]) -> Inner | None:
             dynamic_script=DYNAMIC in script,
             positional=rest if rest else None,
         )
-    if i >= len(argv) or argv[i] == "-":
+    if i >= len(argv) or argv[i] in ("-", "/dev/stdin", "/proc/self/fd/0", "/dev/fd/0"):
         return Inner(stdin_script=True)
     return None  # `bash script.sh`: runs a file; the file is a path of the unit
 
@@ -222,14 +225,12 @@ def _timeout(argv: tuple[str, ...]) -> Inner | None:
 
 
 def _xargs(argv: tuple[str, ...]) -> Inner | None:
+    # -e, -i and -l take a value only when attached (-l5); alone they are flags.
     with_value = _fs(
         "-d",
         "-E",
-        "-e",
         "-I",
-        "-i",
         "-L",
-        "-l",
         "-n",
         "-P",
         "-s",
@@ -253,14 +254,16 @@ def _xargs(argv: tuple[str, ...]) -> Inner | None:
             break
         if not tok.startswith("-"):
             break
-        if tok in ("-I", "--replace") and i + 1 < len(argv):
+        if tok == "-I" and i + 1 < len(argv):
             replace = argv[i + 1]
         elif tok.startswith("-I") and len(tok) > 2:
             replace = tok[2:]
             i += 1
             continue
-        elif tok == "-i" or tok.startswith("--replace="):
+        elif tok in ("-i", "--replace") or tok.startswith("--replace="):
             replace = tok.partition("=")[2] or "{}"
+        elif tok.startswith("-i") and len(tok) > 2:
+            replace = tok[2:]
         if tok in with_value and "=" not in tok:
             i += 2
         else:
@@ -393,7 +396,25 @@ def unwrap(argv: tuple[str, ...], program: str) -> list[Inner]:
     return result if isinstance(result, list) else [result]
 
 
+# GNU sed's `e COMMAND` runs COMMAND (after any address or separator).
+_SED_EXEC = re.compile(r"(?:^|(?<=[;\n{}$0-9/!~,\s]))e[ \t]+([^\n;]+)")
+
+
+def _sed(argv: tuple[str, ...]) -> list[Inner]:
+    scripts = [t for t in argv[1:] if not t.startswith("-")][:1]
+    scripts += [argv[i + 1] for i, t in enumerate(argv[:-1]) if t in ("-e", "--expression")]
+    scripts += [t.partition("=")[2] for t in argv[1:] if t.startswith("--expression=")]
+    out = []
+    for script in scripts:
+        for m in _SED_EXEC.finditer(script):
+            cmd = m.group(1).strip()
+            out.append(Inner(script=cmd, dynamic_script=DYNAMIC in cmd))
+    return out
+
+
 _HANDLERS = {
+    "sed": _sed,
+    "gsed": _sed,
     "env": _env,
     "timeout": _timeout,
     "gtimeout": _timeout,
