@@ -694,6 +694,10 @@ def _walk_options(
             # Go-style single-dash long options: -coverprofile=out, -o=bin.
             name, _, value = tok.partition("=")
             options.append((name, value))
+        elif len(tok) > 2 and tok[2] in "=/~" and (tok[:2] in takes_value or "/" in tok):
+            # One short option with its value attached: `-o=/x`, `-o/usr/bin/x`, `-I~/inc`
+            # (a cluster of flags never holds `/`, `=` or `~`).
+            options.append((tok[:2], tok[3:] if tok[2] == "=" else tok[2:]))
         else:
             # A cluster of short flags (-rf), maybe ending in one with a value (-ofile).
             for j, ch in enumerate(tok[1:], start=2):
@@ -771,6 +775,8 @@ def _by_spec(argv: tuple[str, ...], spec: Spec, cwd: str | None) -> list[PathRef
     paths = operands[skip:]
     for k, i in enumerate(paths):
         tok = argv[i]
+        if spec.pathlike_only and tok.startswith("-") and "=" in tok:
+            tok = tok.partition("=")[2]  # `npm test -- --outputFile=/x`: passed on, still a path
         if spec.pathlike_only and not (tok == DYNAMIC or is_pathlike(tok)):
             continue
         access: Access = spec.operands or "read"
