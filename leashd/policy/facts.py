@@ -14,7 +14,8 @@ import posixpath
 import re
 import socket
 import tempfile
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -63,19 +64,16 @@ BUILTIN_TOOLS = frozenset(
     }
 )
 _MCP = re.compile(r"^mcp__(.+?)__(.+)$")
-_MCP_PATH_KEYS = (
-    "path",
-    "file_path",
-    "paths",
-    "source",
-    "destination",
-    "directory",
-    "dir",
-    "filename",
-    "notebook_path",
-    "root",
-    "target",
+# Input fields of MCP tools that name files, compared without case, `_` and `-`, at any depth
+# of the input (MCP servers spell them every which way: filePath, relative_path, repo_path).
+_MCP_PATH_KEYS = frozenset(
+    "path file_path filepath file filename files paths source src destination dest dst "
+    "directory dir dirname folder root target notebook_path relative_path relativepath "
+    "repo_path repopath repository_path pathinproject project_path cwd working_directory "
+    "workdir location output output_path input_path".replace("_", "").split()
 )
+# Fields whose text is a shell command the server runs.
+_MCP_COMMAND_KEYS = frozenset(("command", "cmd", "script", "shellcommand", "commandline"))
 _MCP_WRITE_WORDS = re.compile(
     r"write|edit|create|delete|remove|move|rename|update|upload|put|set|patch|insert|mkdir"
     r"|append|replace|save|rm\b",
@@ -302,6 +300,10 @@ def host_of(url: str) -> str | None:
         return None
     if not host:
         return None
+    # URL parsers (WHATWG, IDNA) fold fullwidth and circled characters and ideographic full
+    # stops: `１６９。２５４。１６９。２５４` reaches 169.254.169.254.
+    if not host.isascii():
+        host = unicodedata.normalize("NFKC", host).replace("\u3002", ".")
     host = host.rstrip(".").lower()
     if ":" in host:
         try:
@@ -330,7 +332,10 @@ def extract(tool: str, tool_input: Any, ctx: Context) -> Call:
     try:
         if tool == "Bash":
             return _bash(tool_input, ctx)
-        return Call(tool, tool_input, (_other(tool, tool_input, ctx),))
+        unit = _other(tool, tool_input, ctx)
+        if unit.server is not None:
+            return Call(tool, tool_input, (unit, *mcp_shell_units(tool, tool_input, ctx)))
+        return Call(tool, tool_input, (unit,))
     except MalformedCall as exc:
         return Call(tool, tool_input, (), error=str(exc))
 
@@ -404,15 +409,22 @@ def shell_unit(u: ShellUnit, ctx: Context, tool_input: Mapping[str, Any]) -> Uni
     )
 
 
-def _glob_bases(pattern: str) -> list[str]:
-    bases = []
+def _glob_bases(pattern: str) -> list[str | None]:
+    """The directories a Glob pattern searches from: the part before its first wildcard.
+    A `..` after a wildcard (`*/../../x`) climbs from places only known when it runs: None."""
+    bases: list[str | None] = []
     for alt in brace_expand(pattern):
         parts = alt.split("/")
         keep = []
-        for part in parts:
+        for k, part in enumerate(parts):
             if any(ch in part for ch in "*?[{"):
+                if ".." in parts[k + 1 :]:
+                    keep = None
                 break
             keep.append(part)
+        if keep is None:
+            bases.append(None)
+            continue
         base = "/".join(keep)
         if alt.startswith("/") and not base:
             base = "/"
@@ -436,7 +448,9 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
         if tool == "Glob":
             pattern = _need_str(tool_input, "pattern", tool)
             for b in _glob_bases(pattern):
-                if b:
+                if b is None:  # climbs out from an unknown place: where it reads is unknown
+                    paths.append(PathFact(None, "read", "unknown", "pattern base", pattern))
+                elif b:
                     paths.append(path_fact(b, "read", base or "", ctx, "pattern base"))
         else:
             _need_str(tool_input, "pattern", tool)
@@ -450,17 +464,46 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
             access: Literal["read", "write"] = (
                 "write" if _MCP_WRITE_WORDS.search(m.group(2)) else "read"
             )
-            for key in _MCP_PATH_KEYS:
-                value = tool_input.get(key)
-                values = value if isinstance(value, list) else [value]
-                for v in values:
-                    if isinstance(v, str) and v:
-                        paths.append(path_fact(v, access, "", ctx, key))
-            for key in ("url", "uri"):
-                value = tool_input.get(key)
-                if isinstance(value, str):
+            for key, value in _fields(tool_input):
+                norm = _norm(key)
+                if norm in ("url", "uri", "href") or value.lower().startswith("file:"):
                     _url_facts(value, ctx, paths, hosts)
+                elif norm in _MCP_PATH_KEYS:
+                    paths.append(path_fact(value, access, "", ctx, key))
     return Unit(tool=tool, server=server, paths=tuple(paths), hosts=tuple(hosts), input=tool_input)
+
+
+def _fields(value: Any, key: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
+    """(field name, text) for every non-empty string of an input, nested ones included; a
+    string inside a structure keeps the name of the field that holds it (`{"path": {"value":
+    "/x"}}` is a path)."""
+    if depth > 6:
+        return
+    if isinstance(value, str):
+        if value:
+            yield key, value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            name = str(k)
+            if depth and _norm(name) not in _MCP_PATH_KEYS | _MCP_COMMAND_KEYS:
+                name = key  # an inner field takes the outer field's meaning
+            yield from _fields(v, name, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _fields(v, key, depth + 1)
+
+
+def _norm(key: str) -> str:
+    return key.lower().replace("_", "").replace("-", "")
+
+
+def mcp_shell_units(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> list[Unit]:
+    """An MCP tool that runs a shell command (`{"command": "rm -rf ~"}`) is judged as Bash."""
+    out: list[Unit] = []
+    for key, value in _fields(tool_input):
+        if _norm(key) in _MCP_COMMAND_KEYS:
+            out.extend(_bash({"command": value}, ctx).units)
+    return out
 
 
 def _url_facts(url: str, ctx: Context, paths: list[PathFact], hosts: list[str]) -> None:

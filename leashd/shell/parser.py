@@ -439,6 +439,8 @@ class _Walker:
         name_node = node.child_by_field_name("name")
         value_node = node.child_by_field_name("value")
         name = _text(name_node, src) if name_node is not None else ""
+        if name_node is not None and name_node.type == "subscript":
+            self.substitutions(name_node, src, scope, ctx)  # `a[$(cmd)]=1` runs cmd
         if value_node is None:
             return name, ""
         if "+=" in _text(node, src)[: len(name) + 2]:
@@ -1090,6 +1092,13 @@ class _Walker:
         m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-])(?:(:?[-=?+])(.*))?", inner, re.S)
         if not m:
             self.substitutions(node, src, scope, ctx)
+            # tree-sitter keeps the pattern of `${x#...}`, `${x/a/b}`, `${x^^...}` as text; a
+            # substitution in it still runs.
+            for child in node.named_children:
+                if child.type in ("regex", "word") and (
+                    "$(" in _text(child, src) or "`" in _text(child, src)
+                ):
+                    self.nested_script(_text(child, src), scope, ctx, via="expansion")
             return None
         name, op, arg = m.group(1), m.group(2), m.group(3)
         value = self._lookup(name, scope)
