@@ -454,6 +454,11 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
                     paths.append(path_fact(b, "read", base or "", ctx, "pattern base"))
         else:
             _need_str(tool_input, "pattern", tool)
+            # Grep's `glob` picks the files whose content is printed (`.env*`, `**/*.pem`):
+            # checked as the literal path it spells, like a shell word with wildcards.
+            glob = _opt_str(tool_input, "glob", tool)
+            if glob:
+                paths.append(path_fact(glob, "read", base or "", ctx, "glob"))
     elif tool == "WebFetch":
         url = _need_str(tool_input, "url", tool)
         _url_facts(url, ctx, paths, hosts)
