@@ -65,6 +65,11 @@ def _parse_tree(src: bytes) -> tree_sitter.Tree:
     return parser.parse(_for_tree_sitter(src))
 
 
+_ENV_WRITES = frozenset(
+    {"GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_DIR", "HISTFILE", "LESSHISTFILE", "SSLKEYLOGFILE"}
+)
+
+
 def _file_key(word: str, cwd: str | None) -> str | None:
     """The file a word names, relative to the command's start: `./i.sh` and `i.sh` are one."""
     if DYNAMIC in word or cwd is None or not word or word.startswith("-"):
@@ -857,6 +862,10 @@ class _Walker:
             if program.startswith(("/", "./", "../", "~")) or "/" in program:
                 paths.append(PathRef(argv[0], "read", scope.cwd, "program"))
         paths.extend(ctx.redirect_paths)
+        # Variables whose value is a file the command writes (or a tree it works in).
+        for name, value in env:
+            if value and (name in _ENV_WRITES or name.startswith("GIT_TRACE")):
+                paths.append(PathRef(value, "write", scope.cwd, f"${name}"))
         unit_text = text if text is not None else _command_text(node, src)
         return ShellUnit(
             argv=argv,
