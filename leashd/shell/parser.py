@@ -23,7 +23,7 @@ from leashd.shell.model import DYNAMIC, ParsedCommand, PathRef, Redirect, ShellU
 
 MAX_DEPTH = 8  # nested scripts (bash -c 'bash -c ...'), alias and function expansion
 MAX_UNITS = 400
-MAX_LOOP_VALUES = 4
+MAX_LOOP_VALUES = 64
 DOWNLOADERS = frozenset(
     {"curl", "wget", "aria2c", "fetch", "http", "xh", "scp", "rsync"}
 )  # a `for` body is walked once per literal value, up to this many
@@ -1300,6 +1300,10 @@ def parse(command: str, fast: bool = True) -> ParsedCommand:
             error = None
         else:
             error = walker.script(command, _Scope(), _Ctx())
+            if "\\\n" in command:
+                # Bash removes a backslash-newline even inside a word (`r\<newline>m`), where
+                # tree-sitter splits the word; the joined line is walked too (stricter of both).
+                walker.script(command.replace("\\\n", ""), _Scope(), _Ctx())
     except RecursionError:
         return ParsedCommand(command, (), error="the command nests too deeply to analyse")
     except Exception as exc:
