@@ -65,6 +65,7 @@ def _parse_tree(src: bytes) -> tree_sitter.Tree:
     return parser.parse(_for_tree_sitter(src))
 
 
+_PWD_SUBSTITUTION = re.compile(r"\$\(\s*pwd(\s+-[LP])?\s*\)|`\s*pwd(\s+-[LP])?\s*`")
 _ENV_WRITES = frozenset(
     {"GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_DIR", "HISTFILE", "LESSHISTFILE", "SSLKEYLOGFILE"}
 )
@@ -1064,6 +1065,8 @@ class _Walker:
             self.substitution(node, src, scope, ctx)
             if t == "process_substitution":
                 return ["/dev/fd/63"]
+            if _PWD_SUBSTITUTION.fullmatch(_text(node, src)) and scope.cwd is not None:
+                return ["."]  # `$(pwd)` is where the command runs, as `$PWD` is
             return [DYNAMIC]
         if t == "arithmetic_expansion":
             self.substitutions(node, src, scope, ctx)
