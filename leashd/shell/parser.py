@@ -319,15 +319,18 @@ class _Walker:
 
     def redirected(self, node: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx) -> None:
         body = node.child_by_field_name("body")
+        target = body
         if body is not None and body.type == "list" and body.named_children:
-            self.redirected_list(node, body, src, scope, ctx)
-            return
+            # `a && b > f`: the redirection is b's, opened after a ran (`cd .. && echo > f`).
+            *first, target = body.named_children
+            for child in first:
+                self.statement(child, src, scope, ctx)
         redirects = [c for c in node.named_children if c is not body]
         pending_from = len(self.after_heredoc)
         reds, paths, stdin, stdin_dynamic, feeders = self.redirections(redirects, src, scope, ctx)
         inner = replace(
             ctx,
-            pipeline=ctx.pipeline or _text(node, src),
+            pipeline=ctx.pipeline or _text(node if target is body else target, src),
             redirects=ctx.redirects + tuple(reds),
             redirect_paths=ctx.redirect_paths + tuple(paths),
             upstream=ctx.upstream | feeders.programs,
@@ -335,36 +338,11 @@ class _Walker:
             stdin=stdin if stdin is not None else ctx.stdin,
             stdin_dynamic=stdin_dynamic or ctx.stdin_dynamic,
         )
-        if body is None:
+        if target is None:
             # Only redirections (`> file`, `: > file` parses with a body): still a write.
             self.emit(self._unit((), (), node, src, scope, inner))
-            self.continue_after_heredoc(pending_from, src, scope, ctx, node)
-            return
-        self.statement(body, src, scope, inner)
-        self.continue_after_heredoc(pending_from, src, scope, ctx, node)
-
-    def redirected_list(
-        self, node: tree_sitter.Node, body: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx
-    ) -> None:
-        """`a && b > f`: the redirection is b's, opened after a ran (`cd .. && echo > f`)."""
-        parts = body.named_children
-        for child in parts[:-1]:
-            self.statement(child, src, scope, ctx)
-        last = parts[-1]
-        redirects = [c for c in node.named_children if c is not body]
-        pending_from = len(self.after_heredoc)
-        reds, paths, stdin, stdin_dynamic, feeders = self.redirections(redirects, src, scope, ctx)
-        inner = replace(
-            ctx,
-            pipeline=ctx.pipeline or _text(last, src),
-            redirects=ctx.redirects + tuple(reds),
-            redirect_paths=ctx.redirect_paths + tuple(paths),
-            upstream=ctx.upstream | feeders.programs,
-            upstream_words=ctx.upstream_words + feeders.words,
-            stdin=stdin if stdin is not None else ctx.stdin,
-            stdin_dynamic=stdin_dynamic or ctx.stdin_dynamic,
-        )
-        self.statement(last, src, scope, inner)
+        else:
+            self.statement(target, src, scope, inner)
         self.continue_after_heredoc(pending_from, src, scope, ctx, node)
 
     def for_loop(self, node: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx) -> None:
