@@ -407,8 +407,12 @@ class CompiledPolicy:
     def _ok_commands(self, unit: Unit, ctx: Context, need: int) -> int:
         text, pipeline = unit.text, unit.pipeline
         m = self._commands.mask(text) if text is not None else 0
-        if pipeline is not None and pipeline != text and need & self._deny:
-            m |= self._commands.mask(pipeline) & self._deny
+        if need & self._deny:
+            if pipeline is not None and pipeline != text:
+                m |= self._commands.mask(pipeline) & self._deny
+            words = unit.words_text()
+            if words is not None and words != text:
+                m |= self._commands.mask(words) & self._deny
         return m
 
     def _ok_path_regexes(self, unit: Unit, ctx: Context, need: int) -> int:

@@ -172,6 +172,13 @@ class Unit:
     shell: ShellUnit | None = None
     shadow: bool = False  # see ShellUnit.shadow: only a rule's decision counts
 
+    def words_text(self) -> str | None:
+        """The unit's words after quote removal, joined by spaces (`'DR''OP'` is `DROP`):
+        deny rules' regexes are also tried on it, like on the whole pipeline."""
+        if not self.argv:
+            return None
+        return " ".join(w.replace(DYNAMIC, "$?") for w in self.argv)
+
     def describe(self) -> str:
         if self.shell is not None or self.tool == "Bash":
             shown = " ".join("<dynamic>" if DYNAMIC in a else a for a in self.argv)

@@ -76,8 +76,10 @@ def first_failure(rule: Rule, unit: Unit, ctx: Context) -> str | None:
         return "none of the flags " + ", ".join(rule.flags) + " is given"
     if rule.command_patterns is not None:
         texts = [t for t in (unit.text,) if t is not None]
-        if rule.action == "deny" and unit.pipeline is not None and unit.pipeline != unit.text:
-            texts.append(unit.pipeline)
+        if rule.action == "deny":
+            # extra subjects that can only make a deny match more: the whole pipeline, and
+            # the words without their quotes
+            texts.extend(t for t in (unit.pipeline, unit.words_text()) if t is not None)
         if not any(
             _search(r.pattern, r.ignore_case, t) for r in rule.command_patterns for t in texts
         ):
