@@ -620,6 +620,55 @@ DEV_TOOLS = [
     "sqlc",
     "git-lfs",
     "pre-commit",
+    # Formatters and fixers that rewrite the files they are given, and builders whose
+    # output options name directories they fill (or wipe).
+    "shfmt",
+    "rustfmt",
+    "clang-format",
+    "autopep8",
+    "yapf",
+    "rubocop",
+    "stylelint",
+    "markdownlint",
+    "markdownlint-cli2",
+    "taplo",
+    "sqlfluff",
+    "ktlint",
+    "gofumpt",
+    "dprint",
+    "php-cs-fixer",
+    "codespell",
+    "typos",
+    "sd",
+    "dos2unix",
+    "unix2dos",
+    "webpack",
+    "rollup",
+    "esbuild",
+    "coverage",
+    "sphinx-build",
+    "mkdocs",
+    "hugo",
+    "docusaurus",
+    "astro",
+    "playwright",
+    "babel",
+    "swc",
+    "terser",
+    "parcel",
+    "next",
+    "zig",
+    "mix",
+    # Editors: whatever they are given, they may write (`vim -es -c ... -c wq FILE`).
+    "ed",
+    "ex",
+    "vi",
+    "vim",
+    "nvim",
+    "nano",
+    "emacs",
+    "sqlite3",
+    "duckdb",
 ]
 _spec(
     DEV_TOOLS,
@@ -1109,6 +1158,26 @@ def _npm(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     return out
 
 
+# Readers with an output option of their own; yq edits in place with -i.
+SPECS["tree"] = Spec(write_opts=_s("-o"))
+SPECS["iconv"] = Spec(
+    value_opts=_s("-f", "-t", "--from-code", "--to-code"), write_opts=_s("-o", "--output")
+)
+SPECS["less"] = Spec(write_opts=_s("-o", "-O", "--log-file", "--LOG-FILE"))
+SPECS["info"] = Spec(write_opts=_s("-o", "--output"))
+SPECS["yq"] = Spec(
+    skip=1,
+    skip_opts=_s("--from-file"),
+    value_opts=_s("--arg", "--indent", "-I", "-o", "--output-format", "-p", "--input-format"),
+    read_opts=_s("--from-file"),
+    write_flags=_s("-i", "--inplace"),
+)
+SPECS["openssl"] = Spec(
+    operands=None,
+    write_opts=_s("-out"),
+    read_opts=_s("-in", "-inkey", "-key", "-signkey", "-passin", "-kfile"),
+)
+SPECS["gpg"] = Spec(operands="read", write_opts=_s("-o", "--output"))
 # history -w/-a FILE writes the history list into FILE (a way into a startup file).
 SPECS["history"] = Spec(operands=None, write_opts=_s("-w", "-a"), read_opts=_s("-r", "-n"))
 
