@@ -1046,6 +1046,47 @@ _GIT_WORKTREE_WRITERS = frozenset(
 )
 
 
+_GIT_CLONE_VALUES = _s(
+    "-b",
+    "--branch",
+    "-o",
+    "--origin",
+    "-c",
+    "--config",
+    "--depth",
+    "--reference",
+    "--reference-if-able",
+    "--template",
+    "--separate-git-dir",
+    "--filter",
+    "-u",
+    "--upload-pack",
+    "-j",
+    "--jobs",
+    "--shallow-since",
+    "--shallow-exclude",
+    "--bundle-uri",
+    "--server-option",
+    "--ref-format",
+)
+_GIT_INIT_VALUES = _s(
+    "-b", "--initial-branch", "--template", "--separate-git-dir", "--object-format", "--shared"
+)
+
+
+def _git_operands(words: list[str] | tuple[str, ...], with_value: frozenset[str]) -> list[str]:
+    """The operands of a git subcommand, skipping options and the values they take."""
+    out, skip = [], False
+    for tok in words:
+        if skip:
+            skip = False
+        elif tok.startswith("-"):
+            skip = tok in with_value
+        elif tok != DYNAMIC:
+            out.append(tok)
+    return out
+
+
 def _git(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     """git: paths after `--`, `REV:path` objects, and options that point at other trees."""
     out: list[PathRef] = []
@@ -1070,10 +1111,21 @@ def _git(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     rest = argv[sub_index + 1 :] if sub_index is not None else ()
     if sub in _GIT_WORKTREE_WRITERS:
         out.append(PathRef(".", "write", cwd, f"git {sub} changes the work tree"))
-    if sub == "worktree" and len(rest) >= 2 and rest[0] == "add":
-        target = next((t for t in rest[1:] if not t.startswith("-")), None)
-        if target:
+    if sub == "worktree" and len(rest) >= 2 and rest[0] in ("add", "move", "remove"):
+        # `worktree add [-b NEW] PATH`, `move WT PATH`, `remove [--force] WT`: all write there
+        for target in _git_operands(rest[1:], _s("-b", "-B", "--reason")):
             out.append(_ref(target, "write", cwd, "worktree"))
+    if sub == "init":
+        out.extend(_ref(t, "write", cwd, "init") for t in _git_operands(rest, _GIT_INIT_VALUES))
+    if sub == "bundle" and tuple(rest[:1]) == ("create",) and len(rest) > 1:
+        out.append(_ref(rest[1], "write", cwd, "bundle"))
+    for tok in rest:
+        name, value = _split_option(tok)
+        if value is not None and name in ("--output-directory", "--prefix", "--template"):
+            out.append(_ref(value, "write", cwd, name))
+    for k, tok in enumerate(rest[:-1]):
+        if tok in ("--output-directory", "-o") and sub == "format-patch":
+            out.append(_ref(rest[k + 1], "write", cwd, tok))
     if sub in ("apply", "am"):
         # The patch files: read, wherever they are (a patch from outside the project).
         out.extend(
@@ -1082,7 +1134,7 @@ def _git(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
             if not t.startswith("-") and t != DYNAMIC and is_pathlike(t)
         )
     if sub in ("clone",):
-        targets = [t for t in rest if not t.startswith("-")]
+        targets = _git_operands(rest, _GIT_CLONE_VALUES)
         if len(targets) >= 2:
             out.append(_ref(targets[1], "write", cwd, "clone target"))
     if sub == "diff" and "--no-index" in rest:
@@ -1178,6 +1230,12 @@ SPECS["openssl"] = Spec(
     read_opts=_s("-in", "-inkey", "-key", "-signkey", "-passin", "-kfile"),
 )
 SPECS["gpg"] = Spec(operands="read", write_opts=_s("-o", "--output"))
+# Extractors: where they unpack is written (cpio without -D unpacks here, absolute member
+# names anywhere: the directory is the least of it).
+SPECS["unrar"] = Spec(operands="read", last="write")
+SPECS["cabextract"] = Spec(operands="read", write_opts=_s("-d", "--directory"))
+SPECS["cpio"] = Spec(operands=None, write_opts=_s("-D", "--directory", "-O", "-F", "--file"))
+SPECS["dpkg-deb"] = Spec(operands="read", last="write", value_opts=_s("-x", "-X"))
 # history -w/-a FILE writes the history list into FILE (a way into a startup file).
 SPECS["history"] = Spec(operands=None, write_opts=_s("-w", "-a"), read_opts=_s("-r", "-n"))
 
@@ -1208,6 +1266,7 @@ _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
     "uniq": _uniq,
     "sed": _sed,
     "tar": _tar,
+    "gtar": _tar,
     "bsdtar": _tar,
     "find": _find,
     "docker": _docker,
