@@ -1018,6 +1018,50 @@ def _docker(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
             host = value.split(":", 1)[0] if value != DYNAMIC else DYNAMIC
         if host and (host == DYNAMIC or DYNAMIC in host or host[0] in "/~."):
             out.append(_ref(host, "write", cwd, "bind mount"))
+    # Files handed to the container: env files, build secrets, `docker cp` sources and targets.
+    for i, tok in enumerate(argv):
+        name, _, value = tok.partition("=")
+        if name in ("--env-file", "--secret", "--ssh") and not value and i + 1 < len(argv):
+            value = argv[i + 1]
+        if name == "--env-file" and value:
+            out.append(_ref(value, "read", cwd, name))
+        elif name in ("--secret", "--ssh") and value:
+            for field in value.split(","):
+                key, eq, src = field.partition("=")
+                if eq and key in ("src", "source", "env") and src and src[0] in "/~.":
+                    out.append(_ref(src, "read", cwd, name))
+                elif not eq and "=" not in field and field[:1] in "/~.":
+                    out.append(_ref(field, "read", cwd, name))
+    if "cp" in argv[1:3]:
+        ends = [t for t in argv[argv.index("cp") + 1 :] if not t.startswith("-")]
+        for k, t in enumerate(ends[-2:]):
+            if ":" not in t.split("/", 1)[0]:  # `container:/path` is inside the container
+                out.append(_ref(t, "write" if k == 1 else "read", cwd, "docker cp"))
+    return out
+
+
+def _awk(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    """awk: its files, and paths given as variables (`-v f=~/.bashrc '{print > f}'`), which
+    a program may write."""
+    out = _by_spec(argv, SPECS["awk"], cwd)
+    for i, tok in enumerate(argv[1:-1], 1):
+        if tok in ("-v", "--assign"):
+            value = argv[i + 1].partition("=")[2]
+            if value[:1] in ("/", "~") or value.startswith(("./", "../")):
+                out.append(_ref(value, "write", cwd, "awk variable"))
+    return out
+
+
+def _socat(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    """socat addresses that are files: FILE:, OPEN:, GOPEN:, CREATE: (written), EXEC runs."""
+    out = []
+    for tok in argv[1:]:
+        kind, colon, rest = tok.partition(":")
+        if colon and kind.upper() in ("FILE", "OPEN", "GOPEN", "CREATE", "CREAT", "PIPE"):
+            target = rest.split(",", 1)[0]
+            access: Access = "write" if kind.upper() in ("CREATE", "CREAT") else "read"
+            if target:
+                out.append(_ref(target, access, cwd, f"socat {kind}"))
     return out
 
 
@@ -1266,6 +1310,11 @@ _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
     "uniq": _uniq,
     "sed": _sed,
     "tar": _tar,
+    "awk": _awk,
+    "gawk": _awk,
+    "mawk": _awk,
+    "nawk": _awk,
+    "socat": _socat,
     "gtar": _tar,
     "bsdtar": _tar,
     "find": _find,
