@@ -1320,6 +1320,8 @@ _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
     "find": _find,
     "docker": _docker,
     "podman": _docker,
+    "docker-compose": _docker,
+    "nerdctl": _docker,
     "git": _git,
     "npm": _npm,
     "pnpm": _npm,
