@@ -353,6 +353,7 @@ SPECS["mv"] = Spec(
     operands="write", write_opts=_s("-t", "--target-directory"), value_opts=_s("-S", "--suffix")
 )
 SPECS["tee"] = Spec(operands="write")
+SPECS["sponge"] = Spec(operands="write")
 SPECS["patch"] = Spec(
     operands="write",
     read_opts=_s("-i", "--input"),
@@ -1226,7 +1227,10 @@ def _curl(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
 
 
 _CODE_FLAGS = frozenset({"-c", "-e", "-E", "-r", "--eval", "-p", "--print", "eval"})
-_CODE_PATH = re.compile(r"""(?<![\w])['"]((?:/|~/)[^'"\s]*)['"]""")
+# Quoted paths in inline code: absolute, home, relative with a directory, or a dotfile.
+_CODE_PATH = re.compile(
+    r"""(?<![\w])['"]((?:/|~/|\.\.?/|\.[A-Za-z][\w.-]*/?|[\w.-]+/)[^'"\s]*)['"]"""
+)
 
 
 def _interpreter(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
