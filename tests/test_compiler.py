@@ -91,6 +91,8 @@ TOKENS = [
     "-f",
     "a.txt",
     "[!a]*",
+    "[!]x]*",
+    "[!a-z_-]*",
 ]
 FLAGS = [
     "-f",
@@ -124,6 +126,8 @@ REGEXES = [
     r"rm\s-rf'$",
     r"(?i)s\w+t\b",
     r"\d",
+    r"^ls [[:alnum:]]+$",
+    r"rm.{,3}-rf",
 ]
 
 

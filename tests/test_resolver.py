@@ -116,3 +116,47 @@ def test_a_memoised_decision_follows_a_new_symlink(tmp_path):
     os.mkdir(f"{root}/unrelated/x")
     ev._watch.check()
     assert ev._key("Read", other) in ev._cache._items
+
+
+def test_a_directory_moved_away_and_made_again_is_watched_afresh(tmp_path):
+    from leashd.policy import Evaluator, compile_policy, load_policies
+    from leashd.policy.facts import Context
+
+    root = os.path.realpath(tmp_path)
+    os.makedirs(f"{root}/home/project/a/b")
+    os.makedirs(f"{root}/home/.ssh")
+    ctx = Context.create(cwd=f"{root}/home/project", home=f"{root}/home")
+    ev = Evaluator(compile_policy(load_policies([])), ctx)
+    call = {"file_path": f"{root}/home/project/a/b/c/id"}
+    assert ev.evaluate("Read", call).action == "allow"
+    os.rename(f"{root}/home/project/a", f"{root}/home/project/a_old")
+    os.makedirs(f"{root}/home/project/a/b")
+    assert ev.evaluate("Read", call).action == "allow"  # resolved again, on the new inode
+    os.symlink(f"{root}/home/.ssh", f"{root}/home/project/a/b/c")
+    assert ev.evaluate("Read", call).action == "deny"
+
+
+def test_the_cache_key_tells_absent_from_null_and_holds_every_field_facts_read():
+    from leashd.policy import Evaluator, compile_policy, load_policies
+    from leashd.policy.facts import Context
+
+    ev = Evaluator(compile_policy(load_policies([])), Context.create(cwd="/home/dev/project"))
+    assert ev._key("Grep", {"pattern": "x"}) != ev._key("Grep", {"pattern": "x", "glob": ".env"})
+    assert ev._key("Glob", {"pattern": "x"}) != ev._key("Glob", {"pattern": "x", "path": None})
+    assert ev.evaluate("Grep", {"pattern": "KEY", "path": "/home/dev/project"}).action == "allow"
+    grep_env = {"pattern": "KEY", "path": "/home/dev/project", "glob": ".env"}
+    assert ev.evaluate("Grep", grep_env).action == "deny"
+
+
+def test_without_inotify_nothing_is_memoised_and_nothing_fails(monkeypatch):
+    from leashd.policy import fswatch
+
+    def broken(*args, **kwargs):
+        raise OSError(24, "too many inotify instances")
+
+    monkeypatch.setattr(fswatch, "INotify", broken)
+    watch = fswatch.FsWatch()
+    watch.check()  # no error
+    assert not watch.available and not watch.watch("/tmp")
+    resolver = Resolver(watch)
+    assert resolver.realpath("/tmp") == os.path.realpath("/tmp")

@@ -200,3 +200,14 @@ def test_a_redirect_after_cd_in_a_list_opens_in_the_new_directory():
     units = parse("cd .. && echo x > notes.txt").units
     echo = next(u for u in units if u.program == "echo")
     assert [(p.raw, p.cwd) for p in echo.paths] == [("notes.txt", "..")]
+
+
+def test_directory_tracking_follows_bash():
+    def cwd_of(command, program):
+        return next(u.cwd for u in parse(command).units if u.program == program)
+
+    assert cwd_of("pushd /usr/local/bin && popd -n && echo x", "echo") == "/usr/local/bin"
+    assert cwd_of("cd a b && echo x", "echo") == ""  # too many arguments: no change
+    assert cwd_of("env cd /tmp && echo x", "echo") == ""  # an external cd changes nothing
+    assert cwd_of("cd l/../.. && echo x", "echo") == ".."  # logical, like bash
+    assert "bash" in programs("hash -p /bin/bash ls; ls -c id")

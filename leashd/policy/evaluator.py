@@ -31,10 +31,13 @@ _FACT_KEYS: dict[str, tuple[str, ...]] = {
     "NotebookRead": ("notebook_path",),
     "LS": ("path",),
     "Glob": ("pattern", "path"),
-    "Grep": ("pattern", "path"),
+    "Grep": ("pattern", "path", "glob"),
     "WebFetch": ("url",),
     "WebSearch": (),
 }
+
+
+_ABSENT = object()
 
 
 class Evaluator:
@@ -97,13 +100,17 @@ class Evaluator:
                 if hit is not None:
                     return hit[0]
             deps: set[str | None] = set()
+            generation = self._watch.generation
             RESOLVER.collect(deps)
             try:
                 call = self.facts(tool, tool_input)
             finally:
                 RESOLVER.collect(None)
             decision = self.decide(call, trace)
-            if key is not None and None not in deps:
+            # Stored only if no change was applied while the facts were gathered: one could
+            # have come between two of its lookups.
+            self._watch.check()
+            if key is not None and None not in deps and self._watch.generation == generation:
                 self._cache.put(key, decision, frozenset(deps))
             return decision
         except Exception as exc:
@@ -141,8 +148,12 @@ class Evaluator:
                 return v if tool == "Bash" else (tool, v)  # a bare str key: only Bash's
         values = []
         for k in fields:
-            v = tool_input.get(k)
+            if k not in tool_input:
+                values.append(_ABSENT)  # absent and null differ to an `input` condition
+                continue
+            v = tool_input[k]
             if v is not None and type(v) not in (str, int, float, bool):
                 return None
-            values.append((type(v), v))  # True and 1 are equal keys, not equal inputs
+            # True and 1, 0.0 and -0.0 are equal keys but not equal inputs
+            values.append((type(v), repr(v) if type(v) is float else v))
         return (tool, *values)

@@ -78,6 +78,9 @@ class DependentMemo:
 
 class FsWatch:
     def __init__(self, max_watches: int = MAX_WATCHES) -> None:
+        # Increases whenever changes were applied: an answer computed across a change is not
+        # stored (the change may have come between two of its lookups).
+        self.generation = 0
         self._dirs: dict[int, set[str]] = {}  # watch descriptor -> directories
         self._watched: dict[str, int] = {}
         self._memos: list[DependentMemo] = []
@@ -92,7 +95,9 @@ class FsWatch:
             self._epoll = select.epoll()
             self._epoll.register(self._inotify.fileno(), select.EPOLLIN)
         except OSError:
+            # No inotify (limits reached, not allowed): nothing is memoised, nothing fails.
             self._inotify = self._epoll = None
+            return
         self._mask = (
             _in.CREATE
             | _in.DELETE
@@ -100,6 +105,7 @@ class FsWatch:
             | _in.MOVED_TO
             | _in.DELETE_SELF
             | _in.MOVE_SELF
+            | _in.ATTRIB  # a permission change can reveal what could not be looked into
             | _in.ONLYDIR
         )
         self.check = self._check  # type: ignore[method-assign]
@@ -126,6 +132,7 @@ class FsWatch:
             except OSError:
                 events = []
                 changed.add(EVERYTHING)
+            gone: set[str] = set()
             for ev in events:
                 if ev.wd < 0 or ev.mask & _in.Q_OVERFLOW:
                     changed.add(EVERYTHING)
@@ -133,12 +140,22 @@ class FsWatch:
                 dirs = self._dirs.get(ev.wd, ())
                 changed.update(dirs)
                 if ev.mask & (_in.IGNORED | _in.DELETE_SELF | _in.MOVE_SELF):
-                    # The inode is gone or elsewhere: watch the path afresh next time.
-                    for d in self._dirs.pop(ev.wd, ()):
-                        self._watched.pop(d, None)
+                    gone.update(self._dirs.pop(ev.wd, ()))
+                if ev.name:
+                    # An entry created, deleted or renamed: whatever is watched at that path
+                    # or below may be another inode now (`mv a a_old; mkdir a`), and the
+                    # kernel may report the old one's removal late (a busy directory).
+                    gone.update(f"{d.rstrip('/')}/{ev.name}" for d in dirs)
+            if gone:
+                # Watch those paths afresh on their next resolution.
+                for path in list(self._watched):
+                    if any(path == g or path.startswith(g + "/") for g in gone):
+                        wd = self._watched.pop(path)
+                        self._dirs.get(wd, set()).discard(path)
             if EVERYTHING in changed:
                 self._dirs.clear()
                 self._watched.clear()
+            self.generation += 1
             for memo in self._memos:
                 memo.invalidate(changed)
 

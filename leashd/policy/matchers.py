@@ -12,7 +12,11 @@ except ImportError:  # pragma: no cover - exercised by the use_re2=False tests
 
 # Syntax RE2 does not have (lookarounds, backreferences, atomic groups, \Z): such a pattern is
 # matched with `re` on its own, never dropped.
-_RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|\\[ZAG]|\(\?\(")
+# Also constructs both accept but read differently: POSIX classes (`re` sees a set of
+# characters), `{,n}` and `{0n}` (literal text to `re`), `\B` (differs at an empty string).
+_RE2_UNSUPPORTED = re.compile(
+    r"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|\\[ZAG]|\(\?\(|\[\[?:|\{,|\{0\d|\\B"
+)
 # Where RE2 and `re` read the same regex differently: `\s` (RE2 leaves out \v and \x1c-\x1f),
 # `\w`, `\d`, `\b` and case folding beyond ASCII, and `$` (`re` also matches before a final
 # newline). A subject free of all of these gets the same answer from both.

@@ -32,7 +32,12 @@ def _class(pattern: str, i: int, neg_extra: str = "") -> tuple[str, int] | None:
     if negate:
         body = body[1:]
     body = body.replace("\\", "\\\\").replace("[", "\\[")
-    return ("[^" + neg_extra if negate else "[") + body + "]", j + 1
+    if not negate:
+        return "[" + body + "]", j + 1
+    # The separators go first, but after a leading `]` (`[!]x]`), which is a member there;
+    # at the end they could form a range with a trailing `-`.
+    lead = "]" if body.startswith("]") else ""
+    return "[^" + lead + neg_extra + body[len(lead) :] + "]", j + 1
 
 
 def _translate(pattern: str, star: str, one: str, globstar: bool, neg_extra: str = "") -> str:

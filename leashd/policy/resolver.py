@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+import threading
 
 from leashd.policy.fswatch import DependentMemo, FsWatch
 
@@ -39,12 +40,17 @@ class Resolver:
         self._memo = DependentMemo(MEMO_LIMIT)
         self.watch.subscribe(self._memo)
         # While a caller collects (see `collect`), the directories every resolution depended
-        # on are added here; None in it means one resolution could not be watched.
-        self._collect: set[str | None] | None = None
+        # on are added here; None in it means one resolution could not be watched. Per thread:
+        # evaluations on several threads must not mix their dependencies.
+        self._local = threading.local()
+
+    @property
+    def _collect(self) -> set[str | None] | None:
+        return getattr(self._local, "collect", None)
 
     def collect(self, into: set[str | None] | None) -> None:
         """Start (a set) or stop (None) collecting the dependencies of resolutions."""
-        self._collect = into
+        self._local.collect = into
 
     def clear(self) -> None:
         self._memo.clear()
@@ -89,7 +95,14 @@ class Resolver:
                     # access() answers "is there anything" without raising for the common
                     # case of nothing; only something there needs an lstat.
                     if not os.access(newpath, os.F_OK, follow_symlinks=False):
-                        kind = _MISSING
+                        try:  # nothing there, or not allowed to look: only the first is known
+                            os.lstat(newpath)
+                        except FileNotFoundError:
+                            kind = _MISSING
+                        except OSError:
+                            kind = None
+                        else:
+                            kind = None  # it appeared meanwhile: resolve it the long way
                     else:
                         try:
                             mode = os.lstat(newpath).st_mode

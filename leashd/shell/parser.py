@@ -137,13 +137,18 @@ class _Scope:
             dict(self.exported),
         )
 
-    def chdir(self, target: str | None) -> None:
+    def chdir(self, target: str | None, physical: bool = False) -> None:
+        """Change directory. Bash's cd is logical (`l/../..` is `..` whatever `l` links to)
+        unless -P: then the path is kept as written, for realpath to follow."""
         if target is None or self.cwd is None or DYNAMIC in target:
             self.cwd = None
-        elif target.startswith(("/", "~")):
-            self.cwd = target
-        else:
-            self.cwd = posixpath.join(self.cwd, target) if self.cwd else target
+            return
+        joined = (
+            target
+            if target.startswith(("/", "~")) or not self.cwd
+            else (posixpath.join(self.cwd, target))
+        )
+        self.cwd = joined if physical else posixpath.normpath(joined)
 
 
 @dataclass(slots=True)
@@ -175,6 +180,7 @@ class _Ctx:
     wrapped_by: tuple[str, ...] = ()
     depth: int = 0
     shadow: bool = False
+    external: bool = False  # run by a wrapper program, so it cannot change the shell's state
 
 
 class _Walker:
@@ -690,7 +696,7 @@ class _Walker:
             node,
             src,
             sub_scope,
-            replace(sub_ctx, redirects=(), redirect_paths=()),
+            replace(sub_ctx, redirects=(), redirect_paths=(), external=True),
             text=" ".join(_quote(a) for a in argv),
         )
 
@@ -749,22 +755,45 @@ class _Walker:
         env: tuple[tuple[str, str | None], ...] = (),
     ) -> None:
         """Track what later commands depend on: the directory, variables, aliases."""
-        if program in ("cd", "pushd"):
-            # cd [-L|-P|-e|-@] [--] [dir]; no dir is HOME (pushd: swaps, which we do not know)
+        if ctx.external:
+            return  # run by env, timeout, nice...: a program of its own, not the shell
+        if program in ("cd", "pushd", "popd"):
+            # cd [-L|-P|-e|-@] [--] [dir]; no dir is HOME. pushd/popd: -n only edits the
+            # stack; +N/-N rotate it (where to, we do not track).
             words = list(argv[1:])
-            while words and words[0].startswith("-") and words[0] != "-":
-                if words.pop(0) == "--":
+            opts: list[str] = []
+            while (
+                words
+                and words[0].startswith("-")
+                and words[0] != "-"
+                and not words[0][1:].isdigit()
+            ):
+                opt = words.pop(0)
+                if opt == "--":
                     break
-            if program == "pushd":
-                scope.dirstack.append(scope.cwd)
-                scope.chdir(words[0] if words else None)
+                opts.append(opt)
+            physical = any("P" in o for o in opts)
+            if any(w[:1] in "+-" and w[1:].isdigit() for w in words):
+                scope.cwd = None
+            elif program == "popd":
+                if "-n" not in opts:
+                    scope.cwd = scope.dirstack.pop() if scope.dirstack else None
+            elif program == "pushd":
+                if "-n" in opts:
+                    scope.dirstack.append(None)
+                else:
+                    scope.dirstack.append(scope.cwd)
+                    scope.chdir(words[0] if words else None, physical)
+            elif len(words) > 1:
+                pass  # bash: too many arguments; the directory stays
             elif "CDPATH" in scope.vars or any(name == "CDPATH" for name, _ in env):
                 scope.chdir(None)  # CDPATH may send a relative cd anywhere
             else:
                 target = words[0] if words else "~"
-                scope.chdir(None if target == "-" else target)
-        elif program == "popd":
-            scope.cwd = scope.dirstack.pop() if scope.dirstack else None
+                scope.chdir(None if target == "-" else target, physical)
+        elif program == "hash" and len(argv) > 3 and argv[1] == "-p":
+            # `hash -p /bin/bash ls`: later `ls` runs /bin/bash
+            scope.aliases[argv[3]] = argv[2]
         elif program == "alias":
             for a in argv[1:]:
                 name, eq, value = a.partition("=")
