@@ -329,3 +329,16 @@ def test_packaged_data_is_found_before_the_checkout(tmp_path, monkeypatch):
     assert resources.data_dir("policies") == tmp_path / "_data" / "policies"
     with pytest.raises(FileNotFoundError):
         resources.data_dir("no-such-data")
+
+
+def test_decisions_and_the_facts_in_them_are_immutable(evaluator):
+    """Decisions come from a cache shared by every caller: none may change one."""
+    from dataclasses import FrozenInstanceError
+
+    d = evaluator.evaluate("Bash", {"command": "cat README.md > out.txt"})
+    with pytest.raises(FrozenInstanceError):
+        d.action = "allow"  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        d.units[0].unit.paths[0].where = "inside"  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        d.units[0].unit.shell.argv = ()  # type: ignore[misc]

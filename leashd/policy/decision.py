@@ -10,7 +10,7 @@ from leashd.policy.ir import STRICTNESS, Action, Rule
 Layer = str  # "policy", "default", "sandbox", "opaque", "input"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One rule tried against one unit, for `explain`."""
 
@@ -19,7 +19,7 @@ class Step:
     why: str  # the first condition that failed, or "all conditions hold"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class UnitDecision:
     unit: Unit
     action: Action
@@ -29,7 +29,7 @@ class UnitDecision:
     steps: tuple[Step, ...] = ()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     action: Action
     rule: Rule | None

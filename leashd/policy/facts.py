@@ -122,7 +122,7 @@ class Context:
 UNKNOWN_PREFIX = "\x01"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PathFact:
     path: str | None  # resolved; None when only known at run time
     access: Literal["read", "write"]
@@ -151,7 +151,7 @@ class PathFact:
         return (self.path, self.tilde) if self.tilde else (self.path,)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Unit:
     """What one rule sees: a simple command of a Bash call, or the whole of another call."""
 
@@ -187,7 +187,7 @@ class Unit:
         return f"{self.tool} {first}" if first else self.tool
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     tool: str
     input: Mapping[str, Any]

@@ -12,7 +12,7 @@ Access = Literal["read", "write"]
 DYNAMIC = "\x00dynamic\x00"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PathRef:
     """A path a unit touches, as written. Resolution against cwd/home happens later (facts)."""
 
@@ -22,7 +22,7 @@ class PathRef:
     source: str = "operand"  # operand, redirect, option, xargs, ...
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Redirect:
     op: str
     fd: int | None
@@ -30,7 +30,7 @@ class Redirect:
     access: Access | None  # None for duplications and /dev/null-like sinks
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ShellUnit:
     """One simple command, after unwrapping. The unit a policy rule is matched against."""
 
@@ -59,7 +59,7 @@ class ShellUnit:
         return self.argv[i]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ParsedCommand:
     source: str
     units: tuple[ShellUnit, ...]
