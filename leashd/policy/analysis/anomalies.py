@@ -1,0 +1,92 @@
+"""Order anomalies between rules (Al-Shaer & Hamed): shadowed, redundant, exception, conflict.
+
+For rules Ri before Rj, with M(R) the units R matches:
+- shadowed / redundant: M(Rj) ⊆ M(Ri), or ⊆ the union of several earlier rules; Rj never
+  decides anything. Shadowed when a covering rule has another action, redundant otherwise.
+- exception: M(Ri) ⊊ M(Rj) with another action: Ri carves a case out of Rj (usually meant).
+- conflict: the two overlap, neither contains the other, actions differ: order decides the
+  overlap. Reported only with an example call that both rules really match (the compiled
+  evaluator checks it); when none can be found the pair is reported as unanalyzable.
+
+Containment is proved (automata, see relations.py), never guessed, so a rule reported
+shadowed is one that cannot fire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from leashd.policy.analysis.regions import Region, Regions
+from leashd.policy.analysis.relations import Relations
+from leashd.policy.analysis.witness import Witnesses
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str  # shadowed | redundant | exception | conflict | unanalyzable
+    rule: int  # the rule the finding is about
+    related: tuple[int, ...]
+    detail: str = ""
+    example: dict | None = None
+
+
+_UNION_KINDS = ("tools", "modes", "argv", "flags", "command", "path_regex", "paths", "hosts",
+                "env", "fed_by")  # fmt: skip
+
+
+def find_anomalies(
+    regions: Regions,
+    witnesses: Witnesses,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Anomaly]:
+    rel = Relations(regions)
+    regs = regions.regions
+    out: list[Anomaly] = []
+    for j, rj in enumerate(regs):
+        if progress is not None:
+            progress(j, len(regs))
+        covering: list[int] = []
+        near: dict[str, list[Region]] = {}  # kind -> earlier rules implied on all other kinds
+        for i in range(j):
+            ri = regs[i]
+            if rel.disjoint(ri, rj) == "tools":
+                continue
+            fails = rel.failing(rj, ri)
+            if not fails:
+                covering.append(i)
+                continue
+            if len(fails) == 1:
+                near.setdefault(fails[0], []).append(ri)
+            if ri.rule.action == rj.rule.action:
+                continue
+            if not rel.failing(ri, rj, limit=1):
+                out.append(Anomaly("exception", i, (j,)))
+                continue
+            if rel.disjoint(ri, rj) is not None:
+                continue
+            example = witnesses.common(ri, rj, rel)
+            if example is not None:
+                out.append(Anomaly("conflict", j, (i,), example=example))
+            else:
+                out.append(
+                    Anomaly(
+                        "unanalyzable",
+                        j,
+                        (i,),
+                        "could not decide whether they overlap: no call matched by both "
+                        "was found, and no condition proves them disjoint",
+                    )
+                )
+        if not covering:
+            for kind in _UNION_KINDS:
+                cands = near.get(kind, [])
+                if len(cands) >= 2 and rel.covered_by_union(kind, rj, cands):
+                    covering = [c.index for c in cands]
+                    break
+        if covering:
+            same = all(regs[i].rule.action == rj.rule.action for i in covering)
+            out.append(Anomaly("redundant" if same else "shadowed", j, tuple(covering)))
+        for kind, why in rj.unanalyzable.items():
+            out.append(Anomaly("unanalyzable", j, (), f"the {kind} condition: {why}"))
+    return out

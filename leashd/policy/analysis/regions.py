@@ -1,0 +1,262 @@
+"""What a rule matches, as automata: one region per rule, one language per condition kind.
+
+A rule is a conjunction of conditions; each condition is a regex (or several, ORed) searched
+in one subject: the tool name, the encoded argv, the encoded flags, the command text, a
+path, a host, an input field. A region holds, per kind, the language of subjects the
+condition accepts, as a conjunction of DFAs (an empty tuple is "anything"). Everything of
+one kind shares one `Partition`, so any two languages of that kind can be compared.
+
+The tool language also carries what a condition implies about the tool: an argv condition
+only holds for shell units (tool `Bash`), a path condition only for tools that touch paths,
+an MCP server condition only for `mcp__server__*` tools. Comparing rules per tool is then
+comparing tool languages, exactly, wildcards included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from leashd.policy import patterns
+from leashd.policy.analysis import automata
+from leashd.policy.analysis.automata import DFA, Pattern, Unanalyzable
+from leashd.policy.analysis.charsets import Partition
+from leashd.policy.facts import BUILTIN_TOOLS
+from leashd.policy.ir import PathCondition, Policy, Rule
+
+# A language: a conjunction of unions of DFAs (each DFA one regex). () is every string.
+Lang = tuple[tuple[DFA, ...], ...]
+
+# What a condition implies about the tool a unit comes from (see facts.py).
+_SHELL_TOOLS = r"^Bash\Z"
+_PATH_TOOLS = (
+    r"^(?:Bash|Read|NotebookRead|LS|Write|Edit|MultiEdit|NotebookEdit|Glob|Grep|WebFetch)\Z"
+    r"|^mcp__(?s:.)+?__(?s:.)"
+)
+_HOST_TOOLS = r"^(?:Bash|WebFetch)\Z|^mcp__(?s:.)+?__(?s:.)"
+_NOTHING = r"[^\s\S]"  # a regex no string contains
+_WHERE_SETS = {
+    "anywhere": frozenset({"inside", "outside", "temp", "system", "unknown"}),
+    "inside": frozenset({"inside"}),
+    "outside": frozenset({"outside", "unknown"}),
+    "temp": frozenset({"temp"}),
+    "system": frozenset({"system"}),
+}
+# Kinds whose condition is a language over one subject (paths and input are composite).
+LANG_KINDS = ("argv", "flags", "command", "path_regex", "hosts", "env", "fed_by")
+
+
+@dataclass(frozen=True)
+class PathLang:
+    """A `paths` condition: one path must satisfy all of it."""
+
+    cond: PathCondition
+    globs: Lang | None  # None: any path, even one with no spelling a glob can see
+    excepts: Lang | None  # None: nothing excepted
+    where: frozenset[str]
+
+
+@dataclass
+class Region:
+    index: int
+    rule: Rule
+    tools: Lang
+    modes: frozenset[str] | None
+    opaque: bool | None
+    wrapper: bool | None
+    langs: dict[str, Lang | None]
+    paths: PathLang | None
+    input: dict[str, Lang]
+    deny_subjects: bool  # command regexes also see the pipeline and the words (deny rules)
+    # Conditions the analysis could not turn into automata: kind -> why.
+    unanalyzable: dict[str, str] = field(default_factory=dict)
+
+
+def _wildcards(ws: tuple[str, ...], ignore_case: bool = False) -> list[tuple[str, bool]]:
+    return [("(?s)^(?:" + patterns.wildcard_regex(w) + r")\Z", ignore_case) for w in ws]
+
+
+class _Kind:
+    """The patterns of one condition kind: parsed first, then built over one partition."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.parsed: dict[tuple[str, bool], Pattern | Unanalyzable] = {}
+        self.partition: Partition | None = None
+        self._dfas: dict[tuple[str, bool], DFA] = {}
+        self.universe: DFA | None = None
+
+    def add(self, regexes: list[tuple[str, bool]]) -> None:
+        for key in regexes:
+            if key not in self.parsed:
+                try:
+                    # DOTALL-free `.` and friends mean what `re` means: parse as written
+                    self.parsed[key] = automata.parse(key[0], key[1])
+                except Unanalyzable as exc:
+                    self.parsed[key] = exc
+
+    def freeze(self) -> None:
+        sets = []
+        ascii_words = False
+        for p in self.parsed.values():
+            if isinstance(p, Pattern):
+                sets.extend(p.sets)
+                ascii_words = ascii_words or p.ascii_words
+        self.partition = Partition(sets, ascii_words)
+        everything = automata.parse(r"(?s).*")
+        self.universe = automata.search_dfa(everything, self.partition)
+
+    def dfa(self, regex: tuple[str, bool]) -> DFA:
+        """The DFA of subjects `regex` is found in."""
+        hit = self._dfas.get(regex)
+        if hit is None:
+            p = self.parsed.get(regex)
+            if p is None:
+                raise KeyError(f"{regex!r} was not added before the partition was made")
+            if isinstance(p, Unanalyzable):
+                raise p
+            assert self.partition is not None
+            hit = self._dfas[regex] = automata.search_dfa(p, self.partition)
+        return hit
+
+    def lang(self, conjuncts: list[list[tuple[str, bool]]]) -> Lang:
+        return tuple(tuple(self.dfa(r) for r in dict.fromkeys(c)) for c in conjuncts)
+
+
+class Regions:
+    """Every rule of a policy as a region, built over shared partitions."""
+
+    def __init__(self, policy: Policy, extra: dict[str, list[tuple[str, bool]]] | None = None):
+        """`extra`: further regexes per kind that later questions will build automata of
+        (they must be part of the shared partitions)."""
+        self.policy = policy
+        self.kinds = {k: _Kind(k) for k in ("tools", *LANG_KINDS, "globs", "input")}
+        plans = [self._plan(r) for r in policy.rules]
+        for kind, regexes in (extra or {}).items():
+            self.kinds[kind].add(regexes)
+        for kind in self.kinds.values():
+            kind.freeze()
+        self.regions = [
+            self._build(i, r, plan)
+            for i, (r, plan) in enumerate(zip(policy.rules, plans, strict=True))
+        ]
+
+    # --- what regexes each rule needs, per kind --------------------------------------------
+
+    def _plan(self, r: Rule) -> dict[str, list[list[tuple[str, bool]]]]:
+        """kind -> list of conjuncts, each a list of ORed regexes."""
+        plan: dict[str, list[list[tuple[str, bool]]]] = {}
+        tools: list[list[tuple[str, bool]]] = []
+        if r.tools is not None:
+            tools.append(_wildcards(r.tools) or [(_NOTHING, False)])
+        if r.mcp_servers is not None:
+            tools.append(
+                [
+                    ("(?s)^mcp__(?:" + patterns.wildcard_regex(w) + ")__.", False)
+                    for w in r.mcp_servers
+                ]
+                or [(_NOTHING, False)]
+            )
+        shell_only = any(
+            x is not None for x in (r.argv, r.flags, r.command_patterns, r.fed_by)
+        ) or True in (r.opaque, r.wrapper)
+        if shell_only:
+            tools.append([(_SHELL_TOOLS, False)])
+        if r.paths is not None or r.path_patterns is not None:
+            tools.append([(_PATH_TOOLS, False)])
+        if r.hosts is not None:
+            tools.append([(_HOST_TOOLS, False)])
+        plan["tools"] = tools
+        lenient = r.action == "require_approval"
+        if r.argv is not None:
+            plan["argv"] = [[(patterns.argv_regex(p.tokens, lenient), False) for p in r.argv]]
+        if r.flags is not None:
+            rx = [patterns.flag_regex(f) for f in r.flags]
+            plan["flags"] = [[(x, False) for x in rx if x is not None]] if None not in rx else []
+        if r.command_patterns is not None:
+            plan["command"] = [[(x.pattern, x.ignore_case) for x in r.command_patterns]]
+        if r.path_patterns is not None:
+            plan["path_regex"] = [[(x.pattern, x.ignore_case) for x in r.path_patterns]]
+        if r.hosts is not None:
+            plan["hosts"] = [_wildcards(r.hosts, True)]
+        if r.env is not None:
+            plan["env"] = [_wildcards(r.env)]
+        if r.fed_by is not None:
+            plan["fed_by"] = [_wildcards(r.fed_by)]
+        if r.paths is not None:
+            ic = r.paths.ignore_case
+            if r.paths.globs:
+                plan["globs"] = [[(patterns.glob_regex(g), ic) for g in r.paths.globs]]
+            if r.paths.except_globs:
+                excepts = r.paths.except_globs
+                plan["globs_except"] = [[(patterns.glob_regex(g), ic) for g in excepts]]
+        for key, rx in r.input or ():
+            plan.setdefault("input:" + key, []).append([(rx.pattern, rx.ignore_case)])
+        for name, conjuncts in plan.items():
+            kind = self._kind_of(name)
+            for c in conjuncts:
+                kind.add(c)
+        return plan
+
+    def _kind_of(self, name: str) -> _Kind:
+        if name.startswith("input:"):
+            return self.kinds["input"]
+        if name == "globs_except":
+            return self.kinds["globs"]
+        return self.kinds[name]
+
+    def _lang(self, name: str, conjuncts: list[list[tuple[str, bool]]]) -> Lang:
+        return self._kind_of(name).lang(conjuncts)
+
+    def _build(self, index: int, r: Rule, plan: dict) -> Region:
+        unanalyzable: dict[str, str] = {}
+
+        def lang(name: str) -> Lang | None:
+            if name not in plan:
+                return None
+            try:
+                return self._lang(name, plan[name])
+            except Unanalyzable as exc:
+                unanalyzable[name] = str(exc)
+                return None
+
+        tools = lang("tools")
+        langs = {k: lang(k) for k in LANG_KINDS}
+        if r.flags is not None and not plan.get("flags"):
+            unanalyzable["flags"] = "a flag wildcard that can also match inside `--name=value`"
+        paths = None
+        if r.paths is not None:
+            paths = PathLang(
+                r.paths,
+                lang("globs") if r.paths.globs else None,
+                lang("globs_except") if r.paths.except_globs else None,
+                _WHERE_SETS[r.paths.where],
+            )
+        inputs = {}
+        for name in plan:
+            if name.startswith("input:"):
+                got = lang(name)
+                if got is not None:
+                    inputs[name[6:]] = got
+        return Region(
+            index=index,
+            rule=r,
+            tools=tools if tools is not None else (),
+            modes=frozenset(r.modes) if r.modes is not None else None,
+            opaque=r.opaque,
+            wrapper=r.wrapper,
+            langs=langs,
+            paths=paths,
+            input=inputs,
+            deny_subjects=r.action == "deny",
+            unanalyzable=unanalyzable,
+        )
+
+    def universe(self, kind: str) -> DFA:
+        u = self._kind_of(kind).universe
+        assert u is not None
+        return u
+
+
+def known_tool(name: str) -> bool:
+    return name in BUILTIN_TOOLS or re.match(r"^mcp__.+?__.+$", name) is not None

@@ -1,0 +1,324 @@
+"""How two regions relate: containment (sound) and overlap (possible / proved impossible).
+
+`implied(j, i)` answers "does every unit rule j matches also match rule i?" kind by kind; a
+kind counts as implied only when that is proved (automata, or the very same condition), so
+a rule reported as shadowed really never fires. `covered_by_union` proves the same for a set
+of earlier rules that together cover one kind. `disjoint(a, b)` proves that no unit matches
+both, from the kinds whose subject is one per unit (tool, argv, flags, command text, an
+input field); kinds with several subjects per unit (paths, hosts, variables) cannot prove
+it, since one path may satisfy one rule and another path the other.
+"""
+
+from __future__ import annotations
+
+from leashd.policy.analysis import automata
+from leashd.policy.analysis.automata import DFA
+from leashd.policy.analysis.regions import LANG_KINDS, Lang, PathLang, Region, Regions
+
+# Kinds in the order they are tried (cheapest, most often decisive first).
+KINDS = ("tools", "modes", "opaque", "wrapper", "argv", "flags", "command", "path_regex",
+         "paths", "hosts", "env", "fed_by", "input")  # fmt: skip
+
+
+def _raw(kind: str, r) -> object:
+    """A condition as written, without source spans (equal conditions mean the same)."""
+    if kind == "command":
+        v = r.command_patterns
+        return None if v is None else tuple((x.pattern, x.ignore_case) for x in v)
+    if kind == "path_regex":
+        v = r.path_patterns
+        return None if v is None else tuple((x.pattern, x.ignore_case) for x in v)
+    if kind == "argv":
+        return None if r.argv is None else tuple(p.tokens for p in r.argv)
+    if kind == "input":
+        return None if r.input is None else tuple((k, x.pattern, x.ignore_case) for k, x in r.input)
+    return getattr(r, kind)
+
+
+class Relations:
+    def __init__(self, regions: Regions):
+        self.regions = regions
+        self._memo: dict[tuple, object] = {}
+
+    # --- automata questions, memoised by the identity of the DFAs involved ---------------
+
+    def counterexample(self, kind: str, a: Lang, covers: list[Lang]) -> str | None:
+        """A subject in `a` and in none of `covers`; None: a ⊆ ∪ covers."""
+        if any(len(c) == 0 for c in covers):
+            return None
+        key = ("cx", kind, _ids(a), tuple(_ids(c) for c in covers))
+        if key not in self._memo:
+            self._memo[key] = self._search(kind, a, covers)
+        return self._memo[key]
+
+    def common(self, kind: str, a: Lang, b: Lang) -> str | None:
+        """A subject in both `a` and `b`; None: they are disjoint.
+
+        Unions are taken apart alternative by alternative (walking all alternatives of a
+        union in parallel is a subset construction, exponential in their number)."""
+        key = ("common", kind, _ids(a), _ids(b))
+        if key not in self._memo:
+            self._memo[key] = self._common(kind, [*a, *b])
+        return self._memo[key]  # type: ignore[return-value]
+
+    def _common(self, kind: str, unions: list[tuple[DFA, ...]]) -> str | None:
+        if not unions:
+            return ""
+        if len(unions) == 1:
+            return min(
+                (x for x in (automata.example(d) for d in unions[0]) if x is not None),
+                key=len,
+                default=None,
+            )
+        first, rest = unions[0], unions[1:]
+        for alt in first:
+            pruned = [tuple(d for d in u if self._meets(alt, d)) for u in rest]
+            if any(not u for u in pruned):
+                continue
+            for combo in _choices(pruned):
+                if all(self._meets(x, y) for n, x in enumerate(combo) for y in combo[n + 1 :]):
+                    got = automata.find(alt, list(combo), lambda p, qs: p and all(qs))
+                    if got is not None:
+                        return got
+        return None
+
+    def _search(self, kind: str, a: Lang, covers: list[Lang]) -> str | None:
+        """A subject in every union of `a` and, per cover, outside at least one of its unions.
+
+        The walk is split on the alternatives of `a`'s first union: each alternative is the
+        automaton that prunes the walk, and cover alternatives disjoint from it are dropped
+        first (they can never accept), which keeps the product small.
+        """
+        if not a:
+            a = ((self.regions.universe(kind),),)
+        first, rest = a[0], list(a[1:])
+        best: str | None = None
+        for alt in first:
+            kept_covers = []
+            for c in covers:
+                unions = [tuple(d for d in u if self._meets(alt, d)) for u in c]
+                if any(len(u) == 0 for u in unions):
+                    continue  # this cover can never accept a subject `alt` accepts
+                kept_covers.append(unions)
+            flat: list[DFA] = []
+            shape: list[tuple[bool, int]] = []  # (is a cover union, size)
+            for u in rest:
+                flat.extend(u)
+                shape.append((False, len(u)))
+            cover_shapes = []
+            for c in kept_covers:
+                cover_shapes.append(len(c))
+                for u in c:
+                    flat.extend(u)
+                    shape.append((True, len(u)))
+
+            def accept(a_final: bool, finals: list[bool], shape=shape, cs=cover_shapes) -> bool:
+                if not a_final:
+                    return False
+                pos = 0
+                union_ok: list[bool] = []
+                for _is_cover, n in shape:
+                    union_ok.append(any(finals[pos : pos + n]))
+                    pos += n
+                n_rest = len(rest)
+                if not all(union_ok[:n_rest]):
+                    return False
+                k = n_rest
+                for size in cs:
+                    if all(union_ok[k : k + size]):
+                        return False  # this cover accepts it
+                    k += size
+                return True
+
+            got = automata.find(alt, flat, accept)
+            if got is not None and (best is None or len(got) < len(best)):
+                best = got
+                if not covers:
+                    break
+            if got is not None and covers:
+                break
+        return best
+
+    def _meets(self, x: DFA, y: DFA) -> bool:
+        if x is y:
+            return True
+        key = ("meets", id(x), id(y))
+        if key not in self._memo:
+            self._memo[key] = automata.find(x, [y], lambda p, qs: p and qs[0]) is not None
+        return bool(self._memo[key])
+
+    # --- containment ------------------------------------------------------------------------
+
+    def implied_kind(self, kind: str, j: Region, i: Region) -> bool:
+        """Is rule i's condition of `kind` proved to hold wherever rule j matches?"""
+        ri, rj = i.rule, j.rule
+        if kind == "tools":
+            return self.counterexample("tools", j.tools, [i.tools]) is None
+        if kind == "modes":
+            return i.modes is None or (j.modes is not None and j.modes <= i.modes)
+        if kind in ("opaque", "wrapper"):
+            want = getattr(i, kind)
+            return want is None or getattr(j, kind) == want
+        if kind == "paths":
+            if i.paths is None:
+                return True
+            if j.paths is None:
+                return False
+            if ri.paths == rj.paths or _same_paths(ri.paths, rj.paths):
+                return True
+            return self._path_implied(j.paths, i.paths)
+        if kind == "input":
+            return self._input_implied(j, i)
+        # a language kind
+        raw_i = _raw(kind, ri) if kind not in ("flags", "hosts", "env", "fed_by") else None
+        li = i.langs.get(kind)
+        if _condition_absent(kind, ri):
+            return True
+        if _condition_absent(kind, rj):
+            return False
+        if kind == "command" and j.deny_subjects and not i.deny_subjects:
+            return False  # j also matches on the pipeline's text, i does not look there
+        if raw_i is not None:
+            same = _raw(kind, rj) == raw_i
+        else:
+            same = getattr(rj, kind) == getattr(ri, kind)
+        # argv words known only at run time match differently in rules that ask (lenient)
+        lenient_i, lenient_j = (r.action == "require_approval" for r in (ri, rj))
+        if same and (kind != "argv" or lenient_i == lenient_j):
+            return True
+        lj = j.langs.get(kind)
+        if li is None or lj is None:
+            return False  # unanalyzable: not proved
+        return self.counterexample(kind, lj, [li]) is None
+
+    def _path_meta_implied(self, pj: PathLang, pi: PathLang) -> bool:
+        ci, cj = pi.cond, pj.cond
+        if ci.access != "any" and cj.access != ci.access:
+            return False
+        if ci.via == "redirect" and cj.via != "redirect":
+            return False
+        return pj.where <= pi.where
+
+    def _excepts_implied(self, pj: PathLang, pi: PathLang) -> bool:
+        """Whatever i excepts, j excepts too: a path j accepts is never one i excepts."""
+        if not pi.cond.except_globs:
+            return True
+        if not pj.cond.except_globs:
+            return False
+        if pi.excepts is None or pj.excepts is None:  # unanalyzable: only the same globs
+            return (pi.cond.except_globs, pi.cond.ignore_case) == (
+                pj.cond.except_globs,
+                pj.cond.ignore_case,
+            )
+        return self.counterexample("globs", pi.excepts, [pj.excepts]) is None
+
+    def _path_implied(self, pj: PathLang, pi: PathLang) -> bool:
+        if not self._path_meta_implied(pj, pi) or not self._excepts_implied(pj, pi):
+            return False
+        if not pi.cond.globs:
+            return True
+        if not pj.cond.globs or pj.globs is None or pi.globs is None:
+            return False
+        return self.counterexample("globs", pj.globs, [pi.globs]) is None
+
+    def _input_implied(self, j: Region, i: Region) -> bool:
+        if i.rule.input is None:
+            return True
+        if j.rule.input is None:
+            return False
+        if _raw("input", i.rule) == _raw("input", j.rule):
+            return True
+        for key, _ in i.rule.input:
+            li, lj = i.input.get(key), j.input.get(key)
+            if li is None or lj is None:
+                return False
+            if self.counterexample("input", lj, [li]) is not None:
+                return False
+        return True
+
+    def failing(self, j: Region, i: Region, limit: int = 2) -> list[str]:
+        """The kinds of rule i not proved to hold wherever j matches (at most `limit`)."""
+        out = []
+        for kind in KINDS:
+            if not self.implied_kind(kind, j, i):
+                out.append(kind)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def covered_by_union(self, kind: str, j: Region, cands: list[Region]) -> bool:
+        """Do `cands` (each implied by j on every other kind) cover j's `kind` together?"""
+        if kind == "tools":
+            return self.counterexample("tools", j.tools, [c.tools for c in cands]) is None
+        if kind == "modes":
+            if j.modes is None or any(c.modes is None for c in cands):
+                return any(c.modes is None for c in cands)
+            return j.modes <= frozenset().union(*(c.modes or () for c in cands))
+        if kind in LANG_KINDS:
+            if kind == "command" and j.deny_subjects and not all(c.deny_subjects for c in cands):
+                return False
+            lj = j.langs.get(kind)
+            covers = [c.langs.get(kind) for c in cands]
+            if lj is None or any(c is None for c in covers):
+                return False
+            return self.counterexample(kind, lj, covers) is None  # type: ignore[arg-type]
+        if kind == "paths":
+            pj = j.paths
+            if pj is None or pj.globs is None:
+                return False
+            covers = []
+            for c in cands:
+                pc = c.paths
+                if pc is None or not self._path_meta_implied(pj, pc):
+                    return False
+                if not self._excepts_implied(pj, pc):
+                    return False
+                if pc.globs is None:
+                    return True
+                covers.append(pc.globs)
+            return self.counterexample("globs", pj.globs, covers) is None
+        return False
+
+    # --- overlap ------------------------------------------------------------------------------
+
+    def disjoint(self, a: Region, b: Region) -> str | None:
+        """A kind that proves no unit matches both rules, or None if they may overlap."""
+        if self.common("tools", a.tools, b.tools) is None:
+            return "tools"
+        if a.modes is not None and b.modes is not None and not a.modes & b.modes:
+            return "modes"
+        for kind in ("opaque", "wrapper"):
+            x, y = getattr(a, kind), getattr(b, kind)
+            if x is not None and y is not None and x != y:
+                return kind
+        for kind in ("argv", "flags", "command"):
+            if kind == "command" and (a.deny_subjects or b.deny_subjects):
+                continue
+            la, lb = a.langs.get(kind), b.langs.get(kind)
+            if la is not None and lb is not None and self.common(kind, la, lb) is None:
+                return kind
+        for key in set(a.input) & set(b.input):
+            if self.common("input", a.input[key], b.input[key]) is None:
+                return "input"
+        return None
+
+
+def _choices(unions: list[tuple[DFA, ...]], limit: int = 256):
+    """One alternative from each union, in every combination (at most `limit`)."""
+    combos: list[tuple[DFA, ...]] = [()]
+    for u in unions:
+        combos = [(*c, d) for c in combos for d in u][:limit]
+    return combos
+
+
+def _ids(lang: Lang) -> tuple:
+    return tuple(tuple(map(id, u)) for u in lang)
+
+
+def _condition_absent(kind: str, r) -> bool:
+    attr = {"command": "command_patterns", "path_regex": "path_patterns"}.get(kind, kind)
+    return getattr(r, attr) is None
+
+
+def _same_paths(a, b) -> bool:
+    return a.model_dump(exclude={"span"}) == b.model_dump(exclude={"span"})

@@ -1,0 +1,175 @@
+"""Example calls from the overlap of two rules, checked by the compiled evaluator.
+
+A finding's example must be real: a call that, evaluated for real (shell parse, facts,
+compiled matchers), gives a unit both rules match. Candidates come from the rules' own
+`examples.match` and from strings drawn from the intersection of their languages (argv
+words, flags, a path both path conditions accept, a host, input fields); the first candidate
+the evaluator confirms is the example.
+
+Calls are evaluated in a fixed world (HOME /home/dev, project /home/dev/project), the one
+the built-in suites and corpora use; nothing there needs to exist on this machine.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from leashd.policy.analysis.regions import PathLang, Region, Regions
+from leashd.policy.compiler import CompiledPolicy
+from leashd.policy.facts import Context, extract
+from leashd.policy.patterns import DYN, SEP
+
+HOME = "/home/dev"
+PROJECT = "/home/dev/project"
+# Path spellings for each `where`, as regexes over glob subjects (absolute or ~/...).
+WHERE_SHAPES = {
+    "inside": [r"^/home/dev/project/[^\x00\n/]", r"^~/project/[^\x00\n/]"],
+    "outside": [r"^~/[^p\x00\n]", r"^/srv/[^\x00\n]", r"^/etc/[^\x00\n]", r"^/home/[^d\x00\n]"],
+    "temp": [r"^/tmp/[^\x00\n]"],
+    "system": [r"^/usr/[^\x00\n]"],
+    "unknown": [],
+}
+_PATH_CHARS = r"^[^\x00\x01\n\"'$`\\]*\Z"
+# Extra regexes the witness search needs in the shared partitions.
+EXTRA = {
+    "globs": [(r, False) for shapes in WHERE_SHAPES.values() for r in shapes]
+    + [(_PATH_CHARS, False)],
+    "argv": [(r"^[^\x01\n]*\Z", False)],
+    "flags": [(r"^[^\x01\n]*\Z", False)],
+    "command": [(r"^[^\x00\x01\n]+\Z", False)],
+}
+_TOOL_PATH_FIELDS = {
+    "Read": "file_path",
+    "Write": "file_path",
+    "Edit": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+    "NotebookRead": "notebook_path",
+    "LS": "path",
+}
+
+
+class Witnesses:
+    def __init__(self, compiled: CompiledPolicy, regions: Regions):
+        self.compiled = compiled
+        self.regions = regions
+        self.ctx = Context.create(cwd=PROJECT, home=HOME, approved_dirs=[PROJECT])
+
+    def matched_by_both(self, call: dict[str, Any], a: int, b: int) -> bool:
+        try:
+            facts = extract(call["tool"], call["input"], self.ctx)
+        except Exception:
+            return False
+        if facts.error is not None:
+            return False
+        return any(
+            self.compiled.matches(a, u, self.ctx) and self.compiled.matches(b, u, self.ctx)
+            for u in facts.units
+        )
+
+    def common(self, ra: Region, rb: Region, rel) -> dict[str, Any] | None:
+        """A call both rules match, or None if none was found."""
+        for call in self._candidates(ra, rb, rel):
+            if self.matched_by_both(call, ra.index, rb.index):
+                return call
+        return None
+
+    # --- candidates -----------------------------------------------------------------------
+
+    def _candidates(self, ra: Region, rb: Region, rel):
+        for r in (ra, rb):
+            for ex in (*r.rule.examples_match,):
+                yield {"tool": ex.tool, "input": dict(ex.input)}
+        tool = rel.common("tools", ra.tools, rb.tools)
+        if tool is None:
+            return
+        inputs = self._input_fields(ra, rb, rel)
+        paths = self._paths(ra, rb, rel)
+        host = self._one("hosts", ra, rb, rel)
+        if tool == "Bash":
+            yield from self._commands(ra, rb, rel, paths, host, inputs)
+            return
+        if tool in _TOOL_PATH_FIELDS:
+            for p in paths or ["/home/dev/project/a"]:
+                yield {"tool": tool, "input": {_TOOL_PATH_FIELDS[tool]: p, **inputs}}
+        elif tool in ("Glob", "Grep"):
+            for p in paths or ["/home/dev/project"]:
+                yield {"tool": tool, "input": {"pattern": "a", "path": p, **inputs}}
+        elif tool == "WebFetch":
+            yield {"tool": tool, "input": {"url": f"https://{host or 'example.com'}/", **inputs}}
+        else:
+            base = dict(inputs)
+            if host:
+                base.setdefault("url", f"https://{host}/")
+            for p in paths:
+                yield {"tool": tool, "input": {"path": p, **base}}
+            yield {"tool": tool, "input": base}
+
+    def _one(self, kind: str, ra: Region, rb: Region, rel) -> str | None:
+        la, lb = ra.langs.get(kind), rb.langs.get(kind)
+        if la is None and lb is None:
+            return None
+        return rel.common(kind, la or (), lb or ())
+
+    def _input_fields(self, ra: Region, rb: Region, rel) -> dict[str, str]:
+        out = {}
+        for key in {*ra.input, *rb.input}:
+            got = rel.common("input", ra.input.get(key, ()), rb.input.get(key, ()))
+            if got is not None:
+                out[key] = got
+        return out
+
+    def _paths(self, ra: Region, rb: Region, rel) -> list[str]:
+        conds = [p for p in (ra.paths, rb.paths) if p is not None]
+        if not conds:
+            return []
+        wheres = set.intersection(*(set(p.where) for p in conds))
+        out = []
+        chars = self.regions.kinds["globs"].dfa((_PATH_CHARS, False))
+        for where in sorted(wheres):
+            for shape in WHERE_SHAPES[where]:
+                lang = [(chars,), (self.regions.kinds["globs"].dfa((shape, False)),)]
+                for p in conds:
+                    lang.extend(_globs(p))
+                got = rel.common("globs", tuple(lang[:1]), tuple(lang[1:]))
+                if got is not None:
+                    out.append(got)
+        return out[:4]
+
+    def _commands(self, ra, rb, rel, paths, host, inputs):
+        words: list[str] = []
+        argv_text = self._one("argv", ra, rb, rel)
+        if argv_text is not None:
+            words = [w.replace(DYN, "x") for w in argv_text.split(SEP)[:-1]]
+        flags_text = self._one("flags", ra, rb, rel)
+        if flags_text is not None:
+            words += [w for w in flags_text.split(SEP) if w and w not in words[1:]]
+        if not words:
+            words = ["cat"]
+        base = " ".join(shlex.quote(w) for w in words)
+        tails = [""]
+        access = {p.cond.access for p in (ra.paths, rb.paths) if p is not None}
+        for p in paths:
+            if "write" in access:
+                tails.append(" > " + shlex.quote(p))
+                tails.append(" | tee " + shlex.quote(p))
+            else:
+                tails.append(" " + shlex.quote(p))
+                tails.append(" < " + shlex.quote(p))
+        if host:
+            tails.append(f" https://{host}/")
+        for tail in tails:
+            yield {"tool": "Bash", "input": {"command": base + tail, **inputs}}
+        text = self._one("command", ra, rb, rel)
+        if text:
+            yield {"tool": "Bash", "input": {"command": text, **inputs}}
+            # the text a command regex wants, as an argument of the words argv wants
+            yield {"tool": "Bash", "input": {"command": base + " " + text, **inputs}}
+            yield {"tool": "Bash", "input": {"command": base + " " + shlex.quote(text), **inputs}}
+            for tail in tails[1:]:
+                yield {"tool": "Bash", "input": {"command": text + tail, **inputs}}
+
+
+def _globs(p: PathLang) -> list:
+    return list(p.globs) if p.globs is not None else []

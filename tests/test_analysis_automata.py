@@ -1,0 +1,117 @@
+"""Regexes as automata: the DFA of a pattern accepts exactly the strings `re.search` finds it
+in, assertions and case folding included; questions over several automata are exact."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leashd.policy.analysis import automata
+from leashd.policy.analysis.automata import Unanalyzable
+from leashd.policy.analysis.charsets import Partition
+
+
+def dfas(*patterns: str, ignore_case: bool = False) -> list[automata.DFA]:
+    parsed = [automata.parse(p, ignore_case) for p in patterns]
+    partition = Partition([s for p in parsed for s in p.sets])
+    return [automata.search_dfa(p, partition) for p in parsed]
+
+
+ALPHABET = "ab-_ xK\nſ.1é"
+
+atoms = st.sampled_from(
+    ["a", "b", "x", "-", " ", ".", r"\d", r"\w", r"\W", r"\s", "[a-c]", "[^a ]", "k", "(?i:k)",
+     "(?i:s)", r"\.", "é"]
+)  # fmt: skip
+assertions = st.sampled_from(["^", "$", r"\b", r"\B", r"\A", r"\Z"])
+
+
+@st.composite
+def regexes(draw, depth: int = 0) -> str:
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        choice = draw(st.integers(0, 9 if depth < 2 else 6))
+        if choice <= 4:
+            parts.append(draw(atoms))
+        elif choice <= 6:
+            parts.append(draw(assertions))
+        elif choice == 7:
+            parts.append("(?:" + draw(regexes(depth + 1)) + "|" + draw(regexes(depth + 1)) + ")")
+        else:
+            inner = draw(regexes(depth + 1))
+            parts.append("(?:" + inner + ")" + draw(st.sampled_from(["*", "+", "?", "{1,2}"])))
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    regexes(),
+    st.booleans(),
+    st.booleans(),
+    st.lists(st.text(alphabet=ALPHABET, max_size=6), min_size=1, max_size=15),
+)
+def test_dfa_accepts_exactly_what_re_search_finds(pattern, ignore_case, multiline, subjects):
+    if multiline:
+        pattern = "(?m)" + pattern
+    (dfa,) = dfas(pattern, ignore_case=ignore_case)
+    rx = re.compile(pattern, re.I if ignore_case else 0)
+    for s in subjects:
+        assert dfa.accepts(s) == (rx.search(s) is not None), (pattern, s)
+    example = automata.example(dfa)
+    if example is not None:
+        assert rx.search(example) is not None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "found_in", "not_found_in"),
+    [
+        (r"\bsudo\b", ["sudo ls", "x;sudo"], ["pseudo", "sudoers"]),
+        (r"^rm\s+-rf", ["rm  -rf /"], [" rm -rf", "xrm -rf"]),
+        (r"\.env$", ["a/.env", "a/.env\n"], ["a/.env\n\n", "a/.envrc"]),
+        (r"x\Z", ["ax"], ["ax\n"]),
+        (r"(?i)kelvin", ["\u212aELVIN", "KeLvIn"], ["kelvn"]),
+        (r"\B-", ["--x"], ["a-b"]),
+    ],
+)
+def test_assertions_and_folding_mean_what_re_means(pattern, found_in, not_found_in):
+    (dfa,) = dfas(pattern)
+    for s in found_in:
+        assert dfa.accepts(s), s
+    for s in not_found_in:
+        assert not dfa.accepts(s), s
+
+
+def test_containment_and_overlap_with_examples():
+    narrow, wide, other = dfas(r"^git push --force", r"^git push", r"^npm ")
+    assert automata.counterexample(narrow, [wide]) is None  # narrow ⊆ wide
+    cx = automata.counterexample(wide, [narrow])
+    assert cx is not None and re.search("^git push", cx) and not re.search("^git push --force", cx)
+    both = automata.common(narrow, wide)
+    assert both is not None and re.search("^git push --force", both)
+    assert automata.common(wide, other) is None
+
+
+def test_a_union_can_cover_what_no_single_pattern_does():
+    target, pem, key = dfas(r"\.(pem|key)$", r"\.pem$", r"\.key$")
+    assert automata.counterexample(target, [pem]) is not None
+    assert automata.counterexample(target, [key]) is not None
+    assert automata.counterexample(target, [pem, key]) is None
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?=a)a", r"(?!a)b", r"(?<=a)b", r"(a)\1", r"(?>a)", r"a*+", r"(?(1)a|b)"],
+)
+def test_constructs_without_an_automaton_are_unanalyzable(pattern):
+    with pytest.raises(Unanalyzable):
+        automata.parse(pattern)
+
+
+def test_an_empty_language_is_empty():
+    (dfa,) = dfas(r"a\bb")  # a word boundary between two word characters: never
+    assert dfa.is_empty()
+    (dfa,) = dfas(r"a^")
+    assert dfa.is_empty()
