@@ -128,3 +128,17 @@ def test_a_lookahead_is_unanalyzable_never_assumed_disjoint():
     )
     about = [a for a in found if a.rule == names["push"] and a.kind == "unanalyzable"]
     assert about and "lookahead" in about[0].detail
+
+
+def test_a_question_too_large_to_decide_is_never_taken_as_proved(monkeypatch):
+    from leashd.policy.analysis import automata
+
+    monkeypatch.setattr(automata, "_FIND_BUDGET", 1)
+    found, names = anomalies(
+        """
+        - {name: git-push, commands: ["git push"], action: require_approval}
+        - {name: force-push, commands: ["git push --force"], action: deny}
+        """
+    )
+    # the shadowing is real, but with no room to prove it, it is not claimed
+    assert "shadowed" not in kinds_about(found, names, "force-push")

@@ -48,9 +48,11 @@ def find_anomalies(
             progress(j, len(regs))
         covering: list[int] = []
         near: dict[str, list[Region]] = {}  # kind -> earlier rules implied on all other kinds
+        pairs: list[Anomaly] = []  # findings about j and one earlier rule
         for i in range(j):
             ri = regs[i]
-            if rel.disjoint(ri, rj) == "tools":
+            apart = rel.disjoint(ri, rj)
+            if apart == "tools":
                 continue
             fails = rel.failing(rj, ri)
             if not fails:
@@ -61,15 +63,15 @@ def find_anomalies(
             if ri.rule.action == rj.rule.action:
                 continue
             if not rel.failing(ri, rj, limit=1):
-                out.append(Anomaly("exception", i, (j,)))
+                pairs.append(Anomaly("exception", i, (j,)))
                 continue
-            if rel.disjoint(ri, rj) is not None:
+            if apart is not None:
                 continue
             example = witnesses.common(ri, rj, rel)
             if example is not None:
-                out.append(Anomaly("conflict", j, (i,), example=example))
+                pairs.append(Anomaly("conflict", j, (i,), example=example))
             else:
-                out.append(
+                pairs.append(
                     Anomaly(
                         "unanalyzable",
                         j,
@@ -85,8 +87,11 @@ def find_anomalies(
                     covering = [c.index for c in cands]
                     break
         if covering:
+            # j never decides anything: how it overlaps earlier rules is beside the point
             same = all(regs[i].rule.action == rj.rule.action for i in covering)
             out.append(Anomaly("redundant" if same else "shadowed", j, tuple(covering)))
+        else:
+            out.extend(pairs)
         for kind, why in rj.unanalyzable.items():
             out.append(Anomaly("unanalyzable", j, (), f"the {kind} condition: {why}"))
     return out

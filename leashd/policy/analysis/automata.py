@@ -26,7 +26,7 @@ from re import _constants as C  # type: ignore[attr-defined]
 from re import _parser  # type: ignore[attr-defined]
 
 from leashd.policy.analysis import charsets
-from leashd.policy.analysis.charsets import Intervals, Partition, TooLarge
+from leashd.policy.analysis.charsets import Intervals, Partition
 
 _NFA_LIMIT = 20000
 _DFA_LIMIT = 4000
@@ -53,7 +53,6 @@ class Pattern:
     tree: Node
     sets: tuple[Intervals, ...]
     ascii_words: bool
-    has_assertions: bool
 
 
 def parse(pattern: str, ignore_case: bool = False) -> Pattern:
@@ -65,13 +64,8 @@ def parse(pattern: str, ignore_case: bool = False) -> Pattern:
     if flags & C.SRE_FLAG_LOCALE:
         raise Unanalyzable("locale-dependent matching (re.LOCALE)")
     sets: dict[Intervals, None] = {}
-    asserts = [False]
-    ascii_words = bool(flags & C.SRE_FLAG_ASCII)
-    try:
-        tree = _convert(list(parsed), flags, sets, asserts)
-    except TooLarge as exc:
-        raise Unanalyzable(str(exc)) from exc
-    return Pattern(pattern, tree, tuple(sets), ascii_words, asserts[0])
+    tree = _convert(list(parsed), flags, sets)
+    return Pattern(pattern, tree, tuple(sets), bool(flags & C.SRE_FLAG_ASCII))
 
 
 def _charset(s: Intervals, flags: int, sets: dict[Intervals, None]) -> Node:
@@ -120,7 +114,7 @@ def _class_items(items: list, flags: int) -> Intervals:
     return charsets.complement(s) if negate else s
 
 
-def _convert(items: list, flags: int, sets: dict[Intervals, None], asserts: list[bool]) -> Node:
+def _convert(items: list, flags: int, sets: dict[Intervals, None]) -> Node:
     out: list[Node] = []
     for op, arg in items:
         if op is C.LITERAL:
@@ -141,16 +135,15 @@ def _convert(items: list, flags: int, sets: dict[Intervals, None], asserts: list
             sets[s] = None
             out.append(("set", s))
         elif op is C.BRANCH:
-            out.append(("alt", [_convert(list(b), flags, sets, asserts) for b in arg[1]]))
+            out.append(("alt", [_convert(list(b), flags, sets) for b in arg[1]]))
         elif op is C.SUBPATTERN:
             _group, add, remove, sub = arg
-            out.append(_convert(list(sub), (flags | add) & ~remove, sets, asserts))
+            out.append(_convert(list(sub), (flags | add) & ~remove, sets))
         elif op in (C.MAX_REPEAT, C.MIN_REPEAT):
             lo, hi, sub = arg
-            node = _convert(list(sub), flags, sets, asserts)
+            node = _convert(list(sub), flags, sets)
             out.append(("rep", lo, None if hi is C.MAXREPEAT else hi, node))
         elif op is C.AT:
-            asserts[0] = True
             multiline = bool(flags & C.SRE_FLAG_MULTILINE)
             kind = {
                 C.AT_BEGINNING: "bol" if multiline else "bos",
@@ -390,7 +383,7 @@ def _determinize(nfa: _NFA, start: int, accept: int) -> DFA:
                 if r is False:
                     continue
                 d2 = dem if r is None else dem | {r}
-                if _NEXT_WORD in d2 and len(d2 & {_NONWORD_OR_END, _NEXT_NONWORD, _END}) > 0:
+                if _NEXT_WORD in d2 and d2 & {_NONWORD_OR_END, _NEXT_NONWORD, _END}:
                     continue  # contradictory demands: this path is dead
                 nxt.append((t, d2))
             for c in nxt:
@@ -519,7 +512,7 @@ _ACCEPTED = ("accepted",)
 _FIND_BUDGET = 50000  # product states one question may visit
 
 
-def find(a: DFA, others: Sequence[DFA], accept, budget: int = _FIND_BUDGET) -> str | None:
+def find(a: DFA, others: Sequence[DFA], accept, budget: int | None = None) -> str | None:
     """The shortest string (as representative characters) on which `accept(a_final,
     [other_final, ...])` holds, walking `a` and `others` in step; None if there is none.
 
@@ -527,6 +520,7 @@ def find(a: DFA, others: Sequence[DFA], accept, budget: int = _FIND_BUDGET) -> s
     question asked here needs `a` to accept). A product larger than `budget` states raises
     `Unanalyzable`: the question is left open rather than answered by a guess.
     """
+    budget = _FIND_BUDGET if budget is None else budget
     p = a.partition
     autos = [a, *others]
     # The comparison's alphabet: classes that no automaton involved tells apart are one symbol.

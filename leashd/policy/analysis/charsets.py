@@ -53,10 +53,6 @@ def complement(s: Intervals) -> Intervals:
     return tuple(out)
 
 
-def contains(s: Intervals, cp: int) -> bool:
-    return any(lo <= cp <= hi for lo, hi in s)
-
-
 def size(s: Intervals) -> int:
     return sum(hi - lo + 1 for lo, hi in s)
 
@@ -141,10 +137,6 @@ def _readable(lo: int, hi: int) -> int:
         if lo <= b and hi >= a:
             return max(lo, a)
     return lo
-
-
-class TooLarge(Exception):
-    """A construct whose automaton would be too large to build."""
 
 
 class Partition:

@@ -14,14 +14,12 @@ comparing tool languages, exactly, wildcards included.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from leashd.policy import patterns
 from leashd.policy.analysis import automata
 from leashd.policy.analysis.automata import DFA, Pattern, Unanalyzable
 from leashd.policy.analysis.charsets import Partition
-from leashd.policy.facts import BUILTIN_TOOLS
 from leashd.policy.ir import PathCondition, Policy, Rule
 
 # A language: a conjunction of unions of DFAs (each DFA one regex). () is every string.
@@ -256,7 +254,3 @@ class Regions:
         u = self._kind_of(kind).universe
         assert u is not None
         return u
-
-
-def known_tool(name: str) -> bool:
-    return name in BUILTIN_TOOLS or re.match(r"^mcp__.+?__.+$", name) is not None

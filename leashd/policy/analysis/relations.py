@@ -12,9 +12,12 @@ it, since one path may satisfy one rule and another path the other.
 from __future__ import annotations
 
 from leashd.policy.analysis import automata
-from leashd.policy.analysis.automata import DFA
+from leashd.policy.analysis.automata import DFA, Unanalyzable
 from leashd.policy.analysis.regions import LANG_KINDS, Lang, PathLang, Region, Regions
 
+# What `counterexample` answers when the automata are too large to walk: "not proved" (not
+# None, which would claim containment).
+NOT_PROVED = "<not proved>"
 # Kinds in the order they are tried (cheapest, most often decisive first).
 KINDS = ("tools", "modes", "opaque", "wrapper", "argv", "flags", "command", "path_regex",
          "paths", "hosts", "env", "fed_by", "input")  # fmt: skip
@@ -48,8 +51,11 @@ class Relations:
             return None
         key = ("cx", kind, _ids(a), tuple(_ids(c) for c in covers))
         if key not in self._memo:
-            self._memo[key] = self._search(kind, a, covers)
-        return self._memo[key]
+            try:
+                self._memo[key] = self._search(kind, a, covers)
+            except Unanalyzable:
+                self._memo[key] = NOT_PROVED
+        return self._memo[key]  # type: ignore[return-value]
 
     def common(self, kind: str, a: Lang, b: Lang) -> str | None:
         """A subject in both `a` and `b`; None: they are disjoint.
@@ -58,10 +64,13 @@ class Relations:
         union in parallel is a subset construction, exponential in their number)."""
         key = ("common", kind, _ids(a), _ids(b))
         if key not in self._memo:
-            self._memo[key] = self._common(kind, [*a, *b])
+            try:
+                self._memo[key] = self._common([*a, *b])
+            except Unanalyzable:
+                self._memo[key] = ""  # too large to decide: they may overlap
         return self._memo[key]  # type: ignore[return-value]
 
-    def _common(self, kind: str, unions: list[tuple[DFA, ...]]) -> str | None:
+    def _common(self, unions: list[tuple[DFA, ...]]) -> str | None:
         if not unions:
             return ""
         if len(unions) == 1:
@@ -92,59 +101,47 @@ class Relations:
         if not a:
             a = ((self.regions.universe(kind),),)
         first, rest = a[0], list(a[1:])
-        best: str | None = None
+        flat_rest = [d for u in rest for d in u]
+        rest_sizes = [len(u) for u in rest]
         for alt in first:
-            kept_covers = []
-            for c in covers:
-                unions = [tuple(d for d in u if self._meets(alt, d)) for u in c]
-                if any(len(u) == 0 for u in unions):
-                    continue  # this cover can never accept a subject `alt` accepts
-                kept_covers.append(unions)
-            flat: list[DFA] = []
-            shape: list[tuple[bool, int]] = []  # (is a cover union, size)
-            for u in rest:
-                flat.extend(u)
-                shape.append((False, len(u)))
-            cover_shapes = []
-            for c in kept_covers:
-                cover_shapes.append(len(c))
-                for u in c:
-                    flat.extend(u)
-                    shape.append((True, len(u)))
+            # each cover, without the alternatives that can never accept what `alt` accepts;
+            # a cover left with an empty union can accept none of it
+            kept = [[tuple(d for d in u if self._meets(alt, d)) for u in c] for c in covers]
+            kept = [c for c in kept if all(c)]
+            cover_sizes = [[len(u) for u in c] for c in kept]
+            flat = flat_rest + [d for c in kept for u in c for d in u]
 
-            def accept(a_final: bool, finals: list[bool], shape=shape, cs=cover_shapes) -> bool:
+            def accept(a_final: bool, finals: list[bool], cover_sizes=cover_sizes) -> bool:
                 if not a_final:
                     return False
                 pos = 0
-                union_ok: list[bool] = []
-                for _is_cover, n in shape:
-                    union_ok.append(any(finals[pos : pos + n]))
+                for n in rest_sizes:  # in every other union of `a`
+                    if not any(finals[pos : pos + n]):
+                        return False
                     pos += n
-                n_rest = len(rest)
-                if not all(union_ok[:n_rest]):
-                    return False
-                k = n_rest
-                for size in cs:
-                    if all(union_ok[k : k + size]):
-                        return False  # this cover accepts it
-                    k += size
+                for sizes in cover_sizes:  # and outside some union of every cover
+                    inside = True
+                    for n in sizes:
+                        inside = inside and any(finals[pos : pos + n])
+                        pos += n
+                    if inside:
+                        return False
                 return True
 
             got = automata.find(alt, flat, accept)
-            if got is not None and (best is None or len(got) < len(best)):
-                best = got
-                if not covers:
-                    break
-            if got is not None and covers:
-                break
-        return best
+            if got is not None:
+                return got
+        return None
 
     def _meets(self, x: DFA, y: DFA) -> bool:
         if x is y:
             return True
         key = ("meets", id(x), id(y))
         if key not in self._memo:
-            self._memo[key] = automata.find(x, [y], lambda p, qs: p and qs[0]) is not None
+            try:
+                self._memo[key] = automata.find(x, [y], lambda p, qs: p and qs[0]) is not None
+            except Unanalyzable:
+                self._memo[key] = True  # not proved disjoint
         return bool(self._memo[key])
 
     # --- containment ------------------------------------------------------------------------
@@ -164,29 +161,24 @@ class Relations:
                 return True
             if j.paths is None:
                 return False
-            if ri.paths == rj.paths or _same_paths(ri.paths, rj.paths):
+            if _same_paths(ri.paths, rj.paths):
                 return True
             return self._path_implied(j.paths, i.paths)
         if kind == "input":
             return self._input_implied(j, i)
         # a language kind
-        raw_i = _raw(kind, ri) if kind not in ("flags", "hosts", "env", "fed_by") else None
-        li = i.langs.get(kind)
         if _condition_absent(kind, ri):
             return True
         if _condition_absent(kind, rj):
             return False
         if kind == "command" and j.deny_subjects and not i.deny_subjects:
             return False  # j also matches on the pipeline's text, i does not look there
-        if raw_i is not None:
-            same = _raw(kind, rj) == raw_i
-        else:
-            same = getattr(rj, kind) == getattr(ri, kind)
+        same = _raw(kind, rj) == _raw(kind, ri)
         # argv words known only at run time match differently in rules that ask (lenient)
         lenient_i, lenient_j = (r.action == "require_approval" for r in (ri, rj))
         if same and (kind != "argv" or lenient_i == lenient_j):
             return True
-        lj = j.langs.get(kind)
+        li, lj = i.langs.get(kind), j.langs.get(kind)
         if li is None or lj is None:
             return False  # unanalyzable: not proved
         return self.counterexample(kind, lj, [li]) is None
@@ -250,10 +242,8 @@ class Relations:
         """Do `cands` (each implied by j on every other kind) cover j's `kind` together?"""
         if kind == "tools":
             return self.counterexample("tools", j.tools, [c.tools for c in cands]) is None
-        if kind == "modes":
-            if j.modes is None or any(c.modes is None for c in cands):
-                return any(c.modes is None for c in cands)
-            return j.modes <= frozenset().union(*(c.modes or () for c in cands))
+        if kind == "modes":  # every candidate names modes: that is the kind it fails on
+            return j.modes is not None and j.modes <= frozenset().union(*(c.modes for c in cands))
         if kind in LANG_KINDS:
             if kind == "command" and j.deny_subjects and not all(c.deny_subjects for c in cands):
                 return False

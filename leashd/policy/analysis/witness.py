@@ -15,7 +15,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from leashd.policy.analysis.regions import PathLang, Region, Regions
+from leashd.policy.analysis.regions import Region, Regions
 from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.facts import Context, extract
 from leashd.policy.patterns import DYN, SEP
@@ -35,9 +35,6 @@ _PATH_CHARS = r"^[^\x00\x01\n\"'$`\\]*\Z"
 EXTRA = {
     "globs": [(r, False) for shapes in WHERE_SHAPES.values() for r in shapes]
     + [(_PATH_CHARS, False)],
-    "argv": [(r"^[^\x01\n]*\Z", False)],
-    "flags": [(r"^[^\x01\n]*\Z", False)],
-    "command": [(r"^[^\x00\x01\n]+\Z", False)],
 }
 _TOOL_PATH_FIELDS = {
     "Read": "file_path",
@@ -79,7 +76,7 @@ class Witnesses:
 
     def _candidates(self, ra: Region, rb: Region, rel):
         for r in (ra, rb):
-            for ex in (*r.rule.examples_match,):
+            for ex in r.rule.examples_match:
                 yield {"tool": ex.tool, "input": dict(ex.input)}
         tool = rel.common("tools", ra.tools, rb.tools)
         if tool is None:
@@ -131,9 +128,9 @@ class Witnesses:
             for shape in WHERE_SHAPES[where]:
                 lang = [(chars,), (self.regions.kinds["globs"].dfa((shape, False)),)]
                 for p in conds:
-                    lang.extend(_globs(p))
+                    lang.extend(p.globs or ())
                 got = rel.common("globs", tuple(lang[:1]), tuple(lang[1:]))
-                if got is not None:
+                if got:  # "" is "too large to decide", not a path
                     out.append(got)
         return out[:4]
 
@@ -169,7 +166,3 @@ class Witnesses:
             yield {"tool": "Bash", "input": {"command": base + " " + shlex.quote(text), **inputs}}
             for tail in tails[1:]:
                 yield {"tool": "Bash", "input": {"command": text + tail, **inputs}}
-
-
-def _globs(p: PathLang) -> list:
-    return list(p.globs) if p.globs is not None else []
