@@ -232,15 +232,33 @@ def encode_words(
     return "".join(out)
 
 
-def _token_alternatives(alternatives: tuple[str, ...], lenient: bool = False) -> str:
+def _token_body(alternatives: tuple[str, ...], lenient: bool = False) -> str | None:
+    """One token's alternatives as a regex over one encoded word; None: any word at all."""
     if "*" in alternatives or "**" in alternatives:
-        return _NOT_SEP + r"*\x00"
+        return None
     # Lenient tokens let wildcards also cover DYN, the unknown parts of a dynamic word.
     star, one, neg = (
         (_NOT_SEP + "*", _NOT_SEP, r"\x00") if lenient else (_TOKEN_STAR, _TOKEN_ONE, _SEPARATORS)
     )
-    body = "|".join(_translate(a, star, one, globstar=False, neg_extra=neg) for a in alternatives)
+    return "|".join(_translate(a, star, one, globstar=False, neg_extra=neg) for a in alternatives)
+
+
+def _token_alternatives(alternatives: tuple[str, ...], lenient: bool = False) -> str:
+    body = _token_body(alternatives, lenient)
+    if body is None:
+        return _NOT_SEP + r"*\x00"
     return "(?:" + body + r")\x00"
+
+
+def token_word_regex(alternatives: tuple[str, ...], lenient: bool = False) -> str:
+    """One argv token as a full-match regex over one encoded word (see `encode_words`)."""
+    body = _token_body(alternatives, lenient)
+    return "^" + (_NOT_SEP + "*" if body is None else "(?:" + body + ")") + r"\Z"
+
+
+def is_literal(pattern: str) -> bool:
+    """Does the wildcard match exactly itself (no `*`, `?`, `[...]`, `{a,b}`)?"""
+    return not any(c in pattern for c in "*?[{")
 
 
 def argv_regex(tokens: tuple[tuple[str, ...], ...], lenient: bool = False) -> str:

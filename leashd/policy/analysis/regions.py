@@ -1,8 +1,9 @@
 """What a rule matches, as automata: one region per rule, one language per condition kind.
 
 A rule is a conjunction of conditions; each condition is a regex (or several, ORed) searched
-in one subject: the tool name, the encoded argv, the encoded flags, the command text, a
-path, a host, an input field. A region holds, per kind, the language of subjects the
+in one subject: the tool name, the encoded flags, the command text, a path, a host, an input
+field. Argv prefixes are the exception: they are word automata (argvlang.py), compared token
+by token and per program. A region holds, per kind, the language of subjects the
 condition accepts, as a conjunction of DFAs (an empty tuple is "anything"). Everything of
 one kind shares one `Partition`, so any two languages of that kind can be compared.
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from leashd.policy import patterns
 from leashd.policy.analysis import automata
+from leashd.policy.analysis.argvlang import ArgvLang
 from leashd.policy.analysis.automata import DFA, Pattern, Unanalyzable
 from leashd.policy.analysis.charsets import Partition
 from leashd.policy.ir import PathCondition, Policy, Rule
@@ -41,7 +43,7 @@ _WHERE_SETS = {
     "system": frozenset({"system"}),
 }
 # Kinds whose condition is a language over one subject (paths and input are composite).
-LANG_KINDS = ("argv", "flags", "command", "path_regex", "hosts", "env", "fed_by")
+LANG_KINDS = ("flags", "command", "path_regex", "hosts", "env", "fed_by")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Region:
     opaque: bool | None
     wrapper: bool | None
     langs: dict[str, Lang | None]
+    argv: ArgvLang | None  # compared token by token (argvlang.py), not as one string
     paths: PathLang | None
     input: dict[str, Lang]
     deny_subjects: bool  # command regexes also see the pipeline and the words (deny rules)
@@ -165,9 +168,6 @@ class Regions:
         if r.hosts is not None:
             tools.append([(_HOST_TOOLS, False)])
         plan["tools"] = tools
-        lenient = r.action == "require_approval"
-        if r.argv is not None:
-            plan["argv"] = [[(patterns.argv_regex(p.tokens, lenient), False) for p in r.argv]]
         if r.flags is not None:
             rx = [patterns.flag_regex(f) for f in r.flags]
             plan["flags"] = [[(x, False) for x in rx if x is not None]] if None not in rx else []
@@ -244,6 +244,7 @@ class Regions:
             opaque=r.opaque,
             wrapper=r.wrapper,
             langs=langs,
+            argv=ArgvLang.of(r) if r.argv is not None else None,
             paths=paths,
             input=inputs,
             deny_subjects=r.action == "deny",

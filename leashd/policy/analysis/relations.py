@@ -12,6 +12,7 @@ it, since one path may satisfy one rule and another path the other.
 from __future__ import annotations
 
 from leashd.policy.analysis import automata
+from leashd.policy.analysis.argvlang import Words
 from leashd.policy.analysis.automata import DFA, Unanalyzable
 from leashd.policy.analysis.regions import LANG_KINDS, Lang, PathLang, Region, Regions
 
@@ -41,6 +42,7 @@ def _raw(kind: str, r) -> object:
 class Relations:
     def __init__(self, regions: Regions):
         self.regions = regions
+        self.words = Words()
         self._memo: dict[tuple, object] = {}
 
     # --- automata questions, memoised by the identity of the DFAs involved ---------------
@@ -133,6 +135,14 @@ class Relations:
                 return got
         return None
 
+    def argv_example(self, a: Region, b: Region) -> list[str] | None:
+        """An argv both rules' argv conditions match; None: none does."""
+        assert a.argv is not None and b.argv is not None
+        try:
+            return self.words.example(a.argv, b.argv)
+        except Unanalyzable:
+            return []  # not proved disjoint, and no example
+
     def _meets(self, x: DFA, y: DFA) -> bool:
         if x is y:
             return True
@@ -178,6 +188,9 @@ class Relations:
         lenient_i, lenient_j = (r.action == "require_approval" for r in (ri, rj))
         if same and (kind != "argv" or lenient_i == lenient_j):
             return True
+        if kind == "argv":
+            assert i.argv is not None and j.argv is not None
+            return self.words.contained(j.argv, [i.argv])
         li, lj = i.langs.get(kind), j.langs.get(kind)
         if li is None or lj is None:
             return False  # unanalyzable: not proved
@@ -244,6 +257,11 @@ class Relations:
             return self.counterexample("tools", j.tools, [c.tools for c in cands]) is None
         if kind == "modes":  # every candidate names modes: that is the kind it fails on
             return j.modes is not None and j.modes <= frozenset().union(*(c.modes for c in cands))
+        if kind == "argv":
+            covers = [c.argv for c in cands]
+            if j.argv is None or any(c is None for c in covers):
+                return False
+            return self.words.contained(j.argv, covers)  # type: ignore[arg-type]
         if kind in LANG_KINDS:
             if kind == "command" and j.deny_subjects and not all(c.deny_subjects for c in cands):
                 return False
@@ -281,7 +299,9 @@ class Relations:
             x, y = getattr(a, kind), getattr(b, kind)
             if x is not None and y is not None and x != y:
                 return kind
-        for kind in ("argv", "flags", "command"):
+        if a.argv is not None and b.argv is not None and self.argv_example(a, b) is None:
+            return "argv"
+        for kind in ("flags", "command"):
             if kind == "command" and (a.deny_subjects or b.deny_subjects):
                 continue
             la, lb = a.langs.get(kind), b.langs.get(kind)

@@ -136,9 +136,13 @@ class Witnesses:
 
     def _commands(self, ra, rb, rel, paths, host, inputs):
         words: list[str] = []
-        argv_text = self._one("argv", ra, rb, rel)
-        if argv_text is not None:
-            words = [w.replace(DYN, "x") for w in argv_text.split(SEP)[:-1]]
+        if ra.argv is not None or rb.argv is not None:
+            if ra.argv is not None and rb.argv is not None:
+                words = rel.argv_example(ra, rb) or []
+            else:
+                one = ra.argv or rb.argv
+                words = rel.words.example(one, one) or []
+            words = [w.replace(DYN, "x") for w in words]
         flags_text = self._one("flags", ra, rb, rel)
         if flags_text is not None:
             words += [w for w in flags_text.split(SEP) if w and w not in words[1:]]
