@@ -441,6 +441,10 @@ _HANDLERS = {
 }
 
 
+# Every program whose unit can be a wrapper unit (see parser.py: a unit that runs others).
+WRAPPER_PROGRAMS = frozenset({*_SIMPLE, *_HANDLERS, "source", ".", "trap", "eval"})
+
+
 def git_commands(argv: tuple[str, ...]) -> list[Inner]:
     """Commands git itself runs: `rebase -x CMD`, `submodule foreach CMD`, `bisect run CMD`,
     `difftool|mergetool -x CMD` (each a shell script run for every commit, module, step)."""

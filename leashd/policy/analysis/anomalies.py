@@ -29,6 +29,7 @@ class Anomaly:
     related: tuple[int, ...]
     detail: str = ""
     example: dict | None = None
+    decider: int | None = None  # the rule that decides the example (conflicts)
 
 
 _UNION_KINDS = ("tools", "modes", "argv", "flags", "command", "path_regex", "paths", "hosts",
@@ -39,17 +40,25 @@ def find_anomalies(
     regions: Regions,
     witnesses: Witnesses,
     progress: Callable[[int, int], None] | None = None,
+    only: list[int] | None = None,
 ) -> list[Anomaly]:
+    """`only`: the rules to compare (default all); rules that match nothing are left out,
+    since they would be "covered" by anything."""
     rel = Relations(regions)
     regs = regions.regions
     out: list[Anomaly] = []
+    live = set(range(len(regs)) if only is None else only)
     for j, rj in enumerate(regs):
         if progress is not None:
             progress(j, len(regs))
+        if j not in live:
+            continue
         covering: list[int] = []
         near: dict[str, list[Region]] = {}  # kind -> earlier rules implied on all other kinds
         pairs: list[Anomaly] = []  # findings about j and one earlier rule
         for i in range(j):
+            if i not in live:
+                continue
             ri = regs[i]
             apart = rel.disjoint(ri, rj)
             if apart == "tools":
@@ -67,9 +76,12 @@ def find_anomalies(
                 continue
             if apart is not None:
                 continue
-            example = witnesses.common(ri, rj, rel)
-            if example is not None:
-                pairs.append(Anomaly("conflict", j, (i,), example=example))
+            if rel.alternatives_inside(ri, rj):
+                pairs.append(Anomaly("exception", i, (j,), "alternatives"))
+                continue
+            found = witnesses.common(ri, rj, rel)
+            if found is not None:
+                pairs.append(Anomaly("conflict", j, (i,), example=found[0], decider=found[1]))
             else:
                 pairs.append(
                     Anomaly(

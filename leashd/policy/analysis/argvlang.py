@@ -237,7 +237,8 @@ class Words:
         return (0, 0) in rel
 
     def meet(self, a: Alt, b: Alt) -> list[str] | None:
-        """The shortest argv both match, as words; None: they are disjoint."""
+        """The shortest argv both match, as words (`[]`: a unit with no command, only
+        assignments, which `$` alone matches); None: they are disjoint."""
         key = (a, b)
         if key not in self._meet:
             self._meet[key] = self._walk(a, b)
@@ -248,7 +249,7 @@ class Words:
         queue = deque([(0, 0)])
         while queue:
             cur = queue.popleft()
-            if a.accepts_here(cur[0]) and b.accepts_here(cur[1]) and cur != (0, 0):
+            if a.accepts_here(cur[0]) and b.accepts_here(cur[1]):
                 words = []
                 node = cur
                 while (step := parent[node]) is not None:
@@ -271,6 +272,12 @@ class Words:
         """Is every argv j matches matched by one of `covers`? Alternative by alternative:
         each of j's alternatives must be contained in one alternative of some cover."""
         return all(any(self.simulates(a, b) for c in covers for b in c.facing(a)) for a in j.alts)
+
+    def only_programs(self, x: ArgvLang) -> frozenset[str] | None:
+        """The program names x can match, when every alternative names them literally."""
+        if x.wild:
+            return None
+        return frozenset(x.by_program)
 
     def example(self, x: ArgvLang, y: ArgvLang) -> list[str] | None:
         """An argv both rules match (as words), or None: no argv matches both."""

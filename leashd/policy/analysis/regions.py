@@ -158,8 +158,10 @@ class Regions:
                 ]
                 or [(_NOTHING, False)]
             )
+        # env: only shell units have variables (an empty list elsewhere, which no pattern of
+        # an env condition is found in)
         shell_only = any(
-            x is not None for x in (r.argv, r.flags, r.command_patterns, r.fed_by)
+            x is not None for x in (r.argv, r.flags, r.command_patterns, r.fed_by, r.env)
         ) or True in (r.opaque, r.wrapper)
         if shell_only:
             tools.append([(_SHELL_TOOLS, False)])

@@ -15,6 +15,7 @@ from leashd.policy.analysis import automata
 from leashd.policy.analysis.argvlang import Words
 from leashd.policy.analysis.automata import DFA, Unanalyzable
 from leashd.policy.analysis.regions import LANG_KINDS, Lang, PathLang, Region, Regions
+from leashd.shell.wrappers import WRAPPER_PROGRAMS
 
 # What `counterexample` answers when the automata are too large to walk: "not proved" (not
 # None, which would claim containment).
@@ -287,6 +288,18 @@ class Relations:
             return self.counterexample("globs", pj.globs, covers) is None
         return False
 
+    def alternatives_inside(self, i: Region, j: Region) -> bool:
+        """Is every argv alternative of i that overlaps j's argv wholly inside it, with i's
+        other conditions implied by j's? Then i carves whole alternatives out of j."""
+        if i.argv is None or j.argv is None or self.failing(i, j) != ["argv"]:
+            return False
+        w = self.words
+        return all(
+            any(w.simulates(a, b) for b in j.argv.facing(a))
+            for a in i.argv.alts
+            if any(w.meet(a, b) is not None for b in j.argv.facing(a))
+        )
+
     # --- overlap ------------------------------------------------------------------------------
 
     def disjoint(self, a: Region, b: Region) -> str | None:
@@ -299,6 +312,12 @@ class Relations:
             x, y = getattr(a, kind), getattr(b, kind)
             if x is not None and y is not None and x != y:
                 return kind
+        for x, y in ((a, b), (b, a)):
+            # a wrapper unit's program is one the shell parser unwraps
+            if x.wrapper is True and y.argv is not None:
+                progs = self.words.only_programs(y.argv)
+                if progs is not None and not progs & WRAPPER_PROGRAMS:
+                    return "wrapper"
         if a.argv is not None and b.argv is not None and self.argv_example(a, b) is None:
             return "argv"
         for kind in ("flags", "command"):

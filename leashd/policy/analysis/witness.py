@@ -53,24 +53,36 @@ class Witnesses:
         self.regions = regions
         self.ctx = Context.create(cwd=PROJECT, home=HOME, approved_dirs=[PROJECT])
 
-    def matched_by_both(self, call: dict[str, Any], a: int, b: int) -> bool:
+    def deciders(self, call: dict[str, Any], a: int, b: int) -> list[int]:
+        """For each unit of `call` both rules match, the rule that decides it (the first
+        that matches, which is `a` or an earlier one); empty when no unit is matched by both."""
         try:
             facts = extract(call["tool"], call["input"], self.ctx)
         except Exception:
-            return False
+            return []
         if facts.error is not None:
-            return False
-        return any(
-            self.compiled.matches(a, u, self.ctx) and self.compiled.matches(b, u, self.ctx)
-            for u in facts.units
-        )
+            return []
+        out = []
+        for u in facts.units:
+            if self.compiled.matches(a, u, self.ctx) and self.compiled.matches(b, u, self.ctx):
+                first = min(a, b)
+                out.append(
+                    next(k for k in range(first + 1) if self.compiled.matches(k, u, self.ctx))
+                )
+        return out
 
-    def common(self, ra: Region, rb: Region, rel) -> dict[str, Any] | None:
-        """A call both rules match, or None if none was found."""
+    def common(self, ra: Region, rb: Region, rel) -> tuple[dict[str, Any], int] | None:
+        """A call both rules match, and the rule that decides it; one decided by the earlier
+        of the two where there is one. None if no such call was found."""
+        first = min(ra.index, rb.index)
+        fallback = None
         for call in self._candidates(ra, rb, rel):
-            if self.matched_by_both(call, ra.index, rb.index):
-                return call
-        return None
+            deciders = self.deciders(call, ra.index, rb.index)
+            if first in deciders:
+                return call, first
+            if deciders and fallback is None:
+                fallback = (call, min(deciders))
+        return fallback
 
     # --- candidates -----------------------------------------------------------------------
 
@@ -135,20 +147,30 @@ class Witnesses:
         return out[:4]
 
     def _commands(self, ra, rb, rel, paths, host, inputs):
-        words: list[str] = []
+        words: list[str] | None = None
         if ra.argv is not None or rb.argv is not None:
             if ra.argv is not None and rb.argv is not None:
-                words = rel.argv_example(ra, rb) or []
+                words = rel.argv_example(ra, rb)
             else:
                 one = ra.argv or rb.argv
-                words = rel.words.example(one, one) or []
-            words = [w.replace(DYN, "x") for w in words]
+                words = rel.words.example(one, one)
+            words = [w.replace(DYN, "x") for w in words or ()]
         flags_text = self._one("flags", ra, rb, rel)
         if flags_text is not None:
+            words = words or ["cat"]
             words += [w for w in flags_text.split(SEP) if w and w not in words[1:]]
-        if not words:
+        if words is None:
             words = ["cat"]
         base = " ".join(shlex.quote(w) for w in words)
+        prefixes = [""]
+        name = self._one("env", ra, rb, rel)
+        if name:
+            prefixes.append(f"{name}=x ")
+        feeder = self._one("fed_by", ra, rb, rel)
+        if feeder:
+            prefixes.append(f"{shlex.quote(feeder)} https://example.com/x | ")
+        if not words:  # `$`: a unit of assignments only
+            base, prefixes = "X=1", [""]
         tails = [""]
         access = {p.cond.access for p in (ra.paths, rb.paths) if p is not None}
         for p in paths:
@@ -160,8 +182,9 @@ class Witnesses:
                 tails.append(" < " + shlex.quote(p))
         if host:
             tails.append(f" https://{host}/")
-        for tail in tails:
-            yield {"tool": "Bash", "input": {"command": base + tail, **inputs}}
+        for prefix in prefixes:
+            for tail in tails:
+                yield {"tool": "Bash", "input": {"command": prefix + base + tail, **inputs}}
         text = self._one("command", ra, rb, rel)
         if text:
             yield {"tool": "Bash", "input": {"command": text, **inputs}}

@@ -1,0 +1,297 @@
+"""`leashd policy lint`: every finding about a policy, each with a code, a place and proof.
+
+The stages: the examples are run on the compiled policy (example-failed); the rules'
+patterns are checked on their own (invalid-pattern, unknown-tool); each rule becomes a
+region of automata (regions.py) and rules that match nothing are reported (vacuous); the
+rest are compared in order (anomalies.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from leashd.policy import patterns
+from leashd.policy.analysis import automata
+from leashd.policy.analysis.anomalies import Anomaly, find_anomalies
+from leashd.policy.analysis.catalog import BY_KIND
+from leashd.policy.analysis.regions import LANG_KINDS, Region, Regions
+from leashd.policy.analysis.relations import Relations
+from leashd.policy.analysis.witness import EXTRA, Witnesses
+from leashd.policy.compiler import compile_policy
+from leashd.policy.examples import verify_examples
+from leashd.policy.facts import BUILTIN_TOOLS
+from leashd.policy.ir import STRICTNESS, Policy, Rule, Span
+
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    severity: str
+    rule: str
+    related: tuple[str, ...]
+    message: str
+    location: Span
+    example: dict[str, Any] | None = None
+
+    @property
+    def code(self) -> str:
+        return BY_KIND[self.kind].code
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "kind": self.kind,
+            "severity": self.severity,
+            "rule": self.rule,
+            "related": list(self.related),
+            "message": self.message,
+            "location": {
+                "file": self.location.file,
+                "line": self.location.line,
+                "column": self.location.column,
+            },
+            "example": self.example,
+        }
+
+
+def lint(policy: Policy, progress: Callable[[int, int], None] | None = None) -> list[Finding]:
+    """Every finding, in source order. The policy must have loaded (duplicate rule names and
+    bad regexes are load errors, reported before a lint can start)."""
+    compiled = compile_policy(policy, verify=False)
+    out: list[Finding] = []
+    for err in verify_examples(compiled):
+        rule = _rule_at(policy, err.file, err.line)
+        out.append(
+            Finding(
+                "example-failed",
+                "error",
+                rule.name if rule else "",
+                (),
+                err.message,
+                Span(file=err.file, line=err.line, column=err.column),
+            )
+        )
+    for r in policy.rules:
+        out.extend(_pattern_findings(r))
+        out.extend(_tool_findings(r))
+    regions = Regions(policy, EXTRA)
+    rel = Relations(regions)
+    vacuous = {}
+    for region in regions.regions:
+        why = _vacuous(region, rel)
+        if why:
+            vacuous[region.index] = why
+            r = region.rule
+            out.append(Finding("vacuous", "error", r.name, (), f"rule {r.name!r} matches "
+                               f"nothing: {why}", r.span))  # fmt: skip
+    live = [i for i in range(len(policy.rules)) if i not in vacuous]
+    anomalies = find_anomalies(regions, Witnesses(compiled, regions), progress, only=live)
+    out.extend(f for a in anomalies if (f := _finding(policy, a)) is not None)
+    order = {s: n for n, s in enumerate(SEVERITIES)}
+    out.sort(key=lambda f: (f.location.file, f.location.line, f.location.column,
+                            order[f.severity], f.code))  # fmt: skip
+    return out
+
+
+def _rule_at(policy: Policy, file: str, line: int) -> Rule | None:
+    best = None
+    for r in policy.rules:
+        if r.span.file == file and r.span.line <= line:
+            best = r
+    return best
+
+
+def _q(rule: Rule) -> str:
+    return f"{rule.name!r} ({rule.action}, line {rule.span.line})"
+
+
+def _finding(policy: Policy, a: Anomaly) -> Finding | None:
+    rules = policy.rules
+    r = rules[a.rule]
+    related = tuple(rules[i].name for i in a.related)
+    covers = " and ".join(_q(rules[i]) for i in a.related)
+    if a.kind in ("shadowed", "redundant"):
+        together = " together" if len(a.related) > 1 else ""
+        if a.kind == "shadowed":
+            msg = (f"rule {r.name!r} ({r.action}) can never fire: every call it matches is "
+                   f"decided first by {covers}{together}")  # fmt: skip
+            return Finding("shadowed", "error", r.name, related, msg, r.span)
+        msg = (f"rule {r.name!r} never decides anything: {covers}{together} already "
+               f"{r.action} every call it matches")  # fmt: skip
+        return Finding("redundant", "warning", r.name, related, msg, r.span)
+    if a.kind == "exception" and a.detail == "alternatives":
+        later = rules[a.related[0]]
+        msg = (f"rule {r.name!r} ({r.action}) carves exceptions out of the later {_q(later)}: "
+               "each of its argv patterns overlapping that rule lies wholly inside it")  # fmt: skip
+        return Finding("exception", "info", r.name, related, msg, r.span)
+    if a.kind == "exception":
+        later = rules[a.related[0]]
+        msg = (f"rule {r.name!r} ({r.action}) is an exception to the later {_q(later)}: it "
+               f"matches only calls that one matches too")  # fmt: skip
+        return Finding("exception", "info", r.name, related, msg, r.span)
+    first = rules[a.related[0]] if a.related else None
+    looser_first = first is not None and STRICTNESS[first.action] < STRICTNESS[r.action]
+    if a.kind == "conflict":
+        assert first is not None and a.example is not None
+        shown = _show(a.example)
+        decider = rules[a.decider] if a.decider is not None else first
+        if looser_first and decider is first:
+            msg = (f"rule {r.name!r} ({r.action}) overlaps the earlier, looser {_q(first)}, "
+                   f"which decides the overlap: {shown} gets {first.action}")  # fmt: skip
+            return Finding("conflict", "warning", r.name, related, msg, r.span, a.example)
+        if looser_first:
+            # every call found in the overlap is decided by a rule before both
+            msg = (f"rule {r.name!r} ({r.action}) overlaps the earlier, looser {_q(first)}, "
+                   f"but the call found in the overlap, {shown}, is decided before both, by "
+                   f"{_q(decider)}")  # fmt: skip
+            severity = "warning" if STRICTNESS[decider.action] < STRICTNESS[r.action] else "info"
+            return Finding("conflict", severity, r.name, related, msg, r.span, a.example)
+        msg = (f"rule {r.name!r} ({r.action}) overlaps the earlier, stricter {_q(first)}, "
+               f"which decides the overlap: {shown} gets {first.action}")  # fmt: skip
+        return Finding("conflict", "info", r.name, related, msg, r.span, a.example)
+    # unanalyzable
+    if first is not None:
+        if not looser_first:
+            return None  # if they do overlap, the stricter rule decides: nothing to report
+        msg = (f"could not decide whether rule {r.name!r} ({r.action}) overlaps the earlier, "
+               f"looser {_q(first)}: no call matching both was found, and no condition "
+               "proves them disjoint")  # fmt: skip
+        return Finding("unanalyzable", "warning", r.name, related, msg, r.span)
+    # A condition the automata cannot hold: no claim about the rule is made from it (never
+    # contained, never disjoint), and overlaps are still found by example. Information.
+    msg = f"rule {r.name!r}: {a.detail}; comparisons with this rule are not proved"
+    return Finding("unanalyzable", "info", r.name, (), msg, r.span)
+
+
+def _show(call: dict[str, Any]) -> str:
+    inp = call.get("input", {})
+    if call.get("tool") == "Bash" and "command" in inp:
+        return f"`{inp['command']}`"
+    return f"{call.get('tool')} {inp}"
+
+
+# --- rules on their own ---------------------------------------------------------------------
+
+def _unclosed_class(glob: str) -> bool:
+    i = glob.find("[")
+    while i >= 0:
+        j = i + 1
+        if j < len(glob) and glob[j] in "!^":
+            j += 1
+        if j < len(glob) and glob[j] == "]":
+            j += 1
+        close = glob.find("]", j)
+        if close < 0:
+            return True
+        i = glob.find("[", close + 1)
+    return False
+
+
+def _pattern_findings(r: Rule) -> list[Finding]:
+    out = []
+
+    def bad(what: str, span: Span | None = None) -> None:
+        out.append(Finding("invalid-pattern", "error", r.name, (),
+                           f"rule {r.name!r}: {what}", span or r.span))  # fmt: skip
+
+    for p in r.argv or ():
+        for tok in p.tokens:
+            for alt in tok:
+                if alt == "":
+                    bad(f"argv token {'|'.join(tok)!r} has an empty alternative", p.span)
+                elif _unclosed_class(alt) and alt not in ("[", "[["):  # the test commands
+                    bad(f"argv word {alt!r} has an unclosed '[' (read as a literal '[')", p.span)
+    for group, globs in (("paths", r.paths.globs if r.paths else ()),
+                         ("paths except", r.paths.except_globs if r.paths else ()),
+                         ("hosts", r.hosts or ()), ("env", r.env or ()), ("tools", r.tools or ()),
+                         ("flags", r.flags or ())):  # fmt: skip
+        for g in globs:
+            if _unclosed_class(g):
+                bad(f"{group} pattern {g!r} has an unclosed '[' (read as a literal '[')")
+    for rx in (*(r.command_patterns or ()), *(r.path_patterns or ()),
+               *(x for _, x in r.input or ())):  # fmt: skip
+        why = _misplaced_anchor(rx.pattern)
+        if why:
+            bad(f"regex {rx.pattern!r}: {why}", rx.span)
+    return out
+
+
+def _misplaced_anchor(pattern: str) -> str | None:
+    """An anchor that can never hold where it stands (`a^b`, `x\\Zy`)."""
+    try:
+        tree = automata.parse(pattern).tree
+    except automata.Unanalyzable:
+        return None
+    if tree[0] != "cat":
+        return None
+    items = tree[1]
+    for n, node in enumerate(items):
+        if node == ("at", "bos") and any(_consumes(x) for x in items[:n]):
+            return "'^' or '\\A' after a character can never match (use it at the start)"
+        if node == ("at", "eos") and any(_consumes(x) for x in items[n + 1 :]):
+            return "'\\Z' before a character can never match (use it at the end)"
+    return None
+
+
+def _consumes(node: tuple) -> bool:
+    """Does the node always read at least one character?"""
+    kind = node[0]
+    if kind == "set":
+        return True
+    if kind == "cat":
+        return any(_consumes(x) for x in node[1])
+    if kind == "alt":
+        return all(_consumes(x) for x in node[1])
+    if kind == "rep":
+        return node[1] > 0 and _consumes(node[3])
+    return False
+
+
+def _tool_findings(r: Rule) -> list[Finding]:
+    out = []
+    for name in r.tools or ():
+        if name.startswith("mcp__") or name in BUILTIN_TOOLS:
+            continue
+        if not patterns.is_literal(name):
+            if any(patterns.wildcard_match(name, t) for t in BUILTIN_TOOLS):
+                continue
+            msg = f"rule {r.name!r}: the tool pattern {name!r} matches no Claude Code tool"
+        else:
+            msg = f"rule {r.name!r}: {name!r} is neither a Claude Code tool nor an MCP tool name"
+        close = difflib.get_close_matches(name, sorted(BUILTIN_TOOLS), n=1, cutoff=0.6)
+        if not close:
+            lowered = {t.lower(): t for t in BUILTIN_TOOLS}
+            close = [lowered[name.lower()]] if name.lower() in lowered else []
+        if close:
+            msg += f"; did you mean {close[0]!r}?"
+        out.append(Finding("unknown-tool", "warning", r.name, (), msg, r.span))
+    return out
+
+
+def _vacuous(region: Region, rel: Relations) -> str | None:
+    r = region.rule
+    if r.tools is not None and not r.tools:
+        return "its tool set is empty"
+    if region.tools and rel.common("tools", region.tools, ()) is None:
+        if r.tools is not None:
+            return (f"none of its tools ({', '.join(r.tools)}) has what its other conditions "
+                    "need (a command, a path or a host)")  # fmt: skip
+        return "its conditions need different tools (a shell command and an MCP server)"
+    for kind in LANG_KINDS:
+        lang = region.langs.get(kind)
+        if lang and rel.common(kind, lang, ()) is None:
+            return f"its {kind} condition can match no value"
+    if region.argv is not None and rel.words.example(region.argv, region.argv) is None:
+        return "none of its argv patterns can match any command"
+    for key, lang in region.input.items():
+        if rel.common("input", lang, ()) is None:
+            return f"its input condition on {key!r} can match no value"
+    globs = region.paths.globs if region.paths is not None else None
+    if globs and rel.common("globs", globs, ()) is None:
+        return "none of its path globs can match a path"
+    return None
