@@ -441,8 +441,15 @@ _HANDLERS = {
 }
 
 
-# Every program whose unit can be a wrapper unit (see parser.py: a unit that runs others).
-WRAPPER_PROGRAMS = frozenset({*_SIMPLE, *_HANDLERS, "source", ".", "trap", "eval"})
+_RUNNERS = frozenset(p for p, h in _HANDLERS.items() if h is _runner)
+
+
+def wrapper_argv() -> tuple[tuple[tuple[str, ...], ...], ...]:
+    """Argv prefixes (policy syntax) that every wrapper unit matches: a unit that runs
+    others is one of these programs (see parser.py), a runner only with `run`/`exec`.
+    A superset, so an argv condition that meets none of them never holds for a wrapper."""
+    anywhere = sorted({*_SIMPLE, *(set(_HANDLERS) - _RUNNERS), "source", ".", "trap", "eval"})
+    return ((tuple(anywhere),), (tuple(sorted(_RUNNERS)), ("run", "exec")))
 
 
 def git_commands(argv: tuple[str, ...]) -> list[Inner]:

@@ -113,7 +113,11 @@ class ArgvLang:
     def of(cls, rule: Rule) -> ArgvLang:
         assert rule.argv is not None
         lenient = rule.action == "require_approval"
-        alts = tuple(dict.fromkeys(Alt.of(p.tokens, lenient) for p in rule.argv))
+        return cls.of_patterns(tuple(p.tokens for p in rule.argv), lenient)
+
+    @classmethod
+    def of_patterns(cls, pats: tuple[tuple[tuple[str, ...], ...], ...], lenient: bool) -> ArgvLang:
+        alts = tuple(dict.fromkeys(Alt.of(tokens, lenient) for tokens in pats))
         lang = cls(alts)
         for a in alts:
             progs = a.programs()
@@ -228,9 +232,7 @@ class Words:
             changed = False
             for i, k in list(rel):
                 for s, i2 in a.moves(i):
-                    if not any(
-                        (i2, k2) in rel and self.contains(s, t) for t, k2 in b.moves(k)
-                    ):
+                    if not any((i2, k2) in rel and self.contains(s, t) for t, k2 in b.moves(k)):
                         rel.discard((i, k))
                         changed = True
                         break
@@ -272,12 +274,6 @@ class Words:
         """Is every argv j matches matched by one of `covers`? Alternative by alternative:
         each of j's alternatives must be contained in one alternative of some cover."""
         return all(any(self.simulates(a, b) for c in covers for b in c.facing(a)) for a in j.alts)
-
-    def only_programs(self, x: ArgvLang) -> frozenset[str] | None:
-        """The program names x can match, when every alternative names them literally."""
-        if x.wild:
-            return None
-        return frozenset(x.by_program)
 
     def example(self, x: ArgvLang, y: ArgvLang) -> list[str] | None:
         """An argv both rules match (as words), or None: no argv matches both."""

@@ -119,8 +119,7 @@ CATALOG: tuple[LintRule, ...] = (
         "A rule matches nothing: its conditions contradict each other (a command condition "
         "on a tool that has no command), a pattern's language is empty, or its tool set is "
         "empty.",
-        "A rule that matches nothing protects nothing; it was certainly meant to match "
-        "something.",
+        "A rule that matches nothing protects nothing; it was certainly meant to match something.",
         """
 - name: no-secret-reads         # L105: `commands` only holds for Bash, never for Read
   tools: [Read]

@@ -177,6 +177,7 @@ def _show(call: dict[str, Any]) -> str:
 
 # --- rules on their own ---------------------------------------------------------------------
 
+
 def _unclosed_class(glob: str) -> bool:
     i = glob.find("[")
     while i >= 0:

@@ -12,14 +12,16 @@ it, since one path may satisfy one rule and another path the other.
 from __future__ import annotations
 
 from leashd.policy.analysis import automata
-from leashd.policy.analysis.argvlang import Words
+from leashd.policy.analysis.argvlang import ArgvLang, Words
 from leashd.policy.analysis.automata import DFA, Unanalyzable
 from leashd.policy.analysis.regions import LANG_KINDS, Lang, PathLang, Region, Regions
-from leashd.shell.wrappers import WRAPPER_PROGRAMS
+from leashd.shell.wrappers import wrapper_argv
 
 # What `counterexample` answers when the automata are too large to walk: "not proved" (not
 # None, which would claim containment).
 NOT_PROVED = "<not proved>"
+# What a wrapper unit's argv always matches (a superset, from the shell parser's own table).
+_WRAPPERS = ArgvLang.of_patterns(wrapper_argv(), lenient=False)
 # Kinds in the order they are tried (cheapest, most often decisive first).
 KINDS = ("tools", "modes", "opaque", "wrapper", "argv", "flags", "command", "path_regex",
          "paths", "hosts", "env", "fed_by", "input")  # fmt: skip
@@ -314,10 +316,12 @@ class Relations:
                 return kind
         for x, y in ((a, b), (b, a)):
             # a wrapper unit's program is one the shell parser unwraps
-            if x.wrapper is True and y.argv is not None:
-                progs = self.words.only_programs(y.argv)
-                if progs is not None and not progs & WRAPPER_PROGRAMS:
-                    return "wrapper"
+            if (
+                x.wrapper is True
+                and y.argv is not None
+                and self.words.example(y.argv, _WRAPPERS) is None
+            ):
+                return "wrapper"
         if a.argv is not None and b.argv is not None and self.argv_example(a, b) is None:
             return "argv"
         for kind in ("flags", "command"):
