@@ -103,6 +103,8 @@ class Rule(_Frozen):
     input: tuple[tuple[str, Regex], ...] | None = None
     examples_match: tuple[Example, ...] = ()
     examples_not_match: tuple[Example, ...] = ()
+    # Lint codes not reported for this rule (an overlap that is meant, said where it is).
+    lint_ignore: tuple[str, ...] = ()
 
     def explain_reason(self) -> str:
         return self.reason or self.description or self.name

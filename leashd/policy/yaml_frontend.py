@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from leashd.policy.analysis.catalog import lookup
 from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.ir import (
     ACTIONS,
@@ -56,6 +57,7 @@ RULE_KEYS = (
     "wrapper",
     "input",
     "examples",
+    "lint_ignore",
 )
 PATH_KEYS = ("match", "except", "access", "where", "ignore_case", "via")
 RISK_LEVELS = ("low", "medium", "high", "critical")
@@ -445,6 +447,16 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
             r.error(m["risk_level"][1], f"risk_level must be one of {', '.join(RISK_LEVELS)}")
         else:
             kw["risk_level"] = v
+    if "lint_ignore" in m:
+        got = r.strings(m["lint_ignore"][1], "lint_ignore")
+        if got is not None:
+            codes = []
+            for code, cnode in got:
+                if lookup(code) is None:
+                    r.error(cnode, f"lint_ignore: unknown lint code or name {code!r}")
+                else:
+                    codes.append(lookup(code).code)  # type: ignore[union-attr]
+            kw["lint_ignore"] = tuple(codes)
     if "examples" in m:
         kw["examples_match"], kw["examples_not_match"] = _examples(r, m["examples"][1])
     if len(r.errors) > errors_before or name is None or action is None:

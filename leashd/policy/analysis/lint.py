@@ -92,6 +92,8 @@ def lint(policy: Policy, progress: Callable[[int, int], None] | None = None) -> 
     live = [i for i in range(len(policy.rules)) if i not in vacuous]
     anomalies = find_anomalies(regions, Witnesses(compiled, regions), progress, only=live)
     out.extend(f for a in anomalies if (f := _finding(policy, a)) is not None)
+    ignored = {r.name: set(r.lint_ignore) for r in policy.rules if r.lint_ignore}
+    out = [f for f in out if f.code not in ignored.get(f.rule, ())]
     order = {s: n for n, s in enumerate(SEVERITIES)}
     out.sort(key=lambda f: (f.location.file, f.location.line, f.location.column,
                             order[f.severity], f.code))  # fmt: skip

@@ -170,7 +170,10 @@ class Witnesses:
         if feeder:
             prefixes.append(f"{shlex.quote(feeder)} https://example.com/x | ")
         if not words:  # `$`: a unit of assignments only
-            base, prefixes = "X=1", [""]
+            base, prefixes = ("", [f"{name}=x"]) if name else ("X=1", [""])
+        if True in (ra.wrapper, rb.wrapper) and words:
+            # a wrapper unit: the words as the command a wrapper runs
+            prefixes += [p + "timeout 5 " for p in prefixes]
         tails = [""]
         access = {p.cond.access for p in (ra.paths, rb.paths) if p is not None}
         for p in paths:
@@ -184,7 +187,8 @@ class Witnesses:
             tails.append(f" https://{host}/")
         for prefix in prefixes:
             for tail in tails:
-                yield {"tool": "Bash", "input": {"command": prefix + base + tail, **inputs}}
+                command = (prefix + base).strip() + tail
+                yield {"tool": "Bash", "input": {"command": command, **inputs}}
         text = self._one("command", ra, rb, rel)
         if text:
             yield {"tool": "Bash", "input": {"command": text, **inputs}}
