@@ -13,6 +13,9 @@ import click
 
 from leashd.gate.sandbox import apply_sandbox
 from leashd.policy import PolicyError, compile_policy, load_policies
+from leashd.policy.analysis.catalog import CATALOG, document, lookup, selected
+from leashd.policy.analysis.lint import lint
+from leashd.policy.analysis.report import FORMATS, failing, render
 from leashd.policy.decision import Decision
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
@@ -225,6 +228,99 @@ def test_cmd(files: tuple[str, ...], junit: str | None) -> None:
         Path(junit).write_text(junit_xml(results), encoding="utf-8")
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed ({len(paths)} suites)")
     sys.exit(1 if failed else 0)
+
+
+def _codes(value: str | None) -> list[str]:
+    items = [x.strip() for x in (value or "").split(",") if x.strip()]
+    for x in items:
+        if not any(r.code.startswith(x.upper()) or r.kind == x.lower() for r in CATALOG):
+            raise click.BadParameter(f"{x!r} is no lint code, code prefix or name")
+    return items
+
+
+class _Progress:
+    """A progress bar on a terminal, once the lint has taken longer than a second."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.shown = False
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.tty or time.perf_counter() - self.start < 1.0:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\rlint [{bar}] {done}/{total} rules")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
+@policy.command("lint")
+@click.argument("files", nargs=-1, metavar="[FILE|NAME]...")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
+@click.option("--select", help="Only these codes, code prefixes or names (comma-separated).")
+@click.option("--ignore", help="Not these codes, code prefixes or names (comma-separated).")
+@click.option("--show-info", is_flag=True, help="Also print info findings (text format).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
+def lint_cmd(
+    files: tuple[str, ...],
+    fmt: str,
+    strict: bool,
+    select: str | None,
+    ignore: str | None,
+    show_info: bool,
+    output: str | None,
+) -> None:
+    """Find rules that never fire, overlap, match nothing or fail their examples.
+
+    No FILE: the configured policies (the built-in default + dev-tools). Exit 0 when
+    nothing fails, 1 on errors (and warnings with --strict), 2 when a policy cannot be
+    loaded."""
+    selected_codes, ignored_codes = _codes(select), _codes(ignore)
+    try:
+        pol = load_policies(list(files))
+        progress = _Progress()
+        try:
+            findings = lint(pol, progress)
+        finally:
+            progress.close()
+    except PolicyError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    findings = [f for f in findings if selected(f.code, selected_codes, ignored_codes)]
+    report = render(findings, fmt, show_info)
+    if output:
+        Path(output).write_text(report, encoding="utf-8")
+    else:
+        click.echo(report, nl=False)
+    sys.exit(1 if failing(findings, strict) else 0)
+
+
+@policy.command("rule")
+@click.argument("code", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Every page, as docs/lint-rules.md.")
+def rule_cmd(code: str | None, show_all: bool) -> None:
+    """Explain a lint code (`L101` or `shadowed`): what, why, an example, the fix."""
+    if show_all:
+        click.echo(document(), nl=False)
+        return
+    if code is None:
+        for r in CATALOG:
+            click.echo(f"{r.code}  {r.kind:<16} {r.severity:<8} {r.summary.split('. ')[0]}")
+        return
+    found = lookup(code)
+    if found is None:
+        click.echo(f"no lint rule {code!r}; `leashd policy rule` lists them", err=True)
+        sys.exit(2)
+    click.echo(found.page(), nl=False)
 
 
 @main.command()

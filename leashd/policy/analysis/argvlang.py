@@ -272,8 +272,13 @@ class Words:
 
     def contained(self, j: ArgvLang, covers: list[ArgvLang]) -> bool:
         """Is every argv j matches matched by one of `covers`? Alternative by alternative:
-        each of j's alternatives must be contained in one alternative of some cover."""
-        return all(any(self.simulates(a, b) for c in covers for b in c.facing(a)) for a in j.alts)
+        each of j's alternatives, split on its literal words (`git push|fetch` is `git push`
+        and `git fetch`), must be contained in one alternative of some cover."""
+        return all(
+            any(self.simulates(e, b) for c in covers for b in c.facing(e))
+            for a in j.alts
+            for e in _split(a)
+        )
 
     def example(self, x: ArgvLang, y: ArgvLang) -> list[str] | None:
         """An argv both rules match (as words), or None: no argv matches both."""
@@ -283,6 +288,27 @@ class Words:
                 if got is not None:
                     return got
         return None
+
+
+_MAX_SPLIT = 64
+
+
+def _split(a: Alt) -> list[Alt]:
+    """`a` as alternatives with one literal word per token where it has several (exact:
+    the union of the parts is `a`), unless that makes more than _MAX_SPLIT."""
+    parts: list[tuple[WordSet | str, ...]] = [()]
+    for tok in a.tokens:
+        if isinstance(tok, WordSet) and not tok.universal and len(tok.globs) > 1:
+            lits, wild = tok.literals(), tok.wildcards()
+            options: list[WordSet | str] = [WordSet((w,), tok.lenient) for w in lits]
+            if wild:
+                options.append(WordSet(wild, tok.lenient))
+        else:
+            options = [tok]
+        parts = [(*p, o) for p in parts for o in options]
+        if len(parts) > _MAX_SPLIT:
+            return [a]
+    return [Alt(p) for p in parts]
 
 
 _ANY_LINE = ((True, ((0x01, 0x10FFFF),)),)  # any word: a run of anything but SEP

@@ -226,4 +226,5 @@ def document() -> str:
         "| code | name | severity |\n|---|---|---|\n"
         + "".join(f"| {r.code} | {r.kind} | {r.severity} |\n" for r in CATALOG)
     )
-    return head + "\n" + "\n".join(r.page().replace("# ", "## ", 1) for r in CATALOG)
+    pages = (r.page().replace("\n## ", "\n### ").replace("# ", "## ", 1) for r in CATALOG)
+    return head + "\n" + "\n".join(pages)

@@ -1,0 +1,323 @@
+"""`leashd policy lint`: every finding kind where it is and not where it is not, the report
+formats, exit codes, the rule pages, and the built-in policies linting clean."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from leashd.policy.analysis.catalog import CATALOG, document
+from leashd.policy.analysis.lint import lint
+from leashd.policy.compiler import compile_policy
+from leashd.policy.evaluator import Evaluator
+from leashd.policy.examples import EXAMPLE_CONTEXT
+from leashd.policy.facts import extract
+from leashd.policy.yaml_frontend import parse_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def policy_of(rules: str):
+    return parse_yaml("rules:\n" + textwrap.indent(textwrap.dedent(rules), "  "), "p.yaml")
+
+
+def findings(rules: str, kind: str | None = None):
+    got = lint(policy_of(rules))
+    return [f for f in got if kind is None or f.kind == kind]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "leashd.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+# --- finding kinds ---------------------------------------------------------------------------
+
+
+def test_shadowed_names_the_covering_rule_and_is_an_error():
+    got = findings(
+        """
+        - {name: git-any, commands: ["git"], action: allow}
+        - {name: force-push, commands: ["git push ** --force"], action: deny}
+        """,
+        "shadowed",
+    )
+    assert [(f.rule, f.related, f.severity, f.code) for f in got] == [
+        ("force-push", ("git-any",), "error", "L101")
+    ]
+    assert got[0].location.line == 4  # the rule's own line (line 1 is `rules:`, 2 is blank)
+
+
+def test_shadowed_by_several_rules_together():
+    got = findings(
+        """
+        - {name: push, commands: ["git push"], action: require_approval}
+        - {name: fetch, commands: ["git fetch"], action: allow}
+        - {name: network, commands: ["git push|fetch"], action: deny}
+        """,
+        "shadowed",
+    )
+    assert [(f.rule, set(f.related)) for f in got] == [("network", {"push", "fetch"})]
+    assert "together" in got[0].message
+
+
+def test_a_rule_wider_than_the_earlier_one_is_not_shadowed():
+    got = findings(
+        """
+        - {name: force-push, commands: ["git push ** --force"], action: deny}
+        - {name: git-any, commands: ["git"], action: allow}
+        """
+    )
+    assert not [f for f in got if f.kind in ("shadowed", "redundant")]
+    assert [(f.kind, f.rule, f.related) for f in got if f.kind == "exception"] == [
+        ("exception", "force-push", ("git-any",))
+    ]
+
+
+def test_redundant_is_a_warning():
+    got = findings(
+        """
+        - {name: reads, commands: ["cat|ls|head"], action: allow}
+        - {name: listing, commands: ["ls"], action: allow}
+        """
+    )
+    assert [(f.kind, f.rule, f.severity) for f in got] == [("redundant", "listing", "warning")]
+
+
+def test_a_looser_rule_first_is_a_conflict_warning_with_an_example_both_match():
+    pol = policy_of(
+        """
+        - {name: git-config-read, commands: ["git config --get"], action: allow}
+        - {name: writes-outside, paths: {access: write, where: outside}, action: deny}
+        """
+    )
+    got = [f for f in lint(pol) if f.kind == "conflict"]
+    assert [(f.rule, f.related, f.severity) for f in got] == [
+        ("writes-outside", ("git-config-read",), "warning")
+    ]
+    example = got[0].example
+    assert example is not None and example["tool"] == "Bash"
+    compiled = compile_policy(pol, verify=False)
+    call = extract(example["tool"], example["input"], EXAMPLE_CONTEXT)
+    assert any(
+        compiled.matches(0, u, EXAMPLE_CONTEXT) and compiled.matches(1, u, EXAMPLE_CONTEXT)
+        for u in call.units
+    )
+    decision = Evaluator(compiled, EXAMPLE_CONTEXT).evaluate(example["tool"], example["input"])
+    assert decision.action == "allow"  # what the warning says: the looser rule decides
+
+
+def test_the_stricter_rule_first_is_only_info():
+    got = findings(
+        """
+        - {name: writes-outside, paths: {access: write, where: outside}, action: deny}
+        - {name: git-config-read, commands: ["git config --get"], action: allow}
+        """,
+        "conflict",
+    )
+    assert [(f.rule, f.severity) for f in got] == [("git-config-read", "info")]
+
+
+def test_rules_for_different_programs_have_no_findings():
+    assert (
+        findings(
+            """
+        - {name: npm-publish, commands: ["npm publish"], action: deny}
+        - {name: git-status, commands: ["git status"], action: allow}
+        - {name: reads, tools: [Read], action: allow}
+        """
+        )
+        == []
+    )
+
+
+def test_a_read_write_rule_against_a_read_rule_is_compared_on_read():
+    got = findings(
+        """
+        - {name: file-access, tools: [Read, Write], action: require_approval}
+        - {name: reads, tools: [Read], action: allow}
+        """
+    )
+    assert [(f.kind, f.rule) for f in got] == [("shadowed", "reads")]
+
+
+def test_word_boundaries_and_anchors_are_exact():
+    # `\brm\b` is found in "rm -rf x" but not in "perm": a rule for `perm` is not shadowed
+    got = findings(
+        r"""
+        - {name: rm, command_patterns: ['\brm\b'], action: deny}
+        - {name: perm, commands: ["perm"], action: allow}
+        - {name: rm-rf, command_patterns: ['^rm -rf'], action: deny}
+        """
+    )
+    assert {(f.kind, f.rule) for f in got if f.severity != "info"} == {("redundant", "rm-rf")}
+
+
+def test_a_lookahead_is_said_to_be_unanalyzable_never_taken_as_disjoint():
+    got = findings(
+        r"""
+        - {name: env, command_patterns: ['env(?!\s+-i)'], action: deny}
+        - {name: env-all, commands: ["env"], action: allow}
+        """
+    )
+    kinds = {(f.kind, f.rule) for f in got}
+    assert ("unanalyzable", "env") in kinds
+    assert ("shadowed", "env-all") not in kinds and ("redundant", "env-all") not in kinds
+
+
+@pytest.mark.parametrize(
+    ("rule", "why"),
+    [
+        ('{name: v, tools: [Read], commands: ["cat .env"], action: deny}', "none of its tools"),
+        (
+            '{name: v, tools: [WebSearch], paths: {match: ["*.pem"]}, action: deny}',
+            "none of its tools",
+        ),
+        ("{name: v, command_patterns: ['a\\Zb'], action: deny}", "command condition"),
+    ],
+)
+def test_vacuous_rules(rule, why):
+    got = findings("- " + rule)
+    assert [(f.kind, f.severity) for f in got if f.kind == "vacuous"] == [("vacuous", "error")]
+    assert why in next(f.message for f in got if f.kind == "vacuous")
+
+
+def test_a_rule_that_can_match_is_not_vacuous():
+    assert findings('- {name: v, tools: [Bash], commands: ["cat .env"], action: deny}') == []
+
+
+def test_unknown_tool_with_did_you_mean():
+    got = findings("- {name: w, tools: [Wirte, Edit, mcp__github__create_issue], action: deny}")
+    assert [(f.kind, f.severity) for f in got] == [("unknown-tool", "warning")]
+    assert "'Wirte'" in got[0].message and "did you mean 'Write'?" in got[0].message
+
+
+def test_invalid_patterns():
+    got = findings(
+        r"""
+        - {name: keys, commands: ["ls *.[ch"], action: allow}
+        - {name: anchor, command_patterns: ['curl ^http'], action: deny}
+        - {name: test-command, commands: ["[ -f x ]"], action: allow}
+        """,
+        "invalid-pattern",
+    )
+    assert [f.rule for f in got] == ["keys", "anchor"]
+
+
+def test_failed_examples_are_findings_with_their_line():
+    got = findings(
+        """
+        - name: force-push
+          commands: ["git push --force"]
+          action: deny
+          examples:
+            match: ["git push -f"]
+        """,
+        "example-failed",
+    )
+    assert [(f.rule, f.severity, f.location.line) for f in got] == [("force-push", "error", 7)]
+
+
+def test_lint_ignore_silences_one_code_on_one_rule():
+    rules = """
+        - {name: reads, commands: ["cat|ls|head"], action: allow}
+        - {name: listing, commands: ["ls"], action: allow%s}
+        """
+    assert findings(rules % "")
+    assert findings(rules % ", lint_ignore: [redundant]") == []
+
+
+def test_lint_ignore_with_an_unknown_code_does_not_load():
+    with pytest.raises(Exception, match="unknown lint code"):
+        policy_of('- {name: x, commands: ["ls"], action: allow, lint_ignore: [L999]}')
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def shadowed_policy(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "rules:\n"
+        '  - {name: git-any, commands: ["git"], action: allow}\n'
+        '  - {name: force-push, commands: ["git push ** --force"], action: deny}\n'
+        '  - {name: reads, commands: ["cat|ls"], action: allow}\n'
+        '  - {name: listing, commands: ["ls"], action: allow}\n'
+    )
+    return p
+
+
+def test_json_report_has_exactly_the_documented_keys(shadowed_policy):
+    r = cli("policy", "lint", str(shadowed_policy), "--format", "json")
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert {f["kind"] for f in out} == {"shadowed", "redundant"}
+    for f in out:
+        assert set(f) == {
+            "code", "kind", "severity", "rule", "related", "message", "location", "example",
+        }  # fmt: skip
+        assert set(f["location"]) == {"file", "line", "column"}
+        assert f["location"]["file"] == str(shadowed_policy)
+    shadowed = next(f for f in out if f["kind"] == "shadowed")
+    assert shadowed["related"] == ["git-any"] and shadowed["location"]["line"] == 3
+
+
+def test_exit_codes_strict_select_and_ignore(shadowed_policy):
+    assert cli("policy", "lint", str(shadowed_policy), "--ignore", "L101").returncode == 0
+    assert cli("policy", "lint", str(shadowed_policy), "--ignore", "L1", "--strict").returncode == 0
+    r = cli("policy", "lint", str(shadowed_policy), "--select", "redundant", "--strict")
+    assert r.returncode == 1 and "L102" in r.stdout and "L101" not in r.stdout
+    assert cli("policy", "lint", str(shadowed_policy), "--select", "L9").returncode == 2
+
+
+def test_a_policy_that_cannot_load_exits_2_with_its_place(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - name: x\n    action: nope\n")
+    r = cli("policy", "lint", str(bad))
+    assert r.returncode == 2 and f"{bad}:3:13:" in r.stderr
+
+
+def test_sarif_report(shadowed_policy):
+    r = cli("policy", "lint", str(shadowed_policy), "--format", "sarif")
+    doc = json.loads(r.stdout)
+    assert doc["version"] == "2.1.0"
+    run = doc["runs"][0]
+    ids = [x["id"] for x in run["tool"]["driver"]["rules"]]
+    assert ids == [x.code for x in CATALOG]
+    levels = {x["ruleId"]: x["level"] for x in run["results"]}
+    assert levels == {"L101": "error", "L102": "warning"}
+    loc = run["results"][0]["locations"][0]["physicalLocation"]
+    assert loc["region"]["startLine"] >= 1 and loc["artifactLocation"]["uri"]
+
+
+def test_github_annotations(shadowed_policy):
+    r = cli("policy", "lint", str(shadowed_policy), "--format", "github")
+    lines = r.stdout.splitlines()
+    assert any(x.startswith(f"::error file={shadowed_policy},line=3,col=") for x in lines)
+    assert any(x.startswith("::warning ") and "title=L102 redundant" in x for x in lines)
+
+
+def test_rule_pages_and_the_docs_file_agree():
+    r = cli("policy", "rule", "L103")
+    assert r.returncode == 0 and "# L103 conflict" in r.stdout and "How to fix it" in r.stdout
+    assert cli("policy", "rule", "shadowed").stdout.startswith("# L101 shadowed")
+    assert cli("policy", "rule", "L999").returncode == 2
+    assert (ROOT / "docs" / "lint-rules.md").read_text(encoding="utf-8") == document()
+
+
+def test_the_builtin_policies_lint_clean_of_errors_and_warnings():
+    r = cli("policy", "lint", "--format", "json", "--strict")
+    assert r.returncode == 0, r.stdout[:2000]
+    out = json.loads(r.stdout)
+    assert not [f for f in out if f["severity"] != "info"]
