@@ -19,7 +19,7 @@ from leashd.policy.analysis.report import FORMATS, failing, render
 from leashd.policy.decision import Decision
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
-from leashd.policy.testsuite import builtin_suites, junit_xml, run_suite
+from leashd.policy.testsuite import builtin_suites, coverage, junit_xml, run_suite
 
 
 @click.group()
@@ -206,13 +206,25 @@ def explain_cmd(
 @policy.command("test")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report.")
-def test_cmd(files: tuple[str, ...], junit: str | None) -> None:
+@click.option("--coverage", "show_coverage", is_flag=True, help="Report rules no case exercised.")
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 100),
+    help="Fail (exit 1) when fewer than this percentage of rules are exercised.",
+)
+def test_cmd(
+    files: tuple[str, ...],
+    junit: str | None,
+    show_coverage: bool = False,
+    min_coverage: float | None = None,
+) -> None:
     """Run policy test suites (the built-in policies' suites by default)."""
     paths = [Path(f) for f in files] or builtin_suites()
     results = []
+    rules_seen: list = []
     try:
         for p in paths:
-            results.extend(run_suite(p))
+            results.extend(run_suite(p, rules_seen))
     except PolicyError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
@@ -227,7 +239,17 @@ def test_cmd(files: tuple[str, ...], junit: str | None) -> None:
     if junit:
         Path(junit).write_text(junit_xml(results), encoding="utf-8")
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed ({len(paths)} suites)")
-    sys.exit(1 if failed else 0)
+    low = False
+    if show_coverage or min_coverage is not None:
+        cov = coverage(results, rules_seen)
+        for r in cov.missed:
+            click.echo(f"{r.span}: rule {r.name!r} ({r.action}) decided no case")
+        exercised = len(cov.rules) - len(cov.missed)
+        click.echo(f"coverage: {exercised}/{len(cov.rules)} rules ({cov.percent:.1f}%)")
+        low = min_coverage is not None and cov.percent < min_coverage
+        if low:
+            click.echo(f"coverage {cov.percent:.1f}% is below --min-coverage {min_coverage:g}")
+    sys.exit(1 if failed or low else 0)
 
 
 def _codes(value: str | None) -> list[str]:

@@ -377,3 +377,22 @@ def test_shadowed_rules_never_decide_and_conflict_examples_match_both(rules, com
             compiled.matches(a, u, EXAMPLE_CONTEXT) and compiled.matches(b, u, EXAMPLE_CONTEXT)
             for u in call.units
         )
+
+
+def test_test_coverage_lists_rules_no_case_exercised(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "rules:\n"
+        '  - {name: git-status, commands: ["git status"], action: allow}\n'
+        '  - {name: npm-publish, commands: ["npm publish"], action: deny}\n'
+    )
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        'policies: [p.yaml]\ncases:\n  - {command: "git status", expect: allow, rule: git-status}\n'
+    )
+    r = cli("policy", "test", str(suite), "--coverage")
+    assert r.returncode == 0, r.stdout
+    assert "rule 'npm-publish' (deny) decided no case" in r.stdout
+    assert "coverage: 1/2 rules (50.0%)" in r.stdout
+    assert cli("policy", "test", str(suite), "--min-coverage", "50").returncode == 0
+    low = cli("policy", "test", str(suite), "--min-coverage", "75")
+    assert low.returncode == 1 and "below --min-coverage 75" in low.stdout

@@ -28,7 +28,7 @@ from leashd.policy.decision import Decision
 from leashd.policy.errors import PolicyError
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
-from leashd.policy.ir import ACTIONS
+from leashd.policy.ir import ACTIONS, Rule
 from leashd.policy.loader import load_policies
 from leashd.resources import data_dir
 
@@ -65,7 +65,8 @@ def _fail(path: str, message: str) -> PolicyError:
     return PolicyError(message, path, 1, 1)
 
 
-def run_suite(path: Path) -> list[CaseResult]:
+def run_suite(path: Path, rules_seen: list[Rule] | None = None) -> list[CaseResult]:
+    """Run one suite; `rules_seen` (if given) gets the rules of the policy it tests."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -78,6 +79,8 @@ def run_suite(path: Path) -> list[CaseResult]:
         s if not str(s).endswith((".yaml", ".yml", ".leash")) else str(base / s) for s in specs
     ]
     policy = load_policies(resolved)
+    if rules_seen is not None:
+        rules_seen.extend(policy.rules)
     c = doc.get("context") or {}
     ctx = Context.create(
         cwd=c.get("cwd", "/home/dev/project"),
@@ -111,6 +114,37 @@ def run_suite(path: Path) -> list[CaseResult]:
             )
         )
     return results
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which rules decided at least one unit of some case."""
+
+    rules: tuple[Rule, ...]  # every rule of the policies under test, once
+    exercised: frozenset[tuple[str, str]]  # (source file, rule name)
+
+    @staticmethod
+    def key(rule: Rule) -> tuple[str, str]:
+        return (rule.span.file, rule.name)
+
+    @property
+    def missed(self) -> list[Rule]:
+        return [r for r in self.rules if self.key(r) not in self.exercised]
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * (len(self.rules) - len(self.missed)) / max(len(self.rules), 1)
+
+
+def coverage(results: list[CaseResult], rules_seen: list[Rule]) -> Coverage:
+    rules = tuple({Coverage.key(r): r for r in rules_seen}.values())
+    hit = {
+        Coverage.key(u.rule)
+        for res in results
+        for u in (*res.decision.units, res.decision)
+        if u.rule is not None
+    }
+    return Coverage(rules, frozenset(hit))
 
 
 def junit_xml(results: list[CaseResult]) -> str:
