@@ -1,0 +1,49 @@
+"""How long `leashd policy lint` takes: the built-in policies, and generated policies of
+growing size (the generator of bench_scaling.py, appended to the built-ins' floor is not
+used: the generated rules stand alone, so the figures are the analysis on its own).
+
+Prints, per policy: rules, seconds for the whole lint (median of --repeat runs), and the
+findings by severity. Run: python benchmarks/bench_lint.py [--sizes 100,500] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+
+from bench_scaling import generated
+
+from leashd.policy import load_policies
+from leashd.policy.analysis.lint import lint
+
+
+def measure(name: str, policy, repeat: int) -> None:
+    times = []
+    found = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        found = lint(policy)
+        times.append(time.perf_counter() - t)
+    counts = Counter(f.severity for f in found)
+    print(
+        f"{name:<28} rules={len(policy.rules):>4}  median={statistics.median(times):7.2f} s  "
+        f"min={min(times):7.2f} s  errors={counts['error']} warnings={counts['warning']} "
+        f"info={counts['info']}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="100,500")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    measure("built-in default+dev-tools", load_policies([]), args.repeat)
+    for n in (int(x) for x in args.sizes.split(",") if x):
+        measure(f"generated {n}", generated(n), args.repeat)
+
+
+if __name__ == "__main__":
+    main()
