@@ -1,6 +1,6 @@
 """How long `leashd policy lint` takes: the built-in policies, and generated policies of
-growing size (the generator of bench_scaling.py, appended to the built-ins' floor is not
-used: the generated rules stand alone, so the figures are the analysis on its own).
+growing size (bench_scaling.py's generator; the generated rules stand alone, without the
+built-ins).
 
 Prints, per policy: rules, seconds for the whole lint (median of --repeat runs), and the
 findings by severity. Run: python benchmarks/bench_lint.py [--sizes 100,500] [--repeat 3]

@@ -14,6 +14,7 @@ import pytest
 from leashd.policy.analysis.catalog import CATALOG, document
 from leashd.policy.analysis.lint import lint
 from leashd.policy.compiler import compile_policy
+from leashd.policy.errors import PolicyError
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.examples import EXAMPLE_CONTEXT
 from leashd.policy.facts import extract
@@ -237,8 +238,20 @@ def test_lint_ignore_silences_one_code_on_one_rule():
     assert findings(rules % ", lint_ignore: [redundant]") == []
 
 
+def test_a_wildcard_too_large_to_walk_is_unanalyzable_not_a_crash():
+    braces = "{ab,cd}" * 7  # 128 spellings of one word: more than the word walk expands
+    got = findings(
+        f"""
+        - {{name: x, commands: ["foo *{braces}*"], action: deny}}
+        - {{name: w, wrapper: true, action: allow}}
+        - {{name: z, commands: ["* *{braces}*"], action: deny}}
+        """
+    )
+    assert [(f.kind, f.rule, f.severity) for f in got] == [("unanalyzable", "z", "warning")]
+
+
 def test_lint_ignore_with_an_unknown_code_does_not_load():
-    with pytest.raises(Exception, match="unknown lint code"):
+    with pytest.raises(PolicyError, match="unknown lint code"):
         policy_of('- {name: x, commands: ["ls"], action: allow, lint_ignore: [L999]}')
 
 
@@ -358,7 +371,7 @@ def _policy_text(rules: list) -> str:
 def test_shadowed_rules_never_decide_and_conflict_examples_match_both(rules, commands):
     try:
         pol = parse_yaml(_policy_text(rules), "p.yaml")
-    except Exception:
+    except PolicyError:
         return  # a generated pattern the loader refuses (e.g. `$` before more tokens)
     got = lint(pol)
     names = [r.name for r in pol.rules]

@@ -192,11 +192,11 @@ class Words:
                     return w
         if s.universal or t.universal:
             one = t if s.universal else s
-            x_lines = [_lines(g, one.lenient) for g in one.wildcards()]
+            x_lines = [wordglobs.lines(g, one.lenient) for g in one.wildcards()]
             y_lines = [[_ANY_LINE]]
         else:
-            x_lines = [_lines(g, s.lenient) for g in s.wildcards()]
-            y_lines = [_lines(g, t.lenient) for g in t.wildcards()]
+            x_lines = [wordglobs.lines(g, s.lenient) for g in s.wildcards()]
+            y_lines = [wordglobs.lines(g, t.lenient) for g in t.wildcards()]
         found = [
             w
             for xs in x_lines
@@ -281,7 +281,8 @@ class Words:
         )
 
     def example(self, x: ArgvLang, y: ArgvLang) -> list[str] | None:
-        """An argv both rules match (as words), or None: no argv matches both."""
+        """An argv both rules match (as words), or None: no argv matches both. Raises
+        `Unanalyzable` for a wildcard too large to walk (Relations.argv_meet catches it)."""
         for a in x.alts:
             for b in y.facing(a):
                 got = self.meet(a, b)
@@ -312,7 +313,3 @@ def _split(a: Alt) -> list[Alt]:
 
 
 _ANY_LINE = ((True, ((0x01, 0x10FFFF),)),)  # any word: a run of anything but SEP
-
-
-def _lines(glob: str, lenient: bool) -> tuple[wordglobs.Line, ...]:
-    return wordglobs.lines(glob, lenient)

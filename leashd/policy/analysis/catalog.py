@@ -148,8 +148,8 @@ CATALOG: tuple[LintRule, ...] = (
         "invalid-pattern",
         "error",
         "A pattern that loads but cannot mean what it says: a glob with an unclosed `[`, an "
-        "empty alternative in an argv token (`a||b`), a regex with `^` or `\\A` after the "
-        "start, or `$` or `\\Z` before the end, where it can never match.",
+        "empty alternative in an argv token (`a||b`), a regex with `^` or `\\A` after a "
+        "character, or `\\Z` before one, where it can never match.",
         "The pattern is read literally or matches nothing, so the rule does not do what its "
         "author wrote.",
         """
@@ -182,10 +182,11 @@ CATALOG: tuple[LintRule, ...] = (
         "L401",
         "unanalyzable",
         "warning",
-        "The analysis could not decide something and says so instead of guessing: a "
-        "condition it cannot turn into an automaton (a lookaround or backreference in a "
-        "regex), or a looser rule before a stricter one where no call matching both was "
-        "found and no condition proves they are disjoint.",
+        "The analysis could not decide something and says so instead of guessing. A "
+        "warning: a looser rule before a stricter one where no call matching both was found "
+        "and no condition proves they are disjoint (order may loosen calls nobody has seen). "
+        "Info: a condition it cannot turn into an automaton (a lookaround or backreference "
+        "in a regex, or an automaton too large); nothing is claimed from that condition.",
         "Findings are proofs. Where there is no proof the lint neither claims an anomaly nor "
         "assumes there is none; it tells you which question is open.",
         """

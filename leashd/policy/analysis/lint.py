@@ -142,20 +142,18 @@ def _finding(policy: Policy, a: Anomaly) -> Finding | None:
         assert first is not None and a.example is not None
         shown = _show(a.example)
         decider = rules[a.decider] if a.decider is not None else first
-        if looser_first and decider is first:
-            msg = (f"rule {r.name!r} ({r.action}) overlaps the earlier, looser {_q(first)}, "
-                   f"which decides the overlap: {shown} gets {first.action}")  # fmt: skip
-            return Finding("conflict", "warning", r.name, related, msg, r.span, a.example)
-        if looser_first:
-            # every call found in the overlap is decided by a rule before both
-            msg = (f"rule {r.name!r} ({r.action}) overlaps the earlier, looser {_q(first)}, "
-                   f"but the call found in the overlap, {shown}, is decided before both, by "
-                   f"{_q(decider)}")  # fmt: skip
-            severity = "warning" if STRICTNESS[decider.action] < STRICTNESS[r.action] else "info"
-            return Finding("conflict", severity, r.name, related, msg, r.span, a.example)
-        msg = (f"rule {r.name!r} ({r.action}) overlaps the earlier, stricter {_q(first)}, "
-               f"which decides the overlap: {shown} gets {first.action}")  # fmt: skip
-        return Finding("conflict", "info", r.name, related, msg, r.span, a.example)
+        side = "looser" if looser_first else "stricter"
+        if decider is first:
+            how = f"which decides the overlap: {shown} gets {first.action}"
+        else:  # the call found in the overlap is decided by a rule before both
+            how = f"but the call found in the overlap, {shown}, is decided before both, by "
+            how += _q(decider)
+        msg = f"rule {r.name!r} ({r.action}) overlaps the earlier, {side} {_q(first)}, {how}"
+        # a warning only where order really loosens a call: the looser rule comes first and
+        # the call is decided by a rule looser than this one
+        loosens = looser_first and STRICTNESS[decider.action] < STRICTNESS[r.action]
+        severity = "warning" if loosens else "info"
+        return Finding("conflict", severity, r.name, related, msg, r.span, a.example)
     # unanalyzable
     if first is not None:
         if not looser_first:
@@ -289,7 +287,7 @@ def _vacuous(region: Region, rel: Relations) -> str | None:
         lang = region.langs.get(kind)
         if lang and rel.common(kind, lang, ()) is None:
             return f"its {kind} condition can match no value"
-    if region.argv is not None and rel.words.example(region.argv, region.argv) is None:
+    if region.argv is not None and rel.argv_meet(region.argv, region.argv) is None:
         return "none of its argv patterns can match any command"
     for key, lang in region.input.items():
         if rel.common("input", lang, ()) is None:

@@ -141,10 +141,15 @@ class Relations:
     def argv_example(self, a: Region, b: Region) -> list[str] | None:
         """An argv both rules' argv conditions match; None: none does."""
         assert a.argv is not None and b.argv is not None
+        return self.argv_meet(a.argv, b.argv)
+
+    def argv_meet(self, x: ArgvLang, y: ArgvLang) -> list[str] | None:
+        """An argv both match; None: none does. A word question too large to answer
+        (`Unanalyzable`) gives [] here: not proved disjoint, and no example words."""
         try:
-            return self.words.example(a.argv, b.argv)
+            return self.words.example(x, y)
         except Unanalyzable:
-            return []  # not proved disjoint, and no example
+            return []
 
     def _meets(self, x: DFA, y: DFA) -> bool:
         if x is y:
@@ -296,11 +301,14 @@ class Relations:
         if i.argv is None or j.argv is None or self.failing(i, j) != ["argv"]:
             return False
         w = self.words
-        return all(
-            any(w.simulates(a, b) for b in j.argv.facing(a))
-            for a in i.argv.alts
-            if any(w.meet(a, b) is not None for b in j.argv.facing(a))
-        )
+        try:
+            return all(
+                any(w.simulates(a, b) for b in j.argv.facing(a))
+                for a in i.argv.alts
+                if any(w.meet(a, b) is not None for b in j.argv.facing(a))
+            )
+        except Unanalyzable:
+            return False  # not proved
 
     # --- overlap ------------------------------------------------------------------------------
 
@@ -319,7 +327,7 @@ class Relations:
             if (
                 x.wrapper is True
                 and y.argv is not None
-                and self.words.example(y.argv, _WRAPPERS) is None
+                and self.argv_meet(y.argv, _WRAPPERS) is None
             ):
                 return "wrapper"
         if a.argv is not None and b.argv is not None and self.argv_example(a, b) is None:

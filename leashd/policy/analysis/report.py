@@ -87,7 +87,6 @@ def sarif(findings: list[Finding]) -> dict[str, Any]:
                     "driver": {
                         "name": "leashd",
                         "version": version("leashd"),
-                        "informationUri": "https://github.com/leashd/leashd",
                         "rules": rules,
                     }
                 },

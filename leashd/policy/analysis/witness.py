@@ -153,7 +153,7 @@ class Witnesses:
                 words = rel.argv_example(ra, rb)
             else:
                 one = ra.argv or rb.argv
-                words = rel.words.example(one, one)
+                words = rel.argv_meet(one, one)
             words = [w.replace(DYN, "x") for w in words or ()]
         flags_text = self._one("flags", ra, rb, rel)
         if flags_text is not None:
