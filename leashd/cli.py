@@ -12,13 +12,14 @@ from typing import Any
 import click
 
 from leashd.gate.sandbox import apply_sandbox
-from leashd.policy import PolicyError, compile_policy, load_policies
+from leashd.policy import PolicyError, artifact, load_policies
 from leashd.policy.analysis.catalog import CATALOG, document, lookup, selected
 from leashd.policy.analysis.lint import lint
 from leashd.policy.analysis.report import FORMATS, failing, render
 from leashd.policy.decision import Decision
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
+from leashd.policy.loader import compiled_files, load_compiled
 from leashd.policy.testsuite import builtin_suites, coverage, junit_xml, run_suite
 
 
@@ -60,7 +61,7 @@ def _world(cwd: str | None, home: str | None, approved: tuple[str, ...]) -> Cont
 
 def _evaluator(policies: tuple[str, ...], ctx: Context) -> Evaluator:
     try:
-        return Evaluator(compile_policy(load_policies(list(policies))), ctx)
+        return Evaluator(load_compiled(list(policies)), ctx)
     except PolicyError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
@@ -250,6 +251,36 @@ def test_cmd(
         if low:
             click.echo(f"coverage {cov.percent:.1f}% is below --min-coverage {min_coverage:g}")
     sys.exit(1 if failed or low else 0)
+
+
+@policy.command("compile")
+@click.option("--check", is_flag=True, help="Exit 1 when compiled/ is not current; write nothing.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the compiled files go (default: the compiled/ directory leashd loads).",
+)
+def compile_cmd(check: bool, out: Path | None) -> None:
+    """Compile every built-in policy into compiled/ (IR, indexes, source hash)."""
+    directory = out or artifact.compiled_dir()
+    try:
+        files = compiled_files()
+    except PolicyError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    if check:
+        problems = artifact.stale(directory, files)
+        for name, why in problems:
+            click.echo(f"{directory / name}: {why}")
+        if problems:
+            click.echo("compiled policies are stale: run `leashd policy compile`")
+            sys.exit(1)
+        click.echo(f"{directory}: {len(files)} compiled policies, all current")
+        return
+    changed = artifact.write(directory, files)
+    for name in changed:
+        click.echo(f"wrote {directory / name}" if name in files else f"removed {directory / name}")
+    click.echo(f"{directory}: {len(files)} compiled policies, {len(changed)} changed")
 
 
 def _codes(value: str | None) -> list[str]:

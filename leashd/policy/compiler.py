@@ -12,41 +12,18 @@ against.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from leashd.policy import patterns
 from leashd.policy.errors import PolicyError, PolicyErrors
-from leashd.policy.facts import BUILTIN_TOOLS, Context, Unit
+from leashd.policy.facts import Context, Unit
 from leashd.policy.ir import Policy, Rule
 from leashd.policy.matchers import MaskMatcher, MultiPattern
+from leashd.policy.plan import KINDS, Plan, build_plan, tool_mask
+from leashd.policy.plan import indices as bits
 from leashd.policy.reference import input_text
 
-# Condition kinds in the order `explain` reports the first one that fails.
-KINDS = (
-    "modes",
-    "mcp_servers",
-    "opaque",
-    "wrapper",
-    "argv",
-    "flags",
-    "env",
-    "fed_by",
-    "hosts",
-    "command_patterns",
-    "path_patterns",
-    "paths",
-    "input",
-)
-_WHERE = ("inside", "outside", "temp", "system", "unknown")
 _MEMO_LIMIT = 16384
-
-
-def bits(mask: int) -> Iterator[int]:
-    """The indices of the set bits of `mask`, lowest first."""
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
 
 
 def _lowest(mask: int) -> int:
@@ -54,93 +31,48 @@ def _lowest(mask: int) -> int:
 
 
 class CompiledPolicy:
-    """A policy ready to evaluate. Build with `compile_policy`."""
+    """A policy ready to evaluate. Build with `compile_policy` (or `from_plan`)."""
 
-    def __init__(self, policy: Policy, use_re2: bool = True):
+    def __init__(self, policy: Policy, use_re2: bool = True, plan: Plan | None = None):
+        """`plan`: the policy's plan when it is already known (a compiled artifact)."""
         self.policy = policy
         self.rules: tuple[Rule, ...] = policy.rules
-        rules = self.rules
-        self.all = (1 << len(rules)) - 1
-        self.has = {k: self._mask(lambda r, k=k: getattr(r, k) is not None) for k in KINDS}
-        self._shell_only = self._mask(
-            lambda r: (
-                any(x is not None for x in (r.argv, r.flags, r.command_patterns, r.fed_by))
-                or True in (r.opaque, r.wrapper)
-            )
-        )
-        self._opaque_true = self._mask(lambda r: r.opaque is True)
-        self._wrapper_true = self._mask(lambda r: r.wrapper is True)
-        # argv prefixes: regex sets over the unit's encoded words, one per program named
-        # literally by a pattern's first token (a small automaton to run), and one for
-        # patterns whose first token is a wildcard, tried on every unit.
-        by_program: dict[str, list[tuple[str, bool, int]]] = {}
-        wild: list[tuple[str, bool, int]] = []
-        for i, r in enumerate(rules):
-            for p in r.argv or ():
-                entry = (patterns.argv_regex(p.tokens, r.action == "require_approval"), False, i)
-                first = p.tokens[0]
-                if any(ch in a for a in first for ch in "*?[{$"):
-                    wild.append(entry)
-                else:
-                    for name in first:
-                        by_program.setdefault(name, []).append(entry)
+        p = plan if plan is not None else build_plan(policy)
+        if p.size != len(self.rules):
+            raise ValueError(f"plan for {p.size} rules given for a policy of {len(self.rules)}")
+        self.plan = p
+        self.all = (1 << len(self.rules)) - 1
+        self.has = p.has
+        self._shell_only = p.shell_only
+        self._opaque_true = p.opaque_true
+        self._wrapper_true = p.wrapper_true
+        self._deny = p.deny
         self._argv_by_program = {
             name: MaskMatcher(entries, use_re2, portable=True)
-            for name, entries in by_program.items()
+            for name, entries in p.argv_by_program.items()
         }
-        self._argv_wild = MaskMatcher(wild, use_re2, portable=True)
-        flag_patterns: list[tuple[str, bool, int]] = []
-        self._complex_flags: list[tuple[int, str]] = []
-        for i, r in enumerate(rules):
-            for f in r.flags or ():
-                rx = patterns.flag_regex(f)
-                if rx is None:
-                    self._complex_flags.append((i, f))
-                else:
-                    flag_patterns.append((rx, False, i))
-        self._flags = MaskMatcher(flag_patterns, use_re2, portable=True)
+        self._argv_wild = MaskMatcher(p.argv_wild, use_re2, portable=True)
+        self._flags = MaskMatcher(p.flags, use_re2, portable=True)
+        self._complex_flags = p.complex_flags
         # Legacy regexes: command text (deny rules also on the whole pipeline), paths.
-        self._commands = MaskMatcher(
-            [
-                (rx.pattern, rx.ignore_case, i)
-                for i, r in enumerate(rules)
-                for rx in r.command_patterns or ()
-            ],
-            use_re2,
-        )
-        self._deny = self._mask(lambda r: r.action == "deny")
-        self._path_regexes = MaskMatcher(
-            [
-                (rx.pattern, rx.ignore_case, i)
-                for i, r in enumerate(rules)
-                for rx in r.path_patterns or ()
-            ],
-            use_re2,
-        )
-        self._compile_paths(use_re2)
+        self._commands = MaskMatcher(p.commands, use_re2)
+        self._path_regexes = MaskMatcher(p.path_regexes, use_re2)
+        self._globs = MultiPattern(p.globs, use_re2)
+        self._glob_want = p.glob_want
+        self._glob_unwanted = p.glob_unwanted
+        self._glob_memo: dict[str, tuple[int, int]] = {}
+        self._no_globs = p.no_globs
+        self._access_ok = p.access_ok
+        self._not_redirect_ok = p.not_redirect_ok
+        self._where_ok = p.where_ok
         # Wildcards on whole values (servers, variable names, programs, hosts): one set each.
         self._value_sets = {
-            kind: MaskMatcher(
-                [
-                    (patterns.value_regex(w), kind == "hosts", i)
-                    for i, r in enumerate(rules)
-                    for w in getattr(r, kind) or ()
-                ],
-                use_re2,
-                portable=kind != "hosts",
-            )
-            for kind in ("mcp_servers", "env", "fed_by", "hosts")
+            kind: MaskMatcher(entries, use_re2, portable=kind != "hosts")
+            for kind, entries in p.value_sets.items()
         }
         # `input` conditions: one matcher per input key; a rule needs all of its pairs.
-        by_key: dict[str, list[tuple[str, bool, int]]] = {}
-        self._input_pairs: dict[int, int] = {}
-        pair = 0
-        for i, r in enumerate(rules):
-            for key, rx in r.input or ():
-                by_key.setdefault(key, []).append((rx.pattern, rx.ignore_case, pair))
-                self._input_pairs[i] = self._input_pairs.get(i, 0) | 1 << pair
-                pair += 1
-        self._input_keys = {k: MaskMatcher(v, use_re2) for k, v in by_key.items()}
+        self._input_pairs = p.input_pairs
+        self._input_keys = {k: MaskMatcher(v, use_re2) for k, v in p.input_keys.items()}
         # Cheapest kinds first; each narrows the candidates the next one has to look at.
         self._steps: tuple[tuple[str, Callable[[Unit, Context, int], int]], ...] = (
             ("modes", self._ok_modes),
@@ -158,8 +90,8 @@ class CompiledPolicy:
             ("input", self._ok_input),
         )
         self._memos: list[dict] = []
-        # The tool index: built for every Claude Code tool now, for other names on first use.
-        self._by_tool: dict[str, int] = {t: self._tool_mask(t) for t in BUILTIN_TOOLS}
+        # The tool index: planned for every Claude Code tool, for other names on first use.
+        self._by_tool: dict[str, int] = dict(p.by_tool)
         # Per tool, only the condition kinds some rule reaching it has (part of the index).
         self._tool_steps: dict[
             str, tuple[tuple[int, Callable[[Unit, Context, int], int]], ...]
@@ -180,55 +112,6 @@ class CompiledPolicy:
         d: dict = {}
         self._memos.append(d)
         return d
-
-    def _compile_paths(self, use_re2: bool) -> None:
-        rules = self.rules
-        globs: list[tuple[str, bool]] = []
-        ids: dict[tuple[str, bool], int] = {}
-        want: list[int] = []
-        unwanted: list[int] = []
-
-        def glob_id(g: str, ic: bool) -> int:
-            key = (g, ic)
-            if key not in ids:
-                ids[key] = len(globs)
-                globs.append((patterns.glob_regex(g), ic))
-                want.append(0)
-                unwanted.append(0)
-            return ids[key]
-
-        for i, r in enumerate(rules):
-            c = r.paths
-            if c is None:
-                continue
-            for g in c.globs:
-                want[glob_id(g, c.ignore_case)] |= 1 << i
-            for g in c.except_globs:
-                unwanted[glob_id(g, c.ignore_case)] |= 1 << i
-        self._globs = MultiPattern(globs, use_re2)
-        self._glob_want = want
-        self._glob_unwanted = unwanted
-        self._glob_memo: dict[str, tuple[int, int]] = {}
-        has = self.has["paths"]
-        self._no_globs = self._mask(lambda r: r.paths is not None and not r.paths.globs, has)
-        self._access_ok = {
-            a: self._mask(lambda r, a=a: r.paths is not None and r.paths.access in ("any", a), has)
-            for a in ("read", "write")
-        }
-        self._not_redirect_ok = self._mask(lambda r: r.paths is not None and r.paths.via == "any")
-        self._where_ok = {
-            w: self._mask(
-                lambda r, w=w: (
-                    r.paths is not None
-                    and (
-                        r.paths.where in ("anywhere", w)
-                        or (r.paths.where == "outside" and w == "unknown")
-                    )
-                ),
-                has,
-            )
-            for w in _WHERE
-        }
 
     def clear_memos(self) -> None:
         """Forget every memoised answer (benchmarks measure cold evaluation with this)."""
@@ -258,8 +141,7 @@ class CompiledPolicy:
         return by_tool
 
     def _tool_mask(self, tool: str) -> int:
-        mask = self._mask(lambda r: r.tools is None or patterns.any_wildcard(r.tools, tool))
-        return mask if tool == "Bash" else mask & ~self._shell_only
+        return tool_mask(self.rules, tool, self._shell_only)
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -464,8 +346,18 @@ class CompiledPolicy:
         return m
 
 
-def compile_policy(policy: Policy, use_re2: bool = True, verify: bool = True) -> CompiledPolicy:
-    """Compile a policy; with `verify`, every rule's examples are checked first."""
+def compile_policy(
+    policy: Policy,
+    use_re2: bool = True,
+    verify: bool = True,
+    plan: Plan | None = None,
+    verified: frozenset[int] = frozenset(),
+) -> CompiledPolicy:
+    """Compile a policy; with `verify`, every rule's examples are checked first.
+
+    `plan`: the policy's plan, when known ahead of time; `verified`: indices of rules whose
+    examples were checked when their compiled file was written.
+    """
     duplicates: list[PolicyError] = []
     seen: dict[str, Rule] = {}
     for rule in policy.rules:
@@ -482,11 +374,11 @@ def compile_policy(policy: Policy, use_re2: bool = True, verify: bool = True) ->
         seen.setdefault(rule.name, rule)
     if duplicates:
         raise PolicyErrors(duplicates)
-    compiled = CompiledPolicy(policy, use_re2)
+    compiled = CompiledPolicy(policy, use_re2, plan)
     if verify:
         from leashd.policy.examples import verify_examples
 
-        errors = verify_examples(compiled)
+        errors = verify_examples(compiled, skip=verified)
         if errors:
             raise PolicyErrors(errors)
     return compiled

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leashd.policy import artifact
+from leashd.policy.compiler import CompiledPolicy, compile_policy
 from leashd.policy.errors import PolicyError
 from leashd.policy.ir import Policy, merge
+from leashd.policy.plan import Plan, build_plan, concat
 from leashd.policy.yaml_frontend import load_yaml
 from leashd.resources import data_dir
 
@@ -41,3 +44,45 @@ def load_file(path: Path) -> Policy:
 def load_policies(specs: list[str] | tuple[str, ...] = ()) -> Policy:
     """Load and concatenate policies in order; none given means the built-in defaults."""
     return merge([load_file(resolve_policy(s)) for s in (specs or DEFAULT_POLICIES)])
+
+
+def load_compiled(specs: list[str] | tuple[str, ...] = (), use_re2: bool = True) -> CompiledPolicy:
+    """Load and compile policies in order, as `compile_policy(load_policies(specs))` would.
+
+    A built-in policy whose `compiled/` file is current comes from that file (no YAML to
+    parse, examples already verified); anything else is compiled from its source.
+    """
+    policies: list[Policy] = []
+    plans: list[Plan] = []
+    verified: set[int] = set()
+    offset = 0
+    for spec in specs or DEFAULT_POLICIES:
+        path = resolve_policy(spec)
+        ready = artifact.load_current(spec, path) if spec in BUILTIN_NAMES else None
+        if ready is not None:
+            policy, plan = ready.policy, ready.plan
+            verified.update(range(offset, offset + plan.size))
+        else:
+            policy = load_file(path)
+            plan = build_plan(policy)
+        policies.append(policy)
+        plans.append(plan)
+        offset += plan.size
+    return compile_policy(
+        merge(policies), use_re2, plan=concat(plans), verified=frozenset(verified)
+    )
+
+
+def compiled_files() -> dict[str, str]:
+    """The compiled file of every built-in policy (file name -> canonical text).
+
+    Each policy is compiled with its examples verified first: a policy that fails them
+    raises and gets no file.
+    """
+    out: dict[str, str] = {}
+    for name in BUILTIN_NAMES:
+        path = builtin_path(name)
+        policy = load_file(path)
+        compile_policy(policy)
+        out[f"{name}.json"] = artifact.render(name, path, policy)
+    return out

@@ -40,7 +40,8 @@ class MultiPattern:
         writes them); otherwise a subject where the engines differ is matched with `re`."""
         regexes = list(regexes)
         self._portable = portable
-        self._all_re = [re.compile(p, re.I if ic else 0) for p, ic in regexes]
+        self._regexes = regexes
+        self._all: list[re.Pattern[str]] | None = None
         self._re2_sets: list[tuple[Callable[[bytes], list[int]], list[int]]] = []
         self._fallback: list[tuple[int, re.Pattern[str]]] = []
         self.size = 0
@@ -50,7 +51,7 @@ class MultiPattern:
             if use_re2 and _re2 is not None and not _RE2_UNSUPPORTED.search(pattern):
                 groups[ignore_case].append((i, pattern))
             else:
-                self._fallback.append((i, self._all_re[i]))
+                self._fallback.append((i, self._re(i)))
         for ignore_case, items in groups.items():
             if items:
                 self._build_sets(items, ignore_case)
@@ -73,14 +74,14 @@ class MultiPattern:
                 s.Add(pattern)  # ids are dense, in the order added
                 index.append(i)
             except Exception:
-                self._fallback.append((i, self._all_re[i]))
+                self._fallback.append((i, self._re(i)))
         if not index:
             return
         try:
             s.Compile()
         except Exception:
             if len(items) == 1:
-                self._fallback.append((items[0][0], self._all_re[items[0][0]]))
+                self._fallback.append((items[0][0], self._re(items[0][0])))
                 return
             half = len(items) // 2
             self._build_sets(items[:half], ignore_case)
@@ -88,6 +89,18 @@ class MultiPattern:
             return
         # The binding's own object: its Python wrapper adds two calls per match.
         self._re2_sets.append((s._set.Match, index))
+
+    def _re(self, i: int) -> re.Pattern[str]:
+        pattern, ignore_case = self._regexes[i]
+        return re.compile(pattern, re.I if ignore_case else 0)
+
+    @property
+    def _all_re(self) -> list[re.Pattern[str]]:
+        """Every pattern for `re`, compiled on first need: most policies never need them
+        (RE2 answers), and compiling them all up front was most of the compile time."""
+        if self._all is None:
+            self._all = [self._re(i) for i in range(len(self._regexes))]
+        return self._all
 
     def hits(self, text: str) -> list[int]:
         """Indices of the patterns that match somewhere in `text` (no order promised)."""

@@ -23,13 +23,12 @@ from xml.sax.saxutils import escape
 import yaml
 
 from leashd.gate.sandbox import apply_sandbox
-from leashd.policy.compiler import compile_policy
 from leashd.policy.decision import Decision
 from leashd.policy.errors import PolicyError
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
 from leashd.policy.ir import ACTIONS, Rule
-from leashd.policy.loader import load_policies
+from leashd.policy.loader import load_compiled
 from leashd.resources import data_dir
 
 _UNSET = object()
@@ -78,7 +77,9 @@ def run_suite(path: Path, rules_seen: list[Rule] | None = None) -> list[CaseResu
     resolved = [
         s if not str(s).endswith((".yaml", ".yml", ".leash")) else str(base / s) for s in specs
     ]
-    policy = load_policies(resolved)
+    # As the runtime loads them: built-ins from compiled/ when it is current.
+    compiled = load_compiled(resolved)
+    policy = compiled.policy
     if rules_seen is not None:
         rules_seen.extend(policy.rules)
     c = doc.get("context") or {}
@@ -88,7 +89,7 @@ def run_suite(path: Path, rules_seen: list[Rule] | None = None) -> list[CaseResu
         approved_dirs=c.get("approved_dirs", ()),
         mode=c.get("mode", "default"),
     )
-    evaluator = Evaluator(compile_policy(policy), ctx)
+    evaluator = Evaluator(compiled, ctx)
     sandbox = bool(doc.get("sandbox", True))
     results = []
     for i, case in enumerate(doc["cases"], 1):
