@@ -1,0 +1,121 @@
+"""Tool calls to try policies on: from test suites, corpora, audit logs and JSON Lines files.
+
+`policy diff` decides these calls under two policies. A call is `(tool, input)`; each keeps
+where it came from (`FILE:LINE`) so a report can point at it. Duplicates are dropped, first
+occurrence kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leashd.policy.errors import PolicyError
+from leashd.policy.testsuite import builtin_suites
+from leashd.resources import data_dir
+
+
+@dataclass(frozen=True)
+class Call:
+    tool: str
+    input: dict[str, Any]
+    origin: str  # FILE:LINE (a suite case: FILE#N)
+
+    def key(self) -> str:
+        return json.dumps([self.tool, self.input], sort_keys=True)
+
+    def short(self, width: int = 100) -> str:
+        """How a report shows it: the command for Bash, else the input as JSON."""
+        if self.tool == "Bash" and isinstance(self.input.get("command"), str):
+            text = self.input["command"]
+        else:
+            text = json.dumps(self.input, sort_keys=True)
+        text = " ".join(text.split())
+        if len(text) > width:
+            text = text[: width - 1] + "…"
+        return f"{self.tool} {text}"
+
+
+def from_jsonl(path: Path) -> list[Call]:
+    """Lines that are JSON objects with `tool` and `input` (corpora, `policy eval` input,
+    audit log decision records); other records (approval events) are skipped. A line that
+    is not JSON is an error: a call silently lost would make a diff look cleaner than it is."""
+    out: list[Call] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read calls: {exc}", str(path)) from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise PolicyError(f"not a JSON line: {exc.args[0]}", str(path), n, 1) from None
+        if not isinstance(obj, dict) or "tool" not in obj:
+            continue
+        tool, tool_input = obj.get("tool"), obj.get("input")
+        if not isinstance(tool, str) or not isinstance(tool_input, dict):
+            raise PolicyError("a call needs a string 'tool' and an object 'input'", str(path), n, 1)
+        out.append(Call(tool, tool_input, f"{path}:{n}"))
+    return out
+
+
+def from_suite(path: Path) -> list[Call]:
+    """The cases of a policy test suite (`policies/tests/*.yaml`)."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise PolicyError(f"cannot read test suite: {exc}", str(path)) from None
+    cases = doc.get("cases") if isinstance(doc, dict) else None
+    if not isinstance(cases, list):
+        raise PolicyError("a test suite is a mapping with a 'cases' list", str(path))
+    out: list[Call] = []
+    for i, case in enumerate(cases, 1):
+        if not isinstance(case, dict):
+            continue
+        if "command" in case:
+            tool, tool_input = "Bash", {"command": case["command"]}
+        else:
+            tool, tool_input = case.get("tool", "Bash"), case.get("input")
+        if isinstance(tool, str) and isinstance(tool_input, dict):
+            out.append(Call(tool, tool_input, f"{path}#{i}"))
+    return out
+
+
+def from_file(path: Path) -> list[Call]:
+    """A test suite (.yaml/.yml) or JSON Lines (anything else)."""
+    return from_suite(path) if path.suffix in (".yaml", ".yml") else from_jsonl(path)
+
+
+def corpus_files() -> list[Path]:
+    """The shipped tool-call corpora (package data, or `tests/corpus` in a checkout)."""
+    try:
+        directory = data_dir("corpus")
+    except FileNotFoundError:
+        directory = Path(__file__).resolve().parents[2] / "tests" / "corpus"
+    return sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+
+
+def builtin_calls() -> list[Call]:
+    """Every built-in suite's cases and every shipped corpus call."""
+    return unique([c for p in builtin_suites() for c in from_suite(p)] + load(corpus_files()))
+
+
+def load(paths: list[Path]) -> list[Call]:
+    return unique([c for p in paths for c in from_file(p)])
+
+
+def unique(calls: list[Call]) -> list[Call]:
+    seen: set[str] = set()
+    out = []
+    for c in calls:
+        k = c.key()
+        if k not in seen:
+            seen.add(k)
+            out.append(c)
+    return out
