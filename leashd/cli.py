@@ -24,6 +24,7 @@ from leashd.policy.diff import diff as diff_policies
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
 from leashd.policy.loader import compiled_files, load_compiled
+from leashd.policy.schema import policy_schema
 from leashd.policy.testsuite import builtin_suites, coverage, junit_xml, run_suite
 
 
@@ -378,6 +379,17 @@ def diff_cmd(
     else:
         _print_diff(result, limit)
     sys.exit(1 if fail_on_looser and result.looser else 0)
+
+
+@policy.command("schema")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write it here.")
+def schema_cmd(output: str | None) -> None:
+    """Print the JSON Schema of the YAML policy format (for editors and CI)."""
+    text = json.dumps(policy_schema(), indent=2) + "\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
 
 
 def _codes(value: str | None) -> list[str]:

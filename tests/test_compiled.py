@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -136,7 +137,8 @@ def test_compile_check_names_stale_missing_and_extra_files(tmp_path):
 def test_a_policy_whose_examples_fail_gets_no_compiled_file(tmp_path, monkeypatch):
     bad = tmp_path / "default.yaml"
     text = builtin_path("default").read_text()
-    bad.write_text(text.replace('        - "cat .env"\n', '        - "cat .env"\n        - "true"\n', 1))
+    first_example = '        - "cat .env"\n'
+    bad.write_text(text.replace(first_example, first_example + '        - "true"\n', 1))
     monkeypatch.setattr(loader, "builtin_path", lambda name: bad)
     result = CliRunner().invoke(main, ["policy", "compile", "--out", str(tmp_path / "c")])
     assert result.exit_code == 2
@@ -160,5 +162,5 @@ _RULES = load_policies(["default", "dev-tools", "strict"]).rules
 def test_the_plan_of_merged_policies_is_the_concatenation_of_their_plans(picked, cuts):
     rules = [_RULES[i] for i in picked]
     bounds = sorted({0, len(rules), *(min(c, len(rules)) for c in cuts)})
-    parts = [Policy(rules=tuple(rules[a:b])) for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [Policy(rules=tuple(rules[a:b])) for a, b in itertools.pairwise(bounds)]
     assert concat([build_plan(p) for p in parts]) == build_plan(merge(parts))

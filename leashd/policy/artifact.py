@@ -26,7 +26,14 @@ from leashd.resources import data_dir
 FORMAT = 1
 # The modules whose code decides what a source compiles to: a change to any of them makes
 # every compiled file stale.
-_COMPILER_MODULES = ("ir.py", "yaml_frontend.py", "patterns.py", "plan.py", "artifact.py")
+_COMPILER_MODULES = (
+    "ir.py",
+    "schema.py",
+    "yaml_frontend.py",
+    "patterns.py",
+    "plan.py",
+    "artifact.py",
+)
 
 
 @dataclass(frozen=True)

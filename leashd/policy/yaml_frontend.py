@@ -31,35 +31,24 @@ from leashd.policy.ir import (
     Span,
 )
 from leashd.policy.patterns import glob_regex, wildcard_regex
-
-TOP_KEYS = ("version", "name", "description", "settings", "rules")
-SETTINGS_KEYS = ("default_action", "approval_timeout_seconds")
-RULE_KEYS = (
-    "name",
-    "action",
-    "reason",
-    "description",
-    "risk_level",
-    "tool",
-    "tools",
-    "command_patterns",
-    "path_patterns",
-    "argv",
-    "commands",
-    "flags",
-    "paths",
-    "hosts",
-    "mcp_servers",
-    "modes",
-    "env",
-    "fed_by",
-    "opaque",
-    "wrapper",
-    "input",
-    "examples",
-    "lint_ignore",
+from leashd.policy.schema import (
+    YamlExample,
+    YamlExamples,
+    YamlPaths,
+    YamlPolicy,
+    YamlRule,
+    YamlSettings,
+    keys,
 )
-PATH_KEYS = ("match", "except", "access", "where", "ignore_case", "via")
+
+# The keys each mapping accepts come from the format's models, so `policy schema` and the
+# loader always agree on them.
+TOP_KEYS = keys(YamlPolicy)
+SETTINGS_KEYS = keys(YamlSettings)
+RULE_KEYS = keys(YamlRule)
+PATH_KEYS = keys(YamlPaths)
+EXAMPLES_KEYS = keys(YamlExamples)
+EXAMPLE_KEYS = keys(YamlExample)
 RISK_LEVELS = ("low", "medium", "high", "critical")
 MODES = ("default", "plan", "auto")
 
@@ -331,7 +320,7 @@ def _examples(r: _Reader, node: Node) -> tuple[tuple[Example, ...], tuple[Exampl
     m = r.mapping(node, "examples")
     if m is None:
         return (), ()
-    r.check_keys(m, ("match", "not_match"), "examples")
+    r.check_keys(m, EXAMPLES_KEYS, "examples")
     out: dict[str, list[Example]] = {"match": [], "not_match": []}
     for key in out:
         if key not in m:
@@ -356,7 +345,7 @@ def _example(r: _Reader, node: Node) -> Example | None:
     m = r.mapping(node, "an example")
     if m is None:
         return None
-    r.check_keys(m, ("tool", "input"), "an example")
+    r.check_keys(m, EXAMPLE_KEYS, "an example")
     if "tool" not in m or "input" not in m:
         r.error(node, "an example needs 'tool' and 'input' (or is a Bash command string)")
         return None

@@ -1,0 +1,140 @@
+"""The YAML policy format as models: the JSON Schema editors validate policies with.
+
+The YAML surface is not the IR: a rule says `commands: ["git push|fetch"]` where the IR holds
+argv token tuples, `tool` and `tools` both become `tools`, `examples` splits into two lists.
+So the surface has its own models here, built from the IR's vocabularies (actions, risk
+levels, access, where) with a description per key. The YAML front-end takes its key lists
+from these models, so the schema cannot accept a key the loader rejects or miss one it
+accepts. `leashd policy schema` prints `policy_schema()`.
+
+The front-end still checks what a schema cannot say (regexes that compile, globs, lint codes,
+duplicate names) and reports it with the line and column.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from leashd.policy.ir import Access, Action, RiskLevel, Where
+
+Mode = Literal["default", "plan", "auto"]
+Strings = str | list[str]
+
+
+def _strings(what: str) -> Any:
+    return Field(None, description=f"{what} One string or a list (any one matches).")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class YamlSettings(_Strict):
+    default_action: Action | None = Field(
+        None, description="The decision when no rule matches a call (default: require_approval)."
+    )
+    approval_timeout_seconds: int | None = Field(
+        None, gt=0, description="How long an approval may wait before it is denied."
+    )
+
+
+class YamlPaths(_Strict):
+    match: Strings | None = _strings(
+        "Path globs: `*` within a name, `**` across directories, `~` the home directory;"
+        " a glob without `/` matches that name anywhere."
+    )
+    except_: Strings | None = Field(
+        None, alias="except", description="Globs of paths the rule does not hold for."
+    )
+    access: Access | None = Field(None, description="Only reads, only writes, or any access.")
+    where: Where | None = Field(
+        None,
+        description="Only paths inside the approved directories, outside them, in temp"
+        " directories, in system directories, or anywhere.",
+    )
+    ignore_case: bool | None = Field(None, description="Match the globs ignoring case.")
+    via: Literal["any", "redirect"] | None = Field(
+        None, description="`redirect`: only paths a shell redirection opens."
+    )
+
+
+class YamlExample(_Strict):
+    tool: str = Field(description="The Claude Code tool (Bash, Read, Write, ...).")
+    input: dict[str, Any] = Field(description="The tool's input, as the agent sends it.")
+
+
+Example = str | YamlExample
+
+
+class YamlExamples(_Strict):
+    match: list[Example] | None = Field(
+        None, description="Calls the rule must match (a string is a Bash command)."
+    )
+    not_match: list[Example] | None = Field(
+        None, description="Calls the rule must not match (a string is a Bash command)."
+    )
+
+
+class YamlRule(_Strict):
+    name: str = Field(description="Unique in the policy; decisions and the audit log name it.")
+    action: Action = Field(description="What a matching call gets.")
+    reason: str | None = Field(None, description="Shown to the user and the agent.")
+    description: str | None = Field(None, description="What the rule is for.")
+    risk_level: RiskLevel | None = None
+    tool: Strings | None = _strings("Tool name wildcards (`Bash`, `mcp__*`).")
+    tools: Strings | None = _strings("Tool name wildcards (`Bash`, `mcp__*`).")
+    command_patterns: Strings | None = _strings(
+        "Regexes searched in the command text (leashd 0.x; prefer `commands`)."
+    )
+    path_patterns: Strings | None = _strings("Regexes searched in each path (leashd 0.x).")
+    argv: Strings | list[Strings] | None = Field(
+        None,
+        description="One argv prefix: a string of tokens, or a list of tokens, each a string"
+        " or a list of alternatives.",
+    )
+    commands: Strings | list[Strings | list[Strings]] | None = Field(
+        None,
+        description="Argv prefixes, each a string like `git push|fetch ** --force $`: a word"
+        " per token, `|` between alternatives, `*` any one word, `**` any words, `$` the end.",
+    )
+    flags: Strings | None = _strings("Option wildcards present anywhere (`--force`, `-*f*`).")
+    paths: Strings | YamlPaths | None = Field(
+        None, description="Path globs, or a mapping with match/except/access/where."
+    )
+    hosts: Strings | None = _strings("Host wildcards a command or tool connects to.")
+    mcp_servers: Strings | None = _strings("MCP server name wildcards.")
+    modes: Mode | list[Mode] | None = Field(None, description="Session modes the rule holds in.")
+    env: Strings | None = _strings("Environment variable name wildcards set for the command.")
+    fed_by: Strings | None = _strings("Programs whose output is piped into the command.")
+    opaque: bool | None = Field(None, description="The command's effect cannot be known.")
+    wrapper: bool | None = Field(None, description="The command runs another (env, sudo, ...).")
+    input: dict[str, Strings] | None = Field(
+        None, description="Regexes searched in named fields of the tool input."
+    )
+    examples: YamlExamples | None = Field(
+        None, description="Calls checked when the policy compiles: it never contradicts them."
+    )
+    lint_ignore: Strings | None = _strings(
+        "Lint codes or names not reported for this rule (an overlap that is meant)."
+    )
+
+
+class YamlPolicy(_Strict):
+    version: int | str | None = Field(None, description="The policy's own version.")
+    name: str | None = None
+    description: str | None = None
+    settings: YamlSettings | None = None
+    rules: list[YamlRule] | None = Field(None, description="In order: the first match decides.")
+
+
+def keys(model: type[BaseModel]) -> tuple[str, ...]:
+    """The YAML keys a model accepts (aliases where a key is a Python keyword)."""
+    return tuple(f.alias or name for name, f in model.model_fields.items())
+
+
+def policy_schema() -> dict[str, Any]:
+    schema = YamlPolicy.model_json_schema(by_alias=True)
+    schema.update(title="leashd policy", description="A leashd YAML policy file.")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -1,0 +1,96 @@
+"""`leashd policy schema`: the JSON Schema of the YAML format accepts every policy the loader
+accepts and rejects the structural mistakes the loader rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leashd.cli import main
+from leashd.policy.errors import PolicyError
+from leashd.policy.loader import BUILTIN_NAMES, builtin_path
+from leashd.policy.schema import policy_schema
+from leashd.policy.yaml_frontend import RULE_KEYS, parse_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+VALIDATOR = jsonschema.Draft202012Validator(policy_schema())
+
+
+def schema_ok(doc) -> bool:
+    return VALIDATOR.is_valid(doc)
+
+
+def loader_ok(doc) -> bool:
+    try:
+        parse_yaml(yaml.safe_dump(doc), "p.yaml")
+    except PolicyError:
+        return False
+    return True
+
+
+def test_the_schema_is_valid_json_schema_and_docs_hold_it():
+    jsonschema.Draft202012Validator.check_schema(policy_schema())
+    result = CliRunner().invoke(main, ["policy", "schema"])
+    assert result.exit_code == 0
+    shipped = (ROOT / "docs" / "policy.schema.json").read_text()
+    assert result.output == shipped, "docs/policy.schema.json is stale: leashd policy schema -o"
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_every_built_in_policy_validates(name):
+    doc = yaml.safe_load(builtin_path(name).read_text())
+    errors = [e.message for e in VALIDATOR.iter_errors(doc)]
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"name": "x", "action": "allow", "comands": ["ls"]},  # a typo of a key
+        {"name": "x", "action": "permit"},
+        {"action": "deny", "commands": ["rm"]},  # no name
+        {"name": "x", "action": "allow", "paths": {"match": "*.py", "access": "execute"}},
+        {"name": "x", "action": "allow", "modes": ["yolo"]},
+        {"name": "x", "action": "allow", "opaque": "yes"},
+        {"name": "x", "action": "allow", "examples": {"matches": ["ls"]}},
+        {"name": "x", "action": "allow", "examples": {"match": [{"tool": "Read"}]}},
+    ],
+)
+def test_structural_mistakes_fail_both_schema_and_loader(rule):
+    doc = {"rules": [rule]}
+    assert not schema_ok(doc)
+    assert not loader_ok(doc)
+
+
+def test_settings_are_checked_too():
+    assert not schema_ok({"settings": {"approval_timeout_seconds": 0}})
+    assert not schema_ok({"settings": {"default_action": "maybe"}})
+    assert schema_ok({"settings": {"default_action": "deny", "approval_timeout_seconds": 60}})
+
+
+_words = st.sampled_from(["git", "push", "*", "**", "$", "a|b", "--force", "*.py", "Bash"])
+_values = st.one_of(
+    _words,
+    st.lists(_words, min_size=1, max_size=3),
+    st.booleans(),
+    st.sampled_from(["allow", "deny", "require_approval", "read", "inside", "plan", "high"]),
+    st.fixed_dictionaries({}, optional={"match": _words, "access": st.sampled_from(["read", "x"])}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([*RULE_KEYS, "tool_name", "paths_match"]), _values, max_size=5
+    ).map(lambda d: {"name": "r", "action": "allow", **d})
+)
+def test_the_schema_never_rejects_a_rule_the_loader_accepts(rule):
+    doc = {"rules": [rule]}
+    if loader_ok(doc):
+        assert schema_ok(doc), rule
