@@ -115,3 +115,59 @@ def test_an_empty_language_is_empty():
     assert dfa.is_empty()
     (dfa,) = dfas(r"a^")
     assert dfa.is_empty()
+
+
+@settings(max_examples=300, deadline=None)
+@given(regexes(), regexes(), st.booleans())
+def test_floating_patterns_meet_exactly_when_neither_is_empty(p, q, multiline):
+    # The shortcut the lint takes for unanchored patterns (\b and multiline ^/$ allowed):
+    # two such search DFAs share a string iff each accepts one. Checked against the product.
+    if multiline:
+        p, q = "(?m)" + p, "(?m)" + q
+    x, y = dfas(p, q)
+    product = automata.common(x, y) is not None
+    if x.floating and y.floating:
+        assert product == (not x.is_empty() and not y.is_empty()), (p, q)
+    if product:  # and the string the product finds really is found by both
+        text = automata.common(x, y)
+        assert re.search(p, text) and re.search(q, text)
+
+
+def test_anchored_patterns_are_not_floating():
+    floating = [d.floating for d in dfas(r"\bgit\b", "(?m)^a$", r"\Aa", "a$", "^a", r"a\Z")]
+    assert floating == [True, True, False, False, False, False]
+
+
+_FLAGS = ["-f", "-d", "-D", "-a", "--force", "--forc*", "--force-with-lease*", "--delete",
+          "--*-lease", "-[ab]", "--no-verify", "-fd", "--x=1", "--*", "-*"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(_FLAGS), min_size=1, max_size=3, unique=True),
+    st.lists(st.sampled_from(_FLAGS), min_size=1, max_size=6, unique=True),
+)
+def test_flag_containment_by_words_agrees_with_automata_over_whole_argvs(f, g):
+    from leashd.policy import patterns
+    from leashd.policy.analysis.relations import Relations
+
+    by_words = Relations(None).flags_contained(tuple(f), [tuple(g)])  # type: ignore[arg-type]
+    rx_f = [patterns.flag_regex(x) for x in f]
+    rx_g = [patterns.flag_regex(x) for x in g]
+    if None in rx_f or None in rx_g:
+        assert by_words is False  # not analysable: never claimed
+        return
+    autos = dfas(*rx_f, *rx_g)
+    a, covers = autos[: len(f)], autos[len(f) :]
+    exact = all(automata.counterexample(x, covers) is None for x in a)
+    assert by_words == exact, (f, g)
+
+
+def test_a_word_question_past_its_budget_is_unanalyzable(monkeypatch):
+    from leashd.policy.analysis import wordglobs
+
+    monkeypatch.setattr(wordglobs, "_MAX_STATES", 5)
+    line = wordglobs.lines("--f*", False)[0]
+    covers = [x for g in ("--fa*", "--fb*", "--fc*", "--f") for x in wordglobs.lines(g, False)]
+    with pytest.raises(Unanalyzable):
+        wordglobs.counterexample(line, covers)

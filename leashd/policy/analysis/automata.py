@@ -29,7 +29,7 @@ from leashd.policy.analysis import charsets
 from leashd.policy.analysis.charsets import Intervals, Partition
 
 _NFA_LIMIT = 20000
-_DFA_LIMIT = 4000
+_DFA_LIMIT = 1000
 
 
 class Unanalyzable(Exception):
@@ -303,7 +303,7 @@ class DFA:
     one); `delta[state][group]` is the next state, -1 for the dead state.
     """
 
-    __slots__ = ("delta", "finals", "group", "ngroups", "partition")
+    __slots__ = ("delta", "finals", "floating", "group", "ngroups", "partition")
 
     def __init__(
         self,
@@ -317,6 +317,11 @@ class DFA:
         self.ngroups = max(group) + 1 if group else 0
         self.delta = delta
         self.finals = finals
+        # A search DFA of a pattern not tied to the start or end of the subject: with s1 and
+        # s2 accepted by two such DFAs, s1 + "\n" + s2 is accepted by both (each match keeps
+        # its neighbours, or gets a newline for the subject's edge, which \b, \B and the
+        # multiline ^ and $ read the same way). So two of them meet iff neither is empty.
+        self.floating = False
 
     def accepts(self, text: str) -> bool:
         state = 0
@@ -340,7 +345,21 @@ def search_dfa(pattern: Pattern, partition: Partition) -> DFA:
     accept = nfa.state()
     nfa.moves[accept].append((partition.all_mask, accept))  # anything after it
     nfa.eps[e].append(accept)
-    return _determinize(nfa, start, accept)
+    dfa = _determinize(nfa, start, accept)
+    dfa.floating = not _anchored(pattern.tree)
+    return dfa
+
+
+def _anchored(node: Node) -> bool:
+    r"""Does the pattern use \A, \Z, or ^ or $ outside multiline mode?"""
+    kind = node[0]
+    if kind == "at":
+        return node[1] in ("bos", "eos", "eol")
+    if kind in ("cat", "alt"):
+        return any(_anchored(n) for n in node[1])
+    if kind == "rep":
+        return _anchored(node[3])
+    return False
 
 
 def _groups(nfa: _NFA) -> list[int]:
@@ -365,6 +384,13 @@ def _determinize(nfa: _NFA, start: int, accept: int) -> DFA:
         rep[group[c]] = c
     eps, moves, asserts = nfa.eps, nfa.moves, nfa.asserts
     important = [bool(m) or st == accept for st, m in enumerate(moves)]
+    # Per NFA state and local symbol, where a move goes: computed once, not per DFA state.
+    by_group: list[list[list[int]] | None] = [
+        [[t for mask, t in m if mask >> rep[g] & 1] for g in range(ngroups)] if m else None
+        for m in moves
+    ]
+    group_word = [bool(p.word_mask >> rep[g] & 1) for g in range(ngroups)]
+    group_nl = [rep[g] == p.newline_class for g in range(ngroups)]
 
     memo: dict[tuple[int, frozenset[str], int], frozenset] = {}
 
@@ -418,20 +444,20 @@ def _determinize(nfa: _NFA, start: int, accept: int) -> DFA:
             finals.add(i)
         row = []
         for g in range(ngroups):
-            c = rep[g]
-            bit = 1 << c
-            is_word = bool(p.word_mask & bit)
-            is_nl = c == p.newline_class
+            is_word, is_nl = group_word[g], group_nl[g]
             nxt: set[tuple[int, frozenset[str]]] = set()
             for st, dem in configs:
-                if not moves[st]:
+                targets = by_group[st]
+                if targets is None:
+                    continue
+                hit = targets[g]
+                if not hit:
                     continue
                 left = _consume(dem, is_word, is_nl) if dem else empty
                 if left is None:
                     continue
-                for mask, t in moves[st]:
-                    if mask & bit:
-                        nxt.add((t, left))
+                for t in hit:
+                    nxt.add((t, left))
             if not nxt:
                 row.append(-1)
                 continue

@@ -147,9 +147,12 @@ class Partition:
     which the zero-width assertions (`\\b`, `$`, `^` in multiline mode) depend on.
     """
 
-    def __init__(self, sets: list[Intervals], ascii_words: bool = False):
-        words = word_chars(ascii_words)
-        sets = [words, NEWLINE, *sets]
+    def __init__(self, sets: list[Intervals], ascii_words: bool = False, assertions: bool = True):
+        """`assertions=False`: for questions without zero-width assertions (wordglobs),
+        which need not tell word characters and the newline apart, and are asked so often
+        that splitting on the Unicode word characters would cost most of their time."""
+        words = word_chars(ascii_words) if assertions else ()
+        sets = [words, NEWLINE if assertions else (), *sets]
         events: dict[int, list[tuple[int, int]]] = {}  # code point -> [(set index, +1/-1)]
         for k, s in enumerate(sets):
             for lo, hi in s:
@@ -185,7 +188,7 @@ class Partition:
                 members[k] |= 1 << cls
         self._masks = {s: members[k] for k, s in enumerate(sets)}
         self.word_mask = members[0]
-        self.newline_class = next(c for sig, c in by_signature.items() if 1 in sig)
+        self.newline_class = next((c for sig, c in by_signature.items() if 1 in sig), -1)
         self.all_mask = (1 << self.size) - 1
 
     def mask(self, s: Intervals) -> int:

@@ -11,7 +11,7 @@ it, since one path may satisfy one rule and another path the other.
 
 from __future__ import annotations
 
-from leashd.policy.analysis import automata
+from leashd.policy.analysis import automata, wordglobs
 from leashd.policy.analysis.argvlang import ArgvLang, Words
 from leashd.policy.analysis.automata import DFA, Unanalyzable
 from leashd.policy.analysis.regions import LANG_KINDS, Lang, PathLang, Region, Regions
@@ -156,6 +156,9 @@ class Relations:
             return True
         key = ("meets", id(x), id(y))
         if key not in self._memo:
+            if x.floating and y.floating:  # a string with a match of each accepts both
+                self._memo[key] = not x.is_empty() and not y.is_empty()
+                return bool(self._memo[key])
             try:
                 self._memo[key] = automata.find(x, [y], lambda p, qs: p and qs[0]) is not None
             except Unanalyzable:
@@ -199,10 +202,28 @@ class Relations:
         if kind == "argv":
             assert i.argv is not None and j.argv is not None
             return self.words.contained(j.argv, [i.argv])
+        if kind == "flags":
+            return self.flags_contained(rj.flags, [ri.flags])
         li, lj = i.langs.get(kind), j.langs.get(kind)
         if li is None or lj is None:
             return False  # unanalyzable: not proved
         return self.counterexample(kind, lj, [li]) is None
+
+    def flags_contained(self, flags: tuple[str, ...], covers: list[tuple[str, ...]]) -> bool:
+        """Is every word one of `flags` finds also found by a flag of `covers`? (Then every
+        unit with one of `flags` has one of theirs.) Unanalyzable flags: not proved."""
+        key = ("flags", flags, tuple(covers))
+        if key not in self._memo:
+            try:
+                cover_lines = [x for c in covers for f in c for x in wordglobs.flag_lines(f)]
+                self._memo[key] = all(
+                    wordglobs.counterexample(line, cover_lines) is None
+                    for f in flags
+                    for line in wordglobs.flag_lines(f)
+                )
+            except Unanalyzable:
+                self._memo[key] = False
+        return bool(self._memo[key])
 
     def _path_meta_implied(self, pj: PathLang, pi: PathLang) -> bool:
         ci, cj = pi.cond, pj.cond
@@ -270,6 +291,10 @@ class Relations:
             if j.argv is None or any(c is None for c in covers):
                 return False
             return self.words.contained(j.argv, covers)  # type: ignore[arg-type]
+        if kind == "flags":
+            if j.rule.flags is None or any(c.rule.flags is None for c in cands):
+                return False
+            return self.flags_contained(j.rule.flags, [c.rule.flags for c in cands])  # type: ignore[misc]
         if kind in LANG_KINDS:
             if kind == "command" and j.deny_subjects and not all(c.deny_subjects for c in cands):
                 return False

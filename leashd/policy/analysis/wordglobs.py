@@ -30,12 +30,33 @@ from leashd.policy.analysis.charsets import Intervals, Partition
 Element = tuple[bool, Intervals]
 Line = tuple[Element, ...]
 _MAX_LINES = 64  # brace expansions one wildcard may make
+_MAX_STATES = 20000  # subset states one containment question may visit
 
 
 @lru_cache(maxsize=16384)
 def lines(glob: str, lenient: bool) -> tuple[Line, ...]:
     """The lines of one wildcard on one word."""
     tree = automata.parse(patterns.token_word_regex((glob,), lenient)).tree
+    return tuple(tuple(x) for x in _linear(tree))
+
+
+_SEP_RX = r"\x00"
+
+
+@lru_cache(maxsize=16384)
+def flag_lines(flag: str) -> tuple[Line, ...]:
+    """The lines of the words a flag condition finds (see `patterns.flag_regex`).
+
+    A flag's regex is `SEP word SEP` over the encoded argv, with `word` free of SEP: it holds
+    for a unit iff one of its words is in that word language. So one set of flags implies
+    another iff its word language is inside the other's (a unit of that one word tells them
+    apart otherwise), which is a question about lines, not about automata over whole argvs.
+    """
+    rx = patterns.flag_regex(flag)
+    if rx is None or not (rx.startswith(_SEP_RX) and rx.endswith(_SEP_RX)):
+        raise Unanalyzable("a flag wildcard that can also match inside `--name=value`")
+    word = rx[len(_SEP_RX) : -len(_SEP_RX)]
+    tree = automata.parse("^(?:" + word + r")\Z").tree
     return tuple(tuple(x) for x in _linear(tree))
 
 
@@ -106,7 +127,11 @@ def common(a: Line, b: Line) -> str | None:
 
 def counterexample(a: Line, covers: list[Line]) -> str | None:
     """A word `a` accepts and no line of `covers` does; None: a ⊆ ∪ covers."""
-    partition = Partition([s for line in (a, *covers) for _, s in line])
+    if a in covers:
+        # Also what keeps common cases cheap: a cover of many short-flag lines
+        # (`-[A-Za-z0-9]*d[A-Za-z0-9]*`, ...) determinises into a subset per letter seen.
+        return None
+    partition = Partition([s for line in (a, *covers) for _, s in line], assertions=False)
     masks = {s: partition.mask(s) for line in (a, *covers) for _, s in line}
     start_cover = frozenset((n, p) for n, c in enumerate(covers) for p in _closure(c, 0))
     start = (0, start_cover)
@@ -138,6 +163,8 @@ def counterexample(a: Line, covers: list[Line]) -> str | None:
                 if state not in parent:
                     parent[state] = (cur, c)
                     queue.append(state)
+                    if len(parent) > _MAX_STATES:
+                        raise Unanalyzable("the wildcards' containment question is too large")
     return None
 
 
