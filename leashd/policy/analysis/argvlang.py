@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from leashd.policy import patterns
 from leashd.policy.analysis import wordglobs
@@ -35,15 +36,25 @@ class WordSet:
     globs: tuple[str, ...]
     lenient: bool = False
 
-    @property
+    # Computed once per token (cached in the instance; the fields stay frozen): the
+    # lint asks them for thousands of token pairs.
+    @cached_property
     def universal(self) -> bool:
         return "*" in self.globs or "**" in self.globs
 
-    def literals(self) -> list[str]:
-        return [g for g in self.globs if patterns.is_literal(g)]
+    @cached_property
+    def _literals(self) -> tuple[str, ...]:
+        return tuple(g for g in self.globs if patterns.is_literal(g))
+
+    def literals(self) -> tuple[str, ...]:
+        return self._literals
+
+    @cached_property
+    def _wildcards(self) -> tuple[str, ...]:
+        return tuple(g for g in self.globs if not patterns.is_literal(g))
 
     def wildcards(self) -> tuple[str, ...]:
-        return tuple(g for g in self.globs if not patterns.is_literal(g))
+        return self._wildcards
 
     def has(self, word: str) -> bool:
         """Does a known (not run-time) word match?"""
@@ -78,11 +89,25 @@ class Alt:
             out.append(i)
         return out
 
+    @cached_property
+    def _accepts(self) -> tuple[bool, ...]:
+        n = len(self.tokens)
+        return tuple(
+            any(k == n or self.tokens[k] == "$" for k in self.closure(i)) for i in range(n + 1)
+        )
+
     def accepts_here(self, i: int) -> bool:
         """May argv end at position i?"""
-        return any(k == len(self.tokens) or self.tokens[k] == "$" for k in self.closure(i))
+        return self._accepts[i]
+
+    @cached_property
+    def _moves(self) -> tuple[list[tuple[WordSet, int]], ...]:
+        return tuple(self._moves_at(i) for i in range(len(self.tokens) + 1))
 
     def moves(self, i: int) -> list[tuple[WordSet, int]]:
+        return self._moves[i]
+
+    def _moves_at(self, i: int) -> list[tuple[WordSet, int]]:
         out: list[tuple[WordSet, int]] = []
         for k in self.closure(i):
             if k == len(self.tokens) or self.tokens[k] == "**":

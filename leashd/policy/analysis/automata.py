@@ -420,11 +420,18 @@ def _determinize(nfa: _NFA, start: int, accept: int) -> DFA:
         hit = memo[key] = frozenset(c for c in seen if important[c[0]])
         return hit
 
+    seen_sets: dict[tuple[frozenset, int], frozenset] = {}
+
     def closure(configs: set[tuple[int, frozenset[str]]], prev: int) -> frozenset:
-        out: set = set()
-        for cfg in configs:
-            out |= closure_one(cfg, prev)
-        return frozenset(out)
+        # Many (state, symbol) steps reach the same set of configurations: close it once.
+        key = (frozenset(configs), prev)
+        hit = seen_sets.get(key)
+        if hit is None:
+            out: set = set()
+            for cfg in configs:
+                out |= closure_one(cfg, prev)
+            hit = seen_sets[key] = frozenset(out)
+        return hit
 
     empty: frozenset[str] = frozenset()
     first = (closure({(start, empty)}, _START), _START)
@@ -488,8 +495,10 @@ def _minimize(d: DFA) -> DFA:
     count = len(set(block))
     while True:
         sigs: dict[tuple, int] = {}
+        # The dead state -1 indexes the sentinel appended last (a block of its own).
+        look = [*block, -1].__getitem__
         new = [
-            sigs.setdefault((block[s], *(block[t] if t >= 0 else -1 for t in row)), len(sigs))
+            sigs.setdefault((block[s], *map(look, row)), len(sigs))
             for s, row in enumerate(d.delta)
         ]
         if len(sigs) == count:
@@ -553,6 +562,20 @@ def find(a: DFA, others: Sequence[DFA], accept, budget: int | None = None) -> st
     symbols: dict[tuple[int, ...], int] = dict(
         zip(zip(*(m.group for m in autos), strict=True), range(p.size), strict=True)
     )
+    classes_of = list(symbols.values())
+    columns = [[gs[k] for gs in symbols] for k in range(len(autos))]
+    dead = (-1,) * len(classes_of)
+    # Per automaton and state, the next state on every symbol (built on first visit): a
+    # product state's successors are then one zip of its components' rows.
+    rows: list[dict[int, tuple[int, ...]]] = [{-1: dead} for _ in autos]
+
+    def row(k: int, s: int) -> tuple[int, ...]:
+        r = rows[k].get(s)
+        if r is None:
+            d = autos[k].delta[s]
+            r = rows[k][s] = tuple(d[g] for g in columns[k])
+        return r
+
     start = tuple(0 for _ in autos)
     parent: dict[tuple[int, ...], tuple[tuple[int, ...], int] | None] = {start: None}
     queue = deque([start])
@@ -566,13 +589,10 @@ def find(a: DFA, others: Sequence[DFA], accept, budget: int | None = None) -> st
                 node, c = parent[node]  # type: ignore[misc]
                 classes.append(c)
             return p.text(classes[::-1])
-        for groups, c in symbols.items():
-            nxt = tuple(
-                -1 if s < 0 else m.delta[s][g] for s, m, g in zip(cur, autos, groups, strict=True)
-            )
+        for n, nxt in enumerate(zip(*(row(k, s) for k, s in enumerate(cur)), strict=True)):
             if nxt[0] < 0 or nxt in parent:
                 continue
-            parent[nxt] = (cur, c)
+            parent[nxt] = (cur, classes_of[n])
             queue.append(nxt)
             if len(parent) > budget:
                 raise Unanalyzable("the comparison's automaton is too large")

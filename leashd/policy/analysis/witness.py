@@ -65,10 +65,10 @@ class Witnesses:
         out = []
         for u in facts.units:
             if self.compiled.matches(a, u, self.ctx) and self.compiled.matches(b, u, self.ctx):
-                first = min(a, b)
-                out.append(
-                    next(k for k in range(first + 1) if self.compiled.matches(k, u, self.ctx))
-                )
+                # the first rule of all that matches: `a`, `b` or an earlier one
+                decider = self.compiled.first_match(u, self.ctx)
+                assert decider is not None and decider <= min(a, b)
+                out.append(decider)
         return out
 
     def common(self, ra: Region, rb: Region, rel) -> tuple[dict[str, Any], int] | None:
