@@ -118,6 +118,23 @@ def test_a_looser_rule_first_is_a_conflict_warning_with_an_example_both_match():
     assert decision.action == "allow"  # what the warning says: the looser rule decides
 
 
+def test_an_allow_listing_programs_is_an_exception_program_by_program():
+    # `docker --version $` lies inside `docker **`, `python --version $` is apart from it:
+    # the allow carves out of the later ask, which is meant layering, not a conflict.
+    pol = """
+        - {name: versions, commands: ["python|docker|kubectl --version $"], action: allow}
+        - {name: containers, commands: ["docker|podman run|exec|--version"], action: require_approval}
+        """
+    assert [(f.kind, f.severity) for f in findings(pol) if f.rule == "versions"] == [
+        ("exception", "info")
+    ]
+    assert findings(pol, "conflict") == []
+    # But a program alternative that also reaches beyond the later rule is a conflict.
+    wider = pol.replace('"python|docker|kubectl --version $"', '"python|docker"')  # docker ps
+    got = findings(wider, "conflict")
+    assert [(f.rule, f.severity) for f in got] == [("containers", "warning")]
+
+
 def test_the_stricter_rule_first_is_only_info():
     got = findings(
         """

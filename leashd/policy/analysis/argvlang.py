@@ -118,6 +118,16 @@ class Alt:
                 out.append((tok, k + 1))
         return out
 
+    def per_program(self) -> list[Alt]:
+        """This alternative split by the literal programs of its first token (`a|b X` is
+        `a X` and `b X`): a rule often lists programs that differ in what else applies."""
+        progs = self.programs()
+        if progs is None or len(progs) < 2:
+            return [self]
+        first = self.tokens[0]
+        assert isinstance(first, WordSet)
+        return [Alt((WordSet((p,), first.lenient), *self.tokens[1:])) for p in progs]
+
     def programs(self) -> tuple[str, ...] | None:
         """The literal program names it can apply to; None: a wildcard program."""
         first = self.tokens[0] if self.tokens else "**"

@@ -321,15 +321,17 @@ class Relations:
         return False
 
     def alternatives_inside(self, i: Region, j: Region) -> bool:
-        """Is every argv alternative of i that overlaps j's argv wholly inside it, with i's
-        other conditions implied by j's? Then i carves whole alternatives out of j."""
+        """Is every argv alternative of i, program by program, that overlaps j's argv wholly
+        inside it, with i's other conditions implied by j's? Then i carves whole
+        alternatives out of j (`docker --version $` out of `docker **`)."""
         if i.argv is None or j.argv is None or self.failing(i, j) != ["argv"]:
             return False
         w = self.words
+        pieces = [piece for a in i.argv.alts for piece in a.per_program()]
         try:
             return all(
                 any(w.simulates(a, b) for b in j.argv.facing(a))
-                for a in i.argv.alts
+                for a in pieces
                 if any(w.meet(a, b) is not None for b in j.argv.facing(a))
             )
         except Unanalyzable:
