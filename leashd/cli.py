@@ -432,6 +432,9 @@ class _Progress:
 @click.option("--ignore", help="Not these codes, code prefixes or names (comma-separated).")
 @click.option("--show-info", is_flag=True, help="Also print info findings (text format).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option(
+    "--no-cache", is_flag=True, help="Analyse afresh, without reading or writing the cache."
+)
 def lint_cmd(
     files: tuple[str, ...],
     fmt: str,
@@ -440,6 +443,7 @@ def lint_cmd(
     ignore: str | None,
     show_info: bool,
     output: str | None,
+    no_cache: bool = False,
 ) -> None:
     """Find rules that never fire, overlap, match nothing or fail their examples.
 
@@ -451,7 +455,7 @@ def lint_cmd(
         pol = load_policies(list(files))
         progress = _Progress()
         try:
-            findings = lint(pol, progress)
+            findings = lint(pol, progress, use_cache=not no_cache)
         finally:
             progress.close()
     except PolicyError as exc:

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,19 @@ if not CORPUS.is_dir():
     CORPUS = ROOT / "tests" / "corpus"
 
 WORLD = {"cwd": "/home/dev/project", "home": "/home/dev", "approved_dirs": ["/home/dev/project"]}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_lint_cache(tmp_path_factory):
+    """Lint results cached by the CLI go to a directory of this test session, never to the
+    user's ~/.cache, and no test sees results of an earlier session."""
+    old = os.environ.get("LEASHD_CACHE_DIR")
+    os.environ["LEASHD_CACHE_DIR"] = str(tmp_path_factory.mktemp("leashd-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LEASHD_CACHE_DIR", None)
+    else:
+        os.environ["LEASHD_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="session")

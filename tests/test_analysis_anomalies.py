@@ -142,3 +142,17 @@ def test_a_question_too_large_to_decide_is_never_taken_as_proved(monkeypatch):
     )
     # the shadowing is real, but with no room to prove it, it is not claimed
     assert "shadowed" not in kinds_about(found, names, "force-push")
+
+
+def test_an_end_marker_before_more_words_matches_nothing_to_the_analysis_too():
+    # The loader refuses `git $ push`; an IR built another way must still be read as the
+    # evaluator reads it: nothing can follow the end of argv.
+    from leashd.policy.analysis.argvlang import ArgvLang, Words
+
+    words = Words()
+    never = ArgvLang.of_patterns(((("git",), ("$",), ("push",)),), lenient=False)
+    git = ArgvLang.of_patterns(((("git",),),), lenient=False)
+    assert words.example(never, git) is None
+    assert not words.contained(git, [never])
+    ends = ArgvLang.of_patterns(((("git",), ("$",), ("**",)),), lenient=False)
+    assert words.example(ends, git) == ["git"]

@@ -123,7 +123,8 @@ def test_an_allow_listing_programs_is_an_exception_program_by_program():
     # the allow carves out of the later ask, which is meant layering, not a conflict.
     pol = """
         - {name: versions, commands: ["python|docker|kubectl --version $"], action: allow}
-        - {name: containers, commands: ["docker|podman run|exec|--version"], action: require_approval}
+        - {name: containers, commands: ["docker|podman run|exec|--version"],
+           action: require_approval}
         """
     assert [(f.kind, f.severity) for f in findings(pol) if f.rule == "versions"] == [
         ("exception", "info")
@@ -426,3 +427,47 @@ def test_test_coverage_lists_rules_no_case_exercised(tmp_path):
     assert cli("policy", "test", str(suite), "--min-coverage", "50").returncode == 0
     low = cli("policy", "test", str(suite), "--min-coverage", "75")
     assert low.returncode == 1 and "below --min-coverage 75" in low.stdout
+
+
+# --- the result cache -------------------------------------------------------------------------
+
+
+CACHED = """
+    - {name: git-any, commands: ["git"], action: allow}
+    - {name: force-push, commands: ["git push ** --force"], action: deny}
+    """
+
+
+def test_an_unchanged_policy_is_answered_from_the_cache(tmp_path, monkeypatch):
+    from leashd.policy.analysis import lint as lint_module
+
+    monkeypatch.setenv("LEASHD_CACHE_DIR", str(tmp_path))
+    pol = policy_of(CACHED)
+    first = lint(pol, use_cache=True)
+    assert [f.kind for f in first] == ["shadowed"]
+    monkeypatch.setattr(lint_module, "_lint", lambda *a: pytest.fail("analysed again"))
+    assert lint(pol, use_cache=True) == first
+    # without the cache, or for a policy that differs in anything, the analysis runs
+    with pytest.raises(pytest.fail.Exception):
+        lint(pol)
+    with pytest.raises(pytest.fail.Exception):
+        lint(policy_of(CACHED.replace("--force", "-f")), use_cache=True)
+
+
+def test_a_damaged_cache_is_a_miss_and_an_unwritable_one_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEASHD_CACHE_DIR", str(tmp_path))
+    pol = policy_of(CACHED)
+    expected = lint(pol)
+    lint(pol, use_cache=True)
+    (cached,) = tmp_path.glob("lint-*.json")
+    for damage in (
+        "{not json",
+        '{"key": "other", "findings": []}',
+        json.dumps({"key": cached.stem[5:], "findings": [{"kind": "nonsense"}]}),
+    ):
+        cached.write_text(damage)
+        assert lint(pol, use_cache=True) == expected
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("LEASHD_CACHE_DIR", str(blocker / "cache"))  # cannot be a directory
+    assert lint(pol, use_cache=True) == expected

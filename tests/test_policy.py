@@ -57,6 +57,18 @@ from .conftest import corpus_rows
         ("rules:\n  - name: a\n    action: deny\n    commands: ['']\n", 4, 16, "is empty"),
         ("settings:\n  approval_timeout_seconds: -5\n", 2, 29, "positive integer"),
         ("rules: {a: 1}\n", 1, 8, "rules must be a list"),
+        (
+            "rules:\n  - name: a\n    action: allow\n    commands: ['git ** $ push']\n",
+            4,
+            16,
+            "`$` (the end of argv) must be the last token",
+        ),
+        (
+            "rules:\n  - name: a\n    action: allow\n    argv: [uv, version, ['$', '--short']]\n",
+            4,
+            11,
+            "cannot be an alternative of other words",
+        ),
     ],
 )
 def test_yaml_errors_point_at_the_source(text, line, col, fragment):

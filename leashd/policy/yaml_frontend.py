@@ -266,7 +266,7 @@ def _argv_pattern(r: _Reader, node: Node, what: str) -> ArgvPattern | None:
         if not text.split():
             r.error(node, f"{what} is empty")
             return None
-        return argv_pattern_from_text(text, r.span(node))
+        return _checked_end(r, node, argv_pattern_from_text(text, r.span(node)), what)
     if not isinstance(node, SequenceNode) or not node.value:
         r.error(node, f"{what} must be a string or a non-empty list of tokens")
         return None
@@ -280,7 +280,23 @@ def _argv_pattern(r: _Reader, node: Node, what: str) -> ArgvPattern | None:
                 r.error(n, f"empty token in {what}")
                 return None
         tokens.append(tuple(a for a, _ in alts))
-    return ArgvPattern(tokens=tuple(tokens), span=r.span(node))
+    return _checked_end(r, node, ArgvPattern(tokens=tuple(tokens), span=r.span(node)), what)
+
+
+def _checked_end(r: _Reader, node: Node, p: ArgvPattern, what: str) -> ArgvPattern | None:
+    """`$` (the end of argv) is a token on its own, and the last one: `git $ push` could
+    never match, and in `version $|--short` the `$` would be the literal word `$`."""
+    for i, alts in enumerate(p.tokens):
+        if "$" not in alts:
+            continue
+        if alts != ("$",):
+            r.error(node, f"{what}: `$` (the end of argv) cannot be an alternative of other "
+                          "words; write two patterns, one ending in `$`")  # fmt: skip
+            return None
+        if any(t not in (("$",), ("**",)) for t in p.tokens[i + 1 :]):
+            r.error(node, f"{what}: `$` (the end of argv) must be the last token")
+            return None
+    return p
 
 
 def _paths(r: _Reader, node: Node) -> PathCondition | None:

@@ -92,8 +92,12 @@ class Alt:
     @cached_property
     def _accepts(self) -> tuple[bool, ...]:
         n = len(self.tokens)
+        # `$` ends argv: it accepts only when every token after it can match nothing more
+        # (`**`, `$`), as in patterns.argv_matches; `git $ push` matches nothing at all.
+        rest_empty = [all(t in ("**", "$") for t in self.tokens[k + 1 :]) for k in range(n)]
         return tuple(
-            any(k == n or self.tokens[k] == "$" for k in self.closure(i)) for i in range(n + 1)
+            any(k == n or (self.tokens[k] == "$" and rest_empty[k]) for k in self.closure(i))
+            for i in range(n + 1)
         )
 
     def accepts_here(self, i: int) -> bool:

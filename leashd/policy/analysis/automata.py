@@ -498,8 +498,7 @@ def _minimize(d: DFA) -> DFA:
         # The dead state -1 indexes the sentinel appended last (a block of its own).
         look = [*block, -1].__getitem__
         new = [
-            sigs.setdefault((block[s], *map(look, row)), len(sigs))
-            for s, row in enumerate(d.delta)
+            sigs.setdefault((block[s], *map(look, row)), len(sigs)) for s, row in enumerate(d.delta)
         ]
         if len(sigs) == count:
             break

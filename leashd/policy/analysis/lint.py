@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from leashd.policy import patterns
-from leashd.policy.analysis import automata
+from leashd.policy.analysis import automata, cache
 from leashd.policy.analysis.anomalies import Anomaly, find_anomalies
 from leashd.policy.analysis.catalog import BY_KIND
 from leashd.policy.analysis.regions import LANG_KINDS, Region, Regions
@@ -59,9 +59,55 @@ class Finding:
         }
 
 
-def lint(policy: Policy, progress: Callable[[int, int], None] | None = None) -> list[Finding]:
+def lint(
+    policy: Policy,
+    progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = False,
+) -> list[Finding]:
     """Every finding, in source order. The policy must have loaded (duplicate rule names and
-    bad regexes are load errors, reported before a lint can start)."""
+    bad regexes are load errors, reported before a lint can start). `use_cache`: reuse the
+    findings of an identical policy linted by this same leashd before (cache.py)."""
+    k = cache.key(policy) if use_cache else None
+    if k is not None:
+        rows = cache.load(k)
+        if rows is not None:
+            try:
+                return [_from_row(r) for r in rows]
+            except (KeyError, TypeError, ValueError):
+                pass  # a cache file of another shape: lint afresh
+    out = _lint(policy, progress)
+    if k is not None:
+        cache.store(k, [_row(f) for f in out])
+    return out
+
+
+def _row(f: Finding) -> dict[str, Any]:
+    return {
+        "kind": f.kind,
+        "severity": f.severity,
+        "rule": f.rule,
+        "related": list(f.related),
+        "message": f.message,
+        "location": f.location.model_dump(),
+        "example": f.example,
+    }
+
+
+def _from_row(r: dict[str, Any]) -> Finding:
+    if r["kind"] not in BY_KIND or r["severity"] not in SEVERITIES:
+        raise ValueError(f"not a finding: {r!r}")
+    return Finding(
+        str(r["kind"]),
+        str(r["severity"]),
+        str(r["rule"]),
+        tuple(str(x) for x in r["related"]),
+        str(r["message"]),
+        cache.span_of(r["location"]),
+        r["example"] if isinstance(r["example"], dict) else None,
+    )
+
+
+def _lint(policy: Policy, progress: Callable[[int, int], None] | None) -> list[Finding]:
     compiled = compile_policy(policy, verify=False)
     out: list[Finding] = []
     for err in verify_examples(compiled):
