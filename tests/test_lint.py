@@ -4,6 +4,7 @@ formats, exit codes, the rule pages, and the built-in policies linting clean."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -471,3 +472,25 @@ def test_a_damaged_cache_is_a_miss_and_an_unwritable_one_is_skipped(tmp_path, mo
     blocker.write_text("")
     monkeypatch.setenv("LEASHD_CACHE_DIR", str(blocker / "cache"))  # cannot be a directory
     assert lint(pol, use_cache=True) == expected
+
+
+def test_the_report_is_the_same_whatever_the_hash_seed(tmp_path):
+    # Examples built from several input fields once followed set order, which Python
+    # randomises per process: a report must not change between two runs of one policy.
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "rules:\n"
+        "  - {name: a, tools: ['mcp__*'], input: {url: 'blob:', force: '1'}, action: deny}\n"
+        "  - {name: b, tools: ['mcp__x__*'], input: {url: '^blob', mode: 'x'},"
+        " action: require_approval}\n"
+    )
+    reports = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        run = subprocess.run(
+            [sys.executable, "-m", "leashd.cli", "policy", "lint", str(policy), "--format",
+             "json", "--no-cache"],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        reports.append(run.stdout)
+    assert json.loads(reports[0]) and reports[0] == reports[1] == reports[2]

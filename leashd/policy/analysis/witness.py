@@ -123,7 +123,7 @@ class Witnesses:
 
     def _input_fields(self, ra: Region, rb: Region, rel) -> dict[str, str]:
         out = {}
-        for key in {*ra.input, *rb.input}:
+        for key in sorted({*ra.input, *rb.input}):  # sorted: the same example every run
             got = rel.common("input", ra.input.get(key, ()), rb.input.get(key, ()))
             if got is not None:
                 out[key] = got
