@@ -2,14 +2,18 @@
 growing size (bench_scaling.py's generator; the generated rules stand alone, without the
 built-ins).
 
-Prints, per policy: rules, seconds for the whole lint (median of --repeat runs), and the
-findings by severity. Run: python benchmarks/bench_lint.py [--sizes 100,500] [--repeat 3]
+Prints, per policy: rules, seconds for the whole lint (median of --repeat runs, no cache),
+and the findings by severity; then the default policies re-linted from the result cache
+(what `leashd policy lint` does for an unchanged policy). Run:
+python benchmarks/bench_lint.py [--sizes 100,500] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 from collections import Counter
 
@@ -19,12 +23,12 @@ from leashd.policy import load_policies
 from leashd.policy.analysis.lint import lint
 
 
-def measure(name: str, policy, repeat: int) -> None:
+def measure(name: str, policy, repeat: int, use_cache: bool = False) -> None:
     times = []
     found = []
     for _ in range(repeat):
         t = time.perf_counter()
-        found = lint(policy)
+        found = lint(policy, use_cache=use_cache)
         times.append(time.perf_counter() - t)
     counts = Counter(f.severity for f in found)
     print(
@@ -40,7 +44,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,500")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    measure("built-in default+dev-tools", load_policies([]), args.repeat)
+    for specs in (["default", "dev-tools"], ["strict"], ["permissive"], ["autonomous"]):
+        measure("built-in " + "+".join(specs), load_policies(specs), args.repeat)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["LEASHD_CACHE_DIR"] = cache
+        policy = load_policies([])
+        lint(policy, use_cache=True)  # fills the cache
+        measure("default+dev-tools, cached", policy, max(args.repeat, 5), use_cache=True)
     for n in (int(x) for x in args.sizes.split(",") if x):
         measure(f"generated {n}", generated(n), args.repeat)
 
