@@ -300,16 +300,9 @@ def _append(out: Plan, p: Plan) -> None:
         return [(rx, ic, k + by) for rx, ic, k in entries]
 
     out.size += p.size
-    for name in (
-        "shell_only",
-        "opaque_true",
-        "wrapper_true",
-        "deny",
-        "no_globs",
-        "not_redirect_ok",
-    ):
+    for name in sorted(_MASK_FIELDS):
         setattr(out, name, getattr(out, name) | getattr(p, name) << o)
-    for name in ("has", "by_tool", "access_ok", "where_ok"):
+    for name in sorted(_MASK_DICTS):
         target = getattr(out, name)
         for k, v in getattr(p, name).items():
             target[k] = target.get(k, 0) | v << o
