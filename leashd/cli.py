@@ -375,7 +375,7 @@ def diff_cmd(
 
     result = diff_policies(before.policy, after.policy, calls, decider(before), decider(after))
     if fmt == "json":
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
     else:
         _print_diff(result, limit)
     sys.exit(1 if fail_on_looser and result.looser else 0)

@@ -6,7 +6,9 @@ install, tests) they are the top-level directories of the repository.
 
 from __future__ import annotations
 
-from importlib import resources
+import hashlib
+from functools import lru_cache
+from importlib import metadata, resources
 from pathlib import Path
 
 
@@ -18,3 +20,26 @@ def data_dir(name: str) -> Path:
     if checkout.is_dir():
         return checkout
     raise FileNotFoundError(f"leashd data directory {name!r} is missing from this install")
+
+
+@lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """A hash of leashd's own source, every module: what is derived from a policy and
+    stored (compiled/, the lint cache) is only reused by the same code. Raises OSError when
+    the source cannot be read."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def library_versions() -> str:
+    """The versions of the libraries that read a policy (PyYAML) and validate its IR."""
+    out = []
+    for lib in ("pyyaml", "pydantic"):
+        try:
+            out.append(f"{lib} {metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{lib} ?")
+    return ", ".join(out)

@@ -122,7 +122,10 @@ def test_compile_check_names_stale_missing_and_extra_files(tmp_path):
     assert "0 changed" in again.output  # canonical: the same sources give the same bytes
     (tmp_path / "strict.json").write_text("{}\n")
     (tmp_path / "permissive.json").unlink()
-    (tmp_path / "old.json").write_text("{}\n")
+    # a compiled file of a policy that is no longer built in
+    (tmp_path / "old.json").write_text(
+        json.dumps({"format": 1, "policy": "old", "source": {}, "compiler": "sha256:0"})
+    )
     check = runner.invoke(main, ["policy", "compile", "--check", "--out", str(tmp_path)])
     assert check.exit_code == 1
     assert "strict.json: out of date" in check.output
@@ -164,3 +167,54 @@ def test_the_plan_of_merged_policies_is_the_concatenation_of_their_plans(picked,
     bounds = sorted({0, len(rules), *(min(c, len(rules)) for c in cuts)})
     parts = [Policy(rules=tuple(rules[a:b])) for a, b in itertools.pairwise(bounds)]
     assert concat([build_plan(p) for p in parts]) == build_plan(merge(parts))
+
+
+def test_a_compiled_overlay_keeps_the_settings_of_policies_before_it(tmp_path):
+    # dev-tools sets no settings: loaded from compiled/, it must not reset those of an
+    # earlier file (found in review: every field of the dumped settings counted as set).
+    first = tmp_path / "team.yaml"
+    first.write_text("settings: {default_action: deny, approval_timeout_seconds: 30}\nrules: []\n")
+    specs = [str(first), "dev-tools"]
+    assert load_compiled(specs).policy.settings == load_policies(specs).settings
+    assert load_compiled(specs).policy.settings.default_action == "deny"
+
+
+def test_compile_out_never_removes_files_it_did_not_write(tmp_path):
+    (tmp_path / "package.json").write_text('{"name": "app"}\n')
+    result = CliRunner().invoke(main, ["policy", "compile", "--out", str(tmp_path)])
+    assert result.exit_code == 0
+    assert (tmp_path / "package.json").read_text() == '{"name": "app"}\n'
+    check = CliRunner().invoke(main, ["policy", "compile", "--check", "--out", str(tmp_path)])
+    assert check.exit_code == 0, check.output
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p["by_tool"].pop("Read"),  # written by a leashd that knew other tools
+        lambda p: p["by_tool"].update(Teleport=[0]),
+        lambda p: p["deny"].append(p["size"] + 3),  # a rule the policy does not have
+        lambda p: p["argv_wild"].append(["^x", False, p["size"]]),
+        lambda p: p["glob_want"].pop(),
+    ],
+)
+def test_a_plan_that_does_not_fit_this_leashd_is_refused(tmp_path, damage):
+    source, out = _copy_builtin(tmp_path)
+    doc = json.loads((out / "default.json").read_text())
+    damage(doc["plan"])
+    (out / "default.json").write_text(json.dumps(doc))
+    assert artifact.load_current("default", source, out) is None
+
+
+def test_a_glob_named_like_the_source_file_is_not_relocated(tmp_path):
+    # Only spans and `sources` name the file; a glob that happens to equal it stays.
+    source = tmp_path / "team.yaml"
+    source.write_text("rules:\n  - {name: r, paths: [team.yaml], action: deny}\n")
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "team.json").write_text(artifact.render("team", source, load_file(source)))
+    ready = artifact.load_current("team", source, out)
+    assert ready is not None
+    assert ready.policy.rules[0].paths.globs == ("team.yaml",)
+    assert ready.policy.rules[0].span.file == str(source)
+    assert ready.policy == load_file(source)

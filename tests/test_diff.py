@@ -157,3 +157,23 @@ def test_corpus_rows_read_as_calls():
     assert {p.name for p in files} >= {"everyday.jsonl", "adversarial.jsonl"}
     rows = from_jsonl(files[0])
     assert rows and all(isinstance(c.input, dict) for c in rows)
+
+
+def test_odd_inputs_in_calls_are_reported_not_crashed_on(tmp_path):
+    old = write(tmp_path, "old.yaml", OLD)
+    new = write(tmp_path, "new.yaml", OLD.replace("action: deny", "action: allow"))
+    suite = write(
+        tmp_path,
+        "suite.yaml",
+        """
+        cases:
+          - {tool: Read, input: {file_path: 2024-01-01}, expect: require_approval}
+        """,
+    )
+    assert run(old, new, "--calls", suite).exit_code == 0
+    assert run(old, new, "--calls", suite, "--format", "json").exit_code == 0
+    lone = tmp_path / "calls.jsonl"
+    lone.write_text('{"tool": "Bash", "input": {"command": "git push --force \\ud800"}}\n')
+    result = run(old, new, "--calls", str(lone))
+    assert result.exit_code == 0, result.output
+    assert "\\ud800" in result.output  # shown escaped

@@ -94,3 +94,20 @@ def test_the_schema_never_rejects_a_rule_the_loader_accepts(rule):
     doc = {"rules": [rule]}
     if loader_ok(doc):
         assert schema_ok(doc), rule
+
+
+@pytest.mark.parametrize(
+    ("top", "ok"),
+    [
+        ({"version": 1.5}, True),
+        ({"version": "2"}, True),
+        ({"name": "team"}, True),
+        ({"name": 5}, False),
+        ({"description": ["a"]}, False),
+        ({"version": True}, False),
+    ],
+)
+def test_top_level_keys_mean_the_same_to_schema_and_loader(top, ok):
+    doc = {**top, "rules": []}
+    assert loader_ok(doc) == ok
+    assert schema_ok(doc) == ok

@@ -21,19 +21,9 @@ from typing import Any
 
 from leashd.policy.ir import Policy
 from leashd.policy.plan import Plan, build_plan
-from leashd.resources import data_dir
+from leashd.resources import data_dir, source_fingerprint
 
 FORMAT = 1
-# The modules whose code decides what a source compiles to: a change to any of them makes
-# every compiled file stale.
-_COMPILER_MODULES = (
-    "ir.py",
-    "schema.py",
-    "yaml_frontend.py",
-    "patterns.py",
-    "plan.py",
-    "artifact.py",
-)
 
 
 @dataclass(frozen=True)
@@ -48,31 +38,37 @@ def sha256(data: bytes) -> str:
 
 
 def compiler_fingerprint() -> str | None:
-    """A hash of the compiler modules' source; None when it cannot be read (then no
-    compiled file is trusted)."""
-    here = Path(__file__).resolve().parent
-    h = hashlib.sha256(f"format {FORMAT}\n".encode())
+    """What compiled the file: the format and leashd's whole source (any change to how a
+    source could compile makes every compiled file stale). None when the source cannot be
+    read: then nothing is trusted. Library versions are left out on purpose: the files are
+    committed, and `compile --check` must not fail because PyPI released a new PyYAML."""
     try:
-        for name in _COMPILER_MODULES:
-            h.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
+        return sha256(f"format {FORMAT}\n{source_fingerprint()}".encode())
     except OSError:
         return None
-    return "sha256:" + h.hexdigest()
 
 
 def compiled_dir() -> Path:
     return data_dir("compiled")
 
 
-def _relocate(obj: Any, old: str, new: str) -> Any:
-    """`obj` (dumped IR) with every span file and source `old` renamed `new`."""
-    if isinstance(obj, dict):
-        return {
-            k: (new if k == "file" and v == old else _relocate(v, old, new)) for k, v in obj.items()
-        }
-    if isinstance(obj, list):
-        return [new if v == old else _relocate(v, old, new) for v in obj]
-    return obj
+def _relocate(ir: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """Dumped IR with the source file `old` renamed `new` in every span and in `sources`,
+    and nowhere else (a glob or a word may well equal a file name)."""
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            if set(obj) == {"file", "line", "column"}:  # a span
+                return {**obj, "file": new if obj["file"] == old else obj["file"]}
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        return obj
+
+    out = walk(ir)
+    if isinstance(out.get("sources"), list):
+        out["sources"] = [new if s == old else s for s in out["sources"]]
+    return out
 
 
 def render(name: str, source: Path, policy: Policy) -> str:
@@ -80,7 +76,9 @@ def render(name: str, source: Path, policy: Policy) -> str:
     fingerprint = compiler_fingerprint()
     if fingerprint is None:
         raise OSError("the compiler's own modules cannot be read: nothing to fingerprint")
-    ir = _relocate(policy.model_dump(mode="json"), str(source), source.name)
+    # Unset fields stay out: merging policies takes only the settings a file sets, and a
+    # loaded file must say exactly what its source said.
+    ir = _relocate(policy.model_dump(mode="json", exclude_unset=True), str(source), source.name)
     doc = {
         "format": FORMAT,
         "policy": name,
@@ -128,9 +126,18 @@ def stale(directory: Path, expected: dict[str, str]) -> list[tuple[str, str]]:
         elif path.read_text(encoding="utf-8") != text:
             out.append((name, "out of date"))
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
-        if path.name not in expected:
+        if path.name not in expected and _is_artifact(path):
             out.append((path.name, "not the compiled form of any built-in policy"))
     return out
+
+
+def _is_artifact(path: Path) -> bool:
+    """Was this file written by `leashd policy compile`? (Only those are ever removed.)"""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"format", "policy", "source", "compiler"} <= set(doc)
 
 
 def write(directory: Path, expected: dict[str, str]) -> list[str]:

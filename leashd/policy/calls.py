@@ -26,15 +26,17 @@ class Call:
     origin: str  # FILE:LINE (a suite case: FILE#N)
 
     def key(self) -> str:
-        return json.dumps([self.tool, self.input], sort_keys=True)
+        # default=str: a suite's YAML may hold dates and such in an input
+        return json.dumps([self.tool, self.input], sort_keys=True, default=str)
 
     def short(self, width: int = 100) -> str:
         """How a report shows it: the command for Bash, else the input as JSON."""
         if self.tool == "Bash" and isinstance(self.input.get("command"), str):
             text = self.input["command"]
         else:
-            text = json.dumps(self.input, sort_keys=True)
-        text = " ".join(text.split())
+            text = json.dumps(self.input, sort_keys=True, default=str)
+        # lone surrogates (JSON allows them) cannot be printed: shown escaped
+        text = " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
         if len(text) > width:
             text = text[: width - 1] + "…"
         return f"{self.tool} {text}"

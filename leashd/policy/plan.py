@@ -79,7 +79,50 @@ class Plan:
         names = {f.name for f in fields(cls)}
         if set(data) != names:
             raise ValueError(f"plan keys differ: {sorted(set(data) ^ names)}")
-        return cls(**{name: _load(name, data[name]) for name in names})
+        plan = cls(**{name: _load(name, data[name]) for name in names})
+        plan.check()
+        return plan
+
+    def check(self) -> None:
+        """Raise ValueError unless the plan fits this leashd and a policy of `size` rules:
+        every index the compiler relies on present, every mask and owner in range. (A plan
+        read from a file could come from a leashd that knew other tools or kinds.)"""
+        full = (1 << self.size) - 1
+
+        def masks_ok(values: Any) -> bool:
+            return all(m >= 0 and m & ~full == 0 for m in values)
+
+        expect = {
+            "has": set(KINDS),
+            "by_tool": set(BUILTIN_TOOLS),
+            "access_ok": {"read", "write"},
+            "where_ok": set(WHERE),
+            "value_sets": set(VALUE_KINDS),
+        }
+        for name, keys in expect.items():
+            if set(getattr(self, name)) != keys:
+                raise ValueError(f"plan.{name} has keys {sorted(getattr(self, name))}")
+        singles = [getattr(self, n) for n in _MASK_FIELDS]
+        dicts = [v for n in _MASK_DICTS for v in getattr(self, n).values()]
+        if not masks_ok([*singles, *dicts, *self.glob_want, *self.glob_unwanted]):
+            raise ValueError("a plan mask names a rule the policy does not have")
+        if not len(self.globs) == len(self.glob_want) == len(self.glob_unwanted):
+            raise ValueError("plan glob tables differ in length")
+        entries = [
+            *self.argv_wild,
+            *self.flags,
+            *self.commands,
+            *self.path_regexes,
+            *(e for v in self.argv_by_program.values() for e in v),
+            *(e for v in self.value_sets.values() for e in v),
+        ]
+        owners = [o for _, _, o in entries] + [i for i, _ in self.complex_flags]
+        owners += list(self.input_pairs)
+        if not all(0 <= o < self.size for o in owners):
+            raise ValueError("a plan pattern belongs to a rule the policy does not have")
+        pairs = sum(m.bit_count() for m in self.input_pairs.values())
+        if not all(0 <= k < pairs for v in self.input_keys.values() for _, _, k in v):
+            raise ValueError("a plan input pattern belongs to no rule")
 
 
 _MASK_FIELDS = {

@@ -122,7 +122,7 @@ class YamlRule(_Strict):
 
 
 class YamlPolicy(_Strict):
-    version: int | str | None = Field(None, description="The policy's own version.")
+    version: int | float | str | None = Field(None, description="The policy's own version.")
     name: str | None = None
     description: str | None = None
     settings: YamlSettings | None = None

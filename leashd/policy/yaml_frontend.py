@@ -138,6 +138,13 @@ def parse_yaml(text: str, file: str = "<policy>") -> Policy:
     if top is None:
         raise PolicyErrors(r.errors)
     r.check_keys(top, TOP_KEYS, "the policy")
+    for key in ("name", "description"):
+        if key in top:
+            r.string(top[key][1], key)
+    if "version" in top:
+        v = r.value(top["version"][1])
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            r.error(top["version"][1], f"version must be a string or a number, not {v!r}")
     settings = Settings()
     if "settings" in top:
         settings = _settings(r, top["settings"][1])

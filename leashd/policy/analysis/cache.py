@@ -2,10 +2,11 @@
 watch loop) costs a load and a hash instead of the whole analysis.
 
 The key is the SHA-256 of the policy's IR as JSON (spans and source names included, so
-every location in a cached finding is still right) and of the source of every leashd
-module (a leashd that analyses differently never reads another's results). The cache is an
-optimisation only: a file that is missing, unreadable, corrupt or of another shape is a
-miss, and a cache that cannot be written is skipped; neither changes a finding.
+every location in a cached finding is still right), of the source of every leashd
+module and of the PyYAML and pydantic versions (a leashd that analyses differently never
+reads another's results). The cache is an optimisation only: a file that is missing,
+unreadable, corrupt or of another shape is a miss, and a cache that cannot be written is
+skipped; neither changes a finding.
 
 Where: `$LEASHD_CACHE_DIR`, else `$XDG_CACHE_HOME/leashd`, else `~/.cache/leashd`.
 """
@@ -15,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from leashd.policy.ir import Policy, Span
+from leashd.resources import library_versions, source_fingerprint
 
 _KEEP = 64  # result files kept; the oldest beyond are removed
 _FIELDS = ("kind", "severity", "rule", "related", "message", "location", "example")
@@ -32,18 +33,9 @@ def cache_dir() -> Path:
     return Path(base) / "leashd"
 
 
-@lru_cache(maxsize=1)
-def _code_fingerprint() -> str:
-    root = Path(__file__).resolve().parents[2]  # the leashd package
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 def key(policy: Policy) -> str | None:
     try:
-        code = _code_fingerprint()
+        code = source_fingerprint() + "\0" + library_versions()
     except OSError:
         return None  # leashd's own source cannot be read: no safe key, no cache
     ir = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
