@@ -36,9 +36,16 @@ def resolve_policy(spec: str) -> Path:
 
 
 def load_file(path: Path) -> Policy:
+    """A policy file, by its extension: .yaml/.yml or .leash."""
     if path.suffix in (".yaml", ".yml"):
         return load_yaml(path)
-    raise PolicyError(f"unknown policy format {path.suffix!r}: use .yaml or .yml", str(path), 0, 0)
+    if path.suffix == ".leash":
+        from leashd.policy.leash_frontend import load_leash  # Lark: only when needed
+
+        return load_leash(path)
+    raise PolicyError(
+        f"unknown policy format {path.suffix!r}: use .yaml, .yml or .leash", str(path), 0, 0
+    )
 
 
 def load_policies(specs: list[str] | tuple[str, ...] = ()) -> Policy:

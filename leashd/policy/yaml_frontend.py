@@ -123,7 +123,6 @@ class _Reader:
 
 def parse_yaml(text: str, file: str = "<policy>") -> Policy:
     """Parse YAML policy text into the IR, or raise PolicyErrors listing every problem."""
-    r = _Reader(file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -132,6 +131,14 @@ def parse_yaml(text: str, file: str = "<policy>") -> Policy:
         raise PolicyError(f"invalid YAML: {exc.problem or exc}", file, line, col) from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"invalid YAML: {exc}", file, 1, 1) from None
+    return build_policy(root, file)
+
+
+def build_policy(root: Node | None, file: str, reader: _Reader | None = None) -> Policy:
+    """A composed YAML document (or nodes built to look like one, as the .leash front-end
+    does) -> the IR. Every check happens here, so both front-ends produce the same IR and
+    the same errors, at the place each node says it came from."""
+    r = reader or _Reader(file)
     if root is None:
         return Policy(rules=(), sources=(file,))
     top = r.mapping(root, "the policy")

@@ -1,0 +1,240 @@
+"""IR -> .leash text: the canonical form `leashd policy fmt` writes and `convert` produces.
+
+Parsing the printed text gives the same IR again (spans aside): every condition, reason,
+example and setting is printed, in a fixed order, with the shortest quoting that reads back
+the same. A rule is one line when it fits in `WIDTH` columns; otherwise its clauses go on
+indented lines, one each.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from leashd.policy.analysis.catalog import lookup
+from leashd.policy.ir import ArgvPattern, Example, Policy, Rule
+
+WIDTH = 100
+_ACTION = {"allow": "allow", "deny": "deny", "require_approval": "ask"}
+_BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_.*+/-]*\Z")
+_RESERVED = {
+    "policy", "version", "description", "default", "approval-timeout", "include", "let",
+    "allow", "deny", "ask", "tool", "tools", "cmd", "argv", "flags", "paths", "except",
+    "access", "where", "ignore-case", "via", "regex", "path-regex", "hosts", "mcp", "modes",
+    "env", "fed-by", "opaque", "wrapper", "input", "reason", "risk", "match", "no-match",
+    "lint-ignore", "true", "false", "null",
+}  # fmt: skip
+
+
+def quote(text: str) -> str:
+    """A string literal: double quotes with JSON escapes."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def raw(text: str) -> str:
+    """A regex: single-quoted, raw (no escapes to double), when it can be."""
+    if "\n" in text or "\r" in text:
+        return quote(text)
+    return "'" + text.replace("'", "''") + "'"
+
+
+def word(text: str) -> str:
+    """A value that may go bare (`Read`, `conflict`) or needs quotes."""
+    return text if _BARE.match(text) and text not in _RESERVED else quote(text)
+
+
+def items(values: tuple[str, ...] | list[str], fmt=quote) -> str:
+    if len(values) == 1:
+        return fmt(values[0])
+    return "[" + ", ".join(fmt(v) for v in values) + "]"
+
+
+def _cmd_text(p: ArgvPattern) -> str | None:
+    """An argv pattern as one `cmd` string, when splitting it again gives the same tokens."""
+    for alts in p.tokens:
+        for a in alts:
+            if not a or any(c.isspace() for c in a) or "|" in a:
+                return None
+    return " ".join("|".join(alts) for alts in p.tokens)
+
+
+def _argv_list(p: ArgvPattern) -> str:
+    toks = [quote(a[0]) if len(a) == 1 else "[" + ", ".join(map(quote, a)) + "]" for a in p.tokens]
+    return "argv [" + ", ".join(toks) + "]"
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)}: {_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_json(v) for v in value) + "]"
+    if isinstance(value, str):
+        return quote(value)
+    return json.dumps(value)
+
+
+def _key(k: Any) -> str:
+    k = str(k)
+    return k if _BARE.match(k) and k not in _RESERVED else quote(k)
+
+
+def _example(keyword: str, ex: Example) -> str:
+    if ex.tool == "Bash" and set(ex.input) == {"command"} and isinstance(ex.input["command"], str):
+        return f"{keyword} {quote(ex.input['command'])}"
+    return f"{keyword} {ex.tool} {_json(ex.input)}"
+
+
+def clauses(r: Rule) -> list[str]:
+    """The clauses of a rule, in the canonical order."""
+    out: list[str] = []
+    if r.tools is not None:
+        out.append("tools " + items(r.tools, word))
+    if r.mcp_servers is not None:
+        out.append("mcp " + items(r.mcp_servers, word))
+    if r.modes is not None:
+        out.append("modes " + items(r.modes, word))
+    if r.argv is not None:
+        # in order: runs of patterns that fit one string each go in one `cmd`
+        run: list[str] = []
+        for p in r.argv:
+            text = _cmd_text(p)
+            if text is not None:
+                run.append(text)
+                continue
+            if run:
+                out.append("cmd " + items(run))
+                run = []
+            out.append(_argv_list(p))
+        if run:
+            out.append("cmd " + items(run))
+        if not r.argv:
+            out.append("cmd []")
+    if r.flags is not None:
+        out.append("flags " + items(r.flags))
+    if r.env is not None:
+        out.append("env " + items(r.env, word))
+    if r.fed_by is not None:
+        out.append("fed-by " + items(r.fed_by, word))
+    if r.opaque is not None:
+        out.append("opaque" if r.opaque else "opaque false")
+    if r.wrapper is not None:
+        out.append("wrapper" if r.wrapper else "wrapper false")
+    if r.command_patterns is not None:
+        out.append("regex " + items([x.pattern for x in r.command_patterns], raw))
+    if r.path_patterns is not None:
+        out.append("path-regex " + items([x.pattern for x in r.path_patterns], raw))
+    if r.paths is not None:
+        c = r.paths
+        parts = ["paths " + items(c.globs)] if c.globs else []
+        if c.except_globs:
+            parts.append("except " + items(c.except_globs))
+        if c.access != "any":
+            parts.append("access " + c.access)
+        if c.where != "anywhere":
+            parts.append("where " + c.where)
+        if c.via != "any":
+            parts.append("via " + c.via)
+        if c.ignore_case:
+            parts.append("ignore-case")
+        if not parts:
+            parts.append("paths []")
+        out.extend(parts)
+    if r.hosts is not None:
+        out.append("hosts " + items(r.hosts))
+    for key, rx in r.input or ():
+        out.append(f"input {_key(key)} ~ {raw(rx.pattern)}")
+    if r.reason is not None:
+        out.append("reason " + quote(r.reason))
+    if r.description is not None:
+        out.append("description " + quote(r.description))
+    if r.risk_level != "medium":
+        out.append("risk " + r.risk_level)
+    if r.lint_ignore:
+        names = [(lookup(c).kind if lookup(c) else c) for c in r.lint_ignore]  # type: ignore[union-attr]
+        out.append("lint-ignore " + items(names, word))
+    out.extend(_example("match", ex) for ex in r.examples_match)
+    out.extend(_example("no-match", ex) for ex in r.examples_not_match)
+    return out
+
+
+def _wrap(clause: str) -> str:
+    """A clause too long for one line, with its list over several: `cmd` lists one pattern
+    per line, other lists filled to the width."""
+    keyword, _, rest = clause.partition(" ")
+    if len(clause) + 4 <= WIDTH or not rest.startswith("[") or not rest.endswith("]"):
+        return clause
+    elements = _split_list(rest[1:-1])
+    if elements is None:
+        return clause
+    lines: list[str] = []
+    if keyword in ("cmd", "argv"):
+        lines = [e + "," for e in elements]
+    else:
+        cur = ""
+        for e in elements:
+            piece = e + ","
+            if cur and len(cur) + 1 + len(piece) > WIDTH - 8:
+                lines.append(cur)
+                cur = piece
+            else:
+                cur = f"{cur} {piece}" if cur else piece
+        if cur:
+            lines.append(cur)
+    return keyword + " [\n" + "".join(f"        {x}\n" for x in lines) + "    ]"
+
+
+def _split_list(body: str) -> list[str] | None:
+    """The top-level elements of a printed list body (strings may hold commas)."""
+    out: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == '"':
+            i += 1
+            while i < len(body) and body[i] != '"':
+                i += 2 if body[i] == "\\" else 1
+        elif c == "'":
+            i += 1
+            while i < len(body) and not (body[i] == "'" and body[i + 1 : i + 2] != "'"):
+                i += 2 if body[i] == "'" else 1
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            out.append(body[start:i].strip())
+            start = i + 1
+        i += 1
+    out.append(body[start:].strip())
+    return out if all(out) else None
+
+
+def rule_text(r: Rule) -> str:
+    head = f"{_ACTION[r.action]} {word(r.name)}"
+    body = clauses(r)
+    one_line = " ".join([head, *body])
+    if len(one_line) <= WIDTH:
+        return one_line
+    return head + "".join("\n    " + _wrap(c) for c in body)
+
+
+def print_policy(policy: Policy) -> str:
+    out: list[str] = []
+    s = policy.settings
+    if "default_action" in s.model_fields_set:
+        out.append(f"default {_ACTION[s.default_action]}")
+    if "approval_timeout_seconds" in s.model_fields_set:
+        out.append(f"approval-timeout {s.approval_timeout_seconds}")
+    if out:
+        out.append("")
+    for r in policy.rules:
+        text = rule_text(r)
+        if "\n" in text and out and out[-1] != "":
+            out.append("")  # a rule over several lines stands apart
+        out.append(text)
+        if "\n" in text:
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
