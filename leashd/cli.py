@@ -23,9 +23,12 @@ from leashd.policy.diff import PolicyDiff
 from leashd.policy.diff import diff as diff_policies
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
-from leashd.policy.loader import compiled_files, load_compiled
+from leashd.policy.leash_format import format_leash
+from leashd.policy.leash_printer import print_policy, yaml_comments
+from leashd.policy.loader import compiled_files, load_compiled, load_file
 from leashd.policy.schema import policy_schema
 from leashd.policy.testsuite import builtin_suites, coverage, junit_xml, run_suite
+from leashd.policy.yaml_printer import print_yaml
 
 
 @click.group()
@@ -379,6 +382,60 @@ def diff_cmd(
     else:
         _print_diff(result, limit)
     sys.exit(1 if fail_on_looser and result.looser else 0)
+
+
+@policy.command("fmt")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--check", is_flag=True, help="Exit 1 when a file is not formatted; write nothing.")
+def fmt_cmd(files: tuple[str, ...], check: bool) -> None:
+    """Rewrite .leash files in their canonical layout (comments, names and includes kept)."""
+    unformatted = 0
+    for name in files:
+        path = Path(name)
+        if path.suffix != ".leash":
+            click.echo(f"{path}: not a .leash file (convert it: leashd policy convert)", err=True)
+            sys.exit(2)
+        text = path.read_text(encoding="utf-8")
+        try:
+            formatted = format_leash(text, str(path))
+        except PolicyError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
+        if formatted == text:
+            continue
+        unformatted += 1
+        if check:
+            click.echo(f"{path}: not formatted")
+        else:
+            path.write_text(formatted, encoding="utf-8")
+            click.echo(f"formatted {path}")
+    if check and unformatted:
+        click.echo(f"{unformatted} file(s) would be reformatted (leashd policy fmt)")
+        sys.exit(1)
+
+
+@policy.command("convert")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "target", type=click.Choice(["leash", "yaml"]), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write it here.")
+def convert_cmd(source: Path, target: str, output: str | None) -> None:
+    """Convert a policy between YAML and .leash; every decision and rule name stays."""
+    try:
+        policy = load_file(source)
+    except PolicyError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    if target == "leash":
+        header, comments = ([], {})
+        if source.suffix in (".yaml", ".yml"):
+            header, comments = yaml_comments(source.read_text(encoding="utf-8"))
+        text = print_policy(policy, header, comments)
+    else:
+        text = print_yaml(policy)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
 
 
 @policy.command("schema")

@@ -5,14 +5,20 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from click.testing import CliRunner
 
+from leashd.cli import main
+from leashd.policy import Evaluator, compile_policy
 from leashd.policy.diff import _without_spans
 from leashd.policy.errors import PolicyError
 from leashd.policy.ir import Policy
+from leashd.policy.leash_format import format_leash
 from leashd.policy.leash_frontend import parse_leash
 from leashd.policy.leash_printer import print_policy
-from leashd.policy.loader import BUILTIN_NAMES, load_policies
+from leashd.policy.loader import BUILTIN_NAMES, builtin_path, load_file, load_policies
 from leashd.policy.yaml_frontend import parse_yaml
+
+from .conftest import corpus_rows
 
 
 def same_ir(a: Policy, b: Policy) -> bool:
@@ -111,3 +117,85 @@ def test_errors_point_at_the_place_with_the_source_line(text, line, col, fragmen
     assert (first.file, first.line, first.column) == ("p.leash", line, col), str(err)
     assert fragment in str(err)
     assert "^" in str(err)  # the caret under the column
+
+
+# --- the shipped .leash built-ins, convert and fmt ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_the_shipped_leash_built_in_says_what_the_yaml_says(name):
+    # CI's proof that both forms of every built-in compile to the same IR.
+    leash_file = builtin_path(name).with_suffix(".leash")
+    assert same_ir(load_file(leash_file), load_file(builtin_path(name))), (
+        f"{leash_file} differs from the YAML: leashd policy convert "
+        f"policies/{name}.yaml --to leash -o {leash_file}"
+    )
+    text = leash_file.read_text()
+    assert format_leash(text, str(leash_file)) == text  # and it is formatted
+    assert text.startswith("# leashd built-in policy")  # the YAML's comments came along
+
+
+def test_converting_both_ways_keeps_every_decision(tmp_path, world):
+    runner = CliRunner()
+    src = builtin_path("permissive")
+    leash_path, yaml_path = tmp_path / "p.leash", tmp_path / "p.yaml"
+    assert runner.invoke(main, ["policy", "convert", str(src), "--to", "leash", "-o",
+                                str(leash_path)]).exit_code == 0  # fmt: skip
+    assert runner.invoke(main, ["policy", "convert", str(leash_path), "--to", "yaml", "-o",
+                                str(yaml_path)]).exit_code == 0  # fmt: skip
+    evaluators = [
+        Evaluator(compile_policy(load_file(p)), world) for p in (src, leash_path, yaml_path)
+    ]
+    rows = [r for n in ("everyday", "adversarial") for r in corpus_rows(n)]
+    for r in rows:
+        got = {
+            (d.action, d.rule_name) for d in (e.evaluate(r["tool"], r["input"]) for e in evaluators)
+        }
+        assert len(got) == 1, (r, got)
+
+
+def test_fmt_check_and_rewrite(tmp_path):
+    messy = tmp_path / "p.leash"
+    messy.write_text(
+        "# keep me\nlet s=[\".env\",'*.pem']\n\n\n"
+        'deny   secrets   paths @s   reason "no"   # about secrets\nallow ok tools Read\n'
+    )
+    runner = CliRunner()
+    check = runner.invoke(main, ["policy", "fmt", "--check", str(messy)])
+    assert check.exit_code == 1 and "not formatted" in check.output
+    assert runner.invoke(main, ["policy", "fmt", str(messy)]).exit_code == 0
+    text = messy.read_text()
+    assert text == (
+        "# keep me\n"
+        "let s = [\".env\", '*.pem']\n\n"
+        "# about secrets\n"
+        'deny secrets paths @s reason "no"\n'
+        "allow ok tools Read\n"
+    )
+    assert runner.invoke(main, ["policy", "fmt", "--check", str(messy)]).exit_code == 0
+    assert same_ir(
+        load_file(messy),
+        parse_leash(
+            'deny secrets paths [".env", "*.pem"] reason "no"\nallow ok tools Read\n', "x.leash"
+        ),
+    )
+
+
+def test_includes_overlay_and_share_names(tmp_path):
+    (tmp_path / "base.leash").write_text('let secrets = [".env"]\ndeny creds paths @secrets\n')
+    (tmp_path / "team.leash").write_text(
+        'include "base.leash"\nask more paths @secrets except ".env.example"\n'
+    )
+    policy = load_file(tmp_path / "team.leash")
+    assert [r.name for r in policy.rules] == ["creds", "more"]
+    assert policy.rules[0].span.file.endswith("base.leash")
+    (tmp_path / "a.leash").write_text('include "b.leash"\n')
+    (tmp_path / "b.leash").write_text('include "a.leash"\n')
+    with pytest.raises(PolicyError) as info:
+        load_file(tmp_path / "a.leash")
+    assert "include cycle: a.leash -> b.leash -> a.leash" in str(info.value)
+    (tmp_path / "dup.leash").write_text('include "base.leash"\ndeny creds cmd "rm"\n')
+    with pytest.raises(PolicyError) as info:
+        load_file(tmp_path / "dup.leash")
+    assert "duplicate rule name 'creds'" in str(info.value)
+    assert info.value.line == 2

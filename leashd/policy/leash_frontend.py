@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,24 @@ KEYWORDS = (
 
 
 @lru_cache(maxsize=1)
+def _grammar() -> str:
+    return (data_dir("grammar") / "leash.lark").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
 def _parser() -> Lark:
-    grammar = (data_dir("grammar") / "leash.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True)
+    return Lark(_grammar(), parser="lalr", lexer="contextual", propagate_positions=True)
+
+
+def _parser_with_comments(sink: Callable[[Token], Any]) -> Lark:
+    """A parser that also hands every comment to `sink` (for the formatter)."""
+    return Lark(
+        _grammar(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        lexer_callbacks={"COMMENT": sink},
+    )
 
 
 def load_leash(path: str | Path) -> Policy:
@@ -200,21 +216,31 @@ class _Loader:
         self.texts: dict[str, str] = {}
 
     def load(self, path: Path, stack: tuple[Path, ...]) -> Policy:
+        return self.load_with_names(path, stack)[0]
+
+    def load_with_names(self, path: Path, stack: tuple[Path, ...]) -> tuple[Policy, dict]:
+        """The policy of a file and the `let` names it defines (an includer sees them)."""
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(f"cannot read policy: {exc.strerror or exc}", str(path)) from None
         except UnicodeDecodeError as exc:
             raise PolicyError(f"the policy is not UTF-8: {exc.reason}", str(path), 1, 1) from None
-        return self.parse(text, str(path), path.parent, (*stack, path.resolve()))
+        builder = self._builder(text, str(path), path.parent, (*stack, path.resolve()))
+        return builder.policy, builder.names
 
     def parse(self, text: str, file: str, base: Path, stack: tuple[Path, ...]) -> Policy:
+        return self._builder(text, file, base, stack).policy
+
+    def _builder(self, text: str, file: str, base: Path, stack: tuple[Path, ...]) -> _Builder:
         self.texts[file] = text
         try:
             tree = _parser().parse(text)
         except UnexpectedInput as exc:
             raise _syntax_error(exc, text, file) from None
-        return _Builder(self, text, file, base, stack).build(tree)
+        builder = _Builder(self, text, file, base, stack)
+        builder.policy = builder.build(tree)
+        return builder
 
 
 class _Builder:
@@ -226,6 +252,7 @@ class _Builder:
         self.stack = stack
         self.names: dict[str, Node] = {}
         self.errors: list[PolicyError] = []
+        self.policy = Policy(rules=())
 
     # --- nodes ---------------------------------------------------------------------------
 
@@ -437,7 +464,12 @@ class _Builder:
         try:
             if target.suffix in (".yaml", ".yml"):
                 return load_yaml(target)
-            return self.loader.load(target, self.stack)
+            policy, names = self.loader.load_with_names(target, self.stack)
+            for name, node in names.items():  # the included file's names are shared
+                if name in self.names:
+                    self.error(stmt, f"@{name} is defined both here and in {target.name}")
+                self.names[name] = node
+            return policy
         except PolicyError as exc:
             self.errors.extend(exc.errors if isinstance(exc, PolicyErrors) else [exc])
             return None

@@ -138,7 +138,7 @@ def clauses(r: Rule) -> list[str]:
         if c.ignore_case:
             parts.append("ignore-case")
         if not parts:
-            parts.append("paths []")
+            parts.append("access any")  # a path condition that holds for any path
         out.extend(parts)
     if r.hosts is not None:
         out.append("hosts " + items(r.hosts))
@@ -221,19 +221,66 @@ def rule_text(r: Rule) -> str:
     return head + "".join("\n    " + _wrap(c) for c in body)
 
 
-def print_policy(policy: Policy) -> str:
-    out: list[str] = []
+def yaml_comments(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The whole-line comments of a YAML policy: those before `rules:` (the file's header),
+    and per rule name those above it or inside it. (Comments after a value on the same line
+    are left out: telling them from a `#` inside a string takes a YAML parser.)"""
+    header: list[str] = []
+    by_rule: dict[str, list[str]] = {}
+    pending: list[str] = []
+    current: str | None = None
+    seen_rules = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped)
+            continue
+        m = _YAML_RULE.match(line)
+        if m:
+            current = m.group(1).strip().strip("'\"")
+            by_rule.setdefault(current, []).extend(pending)
+            pending = []
+        elif re.match(r"rules\s*:", line):
+            seen_rules = True
+            header.extend(pending)
+            pending = []
+        elif current is not None and pending and stripped:
+            by_rule[current].extend(pending)  # inside the rule: kept with it
+            pending = []
+        elif not seen_rules and pending and stripped:
+            header.extend(pending)
+            pending = []
+    if pending:
+        header.extend(pending) if current is None else by_rule[current].extend(pending)
+    return header, by_rule
+
+
+_YAML_RULE = re.compile(r"\s*-\s+(?:\{\s*)?name\s*:\s*([^,}#]+)")
+
+
+def print_policy(
+    policy: Policy,
+    header: list[str] | None = None,
+    comments: dict[str, list[str]] | None = None,
+) -> str:
+    """`header`: comment lines for the top of the file; `comments`: per rule name, comment
+    lines to print above it (see `yaml_comments`)."""
+    out: list[str] = list(header or [])
+    if out:
+        out.append("")
     s = policy.settings
     if "default_action" in s.model_fields_set:
         out.append(f"default {_ACTION[s.default_action]}")
     if "approval_timeout_seconds" in s.model_fields_set:
         out.append(f"approval-timeout {s.approval_timeout_seconds}")
-    if out:
+    if out and out[-1] != "":
         out.append("")
     for r in policy.rules:
         text = rule_text(r)
-        if "\n" in text and out and out[-1] != "":
+        notes = (comments or {}).get(r.name, [])
+        if ("\n" in text or notes) and out and out[-1] != "":
             out.append("")  # a rule over several lines stands apart
+        out.extend(notes)
         out.append(text)
         if "\n" in text:
             out.append("")

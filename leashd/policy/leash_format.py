@@ -1,0 +1,167 @@
+"""`leashd policy fmt`: .leash text in its canonical layout, with everything the author wrote.
+
+Unlike the IR printer (`leash_printer.py`, for converting), this works on the parse tree, so
+`let` names and their `@` uses, includes, the order of clauses and every comment stay. What
+changes is only the layout: one statement per line where it fits in the width, otherwise a
+clause per indented line and long lists wrapped; a blank line around multi-line rules; one
+quoting per string kind. Formatting formatted text changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from lark import Token, Tree, UnexpectedInput
+
+from leashd.policy.errors import PolicyError
+from leashd.policy.leash_frontend import _parser_with_comments, _syntax_error
+from leashd.policy.leash_printer import WIDTH, _wrap, quote, raw
+
+_KEYWORD = {
+    "tools": "tools", "flags": "flags", "paths": "paths", "except": "except",
+    "access": "access", "where": "where", "via": "via", "regex": "regex",
+    "path_regex": "path-regex", "hosts": "hosts", "mcp": "mcp", "modes": "modes", "env": "env",
+    "fed_by": "fed-by", "reason": "reason", "description": "description", "risk": "risk",
+    "lint_ignore": "lint-ignore", "cmd": "cmd", "argv": "argv",
+}  # fmt: skip
+
+
+def _string(tree: Tree) -> str:
+    tok = tree.children[0]
+    text = str(tok)
+    if tok.type == "SQ_STRING":
+        return raw(text[1:-1].replace("''", "'"))
+    return quote(json.loads(text))
+
+
+def _value(item: Tree | Token | None) -> str:
+    if isinstance(item, Token):
+        return str(item)
+    assert item is not None
+    if item.data == "string":
+        return _string(item)
+    if item.data == "word":
+        return str(item.children[0])
+    if item.data == "ref":
+        return "@" + str(item.children[0])
+    if item.data == "list":
+        return "[" + ", ".join(_value(c) for c in item.children if c is not None) + "]"
+    if item.data == "object":
+        pairs = []
+        for pair in item.children:
+            if pair is None:
+                continue
+            k, v = pair.children
+            pairs.append(f"{_value(k)}: {_value(v)}")
+        return "{" + ", ".join(pairs) + "}"
+    if item.data == "json_list":
+        return "[" + ", ".join(_value(c) for c in item.children if c is not None) + "]"
+    if item.data in ("number", "boolean"):
+        return str(item.children[0])
+    if item.data == "null":
+        return "null"
+    raise AssertionError(item)  # pragma: no cover
+
+
+def _clause(c: Tree) -> str:
+    kind, args = c.data, c.children
+    if kind in _KEYWORD:
+        return f"{_KEYWORD[kind]} {_value(args[0])}"
+    if kind == "ignore_case":
+        return "ignore-case"
+    if kind in ("opaque", "wrapper"):
+        return kind if not args or args[0] is None else f"{kind} {args[0]}"
+    if kind == "input":
+        return f"input {args[0]} ~ {_value(args[1])}"
+    if kind in ("match", "no_match"):
+        ex = args[0]
+        word = "match" if kind == "match" else "no-match"
+        if len(ex.children) == 1:
+            return f"{word} {_value(ex.children[0])}"
+        return f"{word} {ex.children[0]} {_value(ex.children[1])}"
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _statement(s: Tree) -> str:
+    kind = s.data
+    if kind == "rule":
+        action, name, *clauses = s.children
+        head = f"{action} {_value(name.children[0])}"
+        body = [_clause(c) for c in clauses]
+        line = " ".join([head, *body])
+        if len(line) <= WIDTH:
+            return line
+        return head + "".join("\n    " + _wrap(c) for c in body)
+    if kind == "let":
+        text = f"let {s.children[0]} = {_value(s.children[1])}"
+        if len(text) <= WIDTH:
+            return text
+        wrapped = _wrap(f"{s.children[0]} {_value(s.children[1])}").replace("\n    ", "\n")
+        name, _, rest = wrapped.partition(" ")
+        return f"let {name} = {rest}"
+    if kind == "include":
+        return f"include {_value(s.children[0])}"
+    if kind == "default_action":
+        return f"default {s.children[0]}"
+    if kind == "approval_timeout":
+        return f"approval-timeout {s.children[0]}"
+    if kind == "policy_info":
+        parts = [f"policy {_value(s.children[0])}"]
+        for c in s.children[1:]:
+            word = "version" if c.data == "version" else "description"
+            parts.append(f"{word} {_value(c.children[0])}")
+        return " ".join(parts)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def format_leash(text: str, file: str = "<policy>") -> str:
+    """The canonical layout of `text`; raises PolicyError (with the place) on a syntax error."""
+    comments: list[Token] = []
+    try:
+        tree = _parser_with_comments(comments.append).parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, file) from None
+    lines = text.split("\n")
+    out: list[str] = []
+    pending = sorted(comments, key=lambda t: t.line or 0)
+    k = 0
+    for s in tree.children:
+        block: list[Token] = []
+        # comments before this statement, and those inside it (kept just above it)
+        while k < len(pending) and (pending[k].line or 0) <= s.meta.end_line:
+            block.append(pending[k])
+            k += 1
+        printed = _statement(s)
+        multi = "\n" in printed
+
+        def blank_before(line: int) -> bool:
+            return line >= 2 and lines[line - 2].strip() == ""
+
+        first = min([s.meta.line, *(t.line or s.meta.line for t in block)])
+        if (multi or blank_before(first) or s.data in ("let", "include")) and out and out[-1]:
+            out.append("")
+        for t in block:  # a blank line the author left between comments stays
+            if t.line != first and blank_before(t.line or 0) and out and out[-1]:
+                out.append("")
+            out.append(str(t).rstrip())
+        before = [t for t in block if (t.line or 0) < s.meta.line]
+        if before and before == block and blank_before(s.meta.line) and out[-1]:
+            out.append("")
+        out.append(printed)
+        if multi:
+            out.append("")
+    tail = [str(t).rstrip() for t in pending[k:]]
+    if tail:
+        if out and out[-1] != "":
+            out.append("")
+        out.extend(tail)
+    while out and out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n" if out else ""
+
+
+def check_formatted(text: str, file: str) -> bool:
+    try:
+        return format_leash(text, file) == text
+    except PolicyError:
+        return False
