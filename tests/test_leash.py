@@ -199,3 +199,124 @@ def test_includes_overlay_and_share_names(tmp_path):
         load_file(tmp_path / "dup.leash")
     assert "duplicate rule name 'creds'" in str(info.value)
     assert info.value.line == 2
+
+
+# --- round trips on generated policies ----------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from leashd.policy.ir import ArgvPattern, Example, PathCondition, Regex, Rule, Settings  # noqa: E402
+from leashd.policy.yaml_printer import print_yaml  # noqa: E402
+
+_words = st.sampled_from(
+    ["git", "push", "*", "--force", "-f", "a b", "x|y", "é", "'q'", '"dq"', "allow", "@x", "#c"]
+)
+_text = st.text(alphabet=st.sampled_from("ab '\"\\#@|é\n\t-*"), min_size=1, max_size=8)
+_regex = st.sampled_from(["(?i)drop", r"\bgit\s+push", "a'b", 'x"y', r"\\", "^$", "[a-z]+"])
+_token = st.lists(_words, min_size=1, max_size=3, unique=True).map(tuple)
+
+
+@st.composite
+def _argv(draw):
+    tokens = draw(st.lists(_token, min_size=1, max_size=4))
+    tokens = [t for t in tokens if "$" not in t]
+    if not tokens:
+        tokens = [("git",)]
+    if draw(st.booleans()):
+        tokens.append(("$",))
+    return ArgvPattern(tokens=tuple(tokens))
+
+
+def _some(*values: str, unique: bool = False):
+    """A non-empty tuple drawn from `values`."""
+    return st.lists(st.sampled_from(values), min_size=1, max_size=3, unique=unique).map(tuple)
+
+
+_regexes = st.lists(_regex.map(lambda p: Regex(pattern=p)), min_size=1, max_size=2).map(tuple)
+_paths = st.builds(
+    PathCondition,
+    globs=st.lists(st.sampled_from(["*.pem", ".env", "~/.ssh", "a b/*"]), max_size=3).map(tuple),
+    except_globs=st.lists(st.sampled_from(["x.pem", "*.pub"]), max_size=2).map(tuple),
+    access=st.sampled_from(["read", "write", "any"]),
+    where=st.sampled_from(["anywhere", "inside", "outside", "temp", "system"]),
+    ignore_case=st.booleans(),
+    via=st.sampled_from(["any", "redirect"]),
+)
+_json_values = st.one_of(
+    _text, st.integers(), st.booleans(), st.none(), st.lists(st.integers(), max_size=2)
+)
+_tool_example = st.builds(
+    Example,
+    tool=st.sampled_from(["Read", "mcp__db__query"]),
+    input=st.dictionaries(
+        st.sampled_from(["file_path", "sql", "odd key"]), _json_values, max_size=2
+    ),
+)
+_examples = st.lists(
+    st.one_of(_text.map(lambda c: Example(tool="Bash", input={"command": c})), _tool_example),
+    max_size=2,
+).map(tuple)
+_inputs = st.dictionaries(
+    st.sampled_from(["sql", "url", "odd key"]), _regex.map(lambda p: Regex(pattern=p)),
+    min_size=1, max_size=2,
+).map(lambda d: tuple(d.items()))  # fmt: skip
+
+
+@st.composite
+def _rule(draw, n: int):
+    def opt(strategy):
+        return draw(st.one_of(st.none(), strategy))
+
+    return Rule(
+        name=draw(st.sampled_from(["r", "deny", "a b", "x-y", "é"])) + str(n),
+        action=draw(st.sampled_from(["allow", "deny", "require_approval"])),
+        reason=opt(_text),
+        description=opt(_text),
+        risk_level=draw(st.sampled_from(["low", "medium", "high", "critical"])),
+        tools=opt(_some("Bash", "Read", "mcp__x__*", "odd tool")),
+        mcp_servers=opt(_some("github", "db*")),
+        command_patterns=opt(_regexes),
+        path_patterns=opt(_regexes),
+        argv=opt(st.lists(_argv(), min_size=1, max_size=3).map(tuple)),
+        flags=opt(_some("--force", "-f", "--x=*")),
+        paths=opt(_paths),
+        hosts=opt(_some("*.example.com", "localhost")),
+        modes=opt(_some("default", "plan", "auto", unique=True)),
+        env=opt(_some("LD_*", "PATH")),
+        fed_by=opt(_some("curl", "wget")),
+        opaque=opt(st.booleans()),
+        wrapper=opt(st.booleans()),
+        input=opt(_inputs),
+        examples_match=draw(_examples),
+        examples_not_match=draw(_examples),
+        lint_ignore=draw(
+            st.lists(st.sampled_from(["L101", "L103", "L401"]), max_size=2, unique=True).map(tuple)
+        ),
+    )
+
+
+@st.composite
+def _policy(draw):
+    n = draw(st.integers(1, 4))
+    rules = tuple(draw(_rule(i)) for i in range(n))
+    fields = draw(st.fixed_dictionaries({}, optional={
+        "default_action": st.sampled_from(["allow", "deny", "require_approval"]),
+        "approval_timeout_seconds": st.integers(1, 10_000)}))  # fmt: skip
+    return Policy(rules=rules, settings=Settings(**fields))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_policy())
+def test_any_policy_prints_to_leash_and_reads_back_the_same(policy):
+    text = print_policy(policy)
+    back = parse_leash(text, "gen.leash")
+    assert same_ir(policy, back), text
+    assert format_leash(text, "gen.leash") == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(_policy())
+def test_any_policy_prints_to_yaml_and_reads_back_the_same(policy):
+    back = parse_yaml(print_yaml(policy), "gen.yaml")
+    assert same_ir(policy, back)

@@ -72,7 +72,7 @@ def _clause(c: Tree) -> str:
     if kind in ("opaque", "wrapper"):
         return kind if not args or args[0] is None else f"{kind} {args[0]}"
     if kind == "input":
-        return f"input {args[0]} ~ {_value(args[1])}"
+        return f"input {_value(args[0])} ~ {_value(args[1])}"
     if kind in ("match", "no_match"):
         ex = args[0]
         word = "match" if kind == "match" else "no-match"

@@ -548,9 +548,10 @@ class _Builder:
                 once(kind, clause, self.scalar(value, clause, _BOOL))
             elif kind == "input":
                 field, regex = args
+                key = str(field) if isinstance(field, Token) else self.string(field)
                 node = self.value(regex)
                 if node is not None:
-                    inputs.append((self.scalar(str(field), field), node))
+                    inputs.append((self.scalar(key, field), node))
             elif kind in ("match", "no_match"):
                 examples["match" if kind == "match" else "not_match"].append(self.example(args[0]))
         for key, (clause, items) in lists.items():
