@@ -320,3 +320,30 @@ def test_any_policy_prints_to_leash_and_reads_back_the_same(policy):
 def test_any_policy_prints_to_yaml_and_reads_back_the_same(policy):
     back = parse_yaml(print_yaml(policy), "gen.yaml")
     assert same_ir(policy, back)
+
+
+def test_a_built_in_is_included_by_its_name(tmp_path):
+    team = tmp_path / "team.leash"
+    team.write_text('include "default"\ninclude "dev-tools"\nask team-rule cmd "terraform apply"\n')
+    policy = load_file(team)
+    assert same_ir(Policy(rules=policy.rules[:-1], settings=policy.settings), load_policies([]))
+    assert policy.rules[-1].name == "team-rule"
+
+
+def test_the_editor_grammar_knows_every_keyword_of_the_language():
+    import json
+    import re
+
+    from leashd.policy.leash_frontend import KEYWORDS
+    from leashd.resources import data_dir
+
+    root = data_dir("grammar").parent
+    grammar = json.loads((root / "docs" / "editors" / "leash.tmLanguage.json").read_text())
+    repo = grammar["repository"]
+    patterns = [repo["rule-head"]["match"], repo["statement"]["match"], repo["clause"]["match"]]
+    for word in KEYWORDS:
+        assert any(re.search(p, f" {word} name") for p in patterns), word
+    # and every keyword the Lark grammar has is one the front-end knows
+    lark = re.sub(r"//[^\n]*", "", (root / "grammar" / "leash.lark").read_text())
+    lark_words = set(re.findall(r'"([a-z][a-z-]*)"', lark))
+    assert lark_words - {"true", "false", "null"} <= set(KEYWORDS)

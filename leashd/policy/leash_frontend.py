@@ -31,6 +31,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.ir import Policy, merge
+from leashd.policy.loader import BUILTIN_NAMES
 from leashd.policy.yaml_frontend import build_policy, load_yaml
 from leashd.resources import data_dir
 
@@ -453,7 +454,11 @@ class _Builder:
             return Policy(rules=())
 
     def include(self, stmt: Tree) -> Policy | None:
-        target = (self.base / self.string(stmt.children[0])).resolve()
+        spec = self.string(stmt.children[0])
+        if spec in BUILTIN_NAMES:  # `include "default"`: the built-in policy of that name
+            target = (data_dir("policies") / f"{spec}.leash").resolve()
+        else:
+            target = (self.base / spec).resolve()
         if target in self.stack:
             chain = " -> ".join(p.name for p in (*self.stack, target))
             self.error(stmt, f"include cycle: {chain}")
