@@ -347,3 +347,32 @@ def test_the_editor_grammar_knows_every_keyword_of_the_language():
     lark = re.sub(r"//[^\n]*", "", (root / "grammar" / "leash.lark").read_text())
     lark_words = set(re.findall(r'"([a-z][a-z-]*)"', lark))
     assert lark_words - {"true", "false", "null"} <= set(KEYWORDS)
+
+
+_calls = st.lists(
+    st.one_of(
+        st.lists(_words, min_size=1, max_size=4).map(lambda w: ("Bash", {"command": " ".join(w)})),
+        st.sampled_from(["/home/dev/project/.env", "/home/dev/.ssh/id_rsa", "/etc/x.pem"]).map(
+            lambda p: ("Read", {"file_path": p})
+        ),
+        _text.map(lambda q: ("mcp__db__query", {"sql": q})),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_policy(), _calls)
+def test_yaml_to_leash_to_yaml_keeps_every_decision_on_generated_calls(policy, calls):
+    from leashd.policy.facts import Context
+
+    first = parse_yaml(print_yaml(policy), "a.yaml")
+    via_leash = parse_leash(print_policy(first), "b.leash")
+    last = parse_yaml(print_yaml(via_leash), "c.yaml")
+    ctx = Context.create(cwd="/home/dev/project", home="/home/dev")
+    a = Evaluator(compile_policy(first, verify=False), ctx)
+    b = Evaluator(compile_policy(last, verify=False), ctx)
+    for tool, tool_input in calls:
+        da, db = a.evaluate(tool, tool_input), b.evaluate(tool, tool_input)
+        assert (da.action, da.rule_name) == (db.action, db.rule_name), (tool, tool_input)
