@@ -177,3 +177,19 @@ def test_odd_inputs_in_calls_are_reported_not_crashed_on(tmp_path):
     result = run(old, new, "--calls", str(lone))
     assert result.exit_code == 0, result.output
     assert "\\ud800" in result.output  # shown escaped
+
+
+def test_a_suite_case_that_is_no_call_is_an_error_not_left_out(tmp_path):
+    old = write(tmp_path, "old.yaml", OLD)
+    suite = write(
+        tmp_path,
+        "suite.yaml",
+        """
+        cases:
+          - {command: "git status", expect: allow}
+          - {tool: Read, input: "README.md", expect: allow}
+        """,
+    )
+    result = run(old, old, "--calls", suite)
+    assert result.exit_code == 2
+    assert "case 2: needs a 'command', or a 'tool' and an 'input' object" in result.output

@@ -376,3 +376,12 @@ def test_yaml_to_leash_to_yaml_keeps_every_decision_on_generated_calls(policy, c
     for tool, tool_input in calls:
         da, db = a.evaluate(tool, tool_input), b.evaluate(tool, tool_input)
         assert (da.action, da.rule_name) == (db.action, db.rule_name), (tool, tool_input)
+
+
+def test_settings_after_the_last_include_are_kept(tmp_path):
+    # `default deny` written after an include, with no rule after it, is the file's last
+    # word on settings; dropping it would leave the included, looser default in force.
+    team = tmp_path / "team.leash"
+    team.write_text('include "dev-tools"\ndefault deny\napproval-timeout 60\n')
+    settings = load_file(team).settings
+    assert (settings.default_action, settings.approval_timeout_seconds) == ("deny", 60)

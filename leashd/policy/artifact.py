@@ -71,8 +71,9 @@ def _relocate(ir: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     return out
 
 
-def render(name: str, source: Path, policy: Policy) -> str:
-    """The canonical compiled file for built-in policy `name`, loaded from `source`."""
+def render(name: str, source: Path, policy: Policy, plan: Plan | None = None) -> str:
+    """The canonical compiled file for built-in policy `name`, loaded from `source`
+    (`plan`: its plan, when the caller compiled it already)."""
     fingerprint = compiler_fingerprint()
     if fingerprint is None:
         raise OSError("the compiler's own modules cannot be read: nothing to fingerprint")
@@ -85,7 +86,7 @@ def render(name: str, source: Path, policy: Policy) -> str:
         "source": {"file": source.name, "hash": sha256(source.read_bytes())},
         "compiler": fingerprint,
         "ir": ir,
-        "plan": build_plan(policy).to_json(),
+        "plan": (plan or build_plan(policy)).to_json(),
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 

@@ -78,14 +78,17 @@ def from_suite(path: Path) -> list[Call]:
         raise PolicyError("a test suite is a mapping with a 'cases' list", str(path))
     out: list[Call] = []
     for i, case in enumerate(cases, 1):
-        if not isinstance(case, dict):
-            continue
-        if "command" in case:
+        if isinstance(case, dict) and "command" in case:
             tool, tool_input = "Bash", {"command": case["command"]}
-        else:
+        elif isinstance(case, dict):
             tool, tool_input = case.get("tool", "Bash"), case.get("input")
-        if isinstance(tool, str) and isinstance(tool_input, dict):
-            out.append(Call(tool, tool_input, f"{path}#{i}"))
+        else:
+            tool, tool_input = None, None
+        if not isinstance(tool, str) or not isinstance(tool_input, dict):
+            # as for JSON Lines: a case left out would make a diff look cleaner than it is
+            raise PolicyError(f"case {i}: needs a 'command', or a 'tool' and an 'input' object",
+                              str(path))  # fmt: skip
+        out.append(Call(tool, tool_input, f"{path}#{i}"))
     return out
 
 

@@ -78,6 +78,15 @@ class Example(_Frozen):
     def __hash__(self) -> int:  # dict fields are not hashable; the span identifies it
         return hash((self.tool, self.span))
 
+    @property
+    def bash_command(self) -> str | None:
+        """The command, when this is a Bash call with nothing but a command (both policy
+        languages write those as a plain string)."""
+        command = self.input.get("command")
+        if self.tool == "Bash" and set(self.input) == {"command"} and isinstance(command, str):
+            return command
+        return None
+
 
 class Rule(_Frozen):
     name: str

@@ -365,7 +365,8 @@ class _Builder:
         rules: list[Node] = []
 
         def flush() -> None:
-            if rules or not parts:
+            # settings after the last include count too: they are the file's last word
+            if rules or settings or not parts:
                 doc = list(top)
                 if settings:
                     doc.append((self.key("settings", tree), self.mapping(settings, tree)))
@@ -499,7 +500,7 @@ class _Builder:
         argv_at: Tree | None = None
 
         def once(key: str, clause: Tree, node: Node) -> None:
-            if key in singles or key in path:
+            if key in singles:
                 self.error(clause, f"rule {name!r} says `{clause.data.replace('_', '-')}` twice")
                 return
             singles[key] = node

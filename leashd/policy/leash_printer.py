@@ -12,19 +12,16 @@ import json
 import re
 from typing import Any
 
-from leashd.policy.analysis.catalog import lookup
+from leashd.policy.analysis.catalog import names_of
 from leashd.policy.ir import ArgvPattern, Example, Policy, Rule
+from leashd.policy.leash_frontend import KEYWORDS
+from leashd.policy.yaml_frontend import argv_pattern_text
 
 WIDTH = 100
 _ACTION = {"allow": "allow", "deny": "deny", "require_approval": "ask"}
 _BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_.*+/-]*\Z")
-_RESERVED = {
-    "policy", "version", "description", "default", "approval-timeout", "include", "let",
-    "allow", "deny", "ask", "tool", "tools", "cmd", "argv", "flags", "paths", "except",
-    "access", "where", "ignore-case", "via", "regex", "path-regex", "hosts", "mcp", "modes",
-    "env", "fed-by", "opaque", "wrapper", "input", "reason", "risk", "match", "no-match",
-    "lint-ignore", "true", "false", "null",
-}  # fmt: skip
+# Words a bare value cannot be: the language's keywords, and the JSON constants.
+_RESERVED = {*KEYWORDS, "true", "false", "null"}
 
 
 def quote(text: str) -> str:
@@ -50,15 +47,6 @@ def items(values: tuple[str, ...] | list[str], fmt=quote) -> str:
     return "[" + ", ".join(fmt(v) for v in values) + "]"
 
 
-def _cmd_text(p: ArgvPattern) -> str | None:
-    """An argv pattern as one `cmd` string, when splitting it again gives the same tokens."""
-    for alts in p.tokens:
-        for a in alts:
-            if not a or any(c.isspace() for c in a) or "|" in a:
-                return None
-    return " ".join("|".join(alts) for alts in p.tokens)
-
-
 def _argv_list(p: ArgvPattern) -> str:
     toks = [quote(a[0]) if len(a) == 1 else "[" + ", ".join(map(quote, a)) + "]" for a in p.tokens]
     return "argv [" + ", ".join(toks) + "]"
@@ -66,7 +54,7 @@ def _argv_list(p: ArgvPattern) -> str:
 
 def _json(value: Any) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)}: {_json(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{word(str(k))}: {_json(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_json(v) for v in value) + "]"
     if isinstance(value, str):
@@ -74,14 +62,9 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def _key(k: Any) -> str:
-    k = str(k)
-    return k if _BARE.match(k) and k not in _RESERVED else quote(k)
-
-
 def _example(keyword: str, ex: Example) -> str:
-    if ex.tool == "Bash" and set(ex.input) == {"command"} and isinstance(ex.input["command"], str):
-        return f"{keyword} {quote(ex.input['command'])}"
+    if ex.bash_command is not None:
+        return f"{keyword} {quote(ex.bash_command)}"
     return f"{keyword} {ex.tool} {_json(ex.input)}"
 
 
@@ -98,7 +81,7 @@ def clauses(r: Rule) -> list[str]:
         # in order: runs of patterns that fit one string each go in one `cmd`
         run: list[str] = []
         for p in r.argv:
-            text = _cmd_text(p)
+            text = argv_pattern_text(p)
             if text is not None:
                 run.append(text)
                 continue
@@ -143,7 +126,7 @@ def clauses(r: Rule) -> list[str]:
     if r.hosts is not None:
         out.append("hosts " + items(r.hosts))
     for key, rx in r.input or ():
-        out.append(f"input {_key(key)} ~ {raw(rx.pattern)}")
+        out.append(f"input {word(key)} ~ {raw(rx.pattern)}")
     if r.reason is not None:
         out.append("reason " + quote(r.reason))
     if r.description is not None:
@@ -151,8 +134,7 @@ def clauses(r: Rule) -> list[str]:
     if r.risk_level != "medium":
         out.append("risk " + r.risk_level)
     if r.lint_ignore:
-        names = [(lookup(c).kind if lookup(c) else c) for c in r.lint_ignore]  # type: ignore[union-attr]
-        out.append("lint-ignore " + items(names, word))
+        out.append("lint-ignore " + items(names_of(r.lint_ignore), word))
     out.extend(_example("match", ex) for ex in r.examples_match)
     out.extend(_example("no-match", ex) for ex in r.examples_not_match)
     return out

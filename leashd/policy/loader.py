@@ -90,6 +90,6 @@ def compiled_files() -> dict[str, str]:
     for name in BUILTIN_NAMES:
         path = builtin_path(name)
         policy = load_file(path)
-        compile_policy(policy)
-        out[f"{name}.json"] = artifact.render(name, path, policy)
+        compiled = compile_policy(policy)
+        out[f"{name}.json"] = artifact.render(name, path, policy, compiled.plan)
     return out

@@ -272,6 +272,16 @@ def argv_pattern_from_text(text: str, span: Span) -> ArgvPattern:
     return ArgvPattern(tokens=tokens, span=span)
 
 
+def argv_pattern_text(p: ArgvPattern) -> str | None:
+    """The one-string form of a pattern (the inverse of `argv_pattern_from_text`), or None
+    when a word holds a space or a `|` and only the token-list form says it."""
+    for alts in p.tokens:
+        for a in alts:
+            if not a or any(c.isspace() for c in a) or "|" in a:
+                return None
+    return " ".join("|".join(alts) for alts in p.tokens)
+
+
 def _argv_pattern(r: _Reader, node: Node, what: str) -> ArgvPattern | None:
     if isinstance(node, ScalarNode):
         text = r.string(node, what)

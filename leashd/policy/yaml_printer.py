@@ -7,23 +7,20 @@ from typing import Any
 
 import yaml
 
-from leashd.policy.analysis.catalog import lookup
+from leashd.policy.analysis.catalog import names_of
 from leashd.policy.ir import ArgvPattern, Example, Policy, Rule
+from leashd.policy.yaml_frontend import argv_pattern_text
 
 
 def _argv(p: ArgvPattern) -> Any:
-    """A prefix as one string when splitting it again gives the same tokens, else a list."""
-    simple = all(
-        a and not any(c.isspace() for c in a) and "|" not in a for t in p.tokens for a in t
-    )
-    if simple:
-        return " ".join("|".join(t) for t in p.tokens)
-    return [t[0] if len(t) == 1 else list(t) for t in p.tokens]
+    """A prefix as one string where that reads back the same, else a list of tokens."""
+    text = argv_pattern_text(p)
+    return text if text is not None else [t[0] if len(t) == 1 else list(t) for t in p.tokens]
 
 
 def _example(ex: Example) -> Any:
-    if ex.tool == "Bash" and set(ex.input) == {"command"} and isinstance(ex.input["command"], str):
-        return ex.input["command"]
+    if ex.bash_command is not None:
+        return ex.bash_command
     return {"tool": ex.tool, "input": ex.input}
 
 
@@ -69,7 +66,7 @@ def rule_dict(r: Rule) -> dict[str, Any]:
         d["input"] = {k: rx.pattern for k, rx in r.input}
     d["action"] = r.action
     if r.lint_ignore:
-        d["lint_ignore"] = [(lookup(c).kind if lookup(c) else c) for c in r.lint_ignore]  # type: ignore[union-attr]
+        d["lint_ignore"] = names_of(r.lint_ignore)
     if r.examples_match or r.examples_not_match:
         ex: dict[str, Any] = {}
         if r.examples_match:

@@ -229,3 +229,8 @@ def document() -> str:
     )
     pages = (r.page().replace("\n## ", "\n### ").replace("# ", "## ", 1) for r in CATALOG)
     return head + "\n" + "\n".join(pages)
+
+
+def names_of(codes: tuple[str, ...]) -> list[str]:
+    """Lint codes as their names (L103 -> conflict), for printing a rule's `lint_ignore`."""
+    return [(rule.kind if (rule := lookup(c)) is not None else c) for c in codes]
