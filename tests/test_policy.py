@@ -354,3 +354,56 @@ def test_decisions_and_the_facts_in_them_are_immutable(evaluator):
         d.units[0].unit.paths[0].where = "inside"  # type: ignore[misc]
     with pytest.raises(FrozenInstanceError):
         d.units[0].unit.shell.argv = ()  # type: ignore[misc]
+
+
+# --- holes a review of the engine found ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        # sed writes through the `w` flag of `s///`, after other flags too
+        "echo a | sed 's/a/b/gw /home/dev/.bashrc'",
+        "sed -E 's|a|b|pw /home/dev/.bashrc' notes.txt",
+        # and through scripts given every way sed takes them
+        "sed --expression='w /home/dev/.bashrc' notes.txt",
+        "sed -e'w /home/dev/.bashrc' notes.txt",
+        "sed -ne 'w /home/dev/.bashrc' notes.txt",
+        # a program run by path named like a builtin does not move the shell's directory
+        "./tools/cd /home/dev/project/sub && echo hi > ../outside.txt",
+        "./tools/pushd /home/dev/project/sub && echo hi > ../outside.txt",
+    ],
+)
+def test_writes_outside_cannot_hide(evaluator, command):
+    assert evaluator.evaluate("Bash", {"command": command}).action == "deny"
+
+
+def test_loops_in_loops_are_refused_not_walked_to_the_end(evaluator):
+    from leashd.shell import parse_cached
+
+    values = " ".join(f"v{i}" for i in range(64))
+
+    def nested(body: str) -> str:
+        return "".join(f"for a{d} in {values}; do " for d in range(4)) + body + "; done" * 4
+
+    # 64^4 walks of the body: the walk stops at its budget and the call is refused
+    no_units = parse_cached(nested("f() { :; }"))
+    assert no_units.error is not None and "statements to walk" in no_units.error
+    many_units = parse_cached(nested("x=1"))
+    assert many_units.error is not None and "more than 400 commands" in many_units.error
+    for command in (nested("f() { :; }"), nested("x=1")):
+        assert evaluator.evaluate("Bash", {"command": command}).action == "deny"
+    # an ordinary loop is still read through
+    plain = evaluator.evaluate("Bash", {"command": 'for f in a b c; do cat "$f"; done'})
+    assert plain.action != "deny" and len(plain.units) == 3
+
+
+def test_an_mcp_input_too_deep_to_read_is_refused(evaluator):
+    def nest(value, n):
+        for _ in range(n):
+            value = {"a": value}
+        return value
+
+    for inner in ({"filename": "notes/a.txt"}, {"command": "ls"}):
+        call = evaluator.evaluate("mcp__tools__run", nest(inner, 30))
+        assert call.action == "deny" and "nests deeper" in call.reason

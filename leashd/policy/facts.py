@@ -74,6 +74,7 @@ _MCP_PATH_KEYS = frozenset(
 )
 # Fields whose text is a shell command the server runs.
 _MCP_COMMAND_KEYS = frozenset(("command", "cmd", "script", "shellcommand", "commandline"))
+_MCP_MEANINGFUL_KEYS = _MCP_PATH_KEYS | _MCP_COMMAND_KEYS  # inner fields that keep their own name
 _MCP_WRITE_WORDS = re.compile(
     r"write|edit|create|delete|remove|move|rename|update|upload|put|set|patch|insert|mkdir"
     r"|append|replace|save|rm\b",
@@ -485,19 +486,24 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
     return Unit(tool=tool, server=server, paths=tuple(paths), hosts=tuple(hosts), input=tool_input)
 
 
+_MAX_DEPTH = 16  # deeper than any real tool input; beyond it the call is refused
+
+
 def _fields(value: Any, key: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
     """(field name, text) for every non-empty string of an input, nested ones included; a
     string inside a structure keeps the name of the field that holds it (`{"path": {"value":
     "/x"}}` is a path)."""
-    if depth > 6:
-        return
+    if depth > _MAX_DEPTH:
+        # A field nested deeper than this could hold a path or a command nobody looked
+        # at: the call is refused as malformed rather than judged without it.
+        raise MalformedCall(f"the input nests deeper than {_MAX_DEPTH} levels")
     if isinstance(value, str):
         if value:
             yield key, value
     elif isinstance(value, Mapping):
         for k, v in value.items():
             name = str(k)
-            if depth and _norm(name) not in _MCP_PATH_KEYS | _MCP_COMMAND_KEYS:
+            if depth and _norm(name) not in _MCP_MEANINGFUL_KEYS:
                 name = key  # an inner field takes the outer field's meaning
             yield from _fields(v, name, depth + 1)
     elif isinstance(value, (list, tuple)):

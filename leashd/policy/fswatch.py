@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import select
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
 try:
@@ -148,8 +148,10 @@ class FsWatch:
                     gone.update(f"{d.rstrip('/')}/{ev.name}" for d in dirs)
             if gone:
                 # Watch those paths afresh on their next resolution.
+                # A watched path is stale when it or one of its ancestors is gone: walking up
+                # each path costs its depth, not the number of paths gone.
                 for path in list(self._watched):
-                    if any(path == g or path.startswith(g + "/") for g in gone):
+                    if any(a in gone for a in _self_and_ancestors(path)):
                         wd = self._watched.pop(path)
                         self._dirs.get(wd, set()).discard(path)
             if EVERYTHING in changed:
@@ -174,3 +176,12 @@ class FsWatch:
         self._watched[directory] = wd
         self._dirs.setdefault(wd, set()).add(directory)
         return True
+
+
+def _self_and_ancestors(path: str) -> Iterator[str]:
+    """`/a/b/c`, `/a/b`, `/a`, `/`."""
+    while True:
+        yield path
+        if path in ("/", ""):
+            return
+        path = path.rsplit("/", 1)[0] or "/"

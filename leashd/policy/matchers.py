@@ -41,6 +41,7 @@ class MultiPattern:
         regexes = list(regexes)
         self._portable = portable
         self._regexes = regexes
+        self._compiled: dict[int, re.Pattern[str]] = {}  # each compiled once, on first need
         self._all: list[re.Pattern[str]] | None = None
         self._re2_sets: list[tuple[Callable[[bytes], list[int]], list[int]]] = []
         self._fallback: list[tuple[int, re.Pattern[str]]] = []
@@ -91,8 +92,11 @@ class MultiPattern:
         self._re2_sets.append((s._set.Match, index))
 
     def _re(self, i: int) -> re.Pattern[str]:
-        pattern, ignore_case = self._regexes[i]
-        return re.compile(pattern, re.I if ignore_case else 0)
+        hit = self._compiled.get(i)
+        if hit is None:
+            pattern, ignore_case = self._regexes[i]
+            hit = self._compiled[i] = re.compile(pattern, re.I if ignore_case else 0)
+        return hit
 
     @property
     def _all_re(self) -> list[re.Pattern[str]]:

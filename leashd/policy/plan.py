@@ -226,7 +226,7 @@ def build_plan(policy: Policy) -> Plan:
         for p in r.argv or ():
             entry = (patterns.argv_regex(p.tokens, r.action == "require_approval"), False, i)
             first = p.tokens[0]
-            if any(ch in a for a in first for ch in "*?[{$"):
+            if any(not patterns.is_literal(a) or "$" in a for a in first):
                 wild.append(entry)
             else:
                 for name in first:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from leashd.shell import sed
 from leashd.shell.model import DYNAMIC, Access, PathRef
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -860,24 +861,20 @@ def _uniq(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     return out
 
 
-# sed's file commands: `r`/`R FILE` read, `w`/`W FILE` (and `s///w FILE`) write; after any
-# address (`1r`, `$w`, `/re/r`) or separator. The file name runs to the end of the line (GNU);
-# up to a `;` is recorded too. Matching more than sed would only adds paths: stricter.
-_SED_FILE = re.compile(r"(?:^|(?<=[;\n{}$0-9/!~,\s]))([rRwW])[ \t]*([^\n]+)")
-
-
 def _sed(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     out = _by_spec(argv, SPECS["sed"], cwd)
-    # The script's `w FILE` command and `s///w FILE` flag write files.
-    scripts = [t for t in argv[1:] if not t.startswith("-")][:1]
-    scripts += [argv[i + 1] for i, t in enumerate(argv[:-1]) if t in ("-e", "--expression")]
-    for script in scripts:
-        for m in _SED_FILE.finditer(script):
-            access: Access = "read" if m.group(1) in "rR" else "write"
-            whole = m.group(2).strip()
+    # The script's `r`/`w FILE` commands and `s///w FILE` flag read and write files; the
+    # name runs to the end of the line (GNU), and up to a `;` is recorded too. Matching more
+    # than sed would only adds paths: stricter.
+    for script in sed.scripts(argv):
+        found = [(m.group(1), m.group(2)) for m in sed.FILE_COMMAND.finditer(script)]
+        found += [(m.group(2), m.group(3)) for m in sed.S_WRITE_FLAG.finditer(script)]
+        for command, name in found:
+            access: Access = "read" if command in "rR" else "write"
+            whole = name.strip()
             for target in dict.fromkeys((whole, whole.split(";", 1)[0].strip())):
                 if target and target not in _DEVNULL and DYNAMIC not in target:
-                    out.append(_ref(target, access, cwd, f"sed {m.group(1)}"))
+                    out.append(_ref(target, access, cwd, f"sed {command}"))
     return out
 
 

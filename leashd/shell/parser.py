@@ -24,6 +24,9 @@ from leashd.shell.model import DYNAMIC, ParsedCommand, PathRef, Redirect, ShellU
 MAX_DEPTH = 8  # nested scripts (bash -c 'bash -c ...'), alias and function expansion
 MAX_UNITS = 400
 MAX_LOOP_VALUES = 64
+# Statements one command may make the walker visit (loops multiply them): past it the call is
+# too large to analyse, which never allows, instead of a walk that could outlast a hook.
+MAX_STEPS = 20000
 DOWNLOADERS = frozenset(
     {"curl", "wget", "aria2c", "fetch", "http", "xh", "scp", "rsync"}
 )  # a `for` body is walked once per literal value, up to this many
@@ -187,7 +190,8 @@ class _Walker:
     def __init__(self) -> None:
         self.units: list[ShellUnit] = []
         self.notes: list[str] = []
-        self.overflow = False
+        self.overflow: str | None = None  # why the walk stopped short
+        self.steps = 0
         # Commands written after `<<EOF` on its line: (operator before, node, body, dynamic).
         self.after_heredoc: list[tuple[str | None, tree_sitter.Node, str, bool]] = []
 
@@ -204,7 +208,7 @@ class _Walker:
 
     def emit(self, unit: ShellUnit) -> None:
         if len(self.units) >= MAX_UNITS:
-            self.overflow = True
+            self.overflow = self.overflow or f"more than {MAX_UNITS} commands"
             return
         self.units.append(unit)
 
@@ -215,6 +219,12 @@ class _Walker:
             self.statement(child, src, scope, ctx)
 
     def statement(self, node: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx) -> None:
+        if self.overflow:
+            return  # the call is already too large to analyse: walking on changes nothing
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.overflow = f"more than {MAX_STEPS} statements to walk (loops inside loops)"
+            return
         t = node.type
         if t == "command":
             self.command(node, src, scope, ctx)
@@ -755,8 +765,11 @@ class _Walker:
         env: tuple[tuple[str, str | None], ...] = (),
     ) -> None:
         """Track what later commands depend on: the directory, variables, aliases."""
-        if ctx.external:
-            return  # run by env, timeout, nice...: a program of its own, not the shell
+        if ctx.external or ctx.shadow:
+            # run by env, timeout, nice...: a program of its own, not the shell; and a shadow
+            # (`./tools/cd` seen as `cd` by the rules) is a program run by path, which never
+            # changes the shell's directory or variables either
+            return
         if program in ("cd", "pushd", "popd"):
             # cd [-L|-P|-e|-@] [--] [dir]; no dir is HOME. pushd/popd: -n only edits the
             # stack; +N/-N rotate it (where to, we do not track).
@@ -1323,5 +1336,5 @@ def parse(command: str, fast: bool = True) -> ParsedCommand:
             error=f"internal parser failure: {type(exc).__name__}: {exc}",
         )
     if walker.overflow:
-        error = error or f"more than {MAX_UNITS} commands"
+        error = error or walker.overflow
     return ParsedCommand(command, tuple(walker.units), error=error, notes=tuple(walker.notes))

@@ -7,9 +7,9 @@ policy can match `sudo` itself.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from leashd.shell import sed
 from leashd.shell.model import DYNAMIC
 
 # Replaced, after path extraction, by what a wrapper feeds in at run time: find's roots for
@@ -396,17 +396,11 @@ def unwrap(argv: tuple[str, ...], program: str) -> list[Inner]:
     return result if isinstance(result, list) else [result]
 
 
-# GNU sed's `e COMMAND` runs COMMAND (after any address or separator).
-_SED_EXEC = re.compile(r"(?:^|(?<=[;\n{}$0-9/!~,\s]))e[ \t]+([^\n;]+)")
-
-
 def _sed(argv: tuple[str, ...]) -> list[Inner]:
-    scripts = [t for t in argv[1:] if not t.startswith("-")][:1]
-    scripts += [argv[i + 1] for i, t in enumerate(argv[:-1]) if t in ("-e", "--expression")]
-    scripts += [t.partition("=")[2] for t in argv[1:] if t.startswith("--expression=")]
+    """GNU sed's `e COMMAND` runs COMMAND."""
     out = []
-    for script in scripts:
-        for m in _SED_EXEC.finditer(script):
+    for script in sed.scripts(argv):
+        for m in sed.EXEC_COMMAND.finditer(script):
             cmd = m.group(1).strip()
             out.append(Inner(script=cmd, dynamic_script=DYNAMIC in cmd))
     return out
