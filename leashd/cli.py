@@ -18,17 +18,16 @@ from leashd.policy.analysis.lint import lint
 from leashd.policy.analysis.report import FORMATS, failing, render
 from leashd.policy.calls import builtin_calls
 from leashd.policy.calls import load as load_calls
+from leashd.policy.convert import Target, convert
 from leashd.policy.decision import Decision
 from leashd.policy.diff import PolicyDiff
 from leashd.policy.diff import diff as diff_policies
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
 from leashd.policy.leash_format import format_leash
-from leashd.policy.leash_printer import print_policy, yaml_comments
-from leashd.policy.loader import compiled_files, load_compiled, load_file
+from leashd.policy.loader import compiled_files, load_compiled
 from leashd.policy.schema import policy_schema
 from leashd.policy.testsuite import builtin_suites, coverage, junit_xml, run_suite
-from leashd.policy.yaml_printer import print_yaml
 
 
 @click.group()
@@ -418,20 +417,13 @@ def fmt_cmd(files: tuple[str, ...], check: bool) -> None:
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--to", "target", type=click.Choice(["leash", "yaml"]), required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write it here.")
-def convert_cmd(source: Path, target: str, output: str | None) -> None:
+def convert_cmd(source: Path, target: Target, output: str | None) -> None:
     """Convert a policy between YAML and .leash; every decision and rule name stays."""
     try:
-        policy = load_file(source)
+        text = convert(source, target)
     except PolicyError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
-    if target == "leash":
-        header, comments = ([], {})
-        if source.suffix in (".yaml", ".yml"):
-            header, comments = yaml_comments(source.read_text(encoding="utf-8"))
-        text = print_policy(policy, header, comments)
-    else:
-        text = print_yaml(policy)
     if output:
         Path(output).write_text(text, encoding="utf-8")
     else:

@@ -1,0 +1,29 @@
+"""Converting a policy file between YAML and .leash, keeping every decision and rule name.
+
+The IR carries the meaning; comments are carried over from YAML to .leash where they have a
+place (the file's header, and each rule's own).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from leashd.policy.leash_printer import print_policy, yaml_comments
+from leashd.policy.loader import load_file
+from leashd.policy.yaml_printer import print_yaml
+
+Target = Literal["leash", "yaml"]
+
+
+def convert(source: Path, target: Target) -> str:
+    """The text of `source` (a .yaml/.yml or .leash policy) in the `target` language.
+    Raises PolicyError, with the place, when the source does not load."""
+    policy = load_file(source)
+    if target == "yaml":
+        return print_yaml(policy)
+    header: list[str] = []
+    comments: dict[str, list[str]] = {}
+    if source.suffix in (".yaml", ".yml"):
+        header, comments = yaml_comments(source.read_text(encoding="utf-8"))
+    return print_policy(policy, header, comments)
