@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from leashd.cli import main
 from leashd.policy import Evaluator, compile_policy
+from leashd.policy.convert import convert
 from leashd.policy.diff import _without_spans
 from leashd.policy.errors import PolicyError
 from leashd.policy.ir import Policy
@@ -385,3 +386,136 @@ def test_settings_after_the_last_include_are_kept(tmp_path):
     team.write_text('include "dev-tools"\ndefault deny\napproval-timeout 60\n')
     settings = load_file(team).settings
     assert (settings.default_action, settings.approval_timeout_seconds) == ("deny", 60)
+
+
+def test_fmt_keeps_comments_where_they_were_written():
+    text = textwrap.dedent("""\
+        deny creds
+            # the globs
+            paths [
+                ".env", "*.pem",
+                # keys
+                "id_rsa*", "*.key",
+                # nothing after this
+            ]
+            # why it is denied
+            reason "no secrets"
+
+        let hosts = [
+            "a.example", # the first
+            "b.example",
+        ]
+        """)
+    got = format_leash(text, "p.leash")
+    assert got == textwrap.dedent("""\
+        deny creds
+            # the globs
+            paths [
+                ".env", "*.pem",
+                # keys
+                "id_rsa*", "*.key",
+                # nothing after this
+            ]
+            # why it is denied
+            reason "no secrets"
+
+        let hosts = [
+            # the first
+            "a.example", "b.example",
+        ]
+        """)
+    assert format_leash(got, "p.leash") == got
+
+
+def test_convert_puts_yaml_comments_in_their_places(tmp_path):
+    src = tmp_path / "p.yaml"
+    src.write_text(
+        textwrap.dedent("""\
+        # the header
+        settings: {default_action: deny}
+        rules:
+          # above the rule
+          - name: creds
+            # above the paths
+            paths:
+              match:
+                - ".env"
+                # key files
+                - "*.pem"
+              except:
+                # templates are fine
+                - ".env.example"
+            # above the action, which has no clause of its own
+            action: deny
+            reason: |
+              # not a comment: text of the reason
+            examples:
+              match:
+                - "cat .env"
+                # the second example
+                - "cat x.pem"
+        # the end
+        """)
+    )
+    text = convert(src, "leash")
+    assert text == textwrap.dedent("""\
+        # the header
+
+        default deny
+
+        # above the rule
+        # above the action, which has no clause of its own
+        deny creds
+            # above the paths
+            paths [
+                ".env",
+                # key files
+                "*.pem",
+            ]
+            # templates are fine
+            except ".env.example"
+            reason "# not a comment: text of the reason\\n"
+            match "cat .env"
+            # the second example
+            match "cat x.pem"
+
+        # the end
+        """)
+    assert same_ir(parse_leash(text, "p.leash"), load_file(src))
+    assert format_leash(text, "p.leash") == text
+
+
+_comment = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_policy(), st.data())
+def test_fmt_never_loses_or_reorders_a_comment(policy, data):
+    lines = print_policy(policy).splitlines()
+    written = []
+    for i in range(len(lines)):
+        if data.draw(st.integers(0, 4)) == 0:  # a comment on a line of its own
+            note = "# " + data.draw(_comment).strip()
+            lines[i] = note + "\n" + lines[i]
+            written.append(note.rstrip())
+        if data.draw(st.integers(0, 4)) == 0:  # at the end of a line
+            note = "# " + data.draw(_comment).strip()
+            lines[i] += "  " + note
+            written.append(note.rstrip())
+    text = "\n".join(lines) + "\n"
+    got = format_leash(text, "p.leash")
+    kept = [ln.strip() for ln in got.splitlines() if ln.strip().startswith("#")]
+    assert kept == written
+    assert same_ir(parse_leash(got, "p.leash"), policy)
+    assert format_leash(got, "p.leash") == got
+
+
+def test_fmt_moves_a_comment_above_only_where_it_has_no_place_inside():
+    text = (
+        'deny\n# c1\nx\nlet a # c2\n= "s"\nlet b =\n# c3\n[\n"q"]\n'
+        'allow y cmd "ls" # c4\n  reason "r"\n'
+    )
+    assert format_leash(text, "p.leash") == (
+        '# c1\ndeny x\n\n# c2\nlet a = "s"\n\nlet b = [\n    # c3\n    "q",\n]\n\n'
+        '# c4\nallow y cmd "ls" reason "r"\n'
+    )

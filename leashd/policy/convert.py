@@ -1,7 +1,7 @@
 """Converting a policy file between YAML and .leash, keeping every decision and rule name.
 
-The IR carries the meaning; comments are carried over from YAML to .leash where they have a
-place (the file's header, and each rule's own).
+The IR carries the meaning; comments are carried over from YAML to .leash in their places
+(the file's header, above a rule, above a clause, between the elements of a list).
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from leashd.policy.leash_printer import print_policy, yaml_comments
+from leashd.policy.leash_printer import print_policy
 from leashd.policy.loader import load_file
+from leashd.policy.yaml_comments import yaml_comments
 from leashd.policy.yaml_printer import print_yaml
 
 Target = Literal["leash", "yaml"]
@@ -22,8 +23,7 @@ def convert(source: Path, target: Target) -> str:
     policy = load_file(source)
     if target == "yaml":
         return print_yaml(policy)
-    header: list[str] = []
-    comments: dict[str, list[str]] = {}
+    comments = None
     if source.suffix in (".yaml", ".yml"):
-        header, comments = yaml_comments(source.read_text(encoding="utf-8"))
-    return print_policy(policy, header, comments)
+        comments = yaml_comments(source.read_text(encoding="utf-8"))
+    return print_policy(policy, comments)

@@ -15,7 +15,7 @@ from lark import Token, Tree, UnexpectedInput
 
 from leashd.policy.errors import PolicyError
 from leashd.policy.leash_frontend import _parser_with_comments, _syntax_error
-from leashd.policy.leash_printer import WIDTH, _wrap, quote, raw
+from leashd.policy.leash_printer import WIDTH, Clause, _wrap, layout_rule, quote, raw
 
 _KEYWORD = {
     "tools": "tools", "flags": "flags", "paths": "paths", "except": "except",
@@ -82,23 +82,58 @@ def _clause(c: Tree) -> str:
     raise AssertionError(kind)  # pragma: no cover
 
 
-def _statement(s: Tree) -> str:
+def _item_index(value: Tree, line: int) -> int:
+    """The element of a list a comment on `line` goes above: the first one ending on that
+    line or after it (after the last one: the list's length)."""
+    elements = [e for e in value.children if e is not None]
+    return next((i for i, e in enumerate(elements) if e.meta.end_line >= line), len(elements))
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, Tree) and value.data == "list"
+
+
+def _rule_clauses(clauses: list[Tree], comments: list[Token]) -> list[Clause]:
+    """The clauses of a rule with the comments written among them: each above the clause on
+    whose line (or before whose line) it is, or above the element of a list it is among."""
+    out = [Clause(_clause(c)) for c in clauses]
+    for t in comments:
+        line = t.line or 0
+        k = next((i for i, c in enumerate(clauses) if c.meta.end_line >= line), len(out) - 1)
+        value = (clauses[k].children or [None])[0]
+        if _is_list(value) and value.meta.line <= line <= value.meta.end_line:
+            out[k].item_notes.setdefault(_item_index(value, line), []).append(str(t).rstrip())
+        else:
+            out[k].notes.append(str(t).rstrip())
+    return out
+
+
+def _keeps_inside(s: Tree) -> bool:
+    """Whether comments written within the statement can stay within it: a rule with
+    clauses, a `let` of a list. Others (`deny\n# note\nname`) get theirs above."""
+    if s.data == "rule":
+        return len(s.children) > 2
+    return s.data == "let" and _is_list(s.children[1])
+
+
+def _statement(s: Tree, inside: list[Token]) -> str:
+    """A statement in its layout; `inside`: the comments written within it."""
     kind = s.data
     if kind == "rule":
         action, name, *clauses = s.children
         head = f"{action} {_value(name.children[0])}"
-        body = [_clause(c) for c in clauses]
-        line = " ".join([head, *body])
-        if len(line) <= WIDTH:
-            return line
-        return head + "".join("\n    " + _wrap(c) for c in body)
+        return layout_rule(head, _rule_clauses(clauses, inside))
     if kind == "let":
-        text = f"let {s.children[0]} = {_value(s.children[1])}"
-        if len(text) <= WIDTH:
+        name, value = s.children
+        text = f"let {name} = {_value(value)}"
+        notes: dict[int, list[str]] = {}
+        for t in inside:
+            notes.setdefault(_item_index(value, t.line or 0), []).append(str(t).rstrip())
+        if len(text) <= WIDTH and not notes:
             return text
-        wrapped = _wrap(f"{s.children[0]} {_value(s.children[1])}").replace("\n    ", "\n")
-        name, _, rest = wrapped.partition(" ")
-        return f"let {name} = {rest}"
+        wrapped = _wrap(f"{name} {_value(value)}", notes) or f"{name} {_value(value)}"
+        name_text, _, rest = wrapped.replace("\n    ", "\n").partition(" ")
+        return f"let {name_text} = {rest}"
     if kind == "include":
         return f"include {_value(s.children[0])}"
     if kind == "default_action":
@@ -126,12 +161,14 @@ def format_leash(text: str, file: str = "<policy>") -> str:
     pending = sorted(comments, key=lambda t: t.line or 0)
     k = 0
     for s in tree.children:
-        block: list[Token] = []
-        # comments before this statement, and those inside it (kept just above it)
+        block: list[Token] = []  # comments before the statement (and on its first line)
+        inside: list[Token] = []  # comments within it, kept in their place
         while k < len(pending) and (pending[k].line or 0) <= s.meta.end_line:
-            block.append(pending[k])
+            t = pending[k]
+            within = (t.line or 0) > s.meta.line and _keeps_inside(s)
+            (inside if within else block).append(t)
             k += 1
-        printed = _statement(s)
+        printed = _statement(s, inside)
         multi = "\n" in printed
 
         def blank_before(line: int) -> bool:
@@ -144,8 +181,14 @@ def format_leash(text: str, file: str = "<policy>") -> str:
             if t.line != first and blank_before(t.line or 0) and out and out[-1]:
                 out.append("")
             out.append(str(t).rstrip())
-        before = [t for t in block if (t.line or 0) < s.meta.line]
-        if before and before == block and blank_before(s.meta.line) and out[-1]:
+        # a blank line between comments above and the statement stays (not for a comment on
+        # the statement's own line, which moves above it)
+        if (
+            block
+            and all((t.line or 0) < s.meta.line for t in block)
+            and blank_before(s.meta.line)
+            and out[-1]
+        ):
             out.append("")
         out.append(printed)
         if multi:

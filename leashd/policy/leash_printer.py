@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from leashd.policy.analysis.catalog import names_of
 from leashd.policy.ir import ArgvPattern, Example, Policy, Rule
 from leashd.policy.leash_frontend import KEYWORDS
+from leashd.policy.yaml_comments import Place, RuleComments, YamlComments
 from leashd.policy.yaml_frontend import argv_pattern_text
 
 WIDTH = 100
@@ -68,101 +70,149 @@ def _example(keyword: str, ex: Example) -> str:
     return f"{keyword} {ex.tool} {_json(ex.input)}"
 
 
-def clauses(r: Rule) -> list[str]:
+@dataclass
+class Clause:
+    """One clause of a rule as printed, and the comments that go with it. `key` and `start`
+    say which part of the rule it holds, as the YAML format names it (`commands` from item 3),
+    so comments written in a YAML rule find their place in the .leash one."""
+
+    text: str
+    key: str = ""
+    start: int = 0
+    count: int = 1
+    notes: list[str] = field(default_factory=list)  # comment lines above the clause
+    # comment lines above element i of the clause's list (i == its length: before the `]`)
+    item_notes: dict[int, list[str]] = field(default_factory=dict)
+
+
+def clauses(r: Rule) -> list[Clause]:
     """The clauses of a rule, in the canonical order."""
-    out: list[str] = []
+    out: list[Clause] = []
+
+    def add(text: str, key: str, start: int = 0, count: int = 1) -> None:
+        out.append(Clause(text, key, start, count))
+
     if r.tools is not None:
-        out.append("tools " + items(r.tools, word))
+        add("tools " + items(r.tools, word), "tools", count=len(r.tools))
     if r.mcp_servers is not None:
-        out.append("mcp " + items(r.mcp_servers, word))
+        add("mcp " + items(r.mcp_servers, word), "mcp_servers", count=len(r.mcp_servers))
     if r.modes is not None:
-        out.append("modes " + items(r.modes, word))
+        add("modes " + items(r.modes, word), "modes", count=len(r.modes))
     if r.argv is not None:
         # in order: runs of patterns that fit one string each go in one `cmd`
         run: list[str] = []
-        for p in r.argv:
+        for i, p in enumerate(r.argv):
             text = argv_pattern_text(p)
             if text is not None:
                 run.append(text)
                 continue
             if run:
-                out.append("cmd " + items(run))
+                add("cmd " + items(run), "commands", i - len(run), len(run))
                 run = []
-            out.append(_argv_list(p))
+            add(_argv_list(p), "commands", i)
         if run:
-            out.append("cmd " + items(run))
+            add("cmd " + items(run), "commands", len(r.argv) - len(run), len(run))
         if not r.argv:
-            out.append("cmd []")
-    if r.flags is not None:
-        out.append("flags " + items(r.flags))
-    if r.env is not None:
-        out.append("env " + items(r.env, word))
-    if r.fed_by is not None:
-        out.append("fed-by " + items(r.fed_by, word))
+            add("cmd []", "commands", count=0)
+    for key, keyword, values, fmt in (
+        ("flags", "flags", r.flags, quote),
+        ("env", "env", r.env, word),
+        ("fed_by", "fed-by", r.fed_by, word),
+    ):
+        if values is not None:
+            add(f"{keyword} {items(values, fmt)}", key, count=len(values))
     if r.opaque is not None:
-        out.append("opaque" if r.opaque else "opaque false")
+        add("opaque" if r.opaque else "opaque false", "opaque")
     if r.wrapper is not None:
-        out.append("wrapper" if r.wrapper else "wrapper false")
+        add("wrapper" if r.wrapper else "wrapper false", "wrapper")
     if r.command_patterns is not None:
-        out.append("regex " + items([x.pattern for x in r.command_patterns], raw))
+        add("regex " + items([x.pattern for x in r.command_patterns], raw), "command_patterns",
+            count=len(r.command_patterns))  # fmt: skip
     if r.path_patterns is not None:
-        out.append("path-regex " + items([x.pattern for x in r.path_patterns], raw))
+        add("path-regex " + items([x.pattern for x in r.path_patterns], raw), "path_patterns",
+            count=len(r.path_patterns))  # fmt: skip
     if r.paths is not None:
         c = r.paths
-        parts = ["paths " + items(c.globs)] if c.globs else []
+        n = len(out)
+        if c.globs:
+            add("paths " + items(c.globs), "paths.match", count=len(c.globs))
         if c.except_globs:
-            parts.append("except " + items(c.except_globs))
+            add("except " + items(c.except_globs), "paths.except", count=len(c.except_globs))
         if c.access != "any":
-            parts.append("access " + c.access)
+            add("access " + c.access, "paths.access")
         if c.where != "anywhere":
-            parts.append("where " + c.where)
+            add("where " + c.where, "paths.where")
         if c.via != "any":
-            parts.append("via " + c.via)
+            add("via " + c.via, "paths.via")
         if c.ignore_case:
-            parts.append("ignore-case")
-        if not parts:
-            parts.append("access any")  # a path condition that holds for any path
-        out.extend(parts)
+            add("ignore-case", "paths.ignore_case")
+        if len(out) == n:
+            add("access any", "paths")  # a path condition that holds for any path
     if r.hosts is not None:
-        out.append("hosts " + items(r.hosts))
-    for key, rx in r.input or ():
-        out.append(f"input {word(key)} ~ {raw(rx.pattern)}")
+        add("hosts " + items(r.hosts), "hosts", count=len(r.hosts))
+    for i, (key, rx) in enumerate(r.input or ()):
+        add(f"input {word(key)} ~ {raw(rx.pattern)}", "input", i)
     if r.reason is not None:
-        out.append("reason " + quote(r.reason))
+        add("reason " + quote(r.reason), "reason")
     if r.description is not None:
-        out.append("description " + quote(r.description))
+        add("description " + quote(r.description), "description")
     if r.risk_level != "medium":
-        out.append("risk " + r.risk_level)
+        add("risk " + r.risk_level, "risk_level")
     if r.lint_ignore:
-        out.append("lint-ignore " + items(names_of(r.lint_ignore), word))
-    out.extend(_example("match", ex) for ex in r.examples_match)
-    out.extend(_example("no-match", ex) for ex in r.examples_not_match)
+        add("lint-ignore " + items(names_of(r.lint_ignore), word), "lint_ignore",
+            count=len(r.lint_ignore))  # fmt: skip
+    for i, ex in enumerate(r.examples_match):
+        add(_example("match", ex), "examples.match", i)
+    for i, ex in enumerate(r.examples_not_match):
+        add(_example("no-match", ex), "examples.not_match", i)
     return out
 
 
-def _wrap(clause: str) -> str:
-    """A clause too long for one line, with its list over several: `cmd` lists one pattern
-    per line, other lists filled to the width."""
+def layout_rule(head: str, body: list[Clause]) -> str:
+    """A rule on one line when it fits and holds no comment; otherwise a clause per indented
+    line, each after its comments, long lists wrapped."""
+    if not any(c.notes or c.item_notes for c in body):
+        one_line = " ".join([head, *(c.text for c in body)])
+        if len(one_line) <= WIDTH:
+            return one_line
+    out = head
+    for c in body:
+        wrapped = _wrap(c.text, c.item_notes)
+        if wrapped is None:  # not a list: its elements' comments go above it
+            wrapped = c.text
+            notes = c.notes + [n for _, lines in sorted(c.item_notes.items()) for n in lines]
+        else:
+            notes = c.notes
+        out += "".join(f"\n    {n}" for n in notes) + "\n    " + wrapped
+    return out
+
+
+def _wrap(clause: str, notes: dict[int, list[str]] | None = None) -> str | None:
+    """A clause with its list over several lines when it is too long for one or comments go
+    between its elements: `cmd` lists one pattern per line, other lists filled to the width.
+    None when there are such comments but the value is no list to put them in."""
     keyword, _, rest = clause.partition(" ")
-    if len(clause) + 4 <= WIDTH or not rest.startswith("[") or not rest.endswith("]"):
+    is_list = rest.startswith("[") and rest.endswith("]")
+    if not notes and (len(clause) + 4 <= WIDTH or not is_list):
         return clause
-    elements = _split_list(rest[1:-1])
+    elements = _split_list(rest[1:-1]) if is_list and rest != "[]" else ([] if is_list else None)
     if elements is None:
-        return clause
+        return None if notes else clause
+    notes = notes or {}
     lines: list[str] = []
-    if keyword in ("cmd", "argv"):
-        lines = [e + "," for e in elements]
-    else:
-        cur = ""
-        for e in elements:
-            piece = e + ","
-            if cur and len(cur) + 1 + len(piece) > WIDTH - 8:
+    cur = ""
+    for i, e in enumerate(elements):
+        piece = e + ","
+        if i in notes or keyword in ("cmd", "argv") or (cur and len(cur) + len(piece) >= WIDTH - 8):
+            if cur:
                 lines.append(cur)
-                cur = piece
-            else:
-                cur = f"{cur} {piece}" if cur else piece
-        if cur:
-            lines.append(cur)
+            lines.extend(notes.get(i, []))
+            cur = piece
+        else:
+            cur = f"{cur} {piece}" if cur else piece
+    if cur:
+        lines.append(cur)
+    lines.extend(n for i, ns in sorted(notes.items()) if i >= len(elements) for n in ns)
     return keyword + " [\n" + "".join(f"        {x}\n" for x in lines) + "    ]"
 
 
@@ -194,60 +244,32 @@ def _split_list(body: str) -> list[str] | None:
     return out if all(out) else None
 
 
-def rule_text(r: Rule) -> str:
-    head = f"{_ACTION[r.action]} {word(r.name)}"
-    body = clauses(r)
-    one_line = " ".join([head, *body])
-    if len(one_line) <= WIDTH:
-        return one_line
-    return head + "".join("\n    " + _wrap(c) for c in body)
+def _place_comments(body: list[Clause], places: list[Place]) -> list[str]:
+    """Put each comment written inside a YAML rule with the clause it was written at; those
+    with no clause to go with (above `action:`) are returned, to go above the rule."""
+    homeless: list[str] = []
+    for p in places:
+        key = {"tool": "tools"}.get(p.key, p.key)
+        if key == "paths" and p.index is not None:
+            key = "paths.match"  # `paths: [...]`, the short form
+        here = [c for c in body if c.key == key or c.key.startswith(key + ".")]
+        if not here:
+            homeless.extend(p.lines)
+        elif p.index is None:
+            here[0].notes.extend(p.lines)
+        elif key in ("input", "examples.match", "examples.not_match"):  # a clause each
+            c = next((c for c in here if c.start == p.index), here[-1])
+            c.notes.extend(p.lines)
+        else:
+            c = next((c for c in here if c.start <= p.index < c.start + c.count), here[-1])
+            c.item_notes.setdefault(min(p.index - c.start, c.count), []).extend(p.lines)
+    return homeless
 
 
-def yaml_comments(text: str) -> tuple[list[str], dict[str, list[str]]]:
-    """The whole-line comments of a YAML policy: those before `rules:` (the file's header),
-    and per rule name those above it or inside it. (Comments after a value on the same line
-    are left out: telling them from a `#` inside a string takes a YAML parser.)"""
-    header: list[str] = []
-    by_rule: dict[str, list[str]] = {}
-    pending: list[str] = []
-    current: str | None = None
-    seen_rules = False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            pending.append(stripped)
-            continue
-        m = _YAML_RULE.match(line)
-        if m:
-            current = m.group(1).strip().strip("'\"")
-            by_rule.setdefault(current, []).extend(pending)
-            pending = []
-        elif re.match(r"rules\s*:", line):
-            seen_rules = True
-            header.extend(pending)
-            pending = []
-        elif current is not None and pending and stripped:
-            by_rule[current].extend(pending)  # inside the rule: kept with it
-            pending = []
-        elif not seen_rules and pending and stripped:
-            header.extend(pending)
-            pending = []
-    if pending:
-        header.extend(pending) if current is None else by_rule[current].extend(pending)
-    return header, by_rule
-
-
-_YAML_RULE = re.compile(r"\s*-\s+(?:\{\s*)?name\s*:\s*([^,}#]+)")
-
-
-def print_policy(
-    policy: Policy,
-    header: list[str] | None = None,
-    comments: dict[str, list[str]] | None = None,
-) -> str:
-    """`header`: comment lines for the top of the file; `comments`: per rule name, comment
-    lines to print above it (see `yaml_comments`)."""
-    out: list[str] = list(header or [])
+def print_policy(policy: Policy, comments: YamlComments | None = None) -> str:
+    """The policy as .leash text; `comments` (from a YAML source) are put where they were."""
+    c = comments or YamlComments()
+    out: list[str] = list(c.header)
     if out:
         out.append("")
     s = policy.settings
@@ -258,12 +280,18 @@ def print_policy(
     if out and out[-1] != "":
         out.append("")
     for r in policy.rules:
-        text = rule_text(r)
-        notes = (comments or {}).get(r.name, [])
-        if ("\n" in text or notes) and out and out[-1] != "":
+        notes = c.rules.get(r.name, RuleComments())
+        body = clauses(r)
+        above = notes.above + _place_comments(body, notes.inside)
+        text = layout_rule(f"{_ACTION[r.action]} {word(r.name)}", body)
+        if ("\n" in text or above) and out and out[-1] != "":
             out.append("")  # a rule over several lines stands apart
-        out.extend(notes)
+        out.extend(above)
         out.append(text)
         if "\n" in text:
             out.append("")
+    if c.footer:
+        if out and out[-1] != "":
+            out.append("")
+        out.extend(c.footer)
     return "\n".join(out).rstrip("\n") + "\n"

@@ -1,0 +1,137 @@
+"""Where the comments of a YAML policy are, so that converting to .leash keeps them in place.
+
+A whole-line comment belongs to the file's header (before `rules:`), to the rule below it, or
+to a place inside a rule: above one of its keys, or above an element of one of its lists. The
+place is named as the YAML format names it (`commands` item 3, `paths.except`), which is how
+the .leash printer finds the clause it goes with. Comments after a value on the same line are
+left out: telling them from a `#` inside a string takes the scanner, and they are rare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+
+@dataclass
+class Place:
+    """Inside a rule: above key `key` (`paths.match`), or above its list's element `index`
+    (the list's length: after its last element)."""
+
+    key: str
+    index: int | None
+    lines: list[str]
+
+
+@dataclass
+class RuleComments:
+    above: list[str] = field(default_factory=list)
+    inside: list[Place] = field(default_factory=list)
+
+
+@dataclass
+class YamlComments:
+    header: list[str] = field(default_factory=list)
+    rules: dict[str, RuleComments] = field(default_factory=dict)
+    footer: list[str] = field(default_factory=list)
+
+
+def _last_line(node: Node) -> int:
+    """The last line (0-based) holding the node's own text."""
+    if isinstance(node, ScalarNode):
+        end = node.end_mark
+        return end.line if end.column > 0 else end.line - 1  # a block scalar ends at col 0
+    if isinstance(node, SequenceNode):
+        lines = [_last_line(n) for n in node.value]
+    elif isinstance(node, MappingNode):
+        lines = [_last_line(v) for _, v in node.value]
+    else:  # pragma: no cover - compose gives only these three
+        lines = []
+    if node.flow_style:  # the closing bracket
+        lines.append(node.end_mark.line)
+    return max(lines, default=node.start_mark.line)
+
+
+def _scalar_lines(node: Node, out: set[int]) -> None:
+    """Lines inside multi-line scalars, where a `#` is text and no comment."""
+    if isinstance(node, ScalarNode):
+        out.update(range(node.start_mark.line + 1, _last_line(node) + 1))
+    elif isinstance(node, SequenceNode):
+        for n in node.value:
+            _scalar_lines(n, out)
+    elif isinstance(node, MappingNode):
+        for k, v in node.value:
+            _scalar_lines(k, out)
+            _scalar_lines(v, out)
+
+
+def _place(pairs: list[tuple[Node, Node]], line: int, prefix: str) -> tuple[str, int | None]:
+    """Where a comment on `line` goes among a rule's (or a nested mapping's) key/value pairs."""
+    for k, v in pairs:
+        key = prefix + str(k.value)
+        if not (k.start_mark.line < line <= _last_line(v)):
+            continue
+        if isinstance(v, SequenceNode):
+            index = next((j for j, n in enumerate(v.value) if n.start_mark.line > line), None)
+            return key, len(v.value) if index is None else index
+        if isinstance(v, MappingNode):
+            if key == "input":  # a clause per field: the field below the comment
+                below = [j for j, (kk, _) in enumerate(v.value) if kk.start_mark.line > line]
+                return key, below[0] if below else len(v.value) - 1
+            return _place(v.value, line, key + ".")
+        return key, None
+    for k, _ in pairs:
+        if k.start_mark.line > line:
+            return prefix + str(k.value), None
+    return prefix.rstrip(".") or "", None
+
+
+def yaml_comments(text: str) -> YamlComments:
+    """The whole-line comments of a YAML policy and their places. Text that is no YAML
+    mapping gives every comment to the header (the loader reports what is wrong with it)."""
+    out = YamlComments()
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        root = None
+    in_scalar: set[int] = set()
+    if root is not None:
+        _scalar_lines(root, in_scalar)
+    comments = [
+        (n, line.strip())
+        for n, line in enumerate(text.splitlines())
+        if line.strip().startswith("#") and n not in in_scalar
+    ]
+    rules_key, rules = None, []
+    if isinstance(root, MappingNode):
+        for k, v in root.value:
+            if k.value == "rules" and isinstance(v, SequenceNode):
+                rules_key = k.start_mark.line
+                rules = [r for r in v.value if isinstance(r, MappingNode)]
+    spans = [(r.start_mark.line, _last_line(r), r) for r in rules]
+    for line, comment in comments:
+        if rules_key is None or line < rules_key:
+            out.header.append(comment)
+            continue
+        inside = next((r for first, last, r in spans if first <= line <= last), None)
+        if inside is not None:
+            name = _name(inside)
+            key, index = _place(inside.value, line, "")
+            notes = out.rules.setdefault(name, RuleComments())
+            if notes.inside and (notes.inside[-1].key, notes.inside[-1].index) == (key, index):
+                notes.inside[-1].lines.append(comment)
+            else:
+                notes.inside.append(Place(key, index, [comment]))
+            continue
+        below = next((r for first, _, r in spans if first > line), None)
+        if below is None:
+            out.footer.append(comment)
+        else:
+            out.rules.setdefault(_name(below), RuleComments()).above.append(comment)
+    return out
+
+
+def _name(rule: MappingNode) -> str:
+    return next((str(v.value) for k, v in rule.value if k.value == "name"), "")
