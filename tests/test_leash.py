@@ -308,12 +308,34 @@ def _policy(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(_policy())
-def test_any_policy_prints_to_leash_and_reads_back_the_same(policy):
-    text = print_policy(policy)
+@given(_policy(), st.booleans())
+def test_any_policy_prints_to_leash_and_reads_back_the_same(policy, share):
+    text = print_policy(policy, share=share)
     back = parse_leash(text, "gen.leash")
     assert same_ir(policy, back), text
     assert format_leash(text, "gen.leash") == text
+
+
+def test_convert_names_the_lists_several_rules_write_out():
+    # the same globs in two rules, as YAML makes one write them: named once in .leash
+    globs = '[".env", "*.pem", "~/.ssh"]'
+    policy = parse_yaml(
+        f"rules:\n"
+        f"  - {{name: secret-reads, tools: [Read], paths: {globs}, action: deny}}\n"
+        f"  - {{name: secret-writes, tools: [Write, Edit], paths: {globs}, action: deny}}\n"
+        f"  - {{name: secret-greps, tools: [Grep], paths: {globs}, action: require_approval}}\n"
+        f"  - {{name: env-only, tools: [Read], paths: ['.env'], action: require_approval}}\n",
+        "p.yaml",
+    )
+    text = print_policy(policy, share=True)
+    assert text == (
+        'let secret-paths = [".env", "*.pem", "~/.ssh"]\n\n'
+        "deny secret-reads tools Read paths @secret-paths\n"
+        "deny secret-writes tools [Write, Edit] paths @secret-paths\n"
+        "ask secret-greps tools Grep paths @secret-paths\n"
+        'ask env-only tools Read paths ".env"\n'
+    )
+    assert same_ir(parse_leash(text, "p.leash"), policy)
 
 
 @settings(max_examples=100, deadline=None)

@@ -26,4 +26,4 @@ def convert(source: Path, target: Target) -> str:
     comments = None
     if source.suffix in (".yaml", ".yml"):
         comments = yaml_comments(source.read_text(encoding="utf-8"))
-    return print_policy(policy, comments)
+    return print_policy(policy, comments, share=True)

@@ -160,6 +160,7 @@ def format_leash(text: str, file: str = "<policy>") -> str:
     out: list[str] = []
     pending = sorted(comments, key=lambda t: t.line or 0)
     k = 0
+    previous = ""
     for s in tree.children:
         block: list[Token] = []  # comments before the statement (and on its first line)
         inside: list[Token] = []  # comments within it, kept in their place
@@ -175,7 +176,9 @@ def format_leash(text: str, file: str = "<policy>") -> str:
             return line >= 2 and lines[line - 2].strip() == ""
 
         first = min([s.meta.line, *(t.line or s.meta.line for t in block)])
-        if (multi or blank_before(first) or s.data in ("let", "include")) and out and out[-1]:
+        # lets and includes stand as groups apart from what comes before them
+        group = s.data in ("let", "include") and s.data != previous
+        if (multi or blank_before(first) or group) and out and out[-1]:
             out.append("")
         for t in block:  # a blank line the author left between comments stays
             if t.line != first and blank_before(t.line or 0) and out and out[-1]:
@@ -193,6 +196,7 @@ def format_leash(text: str, file: str = "<policy>") -> str:
         out.append(printed)
         if multi:
             out.append("")
+        previous = s.data
     tail = [str(t).rstrip() for t in pending[k:]]
     if tail:
         if out and out[-1] != "":

@@ -266,8 +266,60 @@ def _place_comments(body: list[Clause], places: list[Place]) -> list[str]:
     return homeless
 
 
-def print_policy(policy: Policy, comments: YamlComments | None = None) -> str:
-    """The policy as .leash text; `comments` (from a YAML source) are put where they were."""
+def _common_words(names: list[str]) -> str:
+    """The words (split at `-`) all names begin with, else those they all end with."""
+    split = [n.split("-") for n in names]
+    for ordered in (split, [w[::-1] for w in split]):
+        common: list[str] = []
+        for words in zip(*ordered, strict=False):
+            if len(set(words)) > 1:
+                break
+            common.append(words[0])
+        if common:
+            return "-".join(common if ordered is split else common[::-1])
+    return names[0]
+
+
+def share_lists(rules: list[tuple[Rule, list[Clause]]]) -> list[str]:
+    """Lists written out in several rules become `let` names the rules use as `@name`: the
+    set is then written once, and a change to it reaches every rule (as the language is
+    meant to be written). Returns the `let` statements; the clauses are rewritten in place.
+    A list with comments between its elements stays where it is, with them."""
+    uses: dict[tuple[str, str], list[tuple[Rule, Clause]]] = {}
+    for r, body in rules:
+        for c in body:
+            keyword, _, value = c.text.partition(" ")
+            if keyword != "argv" and value.startswith("[") and c.count > 1 and not c.item_notes:
+                uses.setdefault((keyword, value), []).append((r, c))
+    lets: list[str] = []
+    taken: set[str] = set()
+    for (keyword, value), where in uses.items():
+        names = list(dict.fromkeys(r.name for r, _ in where))
+        if len(names) < 2:
+            continue
+        base = f"{_common_words(names)}-{keyword}"
+        if not _BARE.match(base) or "*" in base:  # rule names may be any string
+            base = f"shared-{keyword}"
+        name, n = base, 1
+        while name in taken or not _BARE.match(name) or name in _RESERVED:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        for _, c in where:
+            c.text = f"{keyword} @{name}"
+        text = f"let {name} = {value}"
+        if len(text) > WIDTH:
+            wrapped = _wrap(f"{name} {value}") or f"{name} {value}"
+            text = "let " + wrapped.replace("\n    ", "\n").replace(" ", " = ", 1)
+        lets.append(text)
+    return lets
+
+
+def print_policy(
+    policy: Policy, comments: YamlComments | None = None, *, share: bool = False
+) -> str:
+    """The policy as .leash text; `comments` (from a YAML source) are put where they were;
+    with `share`, lists several rules write out become `let` names (see `share_lists`)."""
     c = comments or YamlComments()
     out: list[str] = list(c.header)
     if out:
@@ -279,10 +331,19 @@ def print_policy(policy: Policy, comments: YamlComments | None = None) -> str:
         out.append(f"approval-timeout {s.approval_timeout_seconds}")
     if out and out[-1] != "":
         out.append("")
+    rules = []
     for r in policy.rules:
         notes = c.rules.get(r.name, RuleComments())
         body = clauses(r)
-        above = notes.above + _place_comments(body, notes.inside)
+        rules.append((r, body, notes.above + _place_comments(body, notes.inside)))
+    lets = share_lists([(r, body) for r, body, _ in rules]) if share else []
+    for text in lets:  # laid out as `fmt` lays them out: one over several lines stands apart
+        if "\n" in text and out and out[-1] != "":
+            out.append("")
+        out.extend([text, ""] if "\n" in text else [text])
+    if lets and out[-1] != "":
+        out.append("")
+    for r, body, above in rules:
         text = layout_rule(f"{_ACTION[r.action]} {word(r.name)}", body)
         if ("\n" in text or above) and out and out[-1] != "":
             out.append("")  # a rule over several lines stands apart
