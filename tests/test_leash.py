@@ -541,3 +541,38 @@ def test_fmt_moves_a_comment_above_only_where_it_has_no_place_inside():
         '# c1\ndeny x\n\n# c2\nlet a = "s"\n\nlet b = [\n    # c3\n    "q",\n]\n\n'
         '# c4\nallow y cmd "ls" reason "r"\n'
     )
+
+
+def test_every_command_that_takes_a_policy_takes_a_leash_file(tmp_path):
+    import json
+
+    (tmp_path / "team.leash").write_text(
+        'include "default"\n'
+        'deny no-push cmd "git push" reason "Pushes go through review"\n'
+        'allow status cmd "git status"\n'
+        'deny no-frobnicate cmd frobnicate reason "Never"\n'
+    )
+    policy = str(tmp_path / "team.leash")
+    runner = CliRunner()
+
+    explain = runner.invoke(main, ["policy", "explain", "--policy", policy, "--", "frobnicate"])
+    assert explain.exit_code == 0 and "team.leash:4:1" in explain.output, explain.output
+    calls = json.dumps({"tool": "Bash", "input": {"command": "git push origin main"}})
+    ev = runner.invoke(main, ["policy", "eval", "--policy", policy], input=calls + "\n")
+    # the default's own push rule comes first (an include is read in place)
+    assert ev.exit_code == 0 and json.loads(ev.output)["decision"] == "require_approval"
+
+    lint = runner.invoke(main, ["policy", "lint", policy, "--format", "json"])
+    assert lint.exit_code in (0, 1) and "no-push" in lint.output  # shadowed by the default's
+
+    (tmp_path / "suite.yaml").write_text(
+        "policies: [team.leash]\n"
+        "cases:\n"
+        "  - {command: 'git status', expect: allow, rule: read-only-git}\n"
+        "  - {command: 'cat .env', expect: deny, rule: credential-files}\n"
+    )
+    test = runner.invoke(main, ["policy", "test", str(tmp_path / "suite.yaml")])
+    assert test.exit_code == 0 and "2 passed" in test.output, test.output
+
+    diff = runner.invoke(main, ["policy", "diff", "default", policy])
+    assert diff.exit_code == 0 and "3 added" in diff.output, diff.output
