@@ -576,3 +576,35 @@ def test_every_command_that_takes_a_policy_takes_a_leash_file(tmp_path):
 
     diff = runner.invoke(main, ["policy", "diff", "default", policy])
     assert diff.exit_code == 0 and "3 added" in diff.output, diff.output
+
+
+def test_convert_keeps_yaml_anchors_as_names(tmp_path):
+    src = tmp_path / "p.yaml"
+    src.write_text(
+        textwrap.dedent("""\
+        rules:
+          - name: make-targets
+            commands:
+              - [make, &targets [test, lint, "build-*"], "$"]
+              - [make, *targets, *targets, "$"]
+            action: allow
+          - name: fetchers
+            fed_by: &downloaders [curl, wget]
+            tools: [Bash]
+            action: deny
+          - name: more-fetchers
+            fed_by: *downloaders
+            commands: ["sh"]
+            action: deny
+        """)
+    )
+    text = convert(src, "leash")
+    assert text == textwrap.dedent("""\
+        let targets = ["test", "lint", "build-*"]
+        let downloaders = [curl, wget]
+
+        allow make-targets argv ["make", @targets, "$"] argv ["make", @targets, @targets, "$"]
+        deny fetchers tools Bash fed-by @downloaders
+        deny more-fetchers cmd "sh" fed-by @downloaders
+        """)
+    assert same_ir(parse_leash(text, "p.leash"), load_file(src))

@@ -11,8 +11,8 @@ from typing import Literal
 
 from leashd.policy.leash_printer import print_policy
 from leashd.policy.loader import load_file
-from leashd.policy.yaml_comments import yaml_comments
 from leashd.policy.yaml_printer import print_yaml
+from leashd.policy.yaml_source import read_yaml_source
 
 Target = Literal["leash", "yaml"]
 
@@ -23,7 +23,7 @@ def convert(source: Path, target: Target) -> str:
     policy = load_file(source)
     if target == "yaml":
         return print_yaml(policy)
-    comments = None
+    original = None
     if source.suffix in (".yaml", ".yml"):
-        comments = yaml_comments(source.read_text(encoding="utf-8"))
-    return print_policy(policy, comments, share=True)
+        original = read_yaml_source(source.read_text(encoding="utf-8"))
+    return print_policy(policy, original, share=True)

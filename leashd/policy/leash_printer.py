@@ -16,8 +16,8 @@ from typing import Any
 from leashd.policy.analysis.catalog import names_of
 from leashd.policy.ir import ArgvPattern, Example, Policy, Rule
 from leashd.policy.leash_frontend import KEYWORDS
-from leashd.policy.yaml_comments import Place, RuleComments, YamlComments
 from leashd.policy.yaml_frontend import argv_pattern_text
+from leashd.policy.yaml_source import Place, RuleComments, YamlSource
 
 WIDTH = 100
 _ACTION = {"allow": "allow", "deny": "deny", "require_approval": "ask"}
@@ -49,8 +49,11 @@ def items(values: tuple[str, ...] | list[str], fmt=quote) -> str:
     return "[" + ", ".join(fmt(v) for v in values) + "]"
 
 
-def _argv_list(p: ArgvPattern) -> str:
-    toks = [quote(a[0]) if len(a) == 1 else "[" + ", ".join(map(quote, a)) + "]" for a in p.tokens]
+def _argv_list(p: ArgvPattern, names: dict[tuple[str, ...], str] | None = None) -> str:
+    toks = [
+        f"@{names[a]}" if names and a in names else quote(a[0]) if len(a) == 1 else items(a)
+        for a in p.tokens
+    ]
     return "argv [" + ", ".join(toks) + "]"
 
 
@@ -85,31 +88,122 @@ class Clause:
     item_notes: dict[int, list[str]] = field(default_factory=dict)
 
 
-def clauses(r: Rule) -> list[Clause]:
-    """The clauses of a rule, in the canonical order."""
+@dataclass
+class Names:
+    """The `let` names a printed policy uses: for whole lists (`paths @secrets`) and for the
+    alternatives of an argv token (`argv ["make", @targets, "$"]`), each with its value's
+    text in the order of first use."""
+
+    lists: dict[tuple[str, ...], str] = field(default_factory=dict)
+    tokens: dict[tuple[str, ...], str] = field(default_factory=dict)
+    lets: dict[str, str] = field(default_factory=dict)  # name -> value text
+
+    def value(self, values: tuple[str, ...], fmt=quote) -> str:
+        name = self.lists.get(tuple(values))
+        return f"@{name}" if name else items(values, fmt)
+
+
+def _lists_of(r: Rule):
+    """(keyword, values, formatting) of each list-valued clause of a rule."""
+    for keyword, values, fmt in (
+        ("tools", r.tools, word), ("mcp", r.mcp_servers, word), ("modes", r.modes, word),
+        ("flags", r.flags, quote), ("env", r.env, word), ("fed-by", r.fed_by, word),
+        ("regex", r.command_patterns and tuple(x.pattern for x in r.command_patterns), raw),
+        ("path-regex", r.path_patterns and tuple(x.pattern for x in r.path_patterns), raw),
+        ("paths", r.paths and r.paths.globs, quote),
+        ("except", r.paths and r.paths.except_globs, quote),
+        ("hosts", r.hosts, quote),
+    ):  # fmt: skip
+        if values and len(values) > 1:
+            yield keyword, tuple(values), fmt
+
+
+def _common_words(names: list[str]) -> str:
+    """The words (split at `-`) all names begin with, else those they all end with."""
+    split = [n.split("-") for n in names]
+    for ordered in (split, [w[::-1] for w in split]):
+        common: list[str] = []
+        for words in zip(*ordered, strict=False):
+            if len(set(words)) > 1:
+                break
+            common.append(words[0])
+        if common:
+            return "-".join(common if ordered is split else common[::-1])
+    return names[0]
+
+
+def shared_names(policy: Policy, anchors: dict[str, tuple[str, ...]] | None = None) -> Names:
+    """`let` names for the sets a policy writes out more than once: a YAML anchor's own name
+    for an anchored list used again (in a clause or as an argv token's alternatives), and a
+    made-up name (after the words the rules' names share: `private-network-hosts`) for a
+    clause's list several rules write out. A set then reads as one thing and a change to it
+    reaches every use, which is how the language is meant to be written."""
+    anchored = {v: n for n, v in (anchors or {}).items() if _BARE.match(n) and n not in _RESERVED}
+    count: dict[tuple[str, ...], int] = {}
+    rules_of: dict[tuple[str, ...], list[str]] = {}
+    first: dict[tuple[str, ...], tuple[str, object]] = {}  # keyword and formatting
+    for r in policy.rules:
+        for keyword, values, fmt in _lists_of(r):
+            count[values] = count.get(values, 0) + 1
+            rules_of.setdefault(values, []).append(r.name)
+            first.setdefault(values, (keyword, fmt))
+        for p in r.argv or ():
+            for alts in p.tokens:
+                if alts in anchored:
+                    count[alts] = count.get(alts, 0) + 1
+                    first.setdefault(alts, ("cmd", quote))
+    out = Names()
+    taken = set(anchored.values())
+    for values, (keyword, fmt) in first.items():
+        if values in anchored and count[values] > 1:
+            name = anchored[values]
+        elif len(set(rules_of.get(values, ()))) > 1:
+            base = f"{_common_words(list(dict.fromkeys(rules_of[values])))}-{keyword}"
+            if not _BARE.match(base) or "*" in base:  # rule names may be any string
+                base = f"shared-{keyword}"
+            name, n = base, 1
+            while name in taken or name in _RESERVED:
+                n += 1
+                name = f"{base}-{n}"
+            taken.add(name)
+        else:
+            continue
+        out.lets[name] = items(values, fmt)  # type: ignore[arg-type]
+        if values in rules_of:
+            out.lists[values] = name
+        if any(values in p.tokens for r in policy.rules for p in r.argv or ()):
+            out.tokens[values] = name
+    return out
+
+
+def clauses(r: Rule, names: Names | None = None) -> list[Clause]:
+    """The clauses of a rule, in the canonical order; with `names`, the sets named there are
+    written as `@name`."""
     out: list[Clause] = []
+    nm = names or Names()
 
     def add(text: str, key: str, start: int = 0, count: int = 1) -> None:
         out.append(Clause(text, key, start, count))
 
     if r.tools is not None:
-        add("tools " + items(r.tools, word), "tools", count=len(r.tools))
+        add("tools " + nm.value(r.tools, word), "tools", count=len(r.tools))
     if r.mcp_servers is not None:
-        add("mcp " + items(r.mcp_servers, word), "mcp_servers", count=len(r.mcp_servers))
+        add("mcp " + nm.value(r.mcp_servers, word), "mcp_servers", count=len(r.mcp_servers))
     if r.modes is not None:
-        add("modes " + items(r.modes, word), "modes", count=len(r.modes))
+        add("modes " + nm.value(r.modes, word), "modes", count=len(r.modes))
     if r.argv is not None:
         # in order: runs of patterns that fit one string each go in one `cmd`
         run: list[str] = []
         for i, p in enumerate(r.argv):
-            text = argv_pattern_text(p)
+            named = any(a in nm.tokens for a in p.tokens)
+            text = None if named else argv_pattern_text(p)
             if text is not None:
                 run.append(text)
                 continue
             if run:
                 add("cmd " + items(run), "commands", i - len(run), len(run))
                 run = []
-            add(_argv_list(p), "commands", i)
+            add(_argv_list(p, nm.tokens), "commands", i)
         if run:
             add("cmd " + items(run), "commands", len(r.argv) - len(run), len(run))
         if not r.argv:
@@ -120,24 +214,24 @@ def clauses(r: Rule) -> list[Clause]:
         ("fed_by", "fed-by", r.fed_by, word),
     ):
         if values is not None:
-            add(f"{keyword} {items(values, fmt)}", key, count=len(values))
+            add(f"{keyword} {nm.value(values, fmt)}", key, count=len(values))
     if r.opaque is not None:
         add("opaque" if r.opaque else "opaque false", "opaque")
     if r.wrapper is not None:
         add("wrapper" if r.wrapper else "wrapper false", "wrapper")
     if r.command_patterns is not None:
-        add("regex " + items([x.pattern for x in r.command_patterns], raw), "command_patterns",
-            count=len(r.command_patterns))  # fmt: skip
+        add("regex " + nm.value(tuple(x.pattern for x in r.command_patterns), raw),
+            "command_patterns", count=len(r.command_patterns))  # fmt: skip
     if r.path_patterns is not None:
-        add("path-regex " + items([x.pattern for x in r.path_patterns], raw), "path_patterns",
-            count=len(r.path_patterns))  # fmt: skip
+        add("path-regex " + nm.value(tuple(x.pattern for x in r.path_patterns), raw),
+            "path_patterns", count=len(r.path_patterns))  # fmt: skip
     if r.paths is not None:
         c = r.paths
         n = len(out)
         if c.globs:
-            add("paths " + items(c.globs), "paths.match", count=len(c.globs))
+            add("paths " + nm.value(c.globs), "paths.match", count=len(c.globs))
         if c.except_globs:
-            add("except " + items(c.except_globs), "paths.except", count=len(c.except_globs))
+            add("except " + nm.value(c.except_globs), "paths.except", count=len(c.except_globs))
         if c.access != "any":
             add("access " + c.access, "paths.access")
         if c.where != "anywhere":
@@ -149,7 +243,7 @@ def clauses(r: Rule) -> list[Clause]:
         if len(out) == n:
             add("access any", "paths")  # a path condition that holds for any path
     if r.hosts is not None:
-        add("hosts " + items(r.hosts), "hosts", count=len(r.hosts))
+        add("hosts " + nm.value(r.hosts), "hosts", count=len(r.hosts))
     for i, (key, rx) in enumerate(r.input or ()):
         add(f"input {word(key)} ~ {raw(rx.pattern)}", "input", i)
     if r.reason is not None:
@@ -266,61 +360,11 @@ def _place_comments(body: list[Clause], places: list[Place]) -> list[str]:
     return homeless
 
 
-def _common_words(names: list[str]) -> str:
-    """The words (split at `-`) all names begin with, else those they all end with."""
-    split = [n.split("-") for n in names]
-    for ordered in (split, [w[::-1] for w in split]):
-        common: list[str] = []
-        for words in zip(*ordered, strict=False):
-            if len(set(words)) > 1:
-                break
-            common.append(words[0])
-        if common:
-            return "-".join(common if ordered is split else common[::-1])
-    return names[0]
-
-
-def share_lists(rules: list[tuple[Rule, list[Clause]]]) -> list[str]:
-    """Lists written out in several rules become `let` names the rules use as `@name`: the
-    set is then written once, and a change to it reaches every rule (as the language is
-    meant to be written). Returns the `let` statements; the clauses are rewritten in place.
-    A list with comments between its elements stays where it is, with them."""
-    uses: dict[tuple[str, str], list[tuple[Rule, Clause]]] = {}
-    for r, body in rules:
-        for c in body:
-            keyword, _, value = c.text.partition(" ")
-            if keyword != "argv" and value.startswith("[") and c.count > 1 and not c.item_notes:
-                uses.setdefault((keyword, value), []).append((r, c))
-    lets: list[str] = []
-    taken: set[str] = set()
-    for (keyword, value), where in uses.items():
-        names = list(dict.fromkeys(r.name for r, _ in where))
-        if len(names) < 2:
-            continue
-        base = f"{_common_words(names)}-{keyword}"
-        if not _BARE.match(base) or "*" in base:  # rule names may be any string
-            base = f"shared-{keyword}"
-        name, n = base, 1
-        while name in taken or not _BARE.match(name) or name in _RESERVED:
-            n += 1
-            name = f"{base}-{n}"
-        taken.add(name)
-        for _, c in where:
-            c.text = f"{keyword} @{name}"
-        text = f"let {name} = {value}"
-        if len(text) > WIDTH:
-            wrapped = _wrap(f"{name} {value}") or f"{name} {value}"
-            text = "let " + wrapped.replace("\n    ", "\n").replace(" ", " = ", 1)
-        lets.append(text)
-    return lets
-
-
-def print_policy(
-    policy: Policy, comments: YamlComments | None = None, *, share: bool = False
-) -> str:
-    """The policy as .leash text; `comments` (from a YAML source) are put where they were;
-    with `share`, lists several rules write out become `let` names (see `share_lists`)."""
-    c = comments or YamlComments()
+def print_policy(policy: Policy, source: YamlSource | None = None, *, share: bool = False) -> str:
+    """The policy as .leash text. `source` (a YAML original's comments and anchors): comments
+    are put where they were; with `share`, sets written out more than once become `let`
+    names (see `shared_names`)."""
+    c = source or YamlSource()
     out: list[str] = list(c.header)
     if out:
         out.append("")
@@ -331,19 +375,21 @@ def print_policy(
         out.append(f"approval-timeout {s.approval_timeout_seconds}")
     if out and out[-1] != "":
         out.append("")
-    rules = []
-    for r in policy.rules:
-        notes = c.rules.get(r.name, RuleComments())
-        body = clauses(r)
-        rules.append((r, body, notes.above + _place_comments(body, notes.inside)))
-    lets = share_lists([(r, body) for r, body, _ in rules]) if share else []
-    for text in lets:  # laid out as `fmt` lays them out: one over several lines stands apart
+    names = shared_names(policy, c.anchors) if share else Names()
+    for name, value in names.lets.items():  # laid out as `fmt` lays lets out
+        text = f"let {name} = {value}"
+        if len(text) > WIDTH:
+            wrapped = _wrap(f"{name} {value}") or f"{name} {value}"
+            text = "let " + wrapped.replace("\n    ", "\n").replace(" ", " = ", 1)
         if "\n" in text and out and out[-1] != "":
             out.append("")
         out.extend([text, ""] if "\n" in text else [text])
-    if lets and out[-1] != "":
+    if names.lets and out[-1] != "":
         out.append("")
-    for r, body, above in rules:
+    for r in policy.rules:
+        notes = c.rules.get(r.name, RuleComments())
+        body = clauses(r, names)
+        above = notes.above + _place_comments(body, notes.inside)
         text = layout_rule(f"{_ACTION[r.action]} {word(r.name)}", body)
         if ("\n" in text or above) and out and out[-1] != "":
             out.append("")  # a rule over several lines stands apart

@@ -1,10 +1,14 @@
-"""Where the comments of a YAML policy are, so that converting to .leash keeps them in place.
+"""What a YAML policy's text says beyond its meaning: where its comments are and the names of
+its anchors, so that converting it to .leash keeps both.
 
 A whole-line comment belongs to the file's header (before `rules:`), to the rule below it, or
 to a place inside a rule: above one of its keys, or above an element of one of its lists. The
 place is named as the YAML format names it (`commands` item 3, `paths.except`), which is how
 the .leash printer finds the clause it goes with. Comments after a value on the same line are
 left out: telling them from a `#` inside a string takes the scanner, and they are rare.
+
+An anchored list (`&mk [test, lint]`, used again as `*mk`) is a set the author named; in
+.leash it becomes `let mk = [...]`, used as `@mk`.
 """
 
 from __future__ import annotations
@@ -32,10 +36,25 @@ class RuleComments:
 
 
 @dataclass
-class YamlComments:
+class YamlSource:
     header: list[str] = field(default_factory=list)
     rules: dict[str, RuleComments] = field(default_factory=dict)
     footer: list[str] = field(default_factory=list)
+    anchors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lists of scalars
+
+
+class _Composer(yaml.SafeLoader):
+    """Composes as the safe loader does and keeps the anchors it saw (it forgets them at the
+    end of each document)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.kept: dict[str, Node] = {}
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        node = super().compose_node(parent, index)
+        self.kept.update(self.anchors)
+        return node
 
 
 def _last_line(node: Node) -> int:
@@ -88,14 +107,21 @@ def _place(pairs: list[tuple[Node, Node]], line: int, prefix: str) -> tuple[str,
     return prefix.rstrip(".") or "", None
 
 
-def yaml_comments(text: str) -> YamlComments:
-    """The whole-line comments of a YAML policy and their places. Text that is no YAML
-    mapping gives every comment to the header (the loader reports what is wrong with it)."""
-    out = YamlComments()
+def read_yaml_source(text: str) -> YamlSource:
+    """The whole-line comments of a YAML policy with their places, and its anchored lists.
+    Text that is no YAML mapping gives every comment to the header (the loader reports what
+    is wrong with it)."""
+    out = YamlSource()
+    composer = _Composer(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = composer.get_single_node()
     except yaml.YAMLError:
         root = None
+    finally:
+        composer.dispose()
+    for name, node in composer.kept.items():
+        if isinstance(node, SequenceNode) and all(isinstance(n, ScalarNode) for n in node.value):
+            out.anchors[name] = tuple(str(n.value) for n in node.value)
     in_scalar: set[int] = set()
     if root is not None:
         _scalar_lines(root, in_scalar)
