@@ -1,6 +1,7 @@
 """How long loading the built-in policies takes: compiled from YAML, against loaded from
 `compiled/` (what the runtime does when the files are current). Both produce the same
-CompiledPolicy (checked here before timing).
+CompiledPolicy (checked here before timing). Then parsing alone: each built-in's YAML
+against its `.leash` form (the same IR, checked first).
 
 Prints, per policy set: the median and p99 over --repeat runs and the ratio.
 Run: python benchmarks/bench_load.py [--repeat 30]
@@ -13,7 +14,8 @@ import statistics
 import time
 
 from leashd.policy import compile_policy, load_policies
-from leashd.policy.loader import load_compiled
+from leashd.policy.diff import _without_spans
+from leashd.policy.loader import BUILTIN_NAMES, builtin_path, load_compiled, load_file
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -46,6 +48,23 @@ def main() -> None:
             f"from YAML median={ma * 1000:6.1f} ms p99={p99(a) * 1000:6.1f} ms  "
             f"from compiled/ median={mb * 1000:6.1f} ms p99={p99(b) * 1000:6.1f} ms  "
             f"ratio={ma / mb:.1f}x",
+            flush=True,
+        )
+    for name in BUILTIN_NAMES:
+        yaml_path = builtin_path(name)
+        leash_path = yaml_path.with_suffix(".leash")
+        dump = [_without_spans(r.model_dump(mode="json")) for r in load_file(yaml_path).rules]
+        assert dump == [
+            _without_spans(r.model_dump(mode="json")) for r in load_file(leash_path).rules
+        ]
+        a = timed(lambda p=yaml_path: load_file(p), args.repeat)
+        b = timed(lambda p=leash_path: load_file(p), args.repeat)
+        ma, mb = statistics.median(a), statistics.median(b)
+        print(
+            f"parse {name:<14} rules={len(dump):>4}  "
+            f"YAML median={ma * 1000:6.1f} ms p99={p99(a) * 1000:6.1f} ms  "
+            f".leash median={mb * 1000:6.1f} ms p99={p99(b) * 1000:6.1f} ms  "
+            f"ratio={ma / mb:.2f}x",
             flush=True,
         )
 

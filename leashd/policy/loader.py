@@ -35,8 +35,9 @@ def resolve_policy(spec: str) -> Path:
     return path
 
 
-def load_file(path: Path) -> Policy:
+def load_file(path: str | Path) -> Policy:
     """A policy file, by its extension: .yaml/.yml or .leash."""
+    path = Path(path)
     if path.suffix in (".yaml", ".yml"):
         return load_yaml(path)
     if path.suffix == ".leash":
