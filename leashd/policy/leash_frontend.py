@@ -457,9 +457,10 @@ class _Builder:
     def include(self, stmt: Tree) -> Policy | None:
         spec = self.string(stmt.children[0])
         if spec in BUILTIN_NAMES:  # `include "default"`: the built-in policy of that name
-            target = (data_dir("policies") / f"{spec}.leash").resolve()
+            shown = data_dir("policies") / f"{spec}.leash"
         else:
-            target = (self.base / spec).resolve()
+            shown = self.base / spec  # named as the includer is: relative stays relative
+        target = shown.resolve()
         if target in self.stack:
             chain = " -> ".join(p.name for p in (*self.stack, target))
             self.error(stmt, f"include cycle: {chain}")
@@ -469,8 +470,8 @@ class _Builder:
             return None
         try:
             if target.suffix in (".yaml", ".yml"):
-                return load_yaml(target)
-            policy, names = self.loader.load_with_names(target, self.stack)
+                return load_yaml(shown)
+            policy, names = self.loader.load_with_names(shown, self.stack)
             for name, node in names.items():  # the included file's names are shared
                 if name in self.names:
                     self.error(stmt, f"@{name} is defined both here and in {target.name}")
