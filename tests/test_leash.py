@@ -557,6 +557,8 @@ def test_every_command_that_takes_a_policy_takes_a_leash_file(tmp_path):
 
     explain = runner.invoke(main, ["policy", "explain", "--policy", policy, "--", "frobnicate"])
     assert explain.exit_code == 0 and "team.leash:4:1" in explain.output, explain.output
+    # conditions are named in the words the rule was written in
+    assert "cmd does not hold" in explain.output and "argv does not" not in explain.output
     calls = json.dumps({"tool": "Bash", "input": {"command": "git push origin main"}})
     ev = runner.invoke(main, ["policy", "eval", "--policy", policy], input=calls + "\n")
     # the default's own push rule comes first (an include is read in place)

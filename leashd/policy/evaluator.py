@@ -16,6 +16,7 @@ from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.decision import Decision, Step, UnitDecision, combine, malformed
 from leashd.policy.facts import RESOLVER, Call, Context, Unit, extract
 from leashd.policy.fswatch import DependentMemo
+from leashd.policy.ir import Rule
 from leashd.policy.reference import clamp_opaque
 from leashd.shell import parse_cached
 
@@ -38,6 +39,17 @@ _FACT_KEYS: dict[str, tuple[str, ...]] = {
 
 
 _ABSENT = object()
+
+
+# A condition kind as the rule's author wrote it: the .leash keyword or the YAML key.
+_LEASH_WORDS = {"argv": "cmd", "mcp_servers": "mcp", "fed_by": "fed-by",
+                "command_patterns": "regex", "path_patterns": "path-regex"}  # fmt: skip
+_YAML_KEYS = {"argv": "commands"}
+
+
+def _condition_word(kind: str, rule: Rule) -> str:
+    words = _LEASH_WORDS if rule.span.file.endswith(".leash") else _YAML_KEYS
+    return words.get(kind, kind)
 
 
 class Evaluator:
@@ -70,7 +82,9 @@ class Evaluator:
                 Step(
                     compiled.rules[i],
                     failed is None,
-                    "all conditions hold" if failed is None else f"{failed} does not hold",
+                    "all conditions hold"
+                    if failed is None
+                    else f"{_condition_word(failed, compiled.rules[i])} does not hold",
                 )
                 for i, failed in tried
             )
