@@ -24,7 +24,7 @@ from leashd.policy.diff import PolicyDiff
 from leashd.policy.diff import diff as diff_policies
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
-from leashd.policy.leash_format import format_leash
+from leashd.policy.leash_format import format_file
 from leashd.policy.loader import compiled_files, load_compiled
 from leashd.policy.schema import policy_schema
 from leashd.policy.testsuite import builtin_suites, coverage, junit_xml, run_suite
@@ -388,18 +388,15 @@ def diff_cmd(
 @click.option("--check", is_flag=True, help="Exit 1 when a file is not formatted; write nothing.")
 def fmt_cmd(files: tuple[str, ...], check: bool) -> None:
     """Rewrite .leash files in their canonical layout (comments, names and includes kept)."""
-    unformatted = 0
-    for name in files:
+    unformatted = failed = 0
+    for name in files:  # every file is looked at: one that fails stops none of the others
         path = Path(name)
-        if path.suffix != ".leash":
-            click.echo(f"{path}: not a .leash file (convert it: leashd policy convert)", err=True)
-            sys.exit(2)
-        text = path.read_text(encoding="utf-8")
         try:
-            formatted = format_leash(text, str(path))
+            text, formatted = format_file(path)
         except PolicyError as exc:
             click.echo(str(exc), err=True)
-            sys.exit(2)
+            failed += 1
+            continue
         if formatted == text:
             continue
         unformatted += 1
@@ -408,6 +405,8 @@ def fmt_cmd(files: tuple[str, ...], check: bool) -> None:
         else:
             path.write_text(formatted, encoding="utf-8")
             click.echo(f"formatted {path}")
+    if failed:
+        sys.exit(2)
     if check and unformatted:
         click.echo(f"{unformatted} file(s) would be reformatted (leashd policy fmt)")
         sys.exit(1)

@@ -610,3 +610,115 @@ def test_convert_keeps_yaml_anchors_as_names(tmp_path):
         deny more-fetchers cmd "sh" fed-by @downloaders
         """)
     assert same_ir(parse_leash(text, "p.leash"), load_file(src))
+
+
+# --- what a review found: bad input is an error with its place, never a crash ----------------
+
+_DEEP = "[" * 3000 + "]" * 3000
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col", "fragment"),
+    [
+        ('deny a cmd "x" reason "bad \\q"\n', 1, 23, "bad string: invalid \\escape"),
+        ('deny a reason "a\tb"\n', 1, 15, "bad string: invalid control character"),
+        ('deny a reason "\\ud800"\n', 1, 15, "lone surrogate"),
+        (f"deny a tools X match Read {{a: {_DEEP}}}\n", 1, 1, "nested too deeply"),
+        ('deny a tools X input f ~ ["a", "b"]\n', 1, 26, "takes one regex"),
+    ],
+)
+def test_bad_strings_and_values_are_errors_in_parse_and_fmt(text, line, col, fragment):
+    # fmt lays text out; what it means (one regex per input field) is checked when it loads
+    runs = (parse_leash,) if "takes one regex" in fragment else (parse_leash, format_leash)
+    for run in runs:
+        with pytest.raises(PolicyError) as info:
+            run(text, "p.leash")
+        err = getattr(info.value, "errors", [info.value])[0]
+        assert (err.line, err.column) == (line, col) and fragment in str(info.value)
+
+
+def test_an_empty_or_comment_only_leash_file_is_an_empty_policy():
+    for text in ("", "# nothing yet\n", "\ufeff# a byte order mark first\n"):
+        assert parse_leash(text, "e.leash").rules == ()
+        assert format_leash(text, "e.leash") == text.removeprefix("\ufeff")
+    # and what convert writes for an empty YAML policy reads back
+    assert (
+        parse_leash(print_policy(parse_yaml("# c\nrules: []\n", "e.yaml")), "e.leash").rules == ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [(".nan", "nan is no JSON number"), ("2020-01-01", "(date) is no JSON value"),
+     ("{1: x}", "key 1 is not a string"), ('"\\ud800"', "lone surrogate")],
+)  # fmt: skip
+def test_an_example_input_must_be_json(value, fragment):
+    text = (
+        "rules:\n  - name: a\n    tools: [X]\n    action: deny\n"
+        f"    examples: {{not_match: [{{tool: Read, input: {{v: {value}}}}}]}}\n"
+    )
+    with pytest.raises(PolicyError, match="example input must be JSON") as info:
+        parse_yaml(text, "p.yaml")
+    assert fragment in str(info.value)
+
+
+def test_examples_with_any_tool_name_and_any_number_convert_and_read_back(tmp_path):
+    src = tmp_path / "p.yaml"
+    src.write_text(
+        "rules:\n  - name: a\n    tools: [X]\n    action: deny\n    examples:\n"
+        "      not_match: [{tool: 'my tool', input: {v: 1.0e+20, w: -2.5e-3}}]\n"
+    )
+    text = convert(src, "leash")
+    assert 'no-match "my tool" {v: 1e+20, w: -0.0025}' in text
+    assert same_ir(parse_leash(text, "p.leash"), load_file(src))
+    assert format_leash(text, "p.leash") == text
+
+
+def test_a_comment_above_an_alias_stays_with_its_rule(tmp_path):
+    src = tmp_path / "p.yaml"
+    src.write_text(
+        textwrap.dedent("""\
+        rules:
+          - name: a
+            action: deny
+            tools: &t [A, B]
+          - name: b
+            action: deny
+            # about b's tools
+            tools: *t
+          - name: c
+            action: allow
+            commands:
+              - [make, &mk [x, y], "$"]
+              # two targets
+              - [make, *mk, *mk, "$"]
+          - name: d
+            tools: [Read]
+            action: allow
+        """)
+    )
+    text = convert(src, "leash")
+    assert "deny b\n    # about b's tools\n    tools @t\n" in text
+    assert '    # two targets\n    argv ["make", @mk, @mk, "$"]\n' in text
+    assert same_ir(parse_leash(text, "p.leash"), load_file(src))
+
+
+def test_fmt_reports_every_bad_file_and_formats_the_rest(tmp_path):
+    good, bad, latin = tmp_path / "good.leash", tmp_path / "bad.leash", tmp_path / "l.leash"
+    good.write_text("allow   ok tools Read\n")
+    bad.write_text('deny x cmd "a\n')
+    latin.write_bytes(b'deny x reason "caf\xe9"\n')
+    result = CliRunner().invoke(main, ["policy", "fmt", str(bad), str(latin), str(good)])
+    assert result.exit_code == 2
+    assert "bad.leash:1:12: unterminated string" in result.output
+    assert "l.leash:1:1: not UTF-8" in result.output
+    assert good.read_text() == "allow ok tools Read\n"  # formatted all the same
+
+
+def test_deeply_nested_yaml_is_an_error_not_a_crash():
+    text = (
+        "rules:\n  - name: a\n    tools: [X]\n    action: deny\n"
+        f"    examples: {{match: [{{tool: Read, input: {{a: {_DEEP}}}}}]}}\n"
+    )
+    with pytest.raises(PolicyError, match="nested too deeply"):
+        parse_yaml(text, "p.yaml")

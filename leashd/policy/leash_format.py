@@ -9,13 +9,19 @@ quoting per string kind. Formatting formatted text changes nothing.
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 from lark import Token, Tree, UnexpectedInput
 
 from leashd.policy.errors import PolicyError
-from leashd.policy.leash_frontend import _parser_with_comments, _syntax_error
-from leashd.policy.leash_printer import WIDTH, Clause, _wrap, layout_rule, quote, raw
+from leashd.policy.leash_frontend import (
+    _parser_with_comments,
+    _syntax_error,
+    _with_source,
+    string_value,
+)
+from leashd.policy.leash_printer import Clause, layout_rule, let_statement, quote, raw
+from leashd.policy.leash_printer import word as bare
 
 _KEYWORD = {
     "tools": "tools", "flags": "flags", "paths": "paths", "except": "except",
@@ -26,12 +32,17 @@ _KEYWORD = {
 }  # fmt: skip
 
 
+class _BadString(Exception):
+    def __init__(self, tok: Token, problem: str) -> None:
+        self.tok, self.problem = tok, problem
+
+
 def _string(tree: Tree) -> str:
     tok = tree.children[0]
-    text = str(tok)
-    if tok.type == "SQ_STRING":
-        return raw(text[1:-1].replace("''", "'"))
-    return quote(json.loads(text))
+    text, problem = string_value(tok)
+    if problem:
+        raise _BadString(tok, problem)
+    return raw(text) if tok.type == "SQ_STRING" else quote(text)
 
 
 def _value(item: Tree | Token | None) -> str:
@@ -78,7 +89,9 @@ def _clause(c: Tree) -> str:
         word = "match" if kind == "match" else "no-match"
         if len(ex.children) == 1:
             return f"{word} {_value(ex.children[0])}"
-        return f"{word} {ex.children[0]} {_value(ex.children[1])}"
+        tool = ex.children[0]
+        name = str(tool) if isinstance(tool, Token) else string_value(tool.children[0])[0]
+        return f"{word} {bare(name)} {_value(ex.children[1])}"
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -125,15 +138,10 @@ def _statement(s: Tree, inside: list[Token]) -> str:
         return layout_rule(head, _rule_clauses(clauses, inside))
     if kind == "let":
         name, value = s.children
-        text = f"let {name} = {_value(value)}"
         notes: dict[int, list[str]] = {}
         for t in inside:
             notes.setdefault(_item_index(value, t.line or 0), []).append(str(t).rstrip())
-        if len(text) <= WIDTH and not notes:
-            return text
-        wrapped = _wrap(f"{name} {_value(value)}", notes) or f"{name} {_value(value)}"
-        name_text, _, rest = wrapped.replace("\n    ", "\n").partition(" ")
-        return f"let {name_text} = {rest}"
+        return let_statement(str(name), _value(value), notes)
     if kind == "include":
         return f"include {_value(s.children[0])}"
     if kind == "default_action":
@@ -151,6 +159,15 @@ def _statement(s: Tree, inside: list[Token]) -> str:
 
 def format_leash(text: str, file: str = "<policy>") -> str:
     """The canonical layout of `text`; raises PolicyError (with the place) on a syntax error."""
+    try:
+        return _format(text.removeprefix("\ufeff"), file)
+    except _BadString as exc:
+        raise _syntax_error_at(exc.tok, exc.problem, text, file) from None
+    except RecursionError:
+        raise PolicyError("values nested too deeply", file, 1, 1) from None
+
+
+def _format(text: str, file: str) -> str:
     comments: list[Token] = []
     try:
         tree = _parser_with_comments(comments.append).parse(text)
@@ -205,6 +222,26 @@ def format_leash(text: str, file: str = "<policy>") -> str:
     while out and out[-1] == "":
         out.pop()
     return "\n".join(out) + "\n" if out else ""
+
+
+def _syntax_error_at(tok: Token, problem: str, text: str, file: str) -> PolicyError:
+    line, column = tok.line or 1, tok.column or 1
+    return PolicyError(_with_source(problem, text, line, column), file, line, column)
+
+
+def format_file(path: Path) -> tuple[str, str]:
+    """A .leash file's text and its canonical layout; PolicyError (with the place) when it
+    is not a .leash file, cannot be read or does not parse."""
+    if path.suffix != ".leash":
+        raise PolicyError("not a .leash file (convert it: leashd policy convert)", str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise PolicyError(f"not UTF-8: {exc.reason}", str(path), line, 1) from None
+    return text, format_leash(text, str(path))
 
 
 def check_formatted(text: str, file: str) -> bool:

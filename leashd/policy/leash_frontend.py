@@ -90,6 +90,32 @@ def _parser_with_comments(sink: Callable[[Token], Any]) -> Lark:
     )
 
 
+def string_value(tok: Token) -> tuple[str, str | None]:
+    """The text of a string token, and what is wrong with it (None when nothing is): a
+    double-quoted string holds JSON escapes and no control character."""
+    raw = str(tok)
+    if tok.type == "SQ_STRING":
+        text = raw[1:-1].replace("''", "'")
+    else:
+        try:
+            text = json.loads(raw)
+        except ValueError as exc:
+            # the message without json's own "line 1 column N (char N)"
+            what = str(getattr(exc, "msg", exc)).lower().removesuffix(" at")
+            hint = 'JSON escapes only: \\n, \\t, \\", \\\\, \\u00e9'
+            return raw[1:-1], f"bad string: {what} ({hint})"
+    if _SURROGATE.search(text):  # reported here once, not again by the checks after
+        return _SURROGATE.sub("\ufffd", text), "bad string: a lone surrogate is not Unicode"
+    return text, None
+
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def _is_float(number: str) -> bool:
+    return any(c in number for c in ".eE")
+
+
 def load_leash(path: str | Path) -> Policy:
     return _Loader().load(Path(path), ())
 
@@ -234,13 +260,16 @@ class _Loader:
         return self._builder(text, file, base, stack).policy
 
     def _builder(self, text: str, file: str, base: Path, stack: tuple[Path, ...]) -> _Builder:
+        text = text.removeprefix("\ufeff")  # a byte order mark, as some editors write
         self.texts[file] = text
         try:
             tree = _parser().parse(text)
+            builder = _Builder(self, text, file, base, stack)
+            builder.policy = builder.build(tree)
         except UnexpectedInput as exc:
             raise _syntax_error(exc, text, file) from None
-        builder = _Builder(self, text, file, base, stack)
-        builder.policy = builder.build(tree)
+        except RecursionError:
+            raise PolicyError("values nested too deeply", file, 1, 1) from None
         return builder
 
 
@@ -260,6 +289,8 @@ class _Builder:
     def mark(self, item: Tree | Token) -> Mark:
         if isinstance(item, Token):
             line, col = item.line or 1, item.column or 1
+        elif item.meta.empty:  # an empty file's tree: it has no place of its own
+            line, col = 1, 1
         else:
             line, col = item.meta.line, item.meta.column
         return Mark(self.file, 0, line - 1, col - 1, None, None)
@@ -294,10 +325,10 @@ class _Builder:
 
     def string(self, tree: Tree) -> str:
         tok = tree.children[0]
-        raw = str(tok)
-        if tok.type == "SQ_STRING":
-            return raw[1:-1].replace("''", "'")
-        return json.loads(raw)
+        text, problem = string_value(tok)
+        if problem:
+            self.error(tok, problem)
+        return text
 
     def value(self, item: Tree | Token, flat: bool = True) -> Node | None:
         """A value as a node: a string, a list (flattened unless `flat` is False, for argv
@@ -335,7 +366,7 @@ class _Builder:
                 return self.scalar(self.string(item), item)
             if item.data == "number":
                 text = str(item.children[0])
-                return self.scalar(text, item, _FLOAT if "." in text else _INT)
+                return self.scalar(text, item, _FLOAT if _is_float(text) else _INT)
             if item.data == "boolean":
                 return self.scalar(str(item.children[0]), item, _BOOL)
             if item.data == "null":
@@ -400,7 +431,7 @@ class _Builder:
                 )
             elif kind == "approval_timeout":
                 num = stmt.children[0]
-                tag = _FLOAT if "." in str(num) else _INT
+                tag = _FLOAT if _is_float(str(num)) else _INT
                 settings.append(
                     (self.key("approval_timeout_seconds", stmt), self.scalar(str(num), num, tag))
                 )
@@ -411,7 +442,7 @@ class _Builder:
                     if child.data == "version":
                         v = child.children[0]
                         if isinstance(v, Token):
-                            node = self.scalar(str(v), v, _FLOAT if "." in str(v) else _INT)
+                            node = self.scalar(str(v), v, _FLOAT if _is_float(str(v)) else _INT)
                         else:
                             node = self.scalar(self.string(v), v)
                         top.append((self.key("version", child), node))
@@ -581,13 +612,14 @@ class _Builder:
         return self.mapping([(self.key(k, at), v) for k, v in path.items()], at)
 
     def example(self, tree: Tree) -> Node:
-        first = tree.children[0]
-        if isinstance(first, Tree) and first.data == "string":
+        if len(tree.children) == 1:  # a Bash command
+            first = tree.children[0]
             return self.scalar(self.string(first), first)
         tool, obj = tree.children
+        name = str(tool) if isinstance(tool, Token) else self.string(tool)
         return self.mapping(
             [
-                (self.key("tool", tool), self.scalar(str(tool), tool)),
+                (self.key("tool", tool), self.scalar(name, tool)),
                 (self.key("input", obj), self.object(obj)),
             ],
             tree,

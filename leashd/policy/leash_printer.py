@@ -70,7 +70,7 @@ def _json(value: Any) -> str:
 def _example(keyword: str, ex: Example) -> str:
     if ex.bash_command is not None:
         return f"{keyword} {quote(ex.bash_command)}"
-    return f"{keyword} {ex.tool} {_json(ex.input)}"
+    return f"{keyword} {word(ex.tool)} {_json(ex.input)}"
 
 
 @dataclass
@@ -138,7 +138,10 @@ def shared_names(policy: Policy, anchors: dict[str, tuple[str, ...]] | None = No
     made-up name (after the words the rules' names share: `private-network-hosts`) for a
     clause's list several rules write out. A set then reads as one thing and a change to it
     reaches every use, which is how the language is meant to be written."""
-    anchored = {v: n for n, v in (anchors or {}).items() if _BARE.match(n) and n not in _RESERVED}
+    anchored: dict[tuple[str, ...], str] = {}
+    for n, v in (anchors or {}).items():  # two anchors of one list: the first one's name
+        if _BARE.match(n) and n not in _RESERVED:
+            anchored.setdefault(v, n)
     count: dict[tuple[str, ...], int] = {}
     rules_of: dict[tuple[str, ...], list[str]] = {}
     first: dict[tuple[str, ...], tuple[str, object]] = {}  # keyword and formatting
@@ -281,13 +284,26 @@ def layout_rule(head: str, body: list[Clause]) -> str:
     return out
 
 
-def _wrap(clause: str, notes: dict[int, list[str]] | None = None) -> str | None:
-    """A clause with its list over several lines when it is too long for one or comments go
-    between its elements: `cmd` lists one pattern per line, other lists filled to the width.
-    None when there are such comments but the value is no list to put them in."""
+def let_statement(name: str, value: str, notes: dict[int, list[str]] | None = None) -> str:
+    """`let NAME = VALUE` on one line when it fits and holds no comment, else its list over
+    several lines (the printer and `fmt` both lay lets out with this)."""
+    text = f"let {name} = {value}"
+    if len(text) <= WIDTH and not notes:
+        return text
+    wrapped = _wrap(f"{name} {value}", notes, force=True) or f"{name} {value}"
+    name, _, rest = wrapped.replace("\n    ", "\n").partition(" ")
+    return f"let {name} = {rest}"
+
+
+def _wrap(
+    clause: str, notes: dict[int, list[str]] | None = None, force: bool = False
+) -> str | None:
+    """A clause with its list over several lines when it is too long for one (or `force`) or
+    comments go between its elements: `cmd` lists one pattern per line, other lists filled to
+    the width. None when there are such comments but the value is no list to put them in."""
     keyword, _, rest = clause.partition(" ")
     is_list = rest.startswith("[") and rest.endswith("]")
-    if not notes and (len(clause) + 4 <= WIDTH or not is_list):
+    if not notes and (not is_list or (not force and len(clause) + 4 <= WIDTH)):
         return clause
     elements = _split_list(rest[1:-1]) if is_list and rest != "[]" else ([] if is_list else None)
     if elements is None:
@@ -343,20 +359,24 @@ def _place_comments(body: list[Clause], places: list[Place]) -> list[str]:
     with no clause to go with (above `action:`) are returned, to go above the rule."""
     homeless: list[str] = []
     for p in places:
-        key = {"tool": "tools"}.get(p.key, p.key)
-        if key == "paths" and p.index is not None:
+        key = {"tool": "tools", "argv": "commands"}.get(p.key, p.key)
+        index = None if p.key == "argv" else p.index  # `argv:` is one pattern, of tokens
+        if key == "paths" and index is not None:
             key = "paths.match"  # `paths: [...]`, the short form
         here = [c for c in body if c.key == key or c.key.startswith(key + ".")]
         if not here:
             homeless.extend(p.lines)
-        elif p.index is None:
+        elif index is None:
             here[0].notes.extend(p.lines)
         elif key in ("input", "examples.match", "examples.not_match"):  # a clause each
-            c = next((c for c in here if c.start == p.index), here[-1])
+            c = next((c for c in here if c.start == index), here[-1])
             c.notes.extend(p.lines)
         else:
-            c = next((c for c in here if c.start <= p.index < c.start + c.count), here[-1])
-            c.item_notes.setdefault(min(p.index - c.start, c.count), []).extend(p.lines)
+            c = next((c for c in here if c.start <= index < c.start + c.count), here[-1])
+            if c.text.startswith("argv "):  # one pattern: its list holds tokens, not patterns
+                c.notes.extend(p.lines)
+            else:
+                c.item_notes.setdefault(min(index - c.start, c.count), []).extend(p.lines)
     return homeless
 
 
@@ -377,10 +397,7 @@ def print_policy(policy: Policy, source: YamlSource | None = None, *, share: boo
         out.append("")
     names = shared_names(policy, c.anchors) if share else Names()
     for name, value in names.lets.items():  # laid out as `fmt` lays lets out
-        text = f"let {name} = {value}"
-        if len(text) > WIDTH:
-            wrapped = _wrap(f"{name} {value}") or f"{name} {value}"
-            text = "let " + wrapped.replace("\n    ", "\n").replace(" ", " = ", 1)
+        text = let_statement(name, value)
         if "\n" in text and out and out[-1] != "":
             out.append("")
         out.extend([text, ""] if "\n" in text else [text])

@@ -13,7 +13,7 @@ duplicate names) and reports it with the line and column.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -110,8 +110,8 @@ class YamlRule(_Strict):
     fed_by: Strings | None = _strings("Programs whose output is piped into the command.")
     opaque: bool | None = Field(None, description="The command's effect cannot be known.")
     wrapper: bool | None = Field(None, description="The command runs another (env, sudo, ...).")
-    input: dict[str, Strings] | None = Field(
-        None, description="Regexes searched in named fields of the tool input."
+    input: dict[str, str | Annotated[list[str], Field(min_length=1, max_length=1)]] | None = Field(
+        None, description="A regex searched in each named field of the tool input."
     )
     examples: YamlExamples | None = Field(
         None, description="Calls checked when the policy compiles: it never contradicts them."

@@ -9,6 +9,7 @@ reported as FILE:LINE:COL; a policy with any error is rejected whole, never load
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -101,6 +102,9 @@ class _Reader:
         if not isinstance(v, str):
             self.error(node, f"{what} must be a string")
             return None
+        if _SURROGATE.search(v):
+            self.error(node, f"{what} is not valid Unicode (it holds a lone surrogate)")
+            return None
         return v
 
     def strings(self, node: Node, what: str) -> list[tuple[str, Node]] | None:
@@ -131,7 +135,12 @@ def parse_yaml(text: str, file: str = "<policy>") -> Policy:
         raise PolicyError(f"invalid YAML: {exc.problem or exc}", file, line, col) from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"invalid YAML: {exc}", file, 1, 1) from None
-    return build_policy(root, file)
+    except RecursionError:
+        raise PolicyError("invalid YAML: nested too deeply", file, 1, 1) from None
+    try:
+        return build_policy(root, file)
+    except RecursionError:
+        raise PolicyError("values nested too deeply", file, 1, 1) from None
 
 
 def build_policy(root: Node | None, file: str, reader: _Reader | None = None) -> Policy:
@@ -394,7 +403,35 @@ def _example(r: _Reader, node: Node) -> Example | None:
     if not isinstance(value, dict):
         r.error(m["input"][1], "example input must be a mapping")
         return None
+    problem = _not_json(value)
+    if problem:  # a tool input is JSON: a date or NaN could never be sent, nor printed back
+        r.error(m["input"][1], f"example input must be JSON: {problem}")
+        return None
     return None if tool is None else Example(tool=tool, input=value, span=r.span(node))
+
+
+def _not_json(value: Any) -> str | None:
+    """What keeps `value` from being a JSON value (as a tool input is), or None."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"key {k!r} is not a string"
+            problem = _not_json(k) or _not_json(v)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list):
+        return next((p for p in map(_not_json, value) if p), None)
+    if isinstance(value, str):
+        return "a string holds a lone surrogate" if _SURROGATE.search(value) else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is no JSON number"
+    if value is None or isinstance(value, (bool, int, float)):
+        return None
+    return f"{value!r} ({type(value).__name__}) is no JSON value"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _rule(r: _Reader, node: Node) -> Rule | None:
@@ -464,7 +501,11 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
             pairs = []
             for key, (_, vnode) in im.items():
                 regs = _regexes(r, vnode, f"input.{key}")
-                if regs:
+                if regs and len(regs) > 1:
+                    # all pairs of a rule must hold: a list here would read as "any of"
+                    # and be taken as one. Refused rather than guessed.
+                    r.error(vnode, f"input.{key} takes one regex; join alternatives with |")
+                elif regs:
                     pairs.append((key, regs[0]))
             kw["input"] = tuple(pairs)
     for key in ("reason", "description"):

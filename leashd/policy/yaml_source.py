@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import yaml
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 
@@ -44,39 +45,54 @@ class YamlSource:
 
 
 class _Composer(yaml.SafeLoader):
-    """Composes as the safe loader does and keeps the anchors it saw (it forgets them at the
-    end of each document)."""
+    """Composes as the safe loader does, keeping the anchors it saw (it forgets them at the
+    end of each document) and the lines where aliases were used (an alias gives back the
+    anchored node, whose marks are where the anchor was written)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.kept: dict[str, Node] = {}
+        self.alias_lines: list[int] = []
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(AliasEvent):
+            self.alias_lines.append(self.peek_event().start_mark.line)
         node = super().compose_node(parent, index)
-        self.kept.update(self.anchors)
+        for name, anchored in self.anchors.items():
+            self.kept.setdefault(name, anchored)
         return node
 
 
-def _last_line(node: Node) -> int:
-    """The last line (0-based) holding the node's own text."""
+def _last_line(node: Node, floor: int = -1) -> int | None:
+    """The last line (0-based) holding the node's own text. None for an alias: a node used
+    at `floor` (a text offset) but written before it, elsewhere."""
+    if node.start_mark.index < floor:
+        return None
     if isinstance(node, ScalarNode):
         end = node.end_mark
         return end.line if end.column > 0 else end.line - 1  # a block scalar ends at col 0
     if isinstance(node, SequenceNode):
-        lines = [_last_line(n) for n in node.value]
+        found = [_last_line(n, node.start_mark.index) for n in node.value]
     elif isinstance(node, MappingNode):
-        lines = [_last_line(v) for _, v in node.value]
+        found = [_last_line(v, k.start_mark.index) for k, v in node.value]
     else:  # pragma: no cover - compose gives only these three
-        lines = []
+        found = []
+    lines = [x for x in found if x is not None]
     if node.flow_style:  # the closing bracket
         lines.append(node.end_mark.line)
     return max(lines, default=node.start_mark.line)
 
 
+def _value_end(k: Node, v: Node) -> int:
+    last = _last_line(v, k.start_mark.index)
+    return k.start_mark.line if last is None else last
+
+
 def _scalar_lines(node: Node, out: set[int]) -> None:
     """Lines inside multi-line scalars, where a `#` is text and no comment."""
     if isinstance(node, ScalarNode):
-        out.update(range(node.start_mark.line + 1, _last_line(node) + 1))
+        last = _last_line(node)
+        out.update(range(node.start_mark.line + 1, (last or 0) + 1))
     elif isinstance(node, SequenceNode):
         for n in node.value:
             _scalar_lines(n, out)
@@ -90,7 +106,7 @@ def _place(pairs: list[tuple[Node, Node]], line: int, prefix: str) -> tuple[str,
     """Where a comment on `line` goes among a rule's (or a nested mapping's) key/value pairs."""
     for k, v in pairs:
         key = prefix + str(k.value)
-        if not (k.start_mark.line < line <= _last_line(v)):
+        if not (k.start_mark.line < line <= _value_end(k, v)):
             continue
         if isinstance(v, SequenceNode):
             index = next((j for j, n in enumerate(v.value) if n.start_mark.line > line), None)
@@ -126,9 +142,9 @@ def read_yaml_source(text: str) -> YamlSource:
     if root is not None:
         _scalar_lines(root, in_scalar)
     comments = [
-        (n, line.strip())
+        (n, line.strip().lstrip("\ufeff"))  # a byte order mark before the first comment
         for n, line in enumerate(text.splitlines())
-        if line.strip().startswith("#") and n not in in_scalar
+        if line.strip().lstrip("\ufeff").startswith("#") and n not in in_scalar
     ]
     rules_key, rules = None, []
     if isinstance(root, MappingNode):
@@ -136,7 +152,15 @@ def read_yaml_source(text: str) -> YamlSource:
             if k.value == "rules" and isinstance(v, SequenceNode):
                 rules_key = k.start_mark.line
                 rules = [r for r in v.value if isinstance(r, MappingNode)]
-    spans = [(r.start_mark.line, _last_line(r), r) for r in rules]
+    spans = []
+    for i, r in enumerate(rules):
+        # a rule's last line: its own text's, or an alias it uses (`- *targets`) after that
+        until = rules[i + 1].start_mark.line if i + 1 < len(rules) else len(text.splitlines())
+        last = max(
+            [_last_line(r) or 0]
+            + [a for a in composer.alias_lines if r.start_mark.line <= a < until]
+        )
+        spans.append((r.start_mark.line, last, r))
     for line, comment in comments:
         if rules_key is None or line < rules_key:
             out.header.append(comment)
