@@ -32,6 +32,17 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
+def report(label: str, a_name: str, a: list[float], b_name: str, b: list[float]) -> None:
+    """One line: each side's median and p99 in ms, and how many times faster b is."""
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(
+        f"{label}  {a_name} median={ma * 1000:6.1f} ms p99={p99(a) * 1000:6.1f} ms  "
+        f"{b_name} median={mb * 1000:6.1f} ms p99={p99(b) * 1000:6.1f} ms  "
+        f"ratio={ma / mb:.2f}x",
+        flush=True,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=30)
@@ -42,14 +53,8 @@ def main() -> None:
         assert source.policy == ready.policy and source.plan == ready.plan
         a = timed(lambda s=specs: compile_policy(load_policies(s)), args.repeat)
         b = timed(lambda s=specs: load_compiled(s), args.repeat)
-        ma, mb = statistics.median(a), statistics.median(b)
-        print(
-            f"{'+'.join(specs):<20} rules={len(source.rules):>4}  "
-            f"from YAML median={ma * 1000:6.1f} ms p99={p99(a) * 1000:6.1f} ms  "
-            f"from compiled/ median={mb * 1000:6.1f} ms p99={p99(b) * 1000:6.1f} ms  "
-            f"ratio={ma / mb:.1f}x",
-            flush=True,
-        )
+        report(f"{'+'.join(specs):<20} rules={len(source.rules):>4}", "from YAML", a,
+               "from compiled/", b)  # fmt: skip
     for name in BUILTIN_NAMES:
         yaml_path = builtin_path(name)
         leash_path = yaml_path.with_suffix(".leash")
@@ -59,14 +64,7 @@ def main() -> None:
         ]
         a = timed(lambda p=yaml_path: load_file(p), args.repeat)
         b = timed(lambda p=leash_path: load_file(p), args.repeat)
-        ma, mb = statistics.median(a), statistics.median(b)
-        print(
-            f"parse {name:<14} rules={len(dump):>4}  "
-            f"YAML median={ma * 1000:6.1f} ms p99={p99(a) * 1000:6.1f} ms  "
-            f".leash median={mb * 1000:6.1f} ms p99={p99(b) * 1000:6.1f} ms  "
-            f"ratio={ma / mb:.2f}x",
-            flush=True,
-        )
+        report(f"parse {name:<14} rules={len(dump):>4}", "YAML", a, ".leash", b)
 
 
 if __name__ == "__main__":
