@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import statistics
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 
 import click
 
+from leashd.gate import audit as audit_log
 from leashd.gate.sandbox import apply_sandbox
 from leashd.policy import PolicyError, artifact, load_policies
 from leashd.policy.analysis.catalog import CATALOG, document, lookup, selected
@@ -560,6 +562,68 @@ def demo() -> None:
         as_json=False,
         command=(sample,),
     )
+
+
+# --- the audit log ----------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """Read and check the audit log (LEASHD_AUDIT_LOG_PATH, else ~/.leashd/audit.jsonl)."""
+
+
+_log_arg = click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _log(path: Path | None) -> Path:
+    return path or audit_log.default_path()
+
+
+def _show(record: dict, as_json: bool) -> None:
+    click.echo(json.dumps(record, ensure_ascii=False) if as_json else audit_log.describe(record))
+
+
+@audit.command("verify")
+@_log_arg
+def audit_verify(path: Path | None) -> None:
+    """Check the hash chain; name the first record that was edited, deleted or cut."""
+    log = _log(path)
+    v = audit_log.verify(log)
+    where = f"{log}:{v.line}: " if v.line else f"{log}: "
+    click.echo(where + v.message)
+    sys.exit(0 if v.ok else 1)
+
+
+@audit.command("tail")
+@_log_arg
+@click.option("-n", "count", type=click.IntRange(min=0), default=10, help="How many records.")
+@click.option("-f", "--follow", is_flag=True, help="Then print records as they are written.")
+@click.option("--json", "as_json", is_flag=True, help="The records as JSON Lines.")
+def audit_tail(path: Path | None, count: int, follow: bool, as_json: bool) -> None:
+    """The last records of the log."""
+    log = _log(path)
+    for record in collections.deque(audit_log.records(log), maxlen=count):
+        _show(record, as_json)
+    if follow:
+        for record in audit_log.follow(log):
+            _show(record, as_json)
+
+
+@audit.command("search")
+@_log_arg
+@click.option("--tool")
+@click.option("--decision", type=click.Choice(["allow", "deny", "require_approval"]))
+@click.option("--rule")
+@click.option("--session")
+@click.option("--event", help="An approval event: requested, approved, rejected, expired, ...")
+@click.option("--since", help="ISO time, e.g. 2026-11-22 or 2026-11-22T10:00")
+@click.option("--until", help="ISO time (records up to it)")
+@click.option("--json", "as_json", is_flag=True, help="The records as JSON Lines.")
+def audit_search(path: Path | None, as_json: bool, **want: str | None) -> None:
+    """Records with every field given (tool, decision, rule, session, event, time range)."""
+    for record in audit_log.records(_log(path)):
+        if audit_log.matches(record, **want):
+            _show(record, as_json)
 
 
 if __name__ == "__main__":
