@@ -15,7 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leashd.cli import main
-from leashd.gate.audit import AuditError, AuditLog, capped_input, records, verify
+from leashd.gate.audit import (
+    AuditError,
+    AuditLog,
+    canonical,
+    capped_input,
+    record_hash,
+    records,
+    verify,
+)
 
 
 def write(path: Path, n: int, **extra) -> list[dict]:
@@ -48,39 +56,38 @@ def test_a_reopened_log_continues_the_chain(tmp_path):
     assert verify(log).ok
 
 
-def test_an_edited_record_is_named_by_its_line(tmp_path):
-    log = tmp_path / "audit.jsonl"
-    write(log, 5)
-    rows = lines(log)
+def _edit(rows: list[bytes]) -> None:
     rows[2] = rows[2].replace(b'"decision":"allow"', b'"decision":"deny"')
-    log.write_bytes(b"".join(rows))
-    v = verify(log)
-    assert not v.ok and v.line == 3 and "record 3 was edited" in v.message
 
 
-def test_an_edit_that_recomputes_the_hash_breaks_the_next_link(tmp_path):
-    from leashd.gate.audit import canonical, record_hash
-
-    log = tmp_path / "audit.jsonl"
-    write(log, 4)
-    rows = lines(log)
+def _edit_and_rehash(rows: list[bytes]) -> None:
+    # a forger who recomputes the edited record's own hash still breaks the next link
     rec = json.loads(rows[1])
     rec["decision"] = "deny"
     rec["hash"] = record_hash(rec)
     rows[1] = canonical(rec) + b"\n"
-    log.write_bytes(b"".join(rows))
-    v = verify(log)
-    assert not v.ok and v.line == 3 and "chain breaks" in v.message
 
 
-def test_a_deleted_record_is_named(tmp_path):
+def _delete(rows: list[bytes]) -> None:
+    del rows[2]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "line", "message"),
+    [
+        (_edit, 3, "record 3 was edited"),
+        (_edit_and_rehash, 3, "chain breaks"),
+        (_delete, 3, "expected record 3, found 4"),
+    ],
+)
+def test_tampering_is_named_by_its_line(tmp_path, tamper, line, message):
     log = tmp_path / "audit.jsonl"
     write(log, 5)
     rows = lines(log)
-    del rows[2]
+    tamper(rows)
     log.write_bytes(b"".join(rows))
     v = verify(log)
-    assert not v.ok and v.line == 3 and "expected record 3, found 4" in v.message
+    assert not v.ok and v.line == line and message in v.message, v
 
 
 def test_a_log_cut_short_is_caught_by_the_head(tmp_path):
