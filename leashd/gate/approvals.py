@@ -1,0 +1,215 @@
+"""Approvals: a call the policy sends to a human waits here until one of the approvers answers,
+the time runs out, or the daemon stops. Every way it ends other than an approver's yes is a no.
+
+A request has an unguessable id and is bound to its session and chat; it resolves exactly once.
+A press from anyone who is not an approver, or from another chat, is refused and audited. On
+timeout the connector is told (it marks the request expired) and the call is denied.
+
+"Approve similar for this session" covers later calls of the same program and subcommand
+(`npm test`, `git commit`) in that session, and only calls the policy would ask about (a deny
+stays a deny). It is offered only for one simple command that is not opaque and runs nothing
+else: never for interpreters, shells or wrappers, and never for a chain, so an approval never
+covers anything chained after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from leashd.gate.audit import AuditError, AuditLog
+from leashd.policy.decision import Decision
+from leashd.shell.wrappers import SHELLS, wrapper_argv
+
+# Programs that run code they are given, or another program: approving "similar" for them
+# would approve anything at all.
+_RUNS_OTHERS = frozenset(
+    {
+        *SHELLS, *wrapper_argv()[0][0], *wrapper_argv()[1][0],
+        "python", "python2", "python3", "pypy", "pypy3", "node", "nodejs", "deno", "bun",
+        "perl", "ruby", "php", "lua", "luajit", "Rscript", "R", "julia", "tclsh", "osascript",
+        "awk", "gawk", "mawk", "nawk", "ssh", "scp", "rsync", "npx", "pnpx", "bunx", "uvx",
+        "pipx", "make", "gmake", "just", "eval", "exec", "source", ".", "env", "sudo", "doas",
+        "xargs", "docker", "podman", "kubectl", "nix", "nix-shell", "vim", "nvim", "emacs",
+    }
+)  # fmt: skip
+_PYTHON = re.compile(r"python\d+(\.\d+)*")
+Notify = Callable[["ApprovalRequest"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What "approve similar" covers: a program and its subcommand (None: no subcommand)."""
+
+    program: str
+    subcommand: str | None
+
+    def __str__(self) -> str:
+        return f"{self.program} {self.subcommand}" if self.subcommand else self.program
+
+
+def similar_scope(decision: Decision) -> Scope | None:
+    """The scope "approve similar" may cover for this call, or None when it must not be
+    offered (more than one unit, not a shell command, opaque, a wrapper or interpreter)."""
+    if len(decision.units) != 1:
+        return None
+    unit = decision.units[0].unit
+    if unit.tool != "Bash" or unit.opaque or unit.wrapper or not unit.argv or unit.dynamic:
+        return None
+    program = unit.argv[0].rsplit("/", 1)[-1]
+    if program in _RUNS_OTHERS or _PYTHON.fullmatch(program) or not program:
+        return None
+    sub = unit.argv[1] if len(unit.argv) > 1 else None
+    if sub is not None and (sub.startswith("-") or "/" in sub or "." in sub or "=" in sub):
+        sub = None  # an option or a path, not a subcommand
+    return Scope(program, sub)
+
+
+@dataclass
+class ApprovalRequest:
+    id: str
+    session: str
+    chat: str
+    tool: str
+    summary: str  # what is asked, as the approver sees it
+    similar: Scope | None  # the "approve similar" scope offered, if any
+    future: asyncio.Future[Resolution] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    approved: bool
+    how: str  # approved | approved-similar | rejected | expired | cancelled | shutdown | similar
+    who: str | None = None
+
+
+@dataclass(frozen=True)
+class Press:
+    """What became of a button press."""
+
+    accepted: bool
+    message: str
+
+
+class ApprovalCoordinator:
+    def __init__(
+        self,
+        approvers: set[str] | frozenset[str],
+        timeout: float,
+        audit: AuditLog,
+        on_expired: Notify | None = None,
+    ) -> None:
+        self.approvers = frozenset(approvers)
+        self.timeout = timeout
+        self.audit = audit
+        self.on_expired = on_expired
+        self._pending: dict[str, ApprovalRequest] = {}
+        self._similar: dict[str, set[Scope]] = {}  # session -> scopes approved as similar
+        self._closed = False
+
+    def pending(self, session: str | None = None) -> list[ApprovalRequest]:
+        return [r for r in self._pending.values() if session is None or r.session == session]
+
+    def covered(self, session: str, decision: Decision) -> bool:
+        """Whether an earlier "approve similar" in this session covers this call."""
+        scope = similar_scope(decision)
+        granted = self._similar.get(session, set())
+        return scope is not None and (scope in granted or Scope(scope.program, None) in granted)
+
+    async def request(
+        self, session: str, chat: str, tool: str, summary: str, decision: Decision
+    ) -> tuple[ApprovalRequest | None, Resolution]:
+        """Ask, and wait for the answer. Returns the request (None when an earlier
+        "approve similar" answered it) and how it ended; only an approver's yes approves."""
+        if self.covered(session, decision):
+            self._event("similar", session, tool, summary, who=None)
+            return None, Resolution(True, "similar")
+        loop = asyncio.get_running_loop()
+        req = ApprovalRequest(
+            id=secrets.token_urlsafe(18),
+            session=session,
+            chat=chat,
+            tool=tool,
+            summary=summary,
+            similar=similar_scope(decision),
+            future=loop.create_future(),
+        )
+        if self._closed:
+            return req, self._end(req, Resolution(False, "shutdown"))
+        self._pending[req.id] = req
+        self._event("requested", session, tool, summary, request=req.id, chat=chat,
+                    similar=str(req.similar) if req.similar else None)  # fmt: skip
+        try:
+            result = await asyncio.wait_for(asyncio.shield(req.future), self.timeout)
+        except TimeoutError:
+            result = self._end(req, Resolution(False, "expired"))
+            if self.on_expired is not None:
+                # the connector's trouble does not change the answer, which is no
+                with contextlib.suppress(Exception):
+                    await self.on_expired(req)
+        except asyncio.CancelledError:
+            self._end(req, Resolution(False, "cancelled"))
+            raise
+        return req, result
+
+    def press(self, request_id: str, who: str, chat: str, choice: str) -> Press:
+        """A button press: `choice` is approve, approve-similar or reject."""
+        req = self._pending.get(request_id)
+        if req is None:
+            return Press(False, "this request is no longer waiting")
+        if who not in self.approvers or chat != req.chat:
+            self._event("refused", req.session, req.tool, req.summary, request=req.id, who=who,
+                        chat=chat, why="not an approver" if who not in self.approvers
+                        else "pressed in another chat")  # fmt: skip
+            return Press(False, "only the configured approvers can answer this request")
+        if choice == "approve-similar" and req.similar is None:
+            return Press(False, "approve similar is not offered for this call")
+        if choice not in ("approve", "approve-similar", "reject"):
+            return Press(False, f"unknown choice {choice!r}")
+        if choice == "approve-similar":
+            assert req.similar is not None
+            self._similar.setdefault(req.session, set()).add(req.similar)
+        how = {"approve": "approved", "approve-similar": "approved-similar"}.get(choice, "rejected")
+        self._end(req, Resolution(choice != "reject", how, who))
+        return Press(True, how)
+
+    def close(self) -> int:
+        """The daemon stops: every pending request ends denied. Returns how many did."""
+        self._closed = True
+        waiting = list(self._pending.values())
+        for req in waiting:
+            self._end(req, Resolution(False, "shutdown"))
+        return len(waiting)
+
+    def clear_session(self, session: str) -> None:
+        self._similar.pop(session, None)
+
+    # --- inside ---------------------------------------------------------------------------
+
+    def _end(self, req: ApprovalRequest, result: Resolution) -> Resolution:
+        """Resolve once: a second answer to the same request changes nothing. The answer is
+        audited before it takes effect; if it cannot be, the request ends denied."""
+        if self._pending.pop(req.id, None) is None and req.future.done():
+            return req.future.result()
+        try:
+            self._event(result.how, req.session, req.tool, req.summary, request=req.id,
+                        who=result.who)  # fmt: skip
+        except AuditError:
+            if not req.future.done():
+                req.future.set_result(Resolution(False, "unaudited", result.who))
+            raise
+        if not req.future.done():
+            req.future.set_result(result)
+        return result
+
+    def _event(self, event: str, session: str, tool: str, summary: str, **more: Any) -> None:
+        self.audit.append(
+            "approval",
+            {"event": event, "session": session, "tool": tool, "summary": summary[:500],
+             **{k: v for k, v in more.items() if v is not None}},
+        )  # fmt: skip
