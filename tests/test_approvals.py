@@ -158,11 +158,17 @@ def test_an_answer_that_cannot_be_audited_is_a_no(evaluator, tmp_path):
 
     async def run():
         coord = ApprovalCoordinator({"42"}, timeout=5, audit=log)
-        task = asyncio.create_task(_ask(coord, evaluator, "npm publish"))
+        task = asyncio.create_task(_ask(coord, evaluator, "npm test"))
         req = await _pending_one(coord)
         log.close()  # from here on nothing can be written
         with pytest.raises(AuditError):
-            coord.press(req.id, "42", "c1", "approve")
+            coord.press(req.id, "42", "c1", "approve-similar")
+        # the unaudited "similar" grants nothing, and a request that cannot be audited
+        # is never left waiting
+        assert not coord.covered("s1", decide(evaluator, "npm test"))
+        with pytest.raises(AuditError):
+            await _ask(coord, evaluator, "npm publish")
+        assert coord.pending() == []
         return await task
 
     _, result = asyncio.run(run())

@@ -48,6 +48,15 @@ def test_records_are_numbered_and_chained(tmp_path):
     assert v.ok and v.records == 5, v
 
 
+def test_a_record_s_fields_never_replace_the_chain_s(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log) as audit:
+        audit.append("decision", {"seq": 99, "prev": "x", "hash": "y", "kind": "forged"})
+        second = audit.append("decision", {"tool": "Read"})
+    assert second["seq"] == 2 and verify(log).ok
+    assert next(records(log))["kind"] == "decision"
+
+
 def test_a_reopened_log_continues_the_chain(tmp_path):
     log = tmp_path / "audit.jsonl"
     write(log, 3)

@@ -141,9 +141,10 @@ class ApprovalCoordinator:
         )
         if self._closed:
             return req, self._end(req, Resolution(False, "shutdown"))
-        self._pending[req.id] = req
+        # audited before it can be answered: a request that cannot be is never pending
         self._event("requested", session, tool, summary, request=req.id, chat=chat,
                     similar=str(req.similar) if req.similar else None)  # fmt: skip
+        self._pending[req.id] = req
         try:
             result = await asyncio.wait_for(asyncio.shield(req.future), self.timeout)
         except TimeoutError:
@@ -171,11 +172,10 @@ class ApprovalCoordinator:
             return Press(False, "approve similar is not offered for this call")
         if choice not in ("approve", "approve-similar", "reject"):
             return Press(False, f"unknown choice {choice!r}")
-        if choice == "approve-similar":
-            assert req.similar is not None
-            self._similar.setdefault(req.session, set()).add(req.similar)
         how = {"approve": "approved", "approve-similar": "approved-similar"}.get(choice, "rejected")
-        self._end(req, Resolution(choice != "reject", how, who))
+        self._end(req, Resolution(choice != "reject", how, who))  # raises if not audited
+        if choice == "approve-similar" and req.similar is not None:
+            self._similar.setdefault(req.session, set()).add(req.similar)
         return Press(True, how)
 
     def close(self) -> int:

@@ -128,7 +128,8 @@ class AuditLog:
                     size = os.fstat(self._fd).st_size
                     known = self._known
                     head = known[1] if known and known[0] == size else self._last(size)
-                    record = {"seq": head.seq + 1, "time": now(), "kind": kind, **fields}
+                    # the chain's own keys last: a caller's fields never replace them
+                    record = {**fields, "seq": head.seq + 1, "time": now(), "kind": kind}
                     record["prev"] = head.hash
                     record["hash"] = record_hash(record)
                     line = canonical(record) + b"\n"

@@ -235,11 +235,13 @@ def format_file(path: Path) -> tuple[str, str]:
     if path.suffix != ".leash":
         raise PolicyError("not a .leash file (convert it: leashd policy convert)", str(path))
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise PolicyError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise PolicyError(f"not UTF-8: {exc.reason}", str(path), line, 1) from None
     return text, format_leash(text, str(path))
 

@@ -32,7 +32,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.ir import Policy, merge
 from leashd.policy.loader import BUILTIN_NAMES
-from leashd.policy.yaml_frontend import build_policy, load_yaml
+from leashd.policy.yaml_frontend import SURROGATE, build_policy, load_yaml
 from leashd.resources import data_dir
 
 _STR = "tag:yaml.org,2002:str"
@@ -104,12 +104,9 @@ def string_value(tok: Token) -> tuple[str, str | None]:
             what = str(getattr(exc, "msg", exc)).lower().removesuffix(" at")
             hint = 'JSON escapes only: \\n, \\t, \\", \\\\, \\u00e9'
             return raw[1:-1], f"bad string: {what} ({hint})"
-    if _SURROGATE.search(text):  # reported here once, not again by the checks after
-        return _SURROGATE.sub("\ufffd", text), "bad string: a lone surrogate is not Unicode"
+    if SURROGATE.search(text):  # reported here once, not again by the checks after
+        return SURROGATE.sub("\ufffd", text), "bad string: a lone surrogate is not Unicode"
     return text, None
-
-
-_SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
 def _is_float(number: str) -> bool:

@@ -145,6 +145,7 @@ def shared_names(policy: Policy, anchors: dict[str, tuple[str, ...]] | None = No
     count: dict[tuple[str, ...], int] = {}
     rules_of: dict[tuple[str, ...], list[str]] = {}
     first: dict[tuple[str, ...], tuple[str, object]] = {}  # keyword and formatting
+    as_token: set[tuple[str, ...]] = set()  # anchored lists used as an argv token
     for r in policy.rules:
         for keyword, values, fmt in _lists_of(r):
             count[values] = count.get(values, 0) + 1
@@ -155,6 +156,7 @@ def shared_names(policy: Policy, anchors: dict[str, tuple[str, ...]] | None = No
                 if alts in anchored:
                     count[alts] = count.get(alts, 0) + 1
                     first.setdefault(alts, ("cmd", quote))
+                    as_token.add(alts)
     out = Names()
     taken = set(anchored.values())
     for values, (keyword, fmt) in first.items():
@@ -174,7 +176,7 @@ def shared_names(policy: Policy, anchors: dict[str, tuple[str, ...]] | None = No
         out.lets[name] = items(values, fmt)  # type: ignore[arg-type]
         if values in rules_of:
             out.lists[values] = name
-        if any(values in p.tokens for r in policy.rules for p in r.argv or ()):
+        if values in as_token:
             out.tokens[values] = name
     return out
 

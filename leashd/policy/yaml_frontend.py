@@ -102,7 +102,7 @@ class _Reader:
         if not isinstance(v, str):
             self.error(node, f"{what} must be a string")
             return None
-        if _SURROGATE.search(v):
+        if SURROGATE.search(v):
             self.error(node, f"{what} is not valid Unicode (it holds a lone surrogate)")
             return None
         return v
@@ -423,7 +423,7 @@ def _not_json(value: Any) -> str | None:
     if isinstance(value, list):
         return next((p for p in map(_not_json, value) if p), None)
     if isinstance(value, str):
-        return "a string holds a lone surrogate" if _SURROGATE.search(value) else None
+        return "a string holds a lone surrogate" if SURROGATE.search(value) else None
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value} is no JSON number"
     if value is None or isinstance(value, (bool, int, float)):
@@ -431,7 +431,7 @@ def _not_json(value: Any) -> str | None:
     return f"{value!r} ({type(value).__name__}) is no JSON value"
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: JSON allows it, UTF-8 not
 
 
 def _rule(r: _Reader, node: Node) -> Rule | None:
