@@ -56,8 +56,8 @@ class Scope:
 def similar_scope(decision: Decision) -> Scope | None:
     """The scope "approve similar" may cover for this call, or None when it must not be
     offered (more than one unit, not a shell command, opaque, a wrapper or interpreter)."""
-    if len(decision.units) != 1:
-        return None
+    if len(decision.units) != 1 or decision.units[0].layer == "sandbox":
+        return None  # a path outside the approved directories is asked about every time
     unit = decision.units[0].unit
     if unit.tool != "Bash" or unit.opaque or unit.wrapper or not unit.argv or unit.dynamic:
         return None
@@ -79,13 +79,17 @@ class ApprovalRequest:
     summary: str  # what is asked, as the approver sees it
     similar: Scope | None  # the "approve similar" scope offered, if any
     future: asyncio.Future[Resolution] = field(repr=False)
+    details: dict[str, Any] = field(default_factory=dict)  # rule, reason: for the connector
 
 
 @dataclass(frozen=True)
 class Resolution:
     approved: bool
-    how: str  # approved | approved-similar | rejected | expired | cancelled | shutdown | similar
+    # approved | approved-similar | rejected | expired | cancelled | shutdown | similar
+    # | channel-failed | unaudited
+    how: str
     who: str | None = None
+    detail: str | None = None  # what went wrong, when something did
 
 
 @dataclass(frozen=True)
@@ -122,14 +126,25 @@ class ApprovalCoordinator:
         return scope is not None and (scope in granted or Scope(scope.program, None) in granted)
 
     async def request(
-        self, session: str, chat: str, tool: str, summary: str, decision: Decision
+        self,
+        session: str,
+        chat: str,
+        tool: str,
+        summary: str,
+        decision: Decision,
+        *,
+        ask: Notify | None = None,
+        details: dict[str, Any] | None = None,
     ) -> tuple[ApprovalRequest | None, Resolution]:
-        """Ask, and wait for the answer. Returns the request (None when an earlier
-        "approve similar" answered it) and how it ended; only an approver's yes approves."""
+        """Ask, and wait for the answer. `ask` shows the request to the approvers (the
+        connector); if it fails, or has not shown it when the time is up, the answer is no.
+        Returns the request (None when an earlier "approve similar" answered it) and how it
+        ended; only an approver's yes approves."""
         if self.covered(session, decision):
             self._event("similar", session, tool, summary, who=None)
             return None, Resolution(True, "similar")
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         req = ApprovalRequest(
             id=secrets.token_urlsafe(18),
             session=session,
@@ -138,18 +153,29 @@ class ApprovalCoordinator:
             summary=summary,
             similar=similar_scope(decision),
             future=loop.create_future(),
+            details=dict(details or {}),
         )
         if self._closed:
             return req, self._end(req, Resolution(False, "shutdown"))
         # audited before it can be answered: a request that cannot be is never pending
         self._event("requested", session, tool, summary, request=req.id, chat=chat,
-                    similar=str(req.similar) if req.similar else None)  # fmt: skip
+                    similar=str(req.similar) if req.similar else None,
+                    **req.details)  # fmt: skip
         self._pending[req.id] = req
         try:
-            result = await asyncio.wait_for(asyncio.shield(req.future), self.timeout)
+            if ask is not None:
+                try:
+                    await asyncio.wait_for(ask(req), max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    raise
+                except Exception as exc:  # the channel is down: nobody can say yes
+                    why = f"{type(exc).__name__}: {exc}"
+                    return req, self._end(req, Resolution(False, "channel-failed", None, why))
+            left = max(deadline - loop.time(), 0)
+            result = await asyncio.wait_for(asyncio.shield(req.future), left)
         except TimeoutError:
             result = self._end(req, Resolution(False, "expired"))
-            if self.on_expired is not None:
+            if self.on_expired is not None and result.how == "expired":
                 # the connector's trouble does not change the answer, which is no
                 with contextlib.suppress(Exception):
                     await self.on_expired(req)
@@ -198,7 +224,7 @@ class ApprovalCoordinator:
             return req.future.result()
         try:
             self._event(result.how, req.session, req.tool, req.summary, request=req.id,
-                        who=result.who)  # fmt: skip
+                        who=result.who, detail=result.detail)  # fmt: skip
         except AuditError:
             if not req.future.done():
                 req.future.set_result(Resolution(False, "unaudited", result.who))

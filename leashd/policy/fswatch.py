@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import select
 import threading
+import weakref
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
@@ -83,7 +84,8 @@ class FsWatch:
         self.generation = 0
         self._dirs: dict[int, set[str]] = {}  # watch descriptor -> directories
         self._watched: dict[str, int] = {}
-        self._memos: list[DependentMemo] = []
+        # weak: an evaluator dropped (a policy reloaded, a directory approved) takes its memo
+        self._memos: weakref.WeakSet[DependentMemo] = weakref.WeakSet()
         self._max = max_watches
         self._lock = threading.Lock()
         self._inotify = None
@@ -115,7 +117,7 @@ class FsWatch:
         return self._inotify is not None
 
     def subscribe(self, memo: DependentMemo) -> None:
-        self._memos.append(memo)
+        self._memos.add(memo)
 
     def check(self) -> None:
         """Apply pending changes to every subscribed memo (no-op without inotify)."""
@@ -158,7 +160,7 @@ class FsWatch:
                 self._dirs.clear()
                 self._watched.clear()
             self.generation += 1
-            for memo in self._memos:
+            for memo in list(self._memos):
                 memo.invalidate(changed)
 
     def watch(self, directory: str) -> bool:

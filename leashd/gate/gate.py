@@ -1,0 +1,563 @@
+"""The gate: what the daemon calls for every tool call. Sandbox and policy decide, a human
+answers what needs approval, and the outcome is written to the audit log before it is returned.
+
+Nothing here can produce an allow by accident. An exception anywhere, an evaluator error, a
+policy that fails to reload, an approval channel that is down, a timeout, a cancelled task, an
+audit record that cannot be written: each ends in deny. The only allow is a decision that was
+`allow` (or approved by an approver) and audited.
+
+Paths are resolved against the session's working directory. The agent's shell is expected to
+start every command there (the daemon runs Claude Code with its working directory kept; a `cd`
+inside one command is followed by the facts, unit by unit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Notify, Resolution
+from leashd.gate.audit import AuditError, AuditLog, capped_input
+from leashd.gate.events import EventBus
+from leashd.gate.sandbox import SandboxConfig, apply_sandbox
+from leashd.policy.compiler import CompiledPolicy
+from leashd.policy.decision import Decision, UnitDecision
+from leashd.policy.evaluator import Evaluator
+from leashd.policy.facts import Context
+from leashd.policy.loader import load_compiled
+
+log = structlog.get_logger("leashd.gate")
+
+MAX_UNITS_RECORDED = 64  # a record lists at most this many units (and says how many there were)
+_SHOWN = 500  # characters of a unit or a summary kept in records and events
+
+
+@dataclass
+class Session:
+    """What the gate knows of a session: who it talks to, where it works, its mode."""
+
+    id: str
+    chat: str
+    cwd: str
+    mode: str = "default"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's answer, and how it came about."""
+
+    action: Literal["allow", "deny"]
+    reason: str
+    layer: str  # policy | default | sandbox | opaque | input | approval | error | audit | cancelled
+    decision: Decision | None = None  # what sandbox and policy said, when they could say it
+    request: ApprovalRequest | None = None
+    resolution: Resolution | None = None
+    seq: int | None = None  # the audit record of this verdict
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == "allow"
+
+
+@dataclass(frozen=True)
+class Reload:
+    ok: bool
+    message: str
+    errors: tuple[str, ...] = field(default=())
+
+
+class Gate:
+    def __init__(
+        self,
+        compiled: CompiledPolicy,
+        audit: AuditLog,
+        approvals: ApprovalCoordinator | None = None,
+        *,
+        approved_dirs: Iterable[str] = (),
+        home: str | None = None,
+        sandbox: SandboxConfig | None = None,
+        bus: EventBus | None = None,
+        specs: Iterable[str] = (),
+        temp_dirs: Iterable[str] | None = None,
+    ) -> None:
+        self.compiled = compiled
+        self.audit = audit
+        self.approvals = approvals
+        self.sandbox = sandbox or SandboxConfig()
+        self.bus = bus or EventBus()
+        self.specs = tuple(specs)
+        self.home = home
+        # where writes need approval rather than being denied; None: the system's own
+        self.temp_dirs = (
+            None if temp_dirs is None else tuple(_directory(d, home) for d in temp_dirs)
+        )
+        self._dirs = tuple(dict.fromkeys(_directory(d, home) for d in approved_dirs))
+        self._evaluators: dict[tuple[str, str], Evaluator] = {}
+        self._lock = threading.Lock()  # reloads and directory changes may come from threads
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[str], audit: AuditLog, **kwargs: Any) -> Gate:
+        """A gate on the policies named by `specs` (built-in names or files, in order)."""
+        specs = tuple(specs)
+        return cls(load_compiled(specs), audit, specs=specs, **kwargs)
+
+    # --- what the gate is configured with, changeable at run time ------------------------------
+
+    @property
+    def approved_dirs(self) -> tuple[str, ...]:
+        return self._dirs
+
+    def add_dir(self, path: str) -> str:
+        """Approve a directory (`/dir`, `add-dir`). It must exist; returns it resolved. The
+        change is audited before it takes effect."""
+        resolved = _directory(path, self.home)
+        if not os.path.isdir(resolved):
+            raise ValueError(f"not a directory: {path}")
+        with self._lock:
+            if resolved not in self._dirs:
+                self.audit.append("sandbox", {"event": "dir_added", "path": resolved})
+                self._dirs = (*self._dirs, resolved)
+                self._evaluators = {}
+        return resolved
+
+    def remove_dir(self, path: str) -> str:
+        resolved = _directory(path, self.home)
+        with self._lock:
+            if resolved not in self._dirs:
+                raise ValueError(f"not an approved directory: {path}")
+            self.audit.append("sandbox", {"event": "dir_removed", "path": resolved})
+            self._dirs = tuple(d for d in self._dirs if d != resolved)
+            self._evaluators = {}
+        return resolved
+
+    def reload(self, specs: Iterable[str] | None = None) -> Reload:
+        """Load the policies again (or others). If they do not load, the policy in force
+        stays in force, and the failure is reported and audited."""
+        wanted = tuple(specs) if specs is not None else self.specs
+        try:
+            compiled = load_compiled(wanted)
+        except Exception as exc:
+            errors = tuple(str(exc).splitlines()) or (type(exc).__name__,)
+            message = f"the policy was not reloaded, the one in force stays: {errors[0]}"
+            log.error("policy reload failed", error=str(exc), specs=list(wanted))
+            try:
+                self.audit.append(
+                    "policy",
+                    {"event": "reload_failed", "specs": list(wanted), "error": str(exc)[:4000]},
+                )
+            except AuditError as audit_exc:
+                self._audit_failed(audit_exc)
+            self.bus.emit("policy.reload_failed", specs=list(wanted), error=str(exc))
+            return Reload(False, message, errors)
+        with self._lock:
+            # audited first: if it cannot be, the old policy stays
+            try:
+                self.audit.append(
+                    "policy",
+                    {"event": "reloaded", "specs": list(wanted), "rules": len(compiled.rules)},
+                )
+            except AuditError as exc:
+                self._audit_failed(exc)
+                return Reload(False, f"the policy was not reloaded: {exc}", (str(exc),))
+            self.compiled = compiled
+            self.specs = wanted
+            self._evaluators = {}
+        self.bus.emit("policy.reloaded", specs=list(wanted), rules=len(compiled.rules))
+        return Reload(True, f"reloaded: {len(compiled.rules)} rules")
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def decide(self, session: Session, tool: Any, tool_input: Any) -> Decision:
+        """What sandbox and policy say of a call, before anyone is asked. Never raises."""
+        try:
+            decision = self._evaluator(session).evaluate(tool, tool_input)
+            return apply_sandbox(decision, self.sandbox)
+        except Exception as exc:
+            return Decision(
+                "deny",
+                None,
+                f"internal error while deciding: {exc!r}",
+                "error",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    async def check(
+        self, session: Session, tool: Any, tool_input: Any, ask: Notify | None = None
+    ) -> Verdict:
+        """Decide a call, ask for approval where it is needed (through `ask`, the session's
+        connector), audit the outcome and tell the event bus. Never raises, except that a
+        cancelled call is recorded as denied and the cancellation goes on."""
+        decision: Decision | None = None
+        try:
+            decision = self.decide(session, tool, tool_input)
+            if decision.action == "require_approval":
+                return await self._approve(session, tool, tool_input, decision, ask)
+            return self._final(
+                session,
+                tool,
+                tool_input,
+                decision,
+                decision.action,
+                decision.reason,
+                decision.layer,
+            )
+        except asyncio.CancelledError:
+            self._final(
+                session,
+                tool,
+                tool_input,
+                decision,
+                "deny",
+                "the call was cancelled before it was decided",
+                "cancelled",
+            )
+            raise
+        except Exception as exc:  # whatever it was, it is not an allow
+            log.exception("gate error", tool=str(tool)[:100], session=session.id)
+            return self._final(
+                session,
+                tool,
+                tool_input,
+                decision,
+                "deny",
+                f"internal error in the gate: {type(exc).__name__}: {exc}",
+                "error",
+            )
+
+    async def _approve(
+        self,
+        session: Session,
+        tool: Any,
+        tool_input: Any,
+        decision: Decision,
+        ask: Notify | None,
+    ) -> Verdict:
+        if self.approvals is None or ask is None:
+            return self._final(
+                session,
+                tool,
+                tool_input,
+                decision,
+                "deny",
+                f"needs approval, and nobody can be asked here: {decision.reason}",
+                "approval",
+            )
+        summary = summarize(tool, tool_input, decision)
+        details = {
+            "rule": decision.rule_name,
+            "at": str(decision.rule.span) if decision.rule is not None else None,
+            "reason": decision.reason,
+            "layer": decision.layer,
+            **capped_input(tool_input),
+        }
+        bus = self.bus
+
+        async def show(req: ApprovalRequest) -> None:
+            bus.emit(
+                "approval.requested",
+                session=session.id,
+                chat=session.chat,
+                tool=tool,
+                request=req.id,
+                summary=summary[:_SHOWN],
+                rule=decision.rule_name,
+                reason=decision.reason,
+                similar=str(req.similar) if req.similar else None,
+            )
+            await ask(req)
+
+        req, result = await self.approvals.request(
+            session.id, session.chat, tool, summary, decision, ask=show, details=details
+        )
+        self.bus.emit(
+            "approval.resolved",
+            session=session.id,
+            chat=session.chat,
+            tool=tool,
+            request=req.id if req else None,
+            approved=result.approved,
+            how=result.how,
+            who=result.who,
+        )
+        action: Literal["allow", "deny"] = "allow" if result.approved else "deny"
+        return self._final(
+            session,
+            tool,
+            tool_input,
+            decision,
+            action,
+            _approval_reason(result, self.approvals.timeout),
+            "approval",
+            req,
+            result,
+        )
+
+    # --- the record, then the answer --------------------------------------------------------
+
+    def _final(
+        self,
+        session: Session,
+        tool: Any,
+        tool_input: Any,
+        decision: Decision | None,
+        action: str,
+        reason: str,
+        layer: str,
+        req: ApprovalRequest | None = None,
+        resolution: Resolution | None = None,
+    ) -> Verdict:
+        """Audit the outcome; only an audited allow is an allow."""
+        verdict_action: Literal["allow", "deny"] = "allow" if action == "allow" else "deny"
+        try:
+            record = self.audit.append(
+                "decision",
+                _record(
+                    session,
+                    tool,
+                    tool_input,
+                    decision,
+                    verdict_action,
+                    reason,
+                    layer,
+                    req,
+                    resolution,
+                ),
+            )
+        except Exception as exc:  # AuditError, or a record that could not even be built
+            self._audit_failed(exc)
+            verdict = Verdict(
+                "deny",
+                f"the audit log cannot be written, so nothing runs: {exc}",
+                "audit",
+                decision,
+                req,
+                resolution,
+            )
+            self._tell(session, tool, verdict)
+            return verdict
+        verdict = Verdict(verdict_action, reason, layer, decision, req, resolution, record["seq"])
+        self._tell(session, tool, verdict)
+        return verdict
+
+    def _tell(self, session: Session, tool: Any, verdict: Verdict) -> None:
+        try:
+            self._emit_verdict(session, tool, verdict)
+        except Exception:  # the verdict is recorded and stands; only the telling failed
+            log.exception("could not tell the event bus", session=session.id)
+
+    def _emit_verdict(self, session: Session, tool: Any, verdict: Verdict) -> None:
+        bus = self.bus
+        decision = verdict.decision
+        if decision is not None:
+            for u in decision.units:
+                if u.layer == "sandbox":
+                    bus.emit(
+                        "sandbox.violation",
+                        session=session.id,
+                        tool=tool,
+                        unit=u.unit.describe()[:_SHOWN],
+                        action=u.action,
+                        reason=u.reason,
+                        paths=[p.shown() for p in u.unit.paths if p.where != "inside"],
+                    )
+        bus.emit(
+            "tool.allowed" if verdict.allowed else "tool.denied",
+            session=session.id,
+            chat=session.chat,
+            tool=tool,
+            reason=verdict.reason,
+            layer=verdict.layer,
+            rule=decision.rule_name if decision is not None else None,
+            seq=verdict.seq,
+        )
+
+    def _audit_failed(self, exc: Exception) -> None:
+        log.error("audit log write failed; the call is denied", error=str(exc))
+        self.bus.emit("audit.failed", error=str(exc))
+
+    # --- after a crash --------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Record as denied every approval that was still waiting when the daemon last
+        stopped (killed, crashed): call before taking calls. Returns how many there were."""
+        left = pending_in_log(self.audit.path)
+        for rec in left:
+            self.audit.append(
+                "approval",
+                {
+                    "event": "restart",
+                    "session": rec.get("session"),
+                    "tool": rec.get("tool"),
+                    "summary": rec.get("summary"),
+                    "request": rec["request"],
+                },
+            )
+            fields = {k: rec[k] for k in ("session", "chat", "tool", "rule", "at") if k in rec}
+            for k in ("input", "input_sha256", "input_excerpt", "input_chars"):
+                if k in rec:
+                    fields[k] = rec[k]
+            self.audit.append(
+                "decision",
+                {
+                    **fields,
+                    "decision": "deny",
+                    "layer": "approval",
+                    "request": rec["request"],
+                    "approval": "restart",
+                    "policy_decision": "require_approval",
+                    "reason": "the daemon stopped while this call waited for approval",
+                },
+            )
+        return len(left)
+
+    def _evaluator(self, session: Session) -> Evaluator:
+        key = (session.cwd, session.mode)
+        evaluators = self._evaluators
+        ev = evaluators.get(key)
+        if ev is None:
+            ctx = Context.create(session.cwd, self.home, self._dirs, session.mode)
+            if not self._dirs:  # no approved directory: nothing is inside
+                ctx = replace(ctx, approved_dirs=("/\x00none",))
+            if self.temp_dirs is not None:
+                ctx = replace(ctx, temp_dirs=self.temp_dirs)
+            ev = Evaluator(self.compiled, ctx)
+            if len(evaluators) >= 256:
+                evaluators.clear()
+            evaluators[key] = ev
+        return ev
+
+
+def _directory(path: str, home: str | None) -> str:
+    return os.path.realpath(
+        os.path.expanduser(path) if home is None or not path.startswith("~") else home + path[1:]
+    )
+
+
+def summarize(tool: Any, tool_input: Any, decision: Decision) -> str:
+    """What an approver is shown: a shell command whole; a file tool's paths; else the input."""
+    if isinstance(tool_input, Mapping):
+        if tool == "Bash" and isinstance(tool_input.get("command"), str):
+            return tool_input["command"]
+        paths = [p.shown() for u in decision.units for p in u.unit.paths]
+        if paths and not str(tool).startswith("mcp__"):
+            return f"{tool} {' '.join(dict.fromkeys(paths))}"
+    try:
+        shown = json.dumps(tool_input, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        shown = repr(tool_input)
+    return f"{tool} {shown}"
+
+
+def _approval_reason(result: Resolution, timeout: float) -> str:
+    match result.how:
+        case "approved" | "approved-similar":
+            return f"approved by {result.who}"
+        case "similar":
+            return "covered by an earlier 'approve similar' in this session"
+        case "rejected":
+            return f"rejected by {result.who}"
+        case "expired":
+            return f"no answer within {timeout:g} s"
+        case "shutdown":
+            return "the daemon is stopping"
+        case "channel-failed":
+            return f"the approval could not be asked: {result.detail}"
+        case _:
+            return f"not approved ({result.how})"
+
+
+def _unit_record(u: UnitDecision) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "unit": u.unit.describe()[:_SHOWN],
+        "decision": u.action,
+        "layer": u.layer,
+        "reason": u.reason[:_SHOWN],
+    }
+    if u.rule is not None:
+        out["rule"] = u.rule.name
+        out["at"] = str(u.rule.span)
+    return out
+
+
+def _record(
+    session: Session,
+    tool: Any,
+    tool_input: Any,
+    decision: Decision | None,
+    action: str,
+    reason: str,
+    layer: str,
+    req: ApprovalRequest | None,
+    resolution: Resolution | None,
+) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "session": session.id,
+        "chat": session.chat,
+        "cwd": session.cwd,
+        "mode": session.mode,
+        "tool": tool if isinstance(tool, str) else repr(tool),
+        **capped_input(tool_input),
+        "decision": action,
+        "reason": reason,
+        "layer": layer,
+    }
+    if decision is not None:
+        rec["rule"] = decision.rule_name
+        if decision.rule is not None:
+            rec["at"] = str(decision.rule.span)
+        if decision.action != action or layer == "approval":
+            rec["policy_decision"] = decision.action
+            rec["policy_reason"] = decision.reason[:_SHOWN]
+        if decision.error is not None:
+            rec["error"] = decision.error
+        units = decision.units
+        rec["units"] = [_unit_record(u) for u in units[:MAX_UNITS_RECORDED]]
+        if len(units) > MAX_UNITS_RECORDED:
+            rec["units_total"] = len(units)
+    if req is not None:
+        rec["request"] = req.id
+    if resolution is not None:
+        rec["approval"] = resolution.how
+        if resolution.who is not None:
+            rec["who"] = resolution.who
+    return rec
+
+
+def pending_in_log(path: str | Path) -> list[dict[str, Any]]:
+    """The approval requests of an audit log whose call never got its decision record and
+    was not already denied by the approval's end (no answer yet, or a yes that never took
+    effect): each one's `requested` record. Only lines that name a request are parsed."""
+    waiting: dict[str, dict[str, Any]] = {}
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        for line in f:
+            if b'"request"' not in line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a damaged line is `audit verify`'s to report
+            rid = rec.get("request")
+            if not isinstance(rid, str):
+                continue
+            kind, event = rec.get("kind"), rec.get("event")
+            if kind == "approval" and event == "requested":
+                waiting[rid] = rec
+            elif kind == "decision" or (kind == "approval" and event in _ENDS_IN_NO):
+                waiting.pop(rid, None)
+    return list(waiting.values())
+
+
+# The ends of an approval that are a no by themselves (the call was denied right there).
+_ENDS_IN_NO = frozenset(
+    ("rejected", "expired", "cancelled", "shutdown", "channel-failed", "unaudited", "restart")
+)
