@@ -545,3 +545,30 @@ def test_approvals_pending_when_the_daemon_is_killed_are_recorded_denied(tmp_pat
     assert recs[2]["input"] == {"command": "npm publish"} and recs[2]["rule"] == "publish"
     assert recs[1]["request"] == recs[2]["request"] == recs[0]["request"]
     assert verify(log_path).ok
+
+
+def test_audit_tail_shows_every_kind_of_record_the_gate_writes(tmp_path, place, audit):
+    from click.testing import CliRunner
+
+    from leashd.cli import main
+
+    proj, _ = place
+    gate = approval_gate(tmp_path, place, audit)
+
+    async def ask(req):
+        gate.approvals.press(req.id, "42", req.chat, "reject")
+
+    async def run():
+        s = session(proj)
+        await gate.check(s, "Read", {"file_path": "src/app.py"})
+        await gate.check(s, "Bash", {"command": "npm publish --dry-run"}, ask)
+
+    asyncio.run(run())
+    gate.add_dir(str(place[1]))
+    out = CliRunner().invoke(main, ["audit", "tail", str(audit.path)]).output.splitlines()
+    assert len(out) == 5
+    assert out[0].endswith(f"[s1] allow (default): Read {proj}/src/app.py -- no rule matched")
+    assert "approval requested by -: npm publish --dry-run" in out[1]
+    assert "approval rejected by 42: npm publish --dry-run" in out[2]
+    assert "deny by publish (approval): Bash npm publish --dry-run -- rejected by 42" in out[3]
+    assert out[4].endswith(f"sandbox dir_added {place[1]}")

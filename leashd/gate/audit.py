@@ -47,7 +47,11 @@ def default_path() -> Path:
 def canonical(obj: Any) -> bytes:
     """The bytes a hash is taken over: sorted keys, no spaces, UTF-8 (lone surrogates, which
     JSON allows in a tool input, escaped rather than refused)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return _CANONICAL.encode(obj).encode()
+
+
+# one encoder for every record: json.dumps builds a new one per call when given options
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -184,7 +188,7 @@ class AuditLog:
     def _write_head(self, head: Head) -> None:
         # overwritten in place, at one fixed length: one small write within a page, instead
         # of a rename per record (which cost more than the rest of an append together)
-        text = json.dumps({"seq": head.seq, "hash": head.hash}).encode()
+        text = f'{{"seq": {head.seq}, "hash": "{head.hash}"}}'.encode()
         os.pwrite(self._head_fd, text.ljust(HEAD_SIZE - 1) + b"\n", 0)
 
 
@@ -286,17 +290,28 @@ def matches(record: dict[str, Any], **want: str | None) -> bool:
 def describe(record: dict[str, Any]) -> str:
     """One line for a person: seq, time, session, then what was decided or done."""
     head = f"{record.get('seq')} {record.get('time')} [{record.get('session', '-')}]"
-    if record.get("kind") == "approval":
-        return f"{head} approval {record.get('event')} by {record.get('who', '-')}: " + (
-            f"{record.get('tool', '')} {record.get('request', '')}".strip()
-        )
-    what = record.get("input", {}).get("command") if isinstance(record.get("input"), dict) else None
-    shown = what if isinstance(what, str) else record.get("input_excerpt", "")
+    kind = record.get("kind")
+    if kind == "approval":
+        what = record.get("summary") or record.get("tool", "")
+        return f"{head} approval {record.get('event')} by {record.get('who', '-')}: {what}"
+    if kind != "decision":  # a policy reload, an approved directory added or removed
+        more = record.get("path") or record.get("error") or record.get("specs") or ""
+        return f"{head} {kind} {record.get('event')} {more}".rstrip()
+    given = record.get("input")
+    command = given.get("command") if isinstance(given, dict) else None
+    units = record.get("units")
+    if isinstance(command, str):
+        shown = f"{record.get('tool')} {command}"
+    elif isinstance(units, list) and units and isinstance(units[0], dict) and "unit" in units[0]:
+        shown = str(units[0]["unit"])  # a file tool with its resolved path
+    else:
+        excerpt = json.dumps(given) if given is not None else record.get("input_excerpt", "")
+        shown = f"{record.get('tool')} {excerpt}"
     rule = f" by {record['rule']}" if record.get("rule") else ""
     return (
         f"{head} {record.get('decision')}{rule} ({record.get('layer', 'policy')}): "
-        f"{record.get('tool')} {shown or ''} -- {record.get('reason', '')}"
-    ).rstrip(" -")
+        f"{shown} -- {record.get('reason', '')}"
+    )
 
 
 def follow(path: str | Path, poll: float = 0.5) -> Iterator[dict[str, Any]]:

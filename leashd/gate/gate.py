@@ -251,12 +251,13 @@ class Gate:
                 "approval",
             )
         summary = summarize(tool, tool_input, decision)
+        kept = capped_input(tool_input)  # once: the request's record and the decision's
         details = {
             "rule": decision.rule_name,
             "at": str(decision.rule.span) if decision.rule is not None else None,
             "reason": decision.reason,
             "layer": decision.layer,
-            **capped_input(tool_input),
+            **kept,
         }
         bus = self.bus
 
@@ -298,6 +299,7 @@ class Gate:
             "approval",
             req,
             result,
+            kept,
         )
 
     # --- the record, then the answer --------------------------------------------------------
@@ -313,6 +315,7 @@ class Gate:
         layer: str,
         req: ApprovalRequest | None = None,
         resolution: Resolution | None = None,
+        kept: dict[str, Any] | None = None,
     ) -> Verdict:
         """Audit the outcome; only an audited allow is an allow."""
         verdict_action: Literal["allow", "deny"] = "allow" if action == "allow" else "deny"
@@ -329,6 +332,7 @@ class Gate:
                     layer,
                     req,
                     resolution,
+                    kept,
                 ),
             )
         except Exception as exc:  # AuditError, or a record that could not even be built
@@ -497,6 +501,7 @@ def _record(
     layer: str,
     req: ApprovalRequest | None,
     resolution: Resolution | None,
+    kept: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "session": session.id,
@@ -504,7 +509,7 @@ def _record(
         "cwd": session.cwd,
         "mode": session.mode,
         "tool": tool if isinstance(tool, str) else repr(tool),
-        **capped_input(tool_input),
+        **(kept if kept is not None else capped_input(tool_input)),
         "decision": action,
         "reason": reason,
         "layer": layer,
