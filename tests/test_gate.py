@@ -105,6 +105,20 @@ def decision_records(audit: AuditLog) -> list[dict]:
         ("Bash", {"command": "cd .. && touch outside/new"}, "deny"),
         ("Bash", {"command": "cd /; cd {out} && rm secret.txt"}, "deny"),
         ("Bash", {"command": "(cd src); touch ../outside/x"}, "deny"),  # the subshell's cd ends
+        # cd by other names: builtin, command, inside a function
+        ("Bash", {"command": "builtin cd /usr/local/bin && echo x > git"}, "deny"),
+        ("Bash", {"command": "command cd {out}; echo x > secret.txt"}, "deny"),
+        ("Bash", {"command": "f(){ cd {out}; }; f; echo x > secret.txt"}, "deny"),
+        # links: what a link reaches is written through it
+        ("Bash", {"command": "ln ../outside/secret.txt hard"}, "deny"),
+        ("Bash", {"command": "ln -s /usr/local/bin b"}, "deny"),
+        ("Bash", {"command": "ln -s ../shared/c.js src/c.js"}, "allow"),  # from the link's dir
+        ("Bash", {"command": "cd src && ln -s .. ../up"}, "deny"),
+        # through what the same command makes: only known once it runs
+        ("Bash", {"command": "ln -s . up && echo x > up/../outside/x"}, "deny"),
+        ("Bash", {"command": "git clone https://example.com/r.git r && echo x > r/a"}, "deny"),
+        ("Bash", {"command": "cp -r src b && cat b/app.py"}, "require_approval"),
+        ("Bash", {"command": "mkdir -p out && cp src/app.py out/ && cat out/app.py"}, "allow"),
     ],
 )
 def test_the_sandbox_covers_every_path_of_every_unit(
@@ -120,6 +134,32 @@ def test_the_sandbox_covers_every_path_of_every_unit(
     assert decision.action == action, decision.reason
     if action != "allow":
         assert decision.layer == "sandbox"
+
+
+ESCAPES = [
+    "cd src && ln -s .. ../up && cd .. && echo pwned > up/outside/secret.txt",
+    "ln -s . up && echo pwned > up/../outside/secret.txt",
+    "ln -s .. up; echo pwned > up/outside/secret.txt",
+    "builtin cd ../outside && echo pwned > secret.txt",
+    "command cd ../outside; echo pwned > secret.txt",
+    "f(){ cd ../outside; }; f; echo pwned > secret.txt",
+    "for i in 1 2; do echo pwned > up2/../outside/secret.txt; ln -s . up2; done",
+    "cp -r link copy && echo pwned > copy/secret.txt",
+    "mv link moved && echo pwned > moved/secret.txt",
+    "echo pwned > link/secret.txt",
+    "ln link/secret.txt hard && echo pwned > hard",
+]
+
+
+@pytest.mark.parametrize("command", ESCAPES)
+def test_escapes_are_not_allowed_and_run_for_real_change_nothing(tmp_path, place, audit, command):
+    proj, outside = place
+    gate = open_gate(tmp_path, place, audit)
+    verdict = asyncio.run(gate.check(session(proj), "Bash", {"command": command}))
+    if verdict.allowed:  # then it must be harmless: run it and look
+        subprocess.run(["bash", "-c", command], cwd=proj, capture_output=True, timeout=10)
+    assert (outside / "secret.txt").read_text() == "s3cret\n", verdict.reason
+    assert not verdict.allowed
 
 
 def test_paths_resolve_against_the_sessions_directory_not_the_daemons(

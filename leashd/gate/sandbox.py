@@ -25,7 +25,7 @@ class SandboxConfig:
 def _verdict(p: PathFact, shell: bool, cfg: SandboxConfig) -> tuple[Action, str] | None:
     if p.where == "inside":
         return None
-    shown = p.path or f"{p.raw or 'a path'} (only known at run time)"
+    shown = p.path or f"{p.raw or 'a path'} (where it leads is only known at run time)"
     if p.access == "write":
         if p.where == "temp":
             return cfg.write_temp, f"writes to the temporary directory: {shown}"

@@ -16,7 +16,7 @@ import socket
 import tempfile
 import unicodedata
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -366,6 +366,8 @@ def _bash(tool_input: Mapping[str, Any], ctx: Context) -> Call:
     command = _need_str(tool_input, "command", "Bash")
     parsed = parse_cached(command)
     units = [shell_unit(u, ctx, tool_input) for u in parsed.units]
+    if len(units) > 1:
+        units = _through_made(units, ctx)
     if parsed.error:
         units.append(
             Unit(
@@ -415,6 +417,92 @@ def shell_unit(u: ShellUnit, ctx: Context, tool_input: Mapping[str, Any]) -> Uni
         shell=u,
         shadow=u.shadow,
     )
+
+
+# Programs whose writes leave regular files or plain directories, never a symlink: what they
+# make can be walked through by later commands as the path says.
+_MAKES_NO_LINKS = frozenset(
+    ("mkdir", "touch", "rm", "rmdir", "chmod", "chown", "chgrp", "truncate", "shred", "sed",
+     "tee", "echo", "printf", "cat")
+)  # fmt: skip
+_LINK_SOURCES = frozenset(("link", "option -t", "option --target-directory"))
+
+
+def _through_made(units: list[Unit], ctx: Context) -> list[Unit]:
+    """A path that passes through what another part of the same command writes (a clone, an
+    extracted archive, a link made with `ln -s`) cannot be resolved before the command runs:
+    a symlink may appear there. Such a path is marked unknown: the sandbox treats it as
+    outside (`ln -s .. up && echo x > up/outside/f` writes outside the project)."""
+    made: set[str] = set()
+    for u in units:
+        if u.program in _MAKES_NO_LINKS or (u.program == "cp" and not _cp_keeps_links(u.argv)):
+            continue
+        for p in u.paths:
+            if p.access != "write" or p.path is None or p.source == "redirect":
+                continue
+            if u.program == "ln" and p.source not in _LINK_SOURCES:
+                continue  # ln writes its targets' contents, but makes only the link
+            made.add(p.path)
+    if not made:
+        return units
+    out = []
+    for u in units:
+        refs = u.shell.paths if u.shell is not None else ()
+        facts = list(u.paths)
+        changed = False
+        for k, ref in enumerate(refs):
+            fact = facts[k]
+            if fact.where != "unknown" and _passes_through(ref.raw, ref.cwd, made, ctx):
+                facts[k] = PathFact(None, fact.access, "unknown", fact.source,
+                                    fact.raw, None, fact.tail or fact.path)  # fmt: skip
+                changed = True
+        out.append(replace(u, paths=tuple(facts)) if changed else u)
+    return out
+
+
+def _cp_keeps_links(argv: tuple[str, ...]) -> bool:
+    """Whether this cp may copy a symlink as a symlink (-r, -a, -d, -P, -s, …); without those
+    it copies what links point to, as regular files."""
+    for a in argv[1:]:
+        if a == "--":
+            break
+        if a.startswith("--"):
+            if (
+                a.split("=", 1)[0]
+                in ("--recursive", "--archive", "--no-dereference", "--symbolic-link", "--preserve")
+                or "links" in a
+            ):
+                return True
+        elif a.startswith("-") and any(ch in a[1:] for ch in "rRadPs"):
+            return True
+    return False
+
+
+def _under(path: str, made: set[str]) -> bool:
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in made)
+
+
+def _passes_through(raw: str | None, cwd_expr: str | None, made: set[str], ctx: Context) -> bool:
+    """Whether resolving `raw` walks through (not merely to) a path in `made`."""
+    if raw is None or DYNAMIC in raw:
+        return False
+    raw = _expand(raw, ctx.home)
+    if raw.startswith("/"):
+        cur = "/"
+    else:
+        if cwd_expr is None:
+            return False
+        base = ctx.cwd if cwd_expr == "" else resolve(cwd_expr, "", ctx)
+        if base is None:
+            return False
+        cur = base
+    for part in raw.split("/"):
+        if part in ("", "."):
+            continue
+        if _under(cur, made):
+            return True
+        cur = posixpath.dirname(cur) if part == ".." else posixpath.join(cur, part)
+    return False
 
 
 def _glob_bases(pattern: str) -> list[str | None]:

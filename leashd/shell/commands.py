@@ -7,6 +7,7 @@ path-like word as a path.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -303,7 +304,11 @@ _COPY_TARGET = _s("-t", "--target-directory")
 SPECS["cp"] = Spec(
     operands="read", last="write", value_opts=_s("-S", "--suffix"), write_opts=_COPY_TARGET
 )
-SPECS["ln"] = SPECS["cp"]
+# ln: a link, hard or symbolic, lets whatever later writes through it change its target, so
+# every target is written, as is the link itself (the last operand or -t DIR).
+SPECS["ln"] = Spec(
+    operands="write", last="write", value_opts=_s("-S", "--suffix"), write_opts=_COPY_TARGET
+)
 SPECS["install"] = Spec(
     operands="read",
     last="write",
@@ -1285,8 +1290,45 @@ SPECS["dpkg-deb"] = Spec(operands="read", last="write", value_opts=_s("-x", "-X"
 SPECS["history"] = Spec(operands=None, write_opts=_s("-w", "-a"), read_opts=_s("-r", "-n"))
 
 
+def _ln(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
+    """ln's operands, and for `ln -s` each relative target also as the kernel will read it:
+    from the directory the link is made in, not from where ln runs (`ln -s .. sub/up` points
+    at the directory that holds `sub`)."""
+    spec = SPECS["ln"]
+    found = _by_spec(argv, spec, cwd)
+    operands, options = _walk_options(argv, spec)
+    words = [argv[i] for i in operands]
+    # the link itself, as "link": what later commands may pass through
+    if len(words) > 1 and found and found[-1].raw == words[-1]:
+        found[-1] = PathRef(found[-1].raw, "write", cwd, "link")
+    elif len(words) == 1 and DYNAMIC not in words[0]:
+        found.append(_ref(posixpath.basename(words[0].rstrip("/")) or ".", "write", cwd, "link"))
+    flags = {name for name, _ in options}
+    if not flags & {"-s", "--symbolic"} or flags & {"-r", "--relative"}:
+        return found
+    target_dir = next((v for n, v in options if n in _COPY_TARGET and v is not None), None)
+    if target_dir is not None:
+        homes, targets = [target_dir], words
+    elif len(words) > 1:
+        # LINK may be a new name (the link sits in its directory) or a directory (in it)
+        homes, targets = [posixpath.dirname(words[-1]) or ".", words[-1]], words[:-1]
+    else:
+        return found  # made here, named after its target: read from here
+    relative = {t for t in targets if not t.startswith(("/", "~")) and t != DYNAMIC}
+    # a relative target read from where ln runs is not where the link points
+    found = [p for p in found if not (p.source == "operand" and p.raw in relative)]
+    for target in targets:
+        if target not in relative:
+            continue
+        for home in homes:
+            joined = target if DYNAMIC in home else posixpath.join(home, target)
+            found.append(_ref(joined, "write", cwd, "symlink target"))
+    return found
+
+
 _SPECIAL: dict[str, Callable[[tuple[str, ...], str | None], list[PathRef]]] = {
     "dd": _dd,
+    "ln": _ln,
     **{
         p: _interpreter
         for p in (

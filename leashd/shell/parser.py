@@ -74,6 +74,9 @@ _ENV_WRITES = frozenset(
 )
 
 
+_IN_THIS_SHELL = frozenset(("builtin", "command"))  # wrappers that run in the shell itself
+
+
 def _file_key(word: str, cwd: str | None) -> str | None:
     """The file a word names, relative to the command's start: `./i.sh` and `i.sh` are one."""
     if DYNAMIC in word or cwd is None or not word or word.startswith("-"):
@@ -577,10 +580,20 @@ class _Walker:
             return
         if head in scope.functions:
             body, body_src = scope.functions[head]
-            inner = scope.copy()
-            inner.positional = argv[1:]
+            # A function runs in the calling shell: a `cd` or an assignment in its body stays
+            # after it returns. Only its arguments are its own.
+            saved, before = scope.positional, dict(scope.vars)
+            scope.positional = argv[1:]
             self.notes.append(f"function {head} expanded")
-            self.statement(body, body_src, inner, replace(ctx, depth=ctx.depth + 1))
+            try:
+                self.statement(body, body_src, scope, replace(ctx, depth=ctx.depth + 1))
+            finally:
+                scope.positional = saved
+                # a variable the body set may have been `local` (gone, the old value back)
+                # or global (kept): after the call its value is not known
+                for name, value in list(scope.vars.items()):
+                    if name not in before or before[name] != value:
+                        scope.vars[name] = None
             return
         program = program_name(head)
         unit = self._unit(argv, env, node, src, scope, ctx, text=text)
@@ -699,14 +712,21 @@ class _Walker:
             if not from_file:
                 self._fill_items(items or (".",), sub_scope)
             return
-        # Variables set on the wrapper reach what it runs: `X=1 timeout 60 pytest`.
+        # Variables set on the wrapper reach what it runs: `X=1 timeout 60 pytest`. What a
+        # program runs is a process of its own; `builtin` and `command` run a builtin in this
+        # very shell (`builtin cd /x` moves the shell).
         self.run(
             argv,
             (*inner.env, *outer.env),
             node,
             src,
             sub_scope,
-            replace(sub_ctx, redirects=(), redirect_paths=(), external=True),
+            replace(
+                sub_ctx,
+                redirects=(),
+                redirect_paths=(),
+                external=program not in _IN_THIS_SHELL,
+            ),
             text=" ".join(_quote(a) for a in argv),
         )
 
