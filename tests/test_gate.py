@@ -386,7 +386,8 @@ def test_an_exception_anywhere_in_the_gate_denies(tmp_path, place, audit, monkey
     proj, _ = place
     gate = open_gate(tmp_path, place, audit)
     monkeypatch.setattr(gate, "decide", lambda *a: 1 / 0)
-    verdict = asyncio.run(gate.check(session(proj), "Read", {"file_path": "src/app.py"}))
+    # a name no console can print: logging the error must not raise either
+    verdict = asyncio.run(gate.check(session("/x\ud800"), "Read\ud800", {"file_path": "a"}))
     assert verdict.action == "deny" and verdict.layer == "error"
     assert "ZeroDivisionError" in verdict.reason
     assert decision_records(audit)[-1]["decision"] == "deny"
@@ -612,3 +613,160 @@ def test_audit_tail_shows_every_kind_of_record_the_gate_writes(tmp_path, place, 
     assert "approval rejected by 42: npm publish --dry-run" in out[2]
     assert "deny by publish (approval): Bash npm publish --dry-run -- rejected by 42" in out[3]
     assert out[4].endswith(f"sandbox dir_added {place[1]}")
+
+
+# --- found in review ----------------------------------------------------------------------------
+
+
+def test_approve_similar_for_an_inside_copy_never_covers_a_copy_from_outside(
+    tmp_path, place, audit
+):
+    proj, outside = place
+    coord = ApprovalCoordinator({"42"}, timeout=5, audit=audit)
+    gate = Gate.from_specs(
+        ["default"], audit, approvals=coord, approved_dirs=[str(proj)], **NO_TEMP
+    )
+    asked = []
+
+    async def similar(req):
+        coord.press(req.id, "42", req.chat, "approve-similar")
+
+    async def reject(req):
+        asked.append(req.summary)
+        coord.press(req.id, "42", req.chat, "reject")
+
+    async def run():
+        s = session(proj)
+        first = await gate.check(s, "Bash", {"command": "cp src/app.py src/b.py"}, similar)
+        later = [
+            await gate.check(s, "Bash", {"command": c}, reject)
+            for c in (f"cp {outside}/secret.txt src/", "cp -r link/ src/stolen")
+        ]
+        return first, later
+
+    first, later = asyncio.run(run())
+    assert first.allowed and first.resolution.how == "approved-similar"
+    assert [v.action for v in later] == ["deny", "deny"] and len(asked) == 2
+
+
+def test_a_gate_given_no_policy_files_does_not_reload_into_the_defaults(tmp_path, place, audit):
+    proj, _ = place
+    gate = Gate(policy_from(tmp_path, "default deny\n"), audit, approved_dirs=[str(proj)])
+    result = gate.reload()
+    assert not result.ok and "nothing to reload" in result.message
+    assert gate.decide(session(proj), "Bash", {"command": "ls"}).action == "deny"
+
+
+def test_a_call_cancelled_after_its_answer_is_recorded_once_with_its_request(
+    tmp_path, place, audit
+):
+    proj, _ = place
+    gate = approval_gate(tmp_path, place, audit)
+
+    async def ask(req):
+        pass
+
+    async def run():
+        task = asyncio.create_task(
+            gate.check(session(proj), "Bash", {"command": "npm publish"}, ask)
+        )
+        while not gate.approvals.pending():
+            await asyncio.sleep(0)
+        req = gate.approvals.pending()[0]
+        gate.approvals.press(req.id, "42", "c1", "approve")
+        task.cancel()  # the turn is interrupted before the call goes on
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return req
+
+    req = asyncio.run(run())
+    decisions = decision_records(audit)
+    assert len(decisions) == 1 and decisions[0]["decision"] == "deny"
+    assert decisions[0]["request"] == req.id and decisions[0]["layer"] == "cancelled"
+    assert gate.recover() == 0
+
+
+def test_a_cancellation_goes_on_even_when_its_record_cannot_be_written(tmp_path, place, audit):
+    proj, _ = place
+    gate = approval_gate(tmp_path, place, audit)
+
+    async def ask(req):
+        pass
+
+    async def run():
+        task = asyncio.create_task(
+            gate.check(session(proj), "Bash", {"command": "npm publish"}, ask)
+        )
+        while not gate.approvals.pending():
+            await asyncio.sleep(0)
+        audit.close()
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run())
+
+
+def test_unprintable_names_and_inputs_too_deep_to_record_are_denied_with_a_record(
+    tmp_path, place, audit
+):
+    proj, _ = place
+    gate = approval_gate(tmp_path, place, audit)
+    deep: list = []
+    for _ in range(5000):  # deeper than JSON can be written
+        deep = [deep]
+
+    async def ask(req):
+        pass
+
+    async def run():
+        s = session(proj)
+        return [
+            await gate.check(s, "Custom\ud800", {"a": deep}, ask),
+            await gate.check(s, "Bash", {"command": "ls", "x": deep}, ask),
+        ]
+
+    verdicts = asyncio.run(run())
+    assert [v.action for v in verdicts] == ["deny", "deny"]
+    assert all(v.layer == "input" and "too deeply" in v.reason for v in verdicts)
+    assert len(decision_records(audit)) == 2 and verify(audit.path).ok
+
+
+def test_handlers_that_raise_anything_leave_the_verdict_and_its_one_record(tmp_path, place, audit):
+    proj, _ = place
+    gate = open_gate(tmp_path, place, audit)
+
+    class BadRepr:
+        def __call__(self, event):
+            raise RuntimeError("plugin bug")
+
+        def __repr__(self):
+            raise RuntimeError("and a bad repr")
+
+    def cancelled(event):
+        raise asyncio.CancelledError()
+
+    gate.bus.subscribe("tool.allowed", cancelled)
+    gate.bus.subscribe("audit.failed", BadRepr())
+    gate.bus.subscribe("tool.allowed", BadRepr())
+    verdict = asyncio.run(gate.check(session(proj), "Read", {"file_path": "src/app.py"}))
+    assert verdict.allowed and [r["decision"] for r in decision_records(audit)] == ["allow"]
+    audit.close()
+    verdict = asyncio.run(gate.check(session(proj), "Read", {"file_path": "src/app.py"}))
+    assert verdict.action == "deny" and verdict.layer == "audit"
+
+
+def test_a_fresh_log_verifies(tmp_path):
+    AuditLog(tmp_path / "new.jsonl").close()
+    assert verify(tmp_path / "new.jsonl").ok
+
+
+def test_huge_commands_are_not_kept_in_memory(tmp_path, place, audit):
+    from leashd.shell import MEMO_LIMIT, _memo
+
+    proj, _ = place
+    gate = open_gate(tmp_path, place, audit)
+    before = _memo.cache_info().currsize
+    huge = "echo " + "x" * (MEMO_LIMIT + 10)
+    assert gate.decide(session(proj), "Bash", {"command": huge}).action == "allow"
+    assert _memo.cache_info().currsize == before

@@ -53,20 +53,56 @@ class Scope:
         return f"{self.program} {self.subcommand}" if self.subcommand else self.program
 
 
+# Subcommands that run code named on the command line, or change what later commands run:
+# a scope over them would cover anything.
+_NEVER_SIMILAR = frozenset(
+    {
+        *((p, s) for p in ("npm", "pnpm", "yarn", "bun") for s in ("exec", "x", "dlx", "create")),
+        *((p, s) for p in ("uv", "poetry", "pipenv", "pdm", "hatch", "rye", "conda", "pixi")
+          for s in ("run", "exec", "shell", "tool")),
+        ("bundle", "exec"), ("cargo", "install"), ("go", "run"), ("go", "generate"),
+        ("git", "config"), ("git", "submodule"), ("git", "filter-branch"), ("git", "bisect"),
+        ("git", "rebase"), ("git", "difftool"), ("git", "mergetool"), ("git", "daemon"),
+        ("npm", "config"), ("pip", "config"), ("pip3", "config"),
+    }
+)  # fmt: skip
+# Subcommands that run a script named by the next word: the scope names that script too.
+_SCRIPT_RUNNERS = frozenset(
+    (p, s) for p in ("npm", "pnpm", "yarn", "bun") for s in ("run", "run-script")
+)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:-]*")
+
+
 def similar_scope(decision: Decision) -> Scope | None:
     """The scope "approve similar" may cover for this call, or None when it must not be
-    offered (more than one unit, not a shell command, opaque, a wrapper or interpreter)."""
-    if len(decision.units) != 1 or decision.units[0].layer == "sandbox":
-        return None  # a path outside the approved directories is asked about every time
-    unit = decision.units[0].unit
+    offered: more than one unit; not a shell command; opaque, a wrapper or an interpreter;
+    variables set before it (`PATH=. npm test` runs something else); any path outside the
+    approved directories; an option before the subcommand (`git -c … log`); a subcommand
+    that runs what it is given (`npm exec`, `uv run`, `git config`)."""
+    if len(decision.units) != 1:
+        return None
+    ud = decision.units[0]
+    unit = ud.unit
     if unit.tool != "Bash" or unit.opaque or unit.wrapper or not unit.argv or unit.dynamic:
         return None
+    if unit.env or ud.layer == "sandbox" or any(p.where != "inside" for p in unit.paths):
+        return None  # what runs depends on the variables; a path outside is asked each time
     program = unit.argv[0].rsplit("/", 1)[-1]
-    if program in _RUNS_OTHERS or _PYTHON.fullmatch(program) or not program:
+    if program in _RUNS_OTHERS or _PYTHON.fullmatch(program) or not _WORD.fullmatch(program):
         return None
-    sub = unit.argv[1] if len(unit.argv) > 1 else None
-    if sub is not None and (sub.startswith("-") or "/" in sub or "." in sub or "=" in sub):
-        sub = None  # an option or a path, not a subcommand
+    rest = unit.argv[1:]
+    if not rest:
+        return Scope(program, None)
+    sub = rest[0]
+    if sub.startswith("-"):
+        return None  # options before the subcommand: no scope that can be named safely
+    if not _WORD.fullmatch(sub):
+        return Scope(program, None)  # a path or a value: the program alone
+    if (program, sub) in _NEVER_SIMILAR:
+        return None
+    if (program, sub) in _SCRIPT_RUNNERS:
+        script = rest[1] if len(rest) > 1 and _WORD.fullmatch(rest[1]) else None
+        return Scope(program, f"{sub} {script}") if script else None
     return Scope(program, sub)
 
 
@@ -80,6 +116,7 @@ class ApprovalRequest:
     similar: Scope | None  # the "approve similar" scope offered, if any
     future: asyncio.Future[Resolution] = field(repr=False)
     details: dict[str, Any] = field(default_factory=dict)  # rule, reason: for the connector
+    deadline: float = 0.0  # on the event loop's clock: no answer counts after it
 
 
 @dataclass(frozen=True)
@@ -115,15 +152,17 @@ class ApprovalCoordinator:
         self._pending: dict[str, ApprovalRequest] = {}
         self._similar: dict[str, set[Scope]] = {}  # session -> scopes approved as similar
         self._closed = False
+        self._telling: set[asyncio.Task[None]] = set()  # expiry notices on their way
 
     def pending(self, session: str | None = None) -> list[ApprovalRequest]:
         return [r for r in self._pending.values() if session is None or r.session == session]
 
     def covered(self, session: str, decision: Decision) -> bool:
         """Whether an earlier "approve similar" in this session covers this call."""
+        if self._closed:
+            return False
         scope = similar_scope(decision)
-        granted = self._similar.get(session, set())
-        return scope is not None and (scope in granted or Scope(scope.program, None) in granted)
+        return scope is not None and scope in self._similar.get(session, ())
 
     async def request(
         self,
@@ -139,10 +178,7 @@ class ApprovalCoordinator:
         """Ask, and wait for the answer. `ask` shows the request to the approvers (the
         connector); if it fails, or has not shown it when the time is up, the answer is no.
         Returns the request (None when an earlier "approve similar" answered it) and how it
-        ended; only an approver's yes approves."""
-        if self.covered(session, decision):
-            self._event("similar", session, tool, summary, who=None)
-            return None, Resolution(True, "similar")
+        ended; only an approver's yes, before the deadline, approves."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         req = ApprovalRequest(
@@ -154,47 +190,62 @@ class ApprovalCoordinator:
             similar=similar_scope(decision),
             future=loop.create_future(),
             details=dict(details or {}),
+            deadline=deadline,
         )
         if self._closed:
             return req, self._end(req, Resolution(False, "shutdown"))
+        if self.covered(session, decision):
+            self._event("similar", session, tool, summary, who=None)
+            return None, Resolution(True, "similar")
         # audited before it can be answered: a request that cannot be is never pending
         self._event("requested", session, tool, summary, request=req.id, chat=chat,
                     similar=str(req.similar) if req.similar else None,
                     **req.details)  # fmt: skip
         self._pending[req.id] = req
         try:
-            # one deadline for showing the request and for the answer (asyncio.timeout: no
-            # extra task per request, unlike wait_for)
-            async with asyncio.timeout_at(deadline):
-                if ask is not None:
-                    try:
+            if ask is not None:
+                try:
+                    async with asyncio.timeout_at(deadline):
                         await ask(req)
-                    except Exception as exc:  # the channel is down: nobody can say yes
-                        why = f"{type(exc).__name__}: {exc}"
-                        failed = Resolution(False, "channel-failed", None, why)
-                        return req, self._end(req, failed)
-                result = await asyncio.shield(req.future)
-        except TimeoutError:
-            result = self._end(req, Resolution(False, "expired"))
-            if self.on_expired is not None and result.how == "expired":
-                # the connector's trouble does not change the answer, which is no
-                with contextlib.suppress(Exception):
-                    await self.on_expired(req)
+                except TimeoutError:
+                    pass  # not shown in time: expired below
+                except Exception as exc:  # the channel is down: nobody can say yes
+                    why = f"{type(exc).__name__}: {exc}"
+                    return req, self._end(req, Resolution(False, "channel-failed", None, why))
+            # The deadline holds whatever `ask` did with the timeout's cancellation: waiting
+            # on the future with a timeout cancels nothing.
+            left = deadline - loop.time()
+            if not req.future.done() and left > 0:
+                await asyncio.wait((req.future,), timeout=left)
+            if not req.future.done():
+                result = self._end(req, Resolution(False, "expired"))
+                if result.how == "expired":
+                    self._tell_expired(req)
+                return req, result
+            return req, req.future.result()
         except asyncio.CancelledError:
-            self._end(req, Resolution(False, "cancelled"))
+            # denied; and the cancellation goes on even if the record cannot be written
+            with contextlib.suppress(AuditError):
+                self._end(req, Resolution(False, "cancelled"))
             raise
-        return req, result
 
     def press(self, request_id: str, who: str, chat: str, choice: str) -> Press:
-        """A button press: `choice` is approve, approve-similar or reject."""
+        """A button press: `choice` is approve, approve-similar or reject. Call it on the
+        event loop the requests wait on (a connector's handler is)."""
         req = self._pending.get(request_id)
-        if req is None:
+        if req is None or self._closed:
             return Press(False, "this request is no longer waiting")
+        if asyncio.get_running_loop() is not req.future.get_loop():
+            raise RuntimeError("ApprovalCoordinator.press must run on the gate's event loop")
         if who not in self.approvers or chat != req.chat:
             self._event("refused", req.session, req.tool, req.summary, request=req.id, who=who,
                         chat=chat, why="not an approver" if who not in self.approvers
                         else "pressed in another chat")  # fmt: skip
             return Press(False, "only the configured approvers can answer this request")
+        if req.future.get_loop().time() >= req.deadline:
+            self._end(req, Resolution(False, "expired"))
+            self._tell_expired(req)
+            return Press(False, "this request expired")
         if choice == "approve-similar" and req.similar is None:
             return Press(False, "approve similar is not offered for this call")
         if choice not in ("approve", "approve-similar", "reject"):
@@ -206,11 +257,19 @@ class ApprovalCoordinator:
         return Press(True, how)
 
     def close(self) -> int:
-        """The daemon stops: every pending request ends denied. Returns how many did."""
+        """The daemon stops: every pending request ends denied, audited where it can be.
+        Returns how many did; raises AuditError afterwards if any could not be audited."""
         self._closed = True
         waiting = list(self._pending.values())
+        self._pending.clear()
+        failed: AuditError | None = None
         for req in waiting:
-            self._end(req, Resolution(False, "shutdown"))
+            try:
+                self._end(req, Resolution(False, "shutdown"))
+            except AuditError as exc:
+                failed = failed or exc  # denied all the same (_end saw to it)
+        if failed is not None:
+            raise failed
         return len(waiting)
 
     def clear_session(self, session: str) -> None:
@@ -221,7 +280,8 @@ class ApprovalCoordinator:
     def _end(self, req: ApprovalRequest, result: Resolution) -> Resolution:
         """Resolve once: a second answer to the same request changes nothing. The answer is
         audited before it takes effect; if it cannot be, the request ends denied."""
-        if self._pending.pop(req.id, None) is None and req.future.done():
+        self._pending.pop(req.id, None)
+        if req.future.done():
             return req.future.result()
         try:
             self._event(result.how, req.session, req.tool, req.summary, request=req.id,
@@ -233,6 +293,19 @@ class ApprovalCoordinator:
         if not req.future.done():
             req.future.set_result(result)
         return result
+
+    def _tell_expired(self, req: ApprovalRequest) -> None:
+        """Tell the connector, without waiting for it: the answer is no either way."""
+        if self.on_expired is None:
+            return
+
+        async def tell() -> None:
+            with contextlib.suppress(Exception):
+                await self.on_expired(req)  # type: ignore[misc]
+
+        task = asyncio.get_running_loop().create_task(tell())
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
 
     def _event(self, event: str, session: str, tool: str, summary: str, **more: Any) -> None:
         self.audit.append(

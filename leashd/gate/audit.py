@@ -66,12 +66,19 @@ def capped_input(tool_input: Any, cap: int = INPUT_CAP) -> dict[str, Any]:
     """The fields a record keeps of a tool input: the input itself when its JSON fits in
     `cap` characters, else the first `cap` characters of it; always the SHA-256 of the whole."""
     try:
-        text = canonical(tool_input).decode()
-    except (TypeError, ValueError):  # not JSON at all: kept as its repr, hashed as that
-        text = json.dumps(repr(tool_input))
+        try:
+            text = canonical(tool_input).decode()
+        except (TypeError, ValueError):  # not JSON at all: kept as its repr, hashed as that
+            text = json.dumps(repr(tool_input))
+    except RecursionError:
+        # nested deeper than JSON can be written: the gate refuses what it cannot record
+        return {"input_error": "the input nests too deeply to be recorded"}
     out: dict[str, Any] = {"input_sha256": hashlib.sha256(text.encode()).hexdigest()}
     if len(text) <= cap:
-        out["input"] = json.loads(text)
+        try:
+            out["input"] = json.loads(text)
+        except RecursionError:
+            out["input_excerpt"] = text
     else:
         out["input_excerpt"] = text[:cap]
         out["input_chars"] = len(text)
@@ -216,7 +223,10 @@ def verify(path: str | Path) -> Verdict:
         return bad
     head_path = path.with_name(path.name + ".head")
     try:
-        head = json.loads(head_path.read_text())
+        text = head_path.read_text()
+        if not text and seq == 0:  # a log opened and never written to
+            return Verdict(True, 0, "0 records")
+        head = json.loads(text)
     except FileNotFoundError:
         return Verdict(seq == 0, seq, f"{seq} records; no head file to check the end against")
     except (OSError, ValueError):

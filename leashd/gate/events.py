@@ -9,6 +9,7 @@ its own, so a slow one never holds a call up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ class EventBus:
 
         return unsubscribe
 
+    def listens(self, name: str) -> bool:
+        """Whether anyone would be told of `name` (to skip building what nobody reads)."""
+        return bool(self._handlers.get(name) or self._handlers.get("*"))
+
     def emit(self, name: str, **data: Any) -> None:
         """Tell every handler of `name`. Never raises."""
         handlers = self._handlers.get(name)
@@ -71,8 +76,10 @@ class EventBus:
                 result = handler(event)
                 if inspect.isawaitable(result):
                     self._start(name, result)
-            except Exception:
-                log.exception("event handler failed", name=name, handler=repr(handler))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # a plugin's bug, or its cancelled future
+                _report(name, handler, exc)
 
     async def drain(self) -> None:
         """Wait for the handlers still running (at shutdown, and in tests)."""
@@ -85,7 +92,7 @@ class EventBus:
         except RuntimeError:  # told outside the event loop: nothing can run it
             if inspect.iscoroutine(awaitable):
                 awaitable.close()
-            log.error("async event handler told outside the event loop", name=name)
+            _report(name, awaitable, RuntimeError("told outside the event loop"))
             return
         task = asyncio.ensure_future(awaitable, loop=loop)
         self._tasks.add(task)
@@ -94,5 +101,21 @@ class EventBus:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("event handler failed", error=f"{type(exc).__name__}: {exc}")
+            _report("(async)", task, task.exception())  # type: ignore[arg-type]
+
+
+def _report(name: str, handler: object, exc: BaseException) -> None:
+    """Log a handler's failure; nothing here may raise (a handler whose repr fails, a name
+    that cannot be printed)."""
+    with contextlib.suppress(Exception):
+        try:
+            shown = repr(handler)
+        except Exception:
+            shown = f"<{type(handler).__name__}>"
+        log.error("event handler failed", name=printable(name), handler=printable(shown),
+                  error=printable(f"{type(exc).__name__}: {exc}"))  # fmt: skip
+
+
+def printable(text: str) -> str:
+    """Text any console can print: what it cannot (a lone surrogate) escaped."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")

@@ -14,6 +14,7 @@ inside one command is followed by the facts, unit by unit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -26,13 +27,14 @@ import structlog
 
 from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Notify, Resolution
 from leashd.gate.audit import AuditError, AuditLog, capped_input
-from leashd.gate.events import EventBus
+from leashd.gate.events import EventBus, printable
 from leashd.gate.sandbox import SandboxConfig, apply_sandbox
 from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.decision import Decision, UnitDecision
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context
-from leashd.policy.loader import load_compiled
+from leashd.policy.ir import STRICTNESS
+from leashd.policy.loader import DEFAULT_POLICIES, load_compiled
 
 log = structlog.get_logger("leashd.gate")
 
@@ -74,6 +76,18 @@ class Reload:
     errors: tuple[str, ...] = field(default=())
 
 
+@dataclass
+class _Call:
+    """One call on its way through the gate: what its record is made of."""
+
+    session: Session
+    tool: Any
+    tool_input: Any
+    kept: dict[str, Any] = field(default_factory=dict)  # the input as the record keeps it
+    decision: Decision | None = None
+    request: ApprovalRequest | None = None
+
+
 class Gate:
     def __init__(
         self,
@@ -102,11 +116,12 @@ class Gate:
         self._dirs = tuple(dict.fromkeys(_directory(d, home) for d in approved_dirs))
         self._evaluators: dict[tuple[str, str], Evaluator] = {}
         self._lock = threading.Lock()  # reloads and directory changes may come from threads
+        self._reloading = threading.Lock()
 
     @classmethod
     def from_specs(cls, specs: Iterable[str], audit: AuditLog, **kwargs: Any) -> Gate:
         """A gate on the policies named by `specs` (built-in names or files, in order)."""
-        specs = tuple(specs)
+        specs = tuple(specs) or DEFAULT_POLICIES
         return cls(load_compiled(specs), audit, specs=specs, **kwargs)
 
     # --- what the gate is configured with, changeable at run time ------------------------------
@@ -142,12 +157,21 @@ class Gate:
         """Load the policies again (or others). If they do not load, the policy in force
         stays in force, and the failure is reported and audited."""
         wanted = tuple(specs) if specs is not None else self.specs
+        with self._reloading:  # one at a time: an older load never replaces a newer one
+            return self._reload(wanted)
+
+    def _reload(self, wanted: tuple[str, ...]) -> Reload:
         try:
+            if not wanted:
+                # load_compiled(()) would mean the built-in defaults: never swap them in
+                raise ValueError(
+                    "this gate was not given policy files, so there is nothing to reload"
+                )
             compiled = load_compiled(wanted)
         except Exception as exc:
             errors = tuple(str(exc).splitlines()) or (type(exc).__name__,)
             message = f"the policy was not reloaded, the one in force stays: {errors[0]}"
-            log.error("policy reload failed", error=str(exc), specs=list(wanted))
+            _log_safely("policy reload failed", exc, "-")
             try:
                 self.audit.append(
                     "policy",
@@ -195,73 +219,50 @@ class Gate:
         """Decide a call, ask for approval where it is needed (through `ask`, the session's
         connector), audit the outcome and tell the event bus. Never raises, except that a
         cancelled call is recorded as denied and the cancellation goes on."""
-        decision: Decision | None = None
+        call = _Call(session, tool, tool_input)
         try:
-            decision = self.decide(session, tool, tool_input)
+            call.kept = capped_input(tool_input)
+            if "input_error" in call.kept:  # what cannot be recorded is not done
+                return self._final(
+                    call, "deny", f"malformed tool call: {call.kept['input_error']}", "input"
+                )
+            decision = call.decision = self.decide(session, tool, tool_input)
             if decision.action == "require_approval":
-                return await self._approve(session, tool, tool_input, decision, ask)
-            return self._final(
-                session,
-                tool,
-                tool_input,
-                decision,
-                decision.action,
-                decision.reason,
-                decision.layer,
-            )
+                return await self._approve(call, decision, ask)
+            return self._final(call, decision.action, decision.reason, decision.layer)
         except asyncio.CancelledError:
             self._final(
-                session,
-                tool,
-                tool_input,
-                decision,
+                call,
                 "deny",
                 "the call was cancelled before it was decided",
                 "cancelled",
+                Resolution(False, "cancelled") if call.request else None,
             )
             raise
         except Exception as exc:  # whatever it was, it is not an allow
-            log.exception("gate error", tool=str(tool)[:100], session=session.id)
+            _log_safely("gate error", exc, session.id)
             return self._final(
-                session,
-                tool,
-                tool_input,
-                decision,
-                "deny",
-                f"internal error in the gate: {type(exc).__name__}: {exc}",
-                "error",
+                call, "deny", f"internal error in the gate: {type(exc).__name__}: {exc}", "error"
             )
 
-    async def _approve(
-        self,
-        session: Session,
-        tool: Any,
-        tool_input: Any,
-        decision: Decision,
-        ask: Notify | None,
-    ) -> Verdict:
-        if self.approvals is None or ask is None:
-            return self._final(
-                session,
-                tool,
-                tool_input,
-                decision,
-                "deny",
-                f"needs approval, and nobody can be asked here: {decision.reason}",
-                "approval",
-            )
-        summary = summarize(tool, tool_input, decision)
-        kept = capped_input(tool_input)  # once: the request's record and the decision's
+    async def _approve(self, call: _Call, decision: Decision, ask: Notify | None) -> Verdict:
+        approvals = self.approvals
+        if approvals is None or ask is None:
+            reason = f"needs approval, and nobody can be asked here: {decision.reason}"
+            return self._final(call, "deny", reason, "approval")
+        session, tool = call.session, call.tool
+        summary = summarize(tool, call.tool_input, decision)
         details = {
             "rule": decision.rule_name,
             "at": str(decision.rule.span) if decision.rule is not None else None,
             "reason": decision.reason,
             "layer": decision.layer,
-            **kept,
+            **call.kept,
         }
         bus = self.bus
 
         async def show(req: ApprovalRequest) -> None:
+            call.request = req  # from here on, the call's record names its request
             bus.emit(
                 "approval.requested",
                 session=session.id,
@@ -275,10 +276,11 @@ class Gate:
             )
             await ask(req)
 
-        req, result = await self.approvals.request(
+        req, result = await approvals.request(
             session.id, session.chat, tool, summary, decision, ask=show, details=details
         )
-        self.bus.emit(
+        call.request = req
+        bus.emit(
             "approval.resolved",
             session=session.id,
             chat=session.chat,
@@ -288,79 +290,50 @@ class Gate:
             how=result.how,
             who=result.who,
         )
-        action: Literal["allow", "deny"] = "allow" if result.approved else "deny"
-        return self._final(
-            session,
-            tool,
-            tool_input,
-            decision,
-            action,
-            _approval_reason(result, self.approvals.timeout),
-            "approval",
-            req,
-            result,
-            kept,
-        )
+        action = "allow" if result.approved else "deny"
+        reason = _approval_reason(result, approvals.timeout)
+        return self._final(call, action, reason, "approval", result)
 
     # --- the record, then the answer --------------------------------------------------------
 
     def _final(
         self,
-        session: Session,
-        tool: Any,
-        tool_input: Any,
-        decision: Decision | None,
+        call: _Call,
         action: str,
         reason: str,
         layer: str,
-        req: ApprovalRequest | None = None,
         resolution: Resolution | None = None,
-        kept: dict[str, Any] | None = None,
     ) -> Verdict:
         """Audit the outcome; only an audited allow is an allow."""
         verdict_action: Literal["allow", "deny"] = "allow" if action == "allow" else "deny"
+        decision, req = call.decision, call.request
         try:
             record = self.audit.append(
-                "decision",
-                _record(
-                    session,
-                    tool,
-                    tool_input,
-                    decision,
-                    verdict_action,
-                    reason,
-                    layer,
-                    req,
-                    resolution,
-                    kept,
-                ),
+                "decision", _record(call, verdict_action, reason, layer, resolution)
             )
         except Exception as exc:  # AuditError, or a record that could not even be built
             self._audit_failed(exc)
+            why = f"the audit log cannot be written, so nothing runs: {exc}"
+            verdict = Verdict("deny", why, "audit", decision, req, resolution)
+        else:
             verdict = Verdict(
-                "deny",
-                f"the audit log cannot be written, so nothing runs: {exc}",
-                "audit",
-                decision,
-                req,
-                resolution,
+                verdict_action, reason, layer, decision, req, resolution, record["seq"]
             )
-            self._tell(session, tool, verdict)
-            return verdict
-        verdict = Verdict(verdict_action, reason, layer, decision, req, resolution, record["seq"])
-        self._tell(session, tool, verdict)
+        self._tell(call, verdict)
         return verdict
 
-    def _tell(self, session: Session, tool: Any, verdict: Verdict) -> None:
+    def _tell(self, call: _Call, verdict: Verdict) -> None:
         try:
-            self._emit_verdict(session, tool, verdict)
-        except Exception:  # the verdict is recorded and stands; only the telling failed
-            log.exception("could not tell the event bus", session=session.id)
+            self._emit_verdict(call.session, call.tool, verdict)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # the verdict is recorded and stands; only the telling failed
+            _log_safely("could not tell the event bus", exc, call.session.id)
 
     def _emit_verdict(self, session: Session, tool: Any, verdict: Verdict) -> None:
         bus = self.bus
         decision = verdict.decision
-        if decision is not None:
+        if decision is not None and bus.listens("sandbox.violation"):
             for u in decision.units:
                 if u.layer == "sandbox":
                     bus.emit(
@@ -384,7 +357,7 @@ class Gate:
         )
 
     def _audit_failed(self, exc: Exception) -> None:
-        log.error("audit log write failed; the call is denied", error=str(exc))
+        _log_safely("audit log write failed; the call is denied", exc, "-")
         self.bus.emit("audit.failed", error=str(exc))
 
     # --- after a crash --------------------------------------------------------------------------
@@ -447,6 +420,13 @@ def _directory(path: str, home: str | None) -> str:
 
 def summarize(tool: Any, tool_input: Any, decision: Decision) -> str:
     """What an approver is shown: a shell command whole; a file tool's paths; else the input."""
+    try:
+        return _summary(tool, tool_input, decision)
+    except RecursionError:
+        return f"{tool} (an input nested too deeply to show)"
+
+
+def _summary(tool: Any, tool_input: Any, decision: Decision) -> str:
     if isinstance(tool_input, Mapping):
         if tool == "Bash" and isinstance(tool_input.get("command"), str):
             return tool_input["command"]
@@ -492,24 +472,16 @@ def _unit_record(u: UnitDecision) -> dict[str, Any]:
 
 
 def _record(
-    session: Session,
-    tool: Any,
-    tool_input: Any,
-    decision: Decision | None,
-    action: str,
-    reason: str,
-    layer: str,
-    req: ApprovalRequest | None,
-    resolution: Resolution | None,
-    kept: dict[str, Any] | None = None,
+    call: _Call, action: str, reason: str, layer: str, resolution: Resolution | None
 ) -> dict[str, Any]:
+    session, tool, decision, req = call.session, call.tool, call.decision, call.request
     rec: dict[str, Any] = {
         "session": session.id,
         "chat": session.chat,
         "cwd": session.cwd,
         "mode": session.mode,
         "tool": tool if isinstance(tool, str) else repr(tool),
-        **(kept if kept is not None else capped_input(tool_input)),
+        **(call.kept or capped_input(call.tool_input)),
         "decision": action,
         "reason": reason,
         "layer": layer,
@@ -524,9 +496,11 @@ def _record(
         if decision.error is not None:
             rec["error"] = decision.error
         units = decision.units
-        rec["units"] = [_unit_record(u) for u in units[:MAX_UNITS_RECORDED]]
         if len(units) > MAX_UNITS_RECORDED:
-            rec["units_total"] = len(units)
+            # the ones that decided first: a payload in the 65th unit is not left out
+            units = sorted(units, key=lambda u: -STRICTNESS[u.action])[:MAX_UNITS_RECORDED]
+            rec["units_total"] = len(decision.units)
+        rec["units"] = [_unit_record(u) for u in units]
     if req is not None:
         rec["request"] = req.id
     if resolution is not None:
@@ -534,6 +508,15 @@ def _record(
         if resolution.who is not None:
             rec["who"] = resolution.who
     return rec
+
+
+def _log_safely(message: str, exc: BaseException, session: str) -> None:
+    """Log a failure; logging itself failing (a closed stdout, an unprintable name) must not
+    turn a deny into an exception."""
+    with contextlib.suppress(Exception):
+        log.error(
+            message, session=printable(session), error=printable(f"{type(exc).__name__}: {exc}")
+        )
 
 
 def pending_in_log(path: str | Path) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from leashd.policy.facts import RESOLVER, Call, Context, Unit, extract
 from leashd.policy.fswatch import DependentMemo
 from leashd.policy.ir import Rule
 from leashd.policy.reference import clamp_opaque
-from leashd.shell import parse_cached
+from leashd.shell import MEMO_LIMIT, clear_parse_cache
 
 # Input fields facts are built from, per tool; every other field only matters to rules with
 # an `input` condition, and those keys are added per policy.
@@ -141,7 +141,7 @@ class Evaluator:
         self._cache.clear()
         self.compiled.clear_memos()
         RESOLVER.clear()
-        parse_cached.cache_clear()
+        clear_parse_cache()
 
     def decide(self, call: Call, trace: bool = False) -> Decision:
         if call.error is not None:
@@ -159,6 +159,8 @@ class Evaluator:
         if len(fields) == 1:
             v = tool_input.get(fields[0])
             if type(v) is str:
+                if len(v) > MEMO_LIMIT:
+                    return None  # not kept: huge inputs would fill memory
                 return v if tool == "Bash" else (tool, v)  # a bare str key: only Bash's
         values = []
         for k in fields:
@@ -167,6 +169,8 @@ class Evaluator:
                 continue
             v = tool_input[k]
             if v is not None and type(v) not in (str, int, float, bool):
+                return None
+            if type(v) is str and len(v) > MEMO_LIMIT:
                 return None
             # True and 1, 0.0 and -0.0 are equal keys but not equal inputs
             values.append((type(v), repr(v) if type(v) is float else v))
