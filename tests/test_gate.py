@@ -324,24 +324,36 @@ def test_without_a_channel_what_needs_approval_is_denied(tmp_path, place, audit)
     assert verdict.action == "deny" and "nobody can be asked" in verdict.reason
 
 
-def test_a_cancelled_call_is_recorded_denied_and_stays_cancelled(tmp_path, place, audit):
+async def _never_answered(req):
+    pass  # shown, never answered
+
+
+async def waiting_publish(gate: Gate, proj):
+    """`npm publish` checked in a task, its request shown and waiting: (task, request)."""
+    task = asyncio.create_task(
+        gate.check(session(proj), "Bash", {"command": "npm publish"}, _never_answered)
+    )
+    while not gate.approvals.pending():
+        await asyncio.sleep(0)
+    return task, gate.approvals.pending()[0]
+
+
+@pytest.mark.parametrize("log_works", [True, False])
+def test_a_cancelled_call_is_recorded_denied_and_stays_cancelled(tmp_path, place, audit, log_works):
     proj, _ = place
     gate = approval_gate(tmp_path, place, audit)
 
-    async def ask(req):
-        pass
-
     async def run():
-        task = asyncio.create_task(
-            gate.check(session(proj), "Bash", {"command": "npm publish"}, ask)
-        )
-        while not gate.approvals.pending():
-            await asyncio.sleep(0.001)
+        task, _ = await waiting_publish(gate, proj)
+        if not log_works:
+            audit.close()  # the cancellation goes on even when its record cannot be written
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(run())
+    if not log_works:
+        return
     last = decision_records(audit)[-1]
     assert last["decision"] == "deny" and last["layer"] == "cancelled"
     assert [r["event"] for r in records(audit.path) if r["kind"] == "approval"] == [
@@ -383,7 +395,6 @@ def test_an_evaluator_exception_denies(tmp_path, place, audit, monkeypatch):
 
 
 def test_an_exception_anywhere_in_the_gate_denies(tmp_path, place, audit, monkeypatch):
-    proj, _ = place
     gate = open_gate(tmp_path, place, audit)
     monkeypatch.setattr(gate, "decide", lambda *a: 1 / 0)
     # a name no console can print: logging the error must not raise either
@@ -663,16 +674,8 @@ def test_a_call_cancelled_after_its_answer_is_recorded_once_with_its_request(
     proj, _ = place
     gate = approval_gate(tmp_path, place, audit)
 
-    async def ask(req):
-        pass
-
     async def run():
-        task = asyncio.create_task(
-            gate.check(session(proj), "Bash", {"command": "npm publish"}, ask)
-        )
-        while not gate.approvals.pending():
-            await asyncio.sleep(0)
-        req = gate.approvals.pending()[0]
+        task, req = await waiting_publish(gate, proj)
         gate.approvals.press(req.id, "42", "c1", "approve")
         task.cancel()  # the turn is interrupted before the call goes on
         with pytest.raises(asyncio.CancelledError):
@@ -684,27 +687,6 @@ def test_a_call_cancelled_after_its_answer_is_recorded_once_with_its_request(
     assert len(decisions) == 1 and decisions[0]["decision"] == "deny"
     assert decisions[0]["request"] == req.id and decisions[0]["layer"] == "cancelled"
     assert gate.recover() == 0
-
-
-def test_a_cancellation_goes_on_even_when_its_record_cannot_be_written(tmp_path, place, audit):
-    proj, _ = place
-    gate = approval_gate(tmp_path, place, audit)
-
-    async def ask(req):
-        pass
-
-    async def run():
-        task = asyncio.create_task(
-            gate.check(session(proj), "Bash", {"command": "npm publish"}, ask)
-        )
-        while not gate.approvals.pending():
-            await asyncio.sleep(0)
-        audit.close()
-        task.cancel()
-        await task
-
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(run())
 
 
 def test_unprintable_names_and_inputs_too_deep_to_record_are_denied_with_a_record(
