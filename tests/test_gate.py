@@ -119,6 +119,7 @@ def decision_records(audit: AuditLog) -> list[dict]:
         ("Bash", {"command": "git clone https://example.com/r.git r && echo x > r/a"}, "deny"),
         ("Bash", {"command": "cp -r src b && cat b/app.py"}, "require_approval"),
         ("Bash", {"command": "mkdir -p out && cp src/app.py out/ && cat out/app.py"}, "allow"),
+        ("Bash", {"command": "git reset --hard && cat src/app.py"}, "allow"),  # exists now
     ],
 )
 def test_the_sandbox_covers_every_path_of_every_unit(
@@ -160,6 +161,19 @@ def test_escapes_are_not_allowed_and_run_for_real_change_nothing(tmp_path, place
         subprocess.run(["bash", "-c", command], cwd=proj, capture_output=True, timeout=10)
     assert (outside / "secret.txt").read_text() == "s3cret\n", verdict.reason
     assert not verdict.allowed
+
+
+def test_what_exists_now_decides_and_a_change_on_disk_is_seen(tmp_path, place, audit):
+    proj, _ = place
+    gate = open_gate(tmp_path, place, audit)
+    cmd = {"command": "cp -r src b && cat b/app.py"}
+    assert gate.decide(session(proj), "Bash", cmd).action == "require_approval"
+    (proj / "b").mkdir()
+    (proj / "b" / "app.py").write_text("")
+    assert gate.decide(session(proj), "Bash", cmd).action == "allow"  # b/app.py is there
+    (proj / "b" / "app.py").unlink()
+    (proj / "b").rmdir()
+    assert gate.decide(session(proj), "Bash", cmd).action == "require_approval"
 
 
 def test_paths_resolve_against_the_sessions_directory_not_the_daemons(

@@ -429,30 +429,38 @@ _LINK_SOURCES = frozenset(("link", "option -t", "option --target-directory"))
 
 
 def _through_made(units: list[Unit], ctx: Context) -> list[Unit]:
-    """A path that passes through what another part of the same command writes (a clone, an
-    extracted archive, a link made with `ln -s`) cannot be resolved before the command runs:
-    a symlink may appear there. Such a path is marked unknown: the sandbox treats it as
-    outside (`ln -s .. up && echo x > up/outside/f` writes outside the project)."""
+    """A path that leads through something another part of the same command makes, and that
+    is not there yet (a clone, an extracted archive, a link made with `ln -s`, a recursive
+    copy), cannot be resolved before the command runs: a symlink may appear on the way. Such a
+    path is marked unknown, and the sandbox treats it as outside (`ln -s .. up && echo x >
+    up/outside/f` writes outside the project). What exists now is resolved as it is: `git
+    reset --hard && cat README` reads the project's README."""
     made: set[str] = set()
-    for u in units:
+    own: set[tuple[int, int]] = set()  # the paths that are the making itself
+    for i, u in enumerate(units):
         if u.program in _MAKES_NO_LINKS or (u.program == "cp" and not _cp_keeps_links(u.argv)):
             continue
-        for p in u.paths:
+        for k, p in enumerate(u.paths):
             if p.access != "write" or p.path is None or p.source == "redirect":
                 continue
             if u.program == "ln" and p.source not in _LINK_SOURCES:
                 continue  # ln writes its targets' contents, but makes only the link
             made.add(p.path)
-    if not made:
+            own.add((i, k))
+    if not made or not os.path.isdir(ctx.cwd):
+        # Where the session's directory is not on this machine (a simulated world: policy
+        # tests, `--cwd /home/dev/project`), what exists cannot be told: paths stay lexical.
         return units
     out = []
-    for u in units:
+    for i, u in enumerate(units):
         refs = u.shell.paths if u.shell is not None else ()
         facts = list(u.paths)
         changed = False
         for k, ref in enumerate(refs):
             fact = facts[k]
-            if fact.where != "unknown" and _passes_through(ref.raw, ref.cwd, made, ctx):
+            if fact.where == "unknown" or (i, k) in own:
+                continue
+            if _through_new(ref.raw, ref.cwd, made, ctx):
                 facts[k] = PathFact(None, fact.access, "unknown", fact.source,
                                     fact.raw, None, fact.tail or fact.path)  # fmt: skip
                 changed = True
@@ -482,8 +490,9 @@ def _under(path: str, made: set[str]) -> bool:
     return any(path == m or path.startswith(m.rstrip("/") + "/") for m in made)
 
 
-def _passes_through(raw: str | None, cwd_expr: str | None, made: set[str], ctx: Context) -> bool:
-    """Whether resolving `raw` walks through (not merely to) a path in `made`."""
+def _through_new(raw: str | None, cwd_expr: str | None, made: set[str], ctx: Context) -> bool:
+    """Whether resolving `raw`, step by step as the kernel walks it, reaches a place at or
+    under a path in `made` that does not exist yet."""
     if raw is None or DYNAMIC in raw:
         return False
     raw = _expand(raw, ctx.home)
@@ -496,13 +505,20 @@ def _passes_through(raw: str | None, cwd_expr: str | None, made: set[str], ctx: 
         if base is None:
             return False
         cur = base
+    steps = [cur]
     for part in raw.split("/"):
         if part in ("", "."):
             continue
-        if _under(cur, made):
-            return True
         cur = posixpath.dirname(cur) if part == ".." else posixpath.join(cur, part)
-    return False
+        steps.append(cur)
+    return any(_under(step, made) and not _exists(step) for step in steps)
+
+
+def _exists(path: str) -> bool:
+    # resolved first so that the decision depends on the directories looked into: a memoised
+    # decision is dropped when the entry appears or goes
+    _realpath(path)
+    return os.path.lexists(path)
 
 
 def _glob_bases(pattern: str) -> list[str | None]:

@@ -1315,8 +1315,13 @@ def _ln(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     else:
         return found  # made here, named after its target: read from here
     relative = {t for t in targets if not t.startswith(("/", "~")) and t != DYNAMIC}
-    # a relative target read from where ln runs is not where the link points
-    found = [p for p in found if not (p.source == "operand" and p.raw in relative)]
+    # A relative target read from where ln runs is not where the link points; but `./x` is
+    # also how "$PWD/x" reaches here, so that one is kept both ways.
+    found = [
+        p
+        for p in found
+        if not (p.source == "operand" and p.raw in relative and not p.raw.startswith("./"))
+    ]
     for target in targets:
         if target not in relative:
             continue
