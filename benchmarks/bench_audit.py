@@ -16,14 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import p99
+
 from leashd.gate.audit import FSYNC_POLICIES, AuditLog, capped_input, verify
 
 CALL = {"command": "pytest -q tests/unit && git status --porcelain", "description": "run tests"}
-
-
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def record(i: int) -> dict:

@@ -13,6 +13,8 @@ import argparse
 import statistics
 import time
 
+from _common import p99
+
 from leashd.policy import compile_policy, load_policies
 from leashd.policy.diff import _without_spans
 from leashd.policy.loader import BUILTIN_NAMES, builtin_path, load_compiled, load_file
@@ -25,11 +27,6 @@ def timed(fn, repeat: int) -> list[float]:
         fn()
         out.append(time.perf_counter() - t)
     return out
-
-
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def report(label: str, a_name: str, a: list[float], b_name: str, b: list[float]) -> None:

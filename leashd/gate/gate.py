@@ -481,7 +481,7 @@ def _record(
         "cwd": session.cwd,
         "mode": session.mode,
         "tool": tool if isinstance(tool, str) else repr(tool),
-        **(call.kept or capped_input(call.tool_input)),
+        **call.kept,
         "decision": action,
         "reason": reason,
         "layer": layer,
