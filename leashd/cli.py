@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from leashd.daemon.commands import register as register_daemon_commands
 from leashd.gate import audit as audit_log
 from leashd.gate.sandbox import apply_sandbox
 from leashd.policy import PolicyError, artifact, load_policies
@@ -625,6 +626,8 @@ def audit_search(path: Path | None, as_json: bool, **want: str | None) -> None:
         if audit_log.matches(record, **want):
             _show(record, as_json)
 
+
+register_daemon_commands(main)
 
 if __name__ == "__main__":
     main()

@@ -28,6 +28,7 @@ import structlog
 from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Notify, Resolution
 from leashd.gate.audit import AuditError, AuditLog, capped_input
 from leashd.gate.events import EventBus, printable
+from leashd.gate.modes import apply_mode
 from leashd.gate.sandbox import SandboxConfig, apply_sandbox
 from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.decision import Decision, UnitDecision
@@ -203,7 +204,7 @@ class Gate:
         """What sandbox and policy say of a call, before anyone is asked. Never raises."""
         try:
             decision = self._evaluator(session).evaluate(tool, tool_input)
-            return apply_sandbox(decision, self.sandbox)
+            return apply_mode(apply_sandbox(decision, self.sandbox), session.mode, tool)
         except Exception as exc:
             return Decision(
                 "deny",

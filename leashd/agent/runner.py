@@ -1,0 +1,322 @@
+"""Claude Code through claude-agent-sdk: one turn of one session, under the gate.
+
+Each turn starts the CLI (the wheel's own build) in the session's directory, resuming the
+agent's conversation by its id, so a session outlives the daemon. The CLI is told to keep
+every Bash call in the project directory (the gate decides each command as run from there),
+to read no settings files (a repository's `.claude/settings.json` could carry hooks that run
+outside the gate), and to send every tool call through `GateBridge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from leashd.agent.events import (
+    AgentEvent,
+    ModeChanged,
+    Text,
+    TextDelta,
+    ToolDenied,
+    ToolDone,
+    ToolStarted,
+    TurnResult,
+    tool_summary,
+)
+from leashd.agent.permissions import HOOK_TIMEOUT, GateBridge
+from leashd.gate.approvals import Notify
+from leashd.gate.gate import Gate, Session, Verdict
+from leashd.gate.modes import PLAN_TOOL
+
+log = structlog.get_logger(__name__)
+
+OnEvent = Callable[[AgentEvent], Awaitable[None]]
+
+# The CLI's own permission modes for ours: the gate decides every call in all of them; `plan`
+# also tells the model to propose before it acts.
+_CLI_MODE = {"default": "default", "plan": "plan", "auto": "default"}
+_STOP_GRACE = 10.0  # seconds an interrupted CLI gets to wind down before it is stopped
+
+
+@dataclass
+class AgentConfig:
+    max_turns: int | None = None
+    system_prompt: str | None = None
+    allowed_tools: list[str] = field(default_factory=list)  # empty: the CLI's whole set
+    disallowed_tools: list[str] = field(default_factory=list)
+    mcp_servers: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 3600.0
+    streaming: bool = True
+    model: str | None = None
+    cli_path: str | None = None  # default: the CLI bundled with claude-agent-sdk
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Turn:
+    client: Any
+    bridge: GateBridge
+    interrupted: bool = False
+
+
+class ClaudeAgent:
+    def __init__(self, gate: Gate, config: AgentConfig) -> None:
+        self.gate = gate
+        self.config = config
+        self._turns: dict[str, _Turn] = {}
+
+    def running(self, session_id: str) -> bool:
+        return session_id in self._turns
+
+    async def run(
+        self,
+        session: Session,
+        prompt: str,
+        *,
+        resume: str | None,
+        on_event: OnEvent,
+        ask: Notify | None,
+    ) -> TurnResult:
+        """Run one turn to its end. Never raises for the agent's failures: they come back as
+        `TurnResult.error`. Cancelling it interrupts the agent."""
+        from claude_agent_sdk import ClaudeSDKClient
+
+        state = {"session": session}
+        tools: list[str] = []
+
+        async def on_verdict(tool: str, tool_input: Any, verdict: Verdict) -> None:
+            if tool == PLAN_TOOL and verdict.allowed and state["session"].mode == "plan":
+                state["session"] = Session(session.id, session.chat, session.cwd, "default")
+                await self._left_plan(session.id, on_event)
+            elif not verdict.allowed:
+                summary = tool_summary(tool, tool_input)
+                await _tell(on_event, ToolDenied(tool, summary, verdict.reason, verdict.layer))
+
+        bridge = GateBridge(self.gate, lambda: state["session"], ask, on_verdict)
+        options = self._options(session, resume, bridge)
+        client = ClaudeSDKClient(options)
+        turn = _Turn(client, bridge)
+        self._turns[session.id] = turn
+        try:
+            try:
+                async with asyncio.timeout(self.config.timeout):
+                    await client.connect()
+                    await client.query(prompt)
+                    result = await self._receive(client, on_event, tools)
+            except TimeoutError:
+                await self._stop(turn)
+                return TurnResult(
+                    "", resume, error=f"the agent timed out after {self.config.timeout:g} s",
+                    tools=tuple(tools),
+                )  # fmt: skip
+            except asyncio.CancelledError:
+                await self._stop(turn)
+                raise
+            except Exception as exc:
+                log.error("agent failed", session=session.id, error=repr(exc))
+                await self._stop(turn)
+                return TurnResult("", resume, error=_describe(exc), tools=tuple(tools))
+            if turn.interrupted:
+                result = _replace_interrupted(result)
+            return TurnResult(**{**result.__dict__, "tools": tuple(tools)})
+        finally:
+            self._turns.pop(session.id, None)
+            bridge.cancel_all()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_STOP_GRACE):
+                    await client.disconnect()
+
+    async def interrupt(self, session_id: str) -> bool:
+        """Stop the running turn: the agent is interrupted and approvals it waits for end
+        denied. Returns whether a turn was running."""
+        turn = self._turns.get(session_id)
+        if turn is None:
+            return False
+        turn.interrupted = True
+        turn.bridge.cancel_all()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_STOP_GRACE):
+                await turn.client.interrupt()
+        return True
+
+    # --- inside ---------------------------------------------------------------------------
+
+    async def _left_plan(self, session_id: str, on_event: OnEvent) -> None:
+        turn = self._turns.get(session_id)
+        if turn is not None:
+            with contextlib.suppress(Exception):
+                await turn.client.set_permission_mode("default")
+        with contextlib.suppress(Exception):
+            await on_event(ModeChanged("default"))
+
+    async def _stop(self, turn: _Turn) -> None:
+        turn.bridge.cancel_all()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_STOP_GRACE):
+                await turn.client.interrupt()
+
+    def _options(self, session: Session, resume: str | None, bridge: GateBridge) -> Any:
+        from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
+
+        cfg = self.config
+        env = {
+            **cfg.env,
+            # every Bash call starts in the project directory: the gate decides it from there
+            "CLAUDE_BASH_MAINTAIN_PROJECT_WORKING_DIR": "1",
+        }
+        kwargs: dict[str, Any] = {}
+        if cfg.allowed_tools:
+            # `tools` sets which tools exist; `allowed_tools` would let the CLI run them
+            # without asking anyone, which is never what a list here means.
+            kwargs["tools"] = list(cfg.allowed_tools)
+        if cfg.system_prompt:
+            kwargs["system_prompt"] = {
+                "type": "preset", "preset": "claude_code", "append": cfg.system_prompt
+            }  # fmt: skip
+        if cfg.cli_path:
+            kwargs["cli_path"] = cfg.cli_path
+        if cfg.model:
+            kwargs["model"] = cfg.model
+        return ClaudeAgentOptions(
+            cwd=session.cwd,
+            env=env,
+            resume=resume,
+            permission_mode=_CLI_MODE.get(session.mode, "default"),
+            max_turns=cfg.max_turns,
+            disallowed_tools=list(cfg.disallowed_tools),
+            mcp_servers=dict(cfg.mcp_servers),
+            setting_sources=[],
+            include_partial_messages=cfg.streaming,
+            hooks={
+                "PreToolUse": [
+                    HookMatcher(
+                        matcher=None,
+                        hooks=[bridge.pre_tool_use],
+                        timeout=HOOK_TIMEOUT,
+                        on_failure="block",
+                    )
+                ]
+            },
+            can_use_tool=bridge.can_use_tool,
+            stderr=_stderr_logger(session.id),
+            **kwargs,
+        )
+
+    async def _receive(self, client: Any, on_event: OnEvent, tools: list[str]) -> TurnResult:
+        from claude_agent_sdk import (
+            AssistantMessage,
+            ResultMessage,
+            StreamEvent,
+            SystemMessage,
+            TextBlock,
+            ToolResultBlock,
+            ToolUseBlock,
+            UserMessage,
+        )
+
+        agent_session: str | None = None
+        texts: list[str] = []
+        async for msg in client.receive_response():
+            if isinstance(msg, StreamEvent):
+                if msg.parent_tool_use_id is None:
+                    delta = _text_delta(msg.event)
+                    if delta:
+                        await _tell(on_event, TextDelta(delta))
+            elif isinstance(msg, SystemMessage):
+                if msg.subtype == "init":
+                    agent_session = msg.data.get("session_id") or agent_session
+            elif isinstance(msg, AssistantMessage):
+                if msg.parent_tool_use_id is not None:
+                    continue  # a sub-agent's own talk: its tool calls are gated all the same
+                for block in msg.content:
+                    if isinstance(block, TextBlock):
+                        texts.append(block.text)
+                        await _tell(on_event, Text(block.text))
+                    elif isinstance(block, ToolUseBlock):
+                        tools.append(block.name)
+                        summary = tool_summary(block.name, block.input)
+                        await _tell(on_event, ToolStarted(block.id, block.name, summary))
+            elif isinstance(msg, UserMessage):
+                if isinstance(msg.content, list):
+                    for block in msg.content:
+                        if isinstance(block, ToolResultBlock):
+                            await _tell(on_event, ToolDone(block.tool_use_id, bool(block.is_error)))
+            elif isinstance(msg, ResultMessage):
+                usage = msg.usage or {}
+                error = None
+                if msg.is_error:
+                    error = "; ".join(msg.errors or []) or (msg.result or msg.subtype)
+                return TurnResult(
+                    text=msg.result if msg.result is not None else "\n\n".join(texts),
+                    agent_session_id=msg.session_id or agent_session,
+                    cost_usd=float(msg.total_cost_usd or 0.0),
+                    duration_ms=int(msg.duration_ms or 0),
+                    input_tokens=_tokens(usage, "input_tokens"),
+                    output_tokens=_tokens(usage, "output_tokens"),
+                    num_turns=int(msg.num_turns or 0),
+                    error=error,
+                    interrupted=(msg.terminal_reason or "").startswith("aborted"),
+                )
+        return TurnResult(
+            "\n\n".join(texts), agent_session, error="the agent ended without a result"
+        )
+
+
+def _replace_interrupted(result: TurnResult) -> TurnResult:
+    return TurnResult(**{**result.__dict__, "interrupted": True, "error": None})
+
+
+def _tokens(usage: dict[str, Any], key: str) -> int:
+    total = usage.get(key) or 0
+    if key == "input_tokens":
+        total += (usage.get("cache_read_input_tokens") or 0) + (
+            usage.get("cache_creation_input_tokens") or 0
+        )
+    return int(total)
+
+
+def _text_delta(event: dict[str, Any]) -> str:
+    if event.get("type") != "content_block_delta":
+        return ""
+    delta = event.get("delta") or {}
+    return delta.get("text", "") if delta.get("type") == "text_delta" else ""
+
+
+async def _tell(on_event: OnEvent, event: AgentEvent) -> None:
+    """A connector that cannot show something must not stop the turn."""
+    try:
+        await on_event(event)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("connector failed to show an event", error=repr(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()
+    return f"{name}: {text[0]}" if text else name
+
+
+def _stderr_logger(session_id: str) -> Callable[[str], None]:
+    def write(line: str) -> None:
+        if line.strip():
+            log.debug("claude stderr", session=session_id, line=line.rstrip()[:500])
+
+    return write
+
+
+def bundled_cli() -> str | None:
+    """The Claude Code CLI inside the claude-agent-sdk wheel, if it is there."""
+    try:
+        import claude_agent_sdk
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(claude_agent_sdk.__file__), "_bundled", "claude")
+    return path if os.access(path, os.X_OK) else None

@@ -1,0 +1,96 @@
+"""Putting the daemon together from its settings: audit log, gate, approvals, store, agent,
+engine. The connectors and the process around it are chosen by the caller."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from leashd.agent.runner import AgentConfig, ClaudeAgent
+from leashd.daemon.config import Settings
+from leashd.daemon.engine import Engine
+from leashd.daemon.middleware import Auth, RateLimit
+from leashd.daemon.storage import Store, open_store
+from leashd.gate.approvals import ApprovalCoordinator, Notify
+from leashd.gate.audit import AuditLog
+from leashd.gate.gate import Gate
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    audit: AuditLog
+    gate: Gate
+    approvals: ApprovalCoordinator | None
+    store: Store
+    agent: ClaudeAgent
+    engine: Engine
+    recovered: int = 0  # approvals found pending from a daemon that died, now denied
+
+    async def close(self) -> None:
+        await self.engine.stop()
+        await self.gate.bus.drain()
+        await self.store.close()
+        self.audit.close()
+
+
+async def build(
+    settings: Settings,
+    *,
+    approvers: set[str] | None,
+    directories: list[str] | None = None,
+    policies: list[str] | None = None,
+    default_dir: str | None = None,
+    on_expired: Notify | None = None,
+    open_bot: bool = False,
+) -> Daemon:
+    """The daemon's parts, opened. `approvers` None: nobody can be asked, so whatever needs
+    approval is denied (headless runs)."""
+    audit_path = settings.path("audit_log_path")
+    audit_path.parent.mkdir(parents=True, exist_ok=True)
+    audit = AuditLog(audit_path, fsync=settings.audit_fsync)
+    approvals = None
+    if approvers is not None:
+        approvals = ApprovalCoordinator(
+            approvers, settings.approval_timeout_seconds, audit, on_expired=on_expired
+        )
+    dirs = directories if directories is not None else settings.approved_directories
+    specs = policies if policies is not None else settings.policy_files
+    gate = Gate.from_specs(
+        specs, audit, approvals=approvals, approved_dirs=dirs, home=os.path.expanduser("~")
+    )
+    recovered = gate.recover()
+    store = open_store(settings.storage_backend, settings.path("storage_path"))
+    await store.open()
+    agent = ClaudeAgent(gate, agent_config(settings))
+    middleware = [
+        Auth(set(settings.allowed_user_ids), open_bot=open_bot),
+        RateLimit(settings.rate_limit_rpm, settings.rate_limit_burst),
+    ]
+    engine = Engine(
+        gate,
+        agent,
+        store,
+        approvals=approvals,
+        default_dir=default_dir,
+        default_mode=settings.default_mode,
+        middleware=middleware,  # type: ignore[arg-type]
+    )
+    return Daemon(settings, audit, gate, approvals, store, agent, engine, recovered)
+
+
+def agent_config(settings: Settings) -> AgentConfig:
+    return AgentConfig(
+        max_turns=settings.max_turns,
+        system_prompt=settings.system_prompt,
+        allowed_tools=list(settings.allowed_tools),
+        disallowed_tools=list(settings.disallowed_tools),
+        mcp_servers=dict(settings.mcp_servers),
+        timeout=settings.agent_timeout_seconds,
+        streaming=settings.streaming_enabled,
+    )
+
+
+def ensure_dir(path: str | Path) -> str:
+    return os.path.realpath(os.path.expanduser(str(path)))

@@ -1,0 +1,87 @@
+"""The daemon's commands: run, config, dirs, start/stop/status/restart, init, service.
+
+Thin: each parses its options and calls the library. Heavy imports (the agent SDK, SQLite,
+Telegram) happen inside the commands, so `leashd policy …` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from leashd.daemon.config import Config
+
+
+def load_or_exit(**overrides: Any) -> Config:
+    from leashd.daemon.config import ConfigError, load_config
+
+    try:
+        config = load_config(overrides={k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        click.echo(f"leashd: invalid configuration:\n{exc}", err=True)
+        sys.exit(2)
+    for w in config.warnings:
+        click.echo(f"leashd: {w}", err=True)
+    return config
+
+
+def _quiet_logs(config: Config) -> None:
+    from leashd.daemon.logs import configure
+
+    s = config.settings
+    configure(s.log_level, s.path("log_dir"), console=True, console_level="WARNING",
+              max_bytes=s.log_max_bytes, backups=s.log_backup_count)  # fmt: skip
+
+
+@click.command("run")
+@click.option("-p", "--prompt", required=True, help="What to ask the agent ('-': read stdin).")
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="The directory to work in: the only one the sandbox approves.",
+)
+@click.option("--session", help="Continue the conversation of this name (made on first use).")
+@click.option("--policy", "policies", multiple=True, help="Policy name or file (repeatable).")
+def run_cmd(prompt: str, directory: str, session: str | None, policies: tuple[str, ...]) -> None:
+    """Run one turn of the agent and print its answer; what needs approval is denied.
+    Exits 1 when the agent fails, 2 on bad configuration."""
+    from leashd.daemon.headless import run_once
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    config = load_or_exit()
+    _quiet_logs(config)
+    code = asyncio.run(
+        run_once(config.settings, prompt, directory=directory, session=session,
+                 policies=list(policies))
+    )  # fmt: skip
+    sys.exit(code)
+
+
+@click.command("config")
+@click.option("--keys", is_flag=True, help="List the settings this version knows.")
+def config_cmd(keys: bool) -> None:
+    """Print every setting as resolved, and where each value came from (secrets redacted)."""
+    from leashd.daemon.config import Settings, describe
+
+    if keys:
+        for name, f in Settings.model_fields.items():
+            click.echo(f"LEASHD_{name.upper()}  (config.yaml: {name})  default {f.default!r}")
+        return
+    config = load_or_exit()
+    rows = describe(config)
+    width = max(len(r[0]) for r in rows)
+    for name, value, where in rows:
+        click.echo(f"{name:<{width}}  {value}  [{where}]")
+
+
+def register(main: click.Group) -> None:
+    for cmd in (run_cmd, config_cmd):
+        main.add_command(cmd)

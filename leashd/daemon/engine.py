@@ -1,0 +1,310 @@
+"""The engine: messages in from any connector, one agent turn at a time per chat, commands
+handled here once for every connector, everything remembered in the store.
+
+    connector -> middleware (auth, rate limit) -> Engine.handle -> command | turn -> agent
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from leashd.agent.events import AgentEvent, ModeChanged, TurnResult
+from leashd.agent.runner import ClaudeAgent
+from leashd.connectors.base import Connector
+from leashd.daemon.middleware import Incoming, Middleware, chain
+from leashd.daemon.storage import ApprovalRow, MessageRow, SessionRow, Store
+from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Press
+from leashd.gate.events import Event
+from leashd.gate.gate import Gate, Session
+from leashd.gate.modes import MODES
+
+log = structlog.get_logger(__name__)
+
+COMMANDS = {
+    "/plan": "plan mode: the agent proposes a plan, you approve it before it edits",
+    "/edit": "auto mode: edits inside the project go ahead without asking",
+    "/default": "default mode: the policy decides, you approve what it asks about",
+    "/dir": "show the approved directories, or switch: /dir N or /dir PATH",
+    "/status": "the session: mode, directory, cost so far, what is running",
+    "/clear": "start a new conversation",
+    "/cancel": "stop the running turn and drop queued messages",
+    "/help": "this list",
+}
+_MODE_COMMANDS = {"/plan": "plan", "/edit": "auto", "/default": "default"}
+
+
+@dataclass
+class _Chat:
+    task: asyncio.Task[None] | None = None
+    queue: list[tuple[Connector, str]] = field(default_factory=list)
+    session: SessionRow | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        gate: Gate,
+        agent: ClaudeAgent,
+        store: Store,
+        *,
+        approvals: ApprovalCoordinator | None,
+        default_dir: str | None,
+        default_mode: str = "default",
+        middleware: list[Middleware] | None = None,
+    ) -> None:
+        if default_mode not in MODES:
+            raise ValueError(f"unknown mode {default_mode!r}")
+        self.gate = gate
+        self.agent = agent
+        self.store = store
+        self.approvals = approvals
+        self.default_dir = default_dir
+        self.default_mode = default_mode
+        self._chats: dict[str, _Chat] = {}
+        self._asked: dict[str, Connector] = {}  # request id -> where it was shown
+        self._handle = chain(list(middleware or []), self._dispatch)
+        gate.bus.subscribe("approval.requested", self._approval_requested)
+        gate.bus.subscribe("approval.resolved", self._approval_resolved)
+
+    # --- in -----------------------------------------------------------------------------------
+
+    async def handle(self, connector: Connector, chat: str, user: str, text: str) -> None:
+        """A message from a user: through the middleware, then a command or a turn."""
+        await self._handle(Incoming(connector, chat, user, text))
+
+    def press(self, request_id: str, who: str, chat: str, choice: str) -> Press:
+        """A button press or a terminal answer for an approval request."""
+        if self.approvals is None:
+            return Press(False, "nobody can approve anything here")
+        return self.approvals.press(request_id, who, chat, choice)
+
+    async def wait_idle(self, chat: str) -> None:
+        """Until the chat's turn (and its queue) is done."""
+        state = self._chats.get(chat)
+        while state is not None and state.task is not None and not state.task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(state.task)
+
+    def running(self, chat: str) -> bool:
+        state = self._chats.get(chat)
+        return state is not None and state.task is not None and not state.task.done()
+
+    async def cancel(self, chat: str) -> bool:
+        """Stop the running turn and drop what is queued. Returns whether one was running."""
+        state = self._chats.get(chat)
+        if state is None:
+            return False
+        state.queue.clear()
+        if state.session is not None and await self.agent.interrupt(str(state.session.id)):
+            return True
+        return self.running(chat)
+
+    async def stop(self) -> None:
+        """Stop every turn; pending approvals end denied (audited by the coordinator)."""
+        for state in self._chats.values():
+            state.queue.clear()
+            if state.session is not None:
+                await self.agent.interrupt(str(state.session.id))
+        tasks = [s.task for s in self._chats.values() if s.task is not None and not s.task.done()]
+        if self.approvals is not None:
+            self.approvals.close()
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    async def _dispatch(self, msg: Incoming) -> None:
+        text = msg.text.strip()
+        if not text:
+            return
+        if text.startswith("/"):
+            word, _, arg = text.partition(" ")
+            word = word.split("@", 1)[0].lower()  # /status@leashd_bot in groups
+            if word in COMMANDS:
+                await self._command(msg.connector, msg.chat, word, arg.strip())
+                return
+        state = self._chats.setdefault(msg.chat, _Chat())
+        if state.task is not None and not state.task.done():
+            choice = await msg.connector.busy(msg.chat, text)
+            state.queue.append((msg.connector, text))
+            if choice == "interrupt" and state.session is not None:
+                await self.agent.interrupt(str(state.session.id))
+            else:
+                await msg.connector.send(msg.chat, "Queued: it runs when this turn ends.")
+            return
+        state.queue.append((msg.connector, text))
+        state.task = asyncio.create_task(self._drain(msg.chat, state))
+
+    async def _drain(self, chat: str, state: _Chat) -> None:
+        while state.queue:
+            connector, text = state.queue.pop(0)
+            try:
+                await self._turn(connector, chat, state, text)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one failed turn must not stop the chat
+                log.exception("turn failed", chat=chat)
+                with contextlib.suppress(Exception):
+                    await connector.send(chat, f"Something went wrong: {type(exc).__name__}")
+
+    # --- a turn -----------------------------------------------------------------------------
+
+    async def session_for(self, chat: str) -> SessionRow:
+        row = await self.store.current_session(chat)
+        if row is None:
+            directory = self._home_dir()
+            row = await self.store.new_session(chat, directory, self.default_mode)
+        state = self._chats.setdefault(chat, _Chat())
+        state.session = row
+        return row
+
+    def _home_dir(self) -> str:
+        if self.default_dir:
+            return self.default_dir
+        if not self.gate.approved_dirs:
+            raise RuntimeError("no approved directory to work in: run `leashd add-dir DIR`")
+        return self.gate.approved_dirs[0]
+
+    async def _turn(self, connector: Connector, chat: str, state: _Chat, text: str) -> None:
+        row = await self.session_for(chat)
+        await self.store.add_message(MessageRow(row.id, "user", text))
+        session = Session(str(row.id), chat, row.directory, row.mode)
+        mode = row.mode
+
+        async def on_event(event: AgentEvent) -> None:
+            nonlocal mode
+            if isinstance(event, ModeChanged):
+                mode = event.mode
+            await connector.event(chat, event)
+
+        async def ask(req: ApprovalRequest) -> None:
+            self._asked[req.id] = connector
+            await connector.ask(req)
+
+        result = await self.agent.run(
+            session,
+            text,
+            resume=row.agent_session_id,
+            on_event=on_event,
+            ask=ask if self.approvals is not None else None,
+        )
+        row = replace(row, mode=mode)
+        if result.agent_session_id:
+            row = replace(row, agent_session_id=result.agent_session_id)
+        state.session = await self.store.update_session(row)
+        role = "assistant" if result.error is None else "error"
+        await self.store.add_message(
+            MessageRow(row.id, role, result.text if result.error is None else result.error,
+                       result.cost_usd, result.duration_ms, result.input_tokens,
+                       result.output_tokens)
+        )  # fmt: skip
+        await connector.result(chat, result)
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def _command(self, connector: Connector, chat: str, word: str, arg: str) -> None:
+        if word in _MODE_COMMANDS:
+            row = await self.session_for(chat)
+            mode = _MODE_COMMANDS[word]
+            self._chats[chat].session = await self.store.update_session(replace(row, mode=mode))
+            await connector.send(chat, f"Mode: {mode} — {COMMANDS[word].split(': ', 1)[1]}")
+        elif word == "/cancel":
+            stopped = await self.cancel(chat)
+            await connector.send(chat, "Cancelled." if stopped else "Nothing is running.")
+        elif word == "/clear":
+            await self.cancel(chat)
+            old = await self.store.current_session(chat)
+            directory = old.directory if old else self._home_dir()
+            mode = old.mode if old else self.default_mode
+            if old is not None and self.approvals is not None:
+                self.approvals.clear_session(str(old.id))
+            row = await self.store.new_session(chat, directory, mode)
+            self._chats.setdefault(chat, _Chat()).session = row
+            await connector.send(chat, "New conversation started.")
+        elif word == "/dir":
+            await connector.send(chat, await self._dir(chat, arg))
+        elif word == "/status":
+            await connector.send(chat, await self.status(chat))
+        else:
+            lines = [f"{c} — {d}" for c, d in COMMANDS.items()]
+            await connector.send(chat, "\n".join(lines))
+
+    async def _dir(self, chat: str, arg: str) -> str:
+        dirs = self.gate.approved_dirs
+        row = await self.session_for(chat)
+        if not arg:
+            shown = [f"{i}. {d}{'  (current)' if d == row.directory else ''}"
+                     for i, d in enumerate(dirs, 1)]  # fmt: skip
+            return "Approved directories:\n" + "\n".join(shown) if shown else "None approved."
+        target: str | None = None
+        if arg.isdigit() and 1 <= int(arg) <= len(dirs):
+            target = dirs[int(arg) - 1]
+        else:
+            real = os.path.realpath(os.path.expanduser(arg))
+            target = next((d for d in dirs if d == real), None)
+        if target is None:
+            return f"{arg} is not an approved directory; see /dir"
+        if self.running(chat):
+            return "A turn is running; /cancel it or wait before switching directories."
+        # a new directory is a new conversation: the agent's history belongs to the old one
+        row = await self.store.new_session(chat, target, row.mode)
+        self._chats.setdefault(chat, _Chat()).session = row
+        return f"Working in {target} (new conversation)."
+
+    async def status(self, chat: str) -> str:
+        row = await self.session_for(chat)
+        cost, tin, tout = await self.store.totals(row.id)
+        pending = self.approvals.pending(str(row.id)) if self.approvals else []
+        state = self._chats.get(chat)
+        queued = len(state.queue) if state else 0
+        lines = [
+            f"Session {row.id} in {row.directory}",
+            f"Mode: {row.mode}",
+            f"Turn: {'running' if self.running(chat) else 'idle'}"
+            + (f", {queued} queued" if queued else ""),
+            f"Cost so far: ${cost:.4f} ({tin} tokens in, {tout} out)",
+            f"Waiting for approval: {len(pending)}",
+            f"Agent conversation: {row.agent_session_id or '(not started)'}",
+        ]
+        return "\n".join(lines)
+
+    # --- approvals into the store --------------------------------------------------------------
+
+    async def _approval_requested(self, event: Event) -> None:
+        data = event.data
+        session = data.get("session")
+        if not (isinstance(session, str) and session.isdigit()) or not data.get("request"):
+            return
+        await self.store.add_approval(
+            ApprovalRow(data["request"], int(session), str(data.get("tool")),
+                        str(data.get("summary") or ""))
+        )  # fmt: skip
+
+    async def _approval_resolved(self, event: Event) -> None:
+        data = event.data
+        request = data.get("request")
+        self._asked.pop(str(request), None)
+        if request:
+            await self.store.resolve_approval(request, str(data.get("how")), data.get("who"))
+
+    def where_asked(self, request_id: str) -> Connector | None:
+        return self._asked.get(request_id)
+
+
+def result_summary(result: TurnResult) -> str:
+    """One line about a finished turn: cost, time, tokens, tools."""
+    parts = [f"${result.cost_usd:.4f}", f"{result.duration_ms / 1000:.1f} s",
+             f"{result.input_tokens}→{result.output_tokens} tokens"]  # fmt: skip
+    if result.tools:
+        counts: dict[str, int] = {}
+        for t in result.tools:
+            counts[t] = counts.get(t, 0) + 1
+        parts.append(", ".join(f"{t} ×{n}" if n > 1 else t for t, n in counts.items()))
+    return " · ".join(parts)

@@ -1,0 +1,54 @@
+"""`leashd run`: one turn, no one to ask, for scripts and CI.
+
+The sandbox is the one directory the run works in. A named session (`--session NAME`)
+continues that conversation on the next run; without a name each run is a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TextIO
+
+from leashd.connectors.headless import HeadlessConnector
+from leashd.daemon.app import build
+from leashd.daemon.config import Settings
+
+EXIT_OK, EXIT_AGENT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+async def run_once(
+    settings: Settings,
+    prompt: str,
+    *,
+    directory: str,
+    session: str | None = None,
+    policies: list[str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    directory = os.path.realpath(directory)
+    connector = HeadlessConnector(out, err)
+    chat = f"run:{session}" if session else f"run:{uuid.uuid4()}"
+    daemon = await build(
+        settings,
+        approvers=None,
+        directories=[directory],
+        policies=policies or None,
+        default_dir=directory,
+    )
+    try:
+        row = await daemon.store.current_session(chat)
+        if row is not None and row.directory != directory:
+            await connector.send(
+                chat, f"leashd: session {session!r} works in {row.directory}, not {directory}"
+            )
+            return EXIT_USAGE
+        await daemon.engine.handle(connector, chat, "headless", prompt)
+        await daemon.engine.wait_idle(chat)
+    finally:
+        await daemon.close()
+    result = connector.result_seen
+    if result is None or result.error is not None or result.interrupted:
+        return EXIT_AGENT_ERROR
+    return EXIT_OK
