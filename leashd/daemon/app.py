@@ -12,7 +12,7 @@ from leashd.daemon.config import Settings
 from leashd.daemon.engine import Engine
 from leashd.daemon.middleware import Auth, RateLimit
 from leashd.daemon.storage import Store, open_store
-from leashd.gate.approvals import ApprovalCoordinator, Notify
+from leashd.gate.approvals import ApprovalCoordinator
 from leashd.gate.audit import AuditLog
 from leashd.gate.gate import Gate
 
@@ -42,7 +42,6 @@ async def build(
     directories: list[str] | None = None,
     policies: list[str] | None = None,
     default_dir: str | None = None,
-    on_expired: Notify | None = None,
     open_bot: bool = False,
 ) -> Daemon:
     """The daemon's parts, opened. `approvers` None: nobody can be asked, so whatever needs
@@ -52,9 +51,7 @@ async def build(
     audit = AuditLog(audit_path, fsync=settings.audit_fsync)
     approvals = None
     if approvers is not None:
-        approvals = ApprovalCoordinator(
-            approvers, settings.approval_timeout_seconds, audit, on_expired=on_expired
-        )
+        approvals = ApprovalCoordinator(approvers, settings.approval_timeout_seconds, audit)
     dirs = directories if directories is not None else settings.approved_directories
     specs = policies if policies is not None else settings.policy_files
     gate = Gate.from_specs(
@@ -77,6 +74,8 @@ async def build(
         default_mode=settings.default_mode,
         middleware=middleware,  # type: ignore[arg-type]
     )
+    if approvals is not None:
+        approvals.on_expired = engine.expired
     return Daemon(settings, audit, gate, approvals, store, agent, engine, recovered)
 
 

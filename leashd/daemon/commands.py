@@ -82,6 +82,80 @@ def config_cmd(keys: bool) -> None:
         click.echo(f"{name:<{width}}  {value}  [{where}]")
 
 
+@click.command("start")
+@click.option("-f", "--foreground", is_flag=True, help="Run here (the REPL without a bot).")
+def start_cmd(foreground: bool) -> None:
+    """Start the daemon: in the background with a Telegram bot token, else in the foreground
+    with the terminal REPL. One daemon at a time."""
+    from leashd.daemon import process
+
+    config = load_or_exit()
+    st = process.status()
+    if st.running:
+        click.echo(f"leashd is already running (pid {st.pid}); `leashd stop` first", err=True)
+        sys.exit(1)
+    token = config.settings.telegram_bot_token
+    if token is None:
+        if not foreground:
+            click.echo(
+                "leashd: no Telegram bot token is set, so the daemon talks through this "
+                "terminal: run `leashd start -f` (or set one with `leashd init`)",
+                err=True,
+            )
+            sys.exit(2)
+        from leashd.daemon.serve import serve_terminal
+
+        _file_logs(config)
+        try:
+            sys.exit(asyncio.run(serve_terminal()))
+        except process.AlreadyRunning as exc:
+            click.echo(f"leashd: {exc}", err=True)
+            sys.exit(1)
+    click.echo("leashd: the Telegram connector is not in this version yet", err=True)
+    sys.exit(2)
+
+
+def _file_logs(config: Config) -> None:
+    from leashd.daemon.logs import configure
+
+    s = config.settings
+    configure(s.log_level, s.path("log_dir"), console=False,
+              max_bytes=s.log_max_bytes, backups=s.log_backup_count)  # fmt: skip
+
+
+@click.command("stop")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for it.")
+def stop_cmd(timeout: float) -> None:
+    """Stop the daemon gracefully: approvals still waiting are denied and audited."""
+    from leashd.daemon import process
+
+    try:
+        st = process.stop(timeout)
+    except TimeoutError as exc:
+        click.echo(f"leashd: {exc}", err=True)
+        sys.exit(1)
+    if st.running:
+        click.echo(f"leashd stopped (pid {st.pid}).")
+    elif st.stale_pid_file:
+        click.echo("leashd was not running (a stale PID file was removed).")
+    else:
+        click.echo("leashd is not running.")
+
+
+@click.command("status")
+def status_cmd() -> None:
+    """Whether the daemon runs, and where."""
+    from leashd.daemon import process
+
+    st = process.status()
+    if st.running:
+        click.echo(f"leashd is running (pid {st.pid}, {st.detail or 'daemon'}).")
+        return
+    note = " (a stale PID file from a daemon that died is left; `leashd stop` clears it)"
+    click.echo("leashd is not running." + (note if st.stale_pid_file else ""))
+    sys.exit(3)
+
+
 def register(main: click.Group) -> None:
-    for cmd in (run_cmd, config_cmd):
+    for cmd in (run_cmd, config_cmd, start_cmd, stop_cmd, status_cmd):
         main.add_command(cmd)

@@ -105,14 +105,17 @@ class Engine:
         return self.running(chat)
 
     async def stop(self) -> None:
-        """Stop every turn; pending approvals end denied (audited by the coordinator)."""
-        for state in self._chats.values():
-            state.queue.clear()
-            if state.session is not None:
-                await self.agent.interrupt(str(state.session.id))
+        """Stop every turn; pending approvals end denied (audited by the coordinator as a
+        shutdown, before the turns are interrupted)."""
+        try:
+            if self.approvals is not None:
+                self.approvals.close()
+        finally:
+            for state in self._chats.values():
+                state.queue.clear()
+                if state.session is not None:
+                    await self.agent.interrupt(str(state.session.id))
         tasks = [s.task for s in self._chats.values() if s.task is not None and not s.task.done()]
-        if self.approvals is not None:
-            self.approvals.close()
         for t in tasks:
             t.cancel()
         if tasks:
@@ -290,12 +293,16 @@ class Engine:
     async def _approval_resolved(self, event: Event) -> None:
         data = event.data
         request = data.get("request")
-        self._asked.pop(str(request), None)
+        if data.get("how") != "expired":  # an expired one is told where it was shown first
+            self._asked.pop(str(request), None)
         if request:
             await self.store.resolve_approval(request, str(data.get("how")), data.get("who"))
 
-    def where_asked(self, request_id: str) -> Connector | None:
-        return self._asked.get(request_id)
+    async def expired(self, req: ApprovalRequest) -> None:
+        """An approval timed out (denied): tell the connector that showed it."""
+        connector = self._asked.pop(req.id, None)
+        if connector is not None:
+            await connector.expired(req)
 
 
 def result_summary(result: TurnResult) -> str:
