@@ -200,6 +200,12 @@ class Engine:
         )
         row = replace(row, mode=mode)
         if result.agent_session_id:
+            # the agent's cost counts every turn of its conversation: this turn's is the rise
+            same = result.agent_session_id == row.agent_session_id
+            before = row.agent_cost_usd if same else 0.0
+            if result.cost_usd >= before:
+                row = replace(row, agent_cost_usd=result.cost_usd)
+                result = replace(result, cost_usd=result.cost_usd - before)
             row = replace(row, agent_session_id=result.agent_session_id)
         state.session = await self.store.update_session(row)
         role = "assistant" if result.error is None else "error"

@@ -26,6 +26,8 @@ class SessionRow:
     agent_session_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    # what the agent reports as its conversation's cost so far (it counts resumed turns too)
+    agent_cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX approvals_session ON approvals(session_id);
     """,
+    "ALTER TABLE sessions ADD COLUMN agent_cost_usd REAL NOT NULL DEFAULT 0;",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -143,8 +146,8 @@ class SqliteStore:
 
     async def current_session(self, chat: str) -> SessionRow | None:
         async with self.db.execute(
-            "SELECT id, chat, directory, mode, agent_session_id, created_at, updated_at "
-            "FROM sessions WHERE chat = ? AND current = 1",
+            "SELECT id, chat, directory, mode, agent_session_id, created_at, updated_at, "
+            "agent_cost_usd FROM sessions WHERE chat = ? AND current = 1",
             (chat,),
         ) as cur:
             row = await cur.fetchone()
@@ -166,9 +169,16 @@ class SqliteStore:
     async def update_session(self, row: SessionRow) -> SessionRow:
         row = replace(row, updated_at=time.time())
         await self.db.execute(
-            "UPDATE sessions SET directory = ?, mode = ?, agent_session_id = ?, updated_at = ? "
-            "WHERE id = ?",
-            (row.directory, row.mode, row.agent_session_id, row.updated_at, row.id),
+            "UPDATE sessions SET directory = ?, mode = ?, agent_session_id = ?, updated_at = ?, "
+            "agent_cost_usd = ? WHERE id = ?",
+            (
+                row.directory,
+                row.mode,
+                row.agent_session_id,
+                row.updated_at,
+                row.agent_cost_usd,
+                row.id,
+            ),
         )
         await self.db.commit()
         return row

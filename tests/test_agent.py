@@ -1,0 +1,188 @@
+"""The engine and the agent in this process, with the real Claude Code CLI against the fake
+Messages API: modes, approvals through a connector, costs per turn, commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+
+import pytest
+
+from leashd.agent.events import ModeChanged, ToolDenied, ToolStarted
+from leashd.agent.runner import AgentConfig, ClaudeAgent, bundled_cli
+from leashd.daemon.engine import Engine
+from leashd.daemon.storage import MemoryStore
+from leashd.gate.approvals import ApprovalCoordinator
+from leashd.gate.audit import AuditLog
+from leashd.gate.gate import Gate
+from tests.conftest import ROOT
+from tests.fakes.anthropic_api import FakeAnthropic
+
+pytestmark = pytest.mark.skipif(bundled_cli() is None, reason="no bundled Claude Code CLI")
+
+
+class Recorder:
+    """A connector that remembers what it was told and answers approvals as scripted."""
+
+    name = "terminal"
+
+    def __init__(self, answers: list[str] | None = None) -> None:
+        self.engine: Engine | None = None
+        self.answers = list(answers or [])
+        self.sent: list[str] = []
+        self.events: list[object] = []
+        self.results: list[object] = []
+        self.asked: list[object] = []
+
+    async def send(self, chat, text):
+        self.sent.append(text)
+
+    async def event(self, chat, event):
+        self.events.append(event)
+
+    async def result(self, chat, result):
+        self.results.append(result)
+
+    async def ask(self, req):
+        self.asked.append(req)
+        choice = self.answers.pop(0) if self.answers else "reject"
+        assert self.engine is not None
+        asyncio.get_running_loop().call_soon(
+            lambda: self.engine.press(req.id, "me", req.chat, choice)
+        )
+
+    async def expired(self, req):
+        self.sent.append(f"expired {req.id}")
+
+    async def busy(self, chat, text):
+        return "queue"
+
+
+@pytest.fixture
+def setup():
+    root = ROOT / ".pytest-worlds" / uuid.uuid4().hex[:12]
+    home = root / "home"
+    proj = home / "proj"
+    proj.mkdir(parents=True)
+    saved = {k: os.environ.get(k) for k in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "HOME",
+             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "CLAUDE_CODE_MAX_RETRIES")}  # fmt: skip
+    with FakeAnthropic() as fake:
+        os.environ.update(fake.env(str(home)))
+        try:
+            audit = AuditLog(root / "audit.jsonl")
+            approvals = ApprovalCoordinator({"me"}, 30, audit)
+            gate = Gate.from_specs([], audit, approvals=approvals, approved_dirs=[str(proj)],
+                                   home=str(home))  # fmt: skip
+            agent = ClaudeAgent(gate, AgentConfig(timeout=60))
+
+            def engine(mode: str = "default") -> Engine:
+                return Engine(gate, agent, MemoryStore(), approvals=approvals,
+                              default_dir=str(proj), default_mode=mode)  # fmt: skip
+
+            yield fake, proj, engine, audit
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def turn(engine: Engine, conn: Recorder, text: str, chat: str = "c1") -> None:
+    async def go():
+        conn.engine = engine
+        await engine.handle(conn, chat, "me", text)
+        await engine.wait_idle(chat)
+
+    asyncio.run(go())
+
+
+def test_auto_mode_edits_inside_without_asking_but_denies_outside(setup):
+    fake, proj, engine, _ = setup
+    fake.call("Write", {"file_path": str(proj / "a.py"), "content": "x = 1\n"})
+    fake.call("Write", {"file_path": str(proj.parent / "b.py"), "content": "x = 1\n"})
+    fake.call("Bash", {"command": "npm install left-pad", "description": "i"})
+    fake.say("done")
+    conn = Recorder(answers=["reject"])
+    turn(engine("auto"), conn, "edit things")
+    assert (proj / "a.py").read_text() == "x = 1\n"
+    assert not (proj.parent / "b.py").exists()
+    # only the install was asked about (and rejected)
+    assert [r.tool for r in conn.asked] == ["Bash"]
+    assert conn.results[-1].text == "done"
+
+
+def test_plan_mode_changes_nothing_until_the_plan_is_approved(setup):
+    fake, proj, engine, _audit = setup
+    fake.call("Write", {"file_path": str(proj / "early.txt"), "content": "too soon"})
+    fake.call("ExitPlanMode", {"plan": "1. write plan.txt"})
+    fake.call("Write", {"file_path": str(proj / "plan.txt"), "content": "planned"})
+    fake.say("done")
+    conn = Recorder(answers=["approve", "approve"])
+    e = engine("plan")
+    turn(e, conn, "plan then do")
+    assert not (proj / "early.txt").exists()
+    assert (proj / "plan.txt").read_text() == "planned"
+    assert [r.tool for r in conn.asked] == ["ExitPlanMode", "Write"]
+    assert any(isinstance(ev, ModeChanged) and ev.mode == "default" for ev in conn.events)
+    denied = [ev for ev in conn.events if isinstance(ev, ToolDenied)]
+    assert denied and "plan mode" in denied[0].reason
+    # the session stays out of plan mode after the turn
+    status = asyncio.run(e.status("c1"))
+    assert "Mode: default" in status
+
+
+def test_costs_are_per_turn_though_the_agent_counts_its_whole_conversation(setup):
+    fake, _proj, engine, _ = setup
+    e = engine()
+    conn = Recorder()
+    for i in range(3):
+        fake.say(f"answer {i}")
+        turn(e, conn, f"question {i}")
+    costs = [r.cost_usd for r in conn.results]
+    assert costs[0] > 0 and costs[1] == pytest.approx(costs[0]) == pytest.approx(costs[2])
+    status = asyncio.run(e.status("c1"))
+    assert f"${sum(costs):.4f}" in status
+    assert fake.user_texts() == ["question 0", "question 1", "question 2"]
+
+
+def test_parallel_tool_calls_each_pass_the_gate(setup):
+    from tests.fakes.anthropic_api import tool
+
+    fake, proj, engine, _audit = setup
+    fake.reply(
+        tool("Read", {"file_path": str(proj / ".env")}),
+        tool("Write", {"file_path": str(proj / "one.txt"), "content": "1"}),
+        tool("Write", {"file_path": str(proj / "two.txt"), "content": "2"}),
+    )
+    fake.say("done")
+    (proj / ".env").write_text("TOKEN=s3cr3t-value\n")
+    conn = Recorder(answers=["approve", "reject"])
+    turn(engine(), conn, "three at once")
+    written = sorted(p.name for p in proj.glob("*.txt"))
+    assert len(conn.asked) == 2 and len(written) == 1
+    assert "s3cr3t-value" not in fake.seen()
+    started = [ev.tool for ev in conn.events if isinstance(ev, ToolStarted)]
+    assert started == ["Read", "Write", "Write"]
+
+
+def test_clear_and_mode_commands_are_handled_by_the_engine(setup):
+    fake, _proj, engine, _ = setup
+    e = engine()
+    conn = Recorder()
+    fake.say("first")
+    turn(e, conn, "hello")
+    turn(e, conn, "/plan")
+    assert "Mode: plan" in conn.sent[-1]
+    turn(e, conn, "/clear")
+    fake.say("fresh")
+    turn(e, conn, "again")
+    assert fake.user_texts() == ["again"]  # a new conversation
+    assert "Mode: plan" in asyncio.run(e.status("c1"))  # the mode is kept
+    turn(e, conn, "/dir")
+    assert "(current)" in conn.sent[-1]
+    turn(e, conn, "/dir /nonexistent")
+    assert "not an approved directory" in conn.sent[-1]
