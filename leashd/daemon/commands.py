@@ -156,6 +156,74 @@ def status_cmd() -> None:
     sys.exit(3)
 
 
+def _tell_daemon() -> str:
+    """A running daemon re-reads its configuration on SIGHUP."""
+    import os
+    import signal
+
+    from leashd.daemon import process
+
+    st = process.status()
+    if st.running and st.pid is not None:
+        os.kill(st.pid, signal.SIGHUP)
+        return " (the running daemon was told)"
+    return ""
+
+
+@click.command("add-dir")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def add_dir_cmd(directory: str) -> None:
+    """Approve a directory for the agent to work in (config.yaml)."""
+    from leashd.daemon import config_file
+    from leashd.daemon.config import ConfigError
+
+    try:
+        real, new = config_file.add_dir(directory)
+    except ConfigError as exc:
+        click.echo(f"leashd: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"Approved {real}{_tell_daemon()}." if new else f"{real} was already approved.")
+
+
+@click.command("remove-dir")
+@click.argument("directory")
+def remove_dir_cmd(directory: str) -> None:
+    """Withdraw a directory's approval (config.yaml)."""
+    from leashd.daemon import config_file
+    from leashd.daemon.config import ConfigError
+
+    try:
+        real, gone = config_file.remove_dir(directory)
+    except ConfigError as exc:
+        click.echo(f"leashd: {exc}", err=True)
+        sys.exit(2)
+    if not gone:
+        click.echo(f"leashd: {real} is not an approved directory in config.yaml", err=True)
+        sys.exit(1)
+    click.echo(f"Removed {real}{_tell_daemon()}.")
+
+
+@click.command("dirs")
+def dirs_cmd() -> None:
+    """The approved directories, as resolved from every configuration layer."""
+    config = load_or_exit()
+    src = config.source("approved_directories")
+    for d in config.settings.approved_directories:
+        click.echo(d)
+    if not config.settings.approved_directories:
+        click.echo("(none: `leashd add-dir DIR`)")
+    click.echo(f"[{src.layer}: {src.where}]", err=True)
+
+
+@click.command("restart")
+@click.pass_context
+def restart_cmd(ctx: click.Context) -> None:
+    """Stop the daemon, then start it again in the background."""
+    ctx.invoke(stop_cmd)
+    ctx.invoke(start_cmd, foreground=False)
+
+
 def register(main: click.Group) -> None:
-    for cmd in (run_cmd, config_cmd, start_cmd, stop_cmd, status_cmd):
+    for cmd in (run_cmd, config_cmd, start_cmd, stop_cmd, status_cmd, add_dir_cmd,
+                remove_dir_cmd, dirs_cmd, restart_cmd):  # fmt: skip
         main.add_command(cmd)
