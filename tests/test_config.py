@@ -19,8 +19,8 @@ from leashd.daemon.config import ConfigError, Source, describe, load_config
 
 @pytest.fixture(autouse=True)
 def _no_leashd_variables(monkeypatch):
-    """Settings validation also reads the process environment (see the xfail below): keep
-    whatever LEASHD_* variables the test runner has out of these tests."""
+    """Keep whatever LEASHD_* variables the test runner has out of these tests, so that a
+    test that reads the real environment would notice one of its own."""
     for name in list(os.environ):
         if name.startswith("LEASHD_"):
             monkeypatch.delenv(name)
@@ -63,12 +63,6 @@ def test_nothing_configured_gives_the_defaults(files):
     assert config.warnings == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py:195 validates with Settings.model_validate, and BaseSettings reads "
-    "os.environ itself: a LEASHD_* variable of the process leaks in although environ= was "
-    "given, and its source is reported as 'default: built in'",
-)
 def test_the_real_environment_is_not_read_when_a_mapping_is_given(files, monkeypatch):
     monkeypatch.setenv("LEASHD_MAX_TURNS", "7")
     config = load(files, environ={})
@@ -148,11 +142,6 @@ def test_user_ids_as_comma_separated_text(files):
     assert config.settings.allowed_user_ids == ["12345", "67890"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py:75 returns json.loads() as is, so a JSON list of numbers (what leashd "
-    "0.x wrote) fails list[str] validation; the YAML-list branch (:78) stringifies numbers",
-)
 def test_user_ids_as_a_json_list_of_numbers(files):
     config = load(files, environ={"LEASHD_ALLOWED_USER_IDS": "[12345, 67890]"})
     assert config.settings.allowed_user_ids == ["12345", "67890"]

@@ -97,9 +97,12 @@ def test_each_user_has_a_bucket_of_their_own():
 @given(
     rpm=st.integers(1, 600),
     burst=st.integers(1, 20),
-    takes=st.lists(
-        st.tuples(st.sampled_from(["alice", "bob", "carol"]), st.integers(0, 120_000)),
-        max_size=200,
+    takes=st.lists(  # (user, milliseconds since the previous take): mostly floods
+        st.tuples(
+            st.sampled_from(["alice", "bob"]),
+            st.one_of(st.just(0), st.integers(0, 2_000), st.integers(0, 60_000)),
+        ),
+        max_size=300,
     ),
 )
 def test_no_user_gets_more_than_burst_plus_the_rate(rpm, burst, takes):
@@ -184,11 +187,6 @@ def test_no_rate_limit_when_rpm_is_zero():
     assert tg.sent == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="middleware.py:76 formats the wait with {wait:.0f}: a refusal with under half a "
-    "second left says 'Try again in 0 s', and a retry right away is refused again",
-)
 def test_a_refusal_never_says_to_try_again_in_zero_seconds():
     tg = FakeConnector()
     clock = Clock()

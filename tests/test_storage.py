@@ -121,17 +121,7 @@ def test_update_session_changes_mode_directory_and_agent_session(store):
 
 @pytest.mark.parametrize(
     "backend",
-    [
-        pytest.param(
-            "sqlite",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="SqliteStore.update_session of a session that does not exist "
-                "silently succeeds (UPDATE matches no row) while MemoryStore raises StorageError",
-            ),
-        ),
-        "memory",
-    ],
+    ["sqlite", "memory"],
 )
 def test_update_of_a_session_that_does_not_exist_is_an_error(backend, tmp_path):
     store = make_store(backend, tmp_path)
@@ -164,6 +154,28 @@ def test_the_current_session_resumes_after_the_store_is_closed_and_reopened(tmp_
         "/work/other",
         "ag-42",
     )
+
+
+def test_the_agents_cost_so_far_is_kept_with_the_session(store):
+    async def body(s):
+        row = await s.new_session("chat-1", "/p", "default")
+        assert row.agent_cost_usd == 0.0
+        await s.update_session(replace(row, agent_session_id="ag-1", agent_cost_usd=1.25))
+        return await s.current_session("chat-1")
+
+    current = run_with(store, body)
+    assert (current.agent_session_id, current.agent_cost_usd) == ("ag-1", 1.25)
+
+
+def test_the_agents_cost_survives_a_restart(tmp_path):
+    path = tmp_path / "messages.db"
+
+    async def first(s):
+        row = await s.new_session("chat-1", "/p", "default")
+        await s.update_session(replace(row, agent_cost_usd=0.75))
+
+    run_with(SqliteStore(path), first)
+    assert run_with(SqliteStore(path), lambda s: s.current_session("chat-1")).agent_cost_usd == 0.75
 
 
 def test_a_closed_store_refuses_to_be_used(tmp_path):
@@ -314,6 +326,22 @@ def test_a_fresh_file_is_migrated_to_the_current_version_in_wal_mode(tmp_path):
         assert db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"  # persists
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"sessions", "messages", "approvals"} <= tables
+
+
+def test_a_database_of_the_first_schema_is_upgraded_and_keeps_its_sessions(tmp_path):
+    path = tmp_path / "messages.db"
+    with sqlite3.connect(path) as db:  # what the first release left behind
+        db.executescript(storage.MIGRATIONS[0])
+        db.execute(
+            "INSERT INTO sessions (chat, directory, mode, agent_session_id, created_at, "
+            "updated_at) VALUES ('chat-1', '/p', 'plan', 'ag-7', 1.0, 2.0)"
+        )
+        db.execute("PRAGMA user_version = 1")
+
+    current = run_with(SqliteStore(path), lambda s: s.current_session("chat-1"))
+    assert (current.directory, current.mode, current.agent_session_id) == ("/p", "plan", "ag-7")
+    assert current.agent_cost_usd == 0.0
+    assert user_version(path) == SCHEMA_VERSION
 
 
 def test_a_database_from_a_newer_leashd_is_refused_and_left_alone(tmp_path):

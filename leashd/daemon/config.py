@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.sources import DotEnvSettingsSource, EnvSettingsSource
 
@@ -29,10 +29,11 @@ def leashd_home() -> Path:
     return Path(os.environ.get("LEASHD_HOME") or Path.home() / ".leashd").expanduser()
 
 
-class Settings(BaseSettings):
-    """Every setting, by its name without the LEASHD_ prefix, lowercased."""
+class Settings(BaseModel):
+    """Every setting, by its name without the LEASHD_ prefix, lowercased. A plain model:
+    validating it reads nothing but what it is given (the layers are read below)."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     approved_directories: StrList = Field(default_factory=list)
     telegram_bot_token: SecretStr | None = None
@@ -72,8 +73,9 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
+                value = json.loads(text)
+            else:
+                return [part.strip() for part in text.split(",") if part.strip()]
         if isinstance(value, list):
             return [str(v) if isinstance(v, int | float) else v for v in value]
         return value
@@ -119,6 +121,14 @@ class Settings(BaseSettings):
 
 
 _DEFAULT_FILES = {"storage_path": "messages.db", "log_dir": "logs", "audit_log_path": "audit.jsonl"}
+
+
+class _Layer(BaseSettings, Settings):
+    """The same fields, as pydantic-settings' sources need them to read a layer."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+
 SECRETS = frozenset({"telegram_bot_token"})
 
 
@@ -169,12 +179,12 @@ def load_config(
         merged[key] = value
         sources[key] = Source("config.yaml", f"{yaml_path}:{line}")
     if env_file.is_file():
-        dotenv = DotEnvSettingsSource(Settings, env_file=env_file, env_prefix=PREFIX)
+        dotenv = DotEnvSettingsSource(_Layer, env_file=env_file, env_prefix=PREFIX)
         for key, value in dotenv().items():
             if key in Settings.model_fields:
                 merged[key] = value
                 sources[key] = Source(".env", f"{env_file} ({PREFIX}{key.upper()})")
-    env_source = EnvSettingsSource(Settings, env_prefix=PREFIX)
+    env_source = EnvSettingsSource(_Layer, env_prefix=PREFIX)
     env_source.env_vars = {k.lower(): v for k, v in environ.items()}  # read this mapping
     for key, value in env_source().items():
         if key in Settings.model_fields:

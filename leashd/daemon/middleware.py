@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class RateLimit:
             wait = self.bucket.take(f"{msg.connector.name}:{msg.user}")
             if wait > 0:
                 await msg.connector.send(
-                    msg.chat, f"Easy there: too many messages. Try again in {wait:.0f} s."
+                    msg.chat, f"Easy there: too many messages. Try again in {math.ceil(wait)} s."
                 )
                 return
         await nxt(msg)

@@ -168,7 +168,7 @@ class SqliteStore:
 
     async def update_session(self, row: SessionRow) -> SessionRow:
         row = replace(row, updated_at=time.time())
-        await self.db.execute(
+        cur = await self.db.execute(
             "UPDATE sessions SET directory = ?, mode = ?, agent_session_id = ?, updated_at = ?, "
             "agent_cost_usd = ? WHERE id = ?",
             (
@@ -181,6 +181,8 @@ class SqliteStore:
             ),
         )
         await self.db.commit()
+        if cur.rowcount == 0:
+            raise StorageError(f"no session {row.id}")
         return row
 
     async def add_message(self, msg: MessageRow) -> None:
