@@ -170,18 +170,23 @@ def _tell_daemon() -> str:
     return ""
 
 
-@click.command("add-dir")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
-def add_dir_cmd(directory: str) -> None:
-    """Approve a directory for the agent to work in (config.yaml)."""
+def _edit_dirs(change: str, directory: str) -> tuple[str, bool]:
+    """config_file.add_dir or remove_dir; a configuration it cannot read exits 2."""
     from leashd.daemon import config_file
     from leashd.daemon.config import ConfigError
 
     try:
-        real, new = config_file.add_dir(directory)
+        return getattr(config_file, change)(directory)
     except ConfigError as exc:
         click.echo(f"leashd: {exc}", err=True)
         sys.exit(2)
+
+
+@click.command("add-dir")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def add_dir_cmd(directory: str) -> None:
+    """Approve a directory for the agent to work in (config.yaml)."""
+    real, new = _edit_dirs("add_dir", directory)
     click.echo(f"Approved {real}{_tell_daemon()}." if new else f"{real} was already approved.")
 
 
@@ -189,14 +194,7 @@ def add_dir_cmd(directory: str) -> None:
 @click.argument("directory")
 def remove_dir_cmd(directory: str) -> None:
     """Withdraw a directory's approval (config.yaml)."""
-    from leashd.daemon import config_file
-    from leashd.daemon.config import ConfigError
-
-    try:
-        real, gone = config_file.remove_dir(directory)
-    except ConfigError as exc:
-        click.echo(f"leashd: {exc}", err=True)
-        sys.exit(2)
+    real, gone = _edit_dirs("remove_dir", directory)
     if not gone:
         click.echo(f"leashd: {real} is not an approved directory in config.yaml", err=True)
         sys.exit(1)
