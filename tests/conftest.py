@@ -12,6 +12,19 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 if not CORPUS.is_dir():
     CORPUS = ROOT / "tests" / "corpus"
 
+
+def worlds_dir() -> Path:
+    """Where tests build a home and a project for the real agent. Never under the system's
+    temporary directory: the sandbox treats writes there specially, so a home inside it is
+    not a home like any other. Under the checkout, unless the checkout itself is in /tmp."""
+    base = ROOT / ".pytest-worlds"
+    real = os.path.realpath(base)
+    if any(real == t or real.startswith(t + "/") for t in ("/tmp", "/var/tmp")):
+        base = Path.home() / ".cache" / "leashd-test-worlds"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
 WORLD = {"cwd": "/home/dev/project", "home": "/home/dev", "approved_dirs": ["/home/dev/project"]}
 
 

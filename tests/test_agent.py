@@ -17,7 +17,7 @@ from leashd.daemon.storage import MemoryStore
 from leashd.gate.approvals import ApprovalCoordinator
 from leashd.gate.audit import AuditLog
 from leashd.gate.gate import Gate
-from tests.conftest import ROOT
+from tests.conftest import worlds_dir
 from tests.fakes.anthropic_api import FakeAnthropic
 
 pytestmark = pytest.mark.skipif(bundled_cli() is None, reason="no bundled Claude Code CLI")
@@ -62,7 +62,7 @@ class Recorder:
 
 @pytest.fixture
 def setup():
-    root = ROOT / ".pytest-worlds" / uuid.uuid4().hex[:12]
+    root = worlds_dir() / uuid.uuid4().hex[:12]
     home = root / "home"
     proj = home / "proj"
     proj.mkdir(parents=True)

@@ -2,7 +2,7 @@
 Messages API on 127.0.0.1, leashd as a real process (`leashd run`, `leashd start -f` in
 tmux), real SQLite files and a real audit log. The effects are checked on disk.
 
-The world lives under the repository (not /tmp): the sandbox treats the system temporary
+The world lives in `worlds_dir()`, never under /tmp: the sandbox treats the system temporary
 directory specially, and a home directory there would not be a home like any other.
 """
 
@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from leashd.agent.runner import bundled_cli
-from tests.conftest import ROOT
+from tests.conftest import worlds_dir
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.tmux import Tmux
 
@@ -81,9 +82,7 @@ class World:
 
 @pytest.fixture
 def world():
-    base = ROOT / ".pytest-worlds"
-    base.mkdir(exist_ok=True)
-    root = base / uuid.uuid4().hex[:12]
+    root = worlds_dir() / uuid.uuid4().hex[:12]
     root.mkdir()
     with FakeAnthropic() as fake:
         yield World(root, fake)
@@ -186,9 +185,14 @@ def test_bad_configuration_is_reported_with_its_source(world):
 
 @pytest.fixture
 def term(world):
-    t = Tmux(world.root / "tmux.sock")
+    t = Tmux(socket_path("a"))
     yield t
     t.close()
+
+
+def socket_path(name: str) -> Path:
+    """A short path: a Unix socket's path is limited to about 100 bytes."""
+    return Path(tempfile.mkdtemp(prefix="leashd-tmux-")) / name
 
 
 def start_repl(world: World, term: Tmux, **env: str) -> None:
@@ -220,7 +224,7 @@ def test_repl_approval_granted_then_refused(world, term):
     assert events == ["requested", "approved", "requested", "rejected"]
     who = {r.get("who") for r in world.records() if r.get("event") in ("approved", "rejected")}
     assert who == {"terminal"}
-    (world.root.parent / "last-repl-transcript.txt").write_text(screen)
+    (world.root.parent / "last-repl-transcript.txt").write_text(screen)  # for the notes
 
 
 def test_repl_interrupt_stops_the_turn_not_the_daemon(world, term):
@@ -247,7 +251,7 @@ def test_repl_session_resumes_after_a_restart(world, term):
     term.wait_dead()
     term.close()
 
-    again = Tmux(world.root / "tmux2.sock")
+    again = Tmux(socket_path("b"))
     try:
         world.fake.say("It was tangerine.")
         start_repl(world, again)
@@ -273,7 +277,7 @@ def test_sigkill_during_an_approval_runs_nothing_and_is_denied_after_restart(wor
     stale = subprocess.run([*LEASHD, "status"], env=world.env, capture_output=True, text=True)
     assert stale.returncode == 3 and "stale PID file" in stale.stdout
 
-    again = Tmux(world.root / "tmux2.sock")
+    again = Tmux(socket_path("b"))
     try:
         start_repl(world, again)
         again.wait_for("recorded as denied")
