@@ -47,11 +47,12 @@ class World:
         (self.proj / "README.md").write_text("# demo\n")
         (self.outside / "keep.txt").write_text("precious\n")
         self.fake = fake
+        self.leashd_home.mkdir()
+        (self.leashd_home / "config.yaml").write_text(f"approved_directories: [{self.proj}]\n")
         self.env = {
             **fake.env(str(self.home)),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LEASHD_HOME": str(self.leashd_home),
-            "LEASHD_APPROVED_DIRECTORIES": str(self.proj),
             "LEASHD_AUDIT_FSYNC": "always",
             "TERM": "xterm",
             "LANG": "C.UTF-8",
@@ -287,8 +288,9 @@ def test_sigkill_during_an_approval_runs_nothing_and_is_denied_after_restart(wor
         again.close()
     approvals = [r for r in world.records() if r.get("kind") == "approval"]
     assert [a["event"] for a in approvals][:1] == ["requested"]
-    decisions = world.decisions()
-    assert decisions and decisions[-1]["decision"] == "deny"
+    [recovered] = world.decisions()
+    assert recovered["decision"] == "deny" and recovered["layer"] == "approval"
+    assert "stopped while this call waited for approval" in recovered["reason"]
     assert not (world.proj / "installed.txt").exists()
 
 
@@ -300,6 +302,21 @@ def test_stop_denies_a_pending_approval_and_one_daemon_at_a_time(world, term):
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert second.returncode == 1 and "already running" in second.stderr
+    other = world.home / "other"
+    other.mkdir()
+    added = subprocess.run([*LEASHD, "add-dir", str(other)], env=world.env, capture_output=True,
+                           text=True)  # fmt: skip
+    assert added.returncode == 0 and "the running daemon was told" in added.stdout
+    assert "overrides" not in added.stderr
+    term.wait_for("configuration reloaded: 2 approved directories")
+    # a directory list in the environment wins over config.yaml, and add-dir says so
+    shadowed = subprocess.run(
+        [*LEASHD, "remove-dir", str(other)], capture_output=True, text=True,
+        env={**world.env, "LEASHD_APPROVED_DIRECTORIES": str(world.proj)},
+    )  # fmt: skip
+    assert "environment (LEASHD_APPROVED_DIRECTORIES), which overrides config.yaml" in (
+        shadowed.stderr
+    )
     term.type("write late.txt")
     term.wait_for("[y]es / [n]o")
     stop = subprocess.run([*LEASHD, "stop"], env=world.env, capture_output=True, text=True)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -53,8 +53,6 @@ class AgentConfig:
     mcp_servers: dict[str, Any] = field(default_factory=dict)
     timeout: float = 3600.0
     streaming: bool = True
-    model: str | None = None
-    cli_path: str | None = None  # default: the CLI bundled with claude-agent-sdk
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -123,8 +121,8 @@ class ClaudeAgent:
                 await self._stop(turn)
                 return TurnResult("", resume, error=_describe(exc), tools=tuple(tools))
             if turn.interrupted:
-                result = _replace_interrupted(result)
-            return TurnResult(**{**result.__dict__, "tools": tuple(tools)})
+                result = replace(result, interrupted=True, error=None)
+            return replace(result, tools=tuple(tools))
         finally:
             self._turns.pop(session.id, None)
             bridge.cancel_all()
@@ -179,10 +177,6 @@ class ClaudeAgent:
             kwargs["system_prompt"] = {
                 "type": "preset", "preset": "claude_code", "append": cfg.system_prompt
             }  # fmt: skip
-        if cfg.cli_path:
-            kwargs["cli_path"] = cfg.cli_path
-        if cfg.model:
-            kwargs["model"] = cfg.model
         return ClaudeAgentOptions(
             cwd=session.cwd,
             env=env,
@@ -266,10 +260,6 @@ class ClaudeAgent:
         return TurnResult(
             "\n\n".join(texts), agent_session, error="the agent ended without a result"
         )
-
-
-def _replace_interrupted(result: TurnResult) -> TurnResult:
-    return TurnResult(**{**result.__dict__, "interrupted": True, "error": None})
 
 
 def _tokens(usage: dict[str, Any], key: str) -> int:

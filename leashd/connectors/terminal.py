@@ -47,6 +47,7 @@ class TerminalConnector:
         self._question: asyncio.Future[str] | None = None
         self._streamed = False  # text of the current block already shown by deltas
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- what the engine tells us ---------------------------------------------------------------
 
@@ -138,6 +139,8 @@ class TerminalConnector:
                     continue
                 # handled as a task: a command or a question must not stop the reading
                 task = asyncio.create_task(self.engine.handle(self, CHAT, WHO, line))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
                 task.add_done_callback(self._after)
 
     def _after(self, task: asyncio.Task[None]) -> None:
@@ -167,7 +170,8 @@ class TerminalConnector:
         if self.engine.running(CHAT):
             self._say("\n(interrupting…)")
             task = asyncio.get_running_loop().create_task(self.engine.cancel(CHAT))
-            task.add_done_callback(lambda t: None)
+            self._tasks.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(self._tasks.discard)
         else:
             self._say("\n(Ctrl-C stops a running turn; Ctrl-D or /quit leaves)")
             self._prompt()

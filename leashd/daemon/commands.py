@@ -1,4 +1,4 @@
-"""The daemon's commands: run, config, dirs, start/stop/status/restart, init, service.
+"""The daemon's commands: run, config, add-dir/remove-dir/dirs, start/stop/status.
 
 Thin: each parses its options and calls the library. Heavy imports (the agent SDK, SQLite,
 Telegram) happen inside the commands, so `leashd policy …` stays fast.
@@ -29,11 +29,13 @@ def load_or_exit(**overrides: Any) -> Config:
     return config
 
 
-def _quiet_logs(config: Config) -> None:
+def _logs(config: Config, *, console: bool) -> None:
+    """The rotating JSON file under LOG_DIR; on the console, warnings only (the console is
+    the answer's, in `run`)."""
     from leashd.daemon.logs import configure
 
     s = config.settings
-    configure(s.log_level, s.path("log_dir"), console=True, console_level="WARNING",
+    configure(s.log_level, s.path("log_dir"), console=console, console_level="WARNING",
               max_bytes=s.log_max_bytes, backups=s.log_backup_count)  # fmt: skip
 
 
@@ -57,7 +59,7 @@ def run_cmd(prompt: str, directory: str, session: str | None, policies: tuple[st
     if prompt == "-":
         prompt = sys.stdin.read()
     config = load_or_exit()
-    _quiet_logs(config)
+    _logs(config, console=True)
     code = asyncio.run(
         run_once(config.settings, prompt, directory=directory, session=session,
                  policies=list(policies))
@@ -73,7 +75,8 @@ def config_cmd(keys: bool) -> None:
 
     if keys:
         for name, f in Settings.model_fields.items():
-            click.echo(f"LEASHD_{name.upper()}  (config.yaml: {name})  default {f.default!r}")
+            default = f.get_default(call_default_factory=True)
+            click.echo(f"LEASHD_{name.upper()}  (config.yaml: {name})  default {default!r}")
         return
     config = load_or_exit()
     rows = describe(config)
@@ -105,7 +108,7 @@ def start_cmd(foreground: bool) -> None:
             sys.exit(2)
         from leashd.daemon.serve import serve_terminal
 
-        _file_logs(config)
+        _logs(config, console=False)
         try:
             sys.exit(asyncio.run(serve_terminal()))
         except process.AlreadyRunning as exc:
@@ -113,14 +116,6 @@ def start_cmd(foreground: bool) -> None:
             sys.exit(1)
     click.echo("leashd: the Telegram connector is not in this version yet", err=True)
     sys.exit(2)
-
-
-def _file_logs(config: Config) -> None:
-    from leashd.daemon.logs import configure
-
-    s = config.settings
-    configure(s.log_level, s.path("log_dir"), console=False,
-              max_bytes=s.log_max_bytes, backups=s.log_backup_count)  # fmt: skip
 
 
 @click.command("stop")
@@ -176,10 +171,17 @@ def _edit_dirs(change: str, directory: str) -> tuple[str, bool]:
     from leashd.daemon.config import ConfigError
 
     try:
-        return getattr(config_file, change)(directory)
+        result = getattr(config_file, change)(directory)
     except ConfigError as exc:
         click.echo(f"leashd: {exc}", err=True)
         sys.exit(2)
+    src = load_or_exit().source("approved_directories")
+    if src.layer not in ("config.yaml", "default"):
+        # a later layer wins: the file changed, but what is in force did not
+        click.echo(f"leashd: note: approved directories come from {src.layer} ({src.where}), "
+                   "which overrides config.yaml; this change has no effect while it is set",
+                   err=True)  # fmt: skip
+    return result
 
 
 @click.command("add-dir")
@@ -213,15 +215,7 @@ def dirs_cmd() -> None:
     click.echo(f"[{src.layer}: {src.where}]", err=True)
 
 
-@click.command("restart")
-@click.pass_context
-def restart_cmd(ctx: click.Context) -> None:
-    """Stop the daemon, then start it again in the background."""
-    ctx.invoke(stop_cmd)
-    ctx.invoke(start_cmd, foreground=False)
-
-
 def register(main: click.Group) -> None:
     for cmd in (run_cmd, config_cmd, start_cmd, stop_cmd, status_cmd, add_dir_cmd,
-                remove_dir_cmd, dirs_cmd, restart_cmd):  # fmt: skip
+                remove_dir_cmd, dirs_cmd):  # fmt: skip
         main.add_command(cmd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -316,8 +317,6 @@ def result_summary(result: TurnResult) -> str:
     parts = [f"${result.cost_usd:.4f}", f"{result.duration_ms / 1000:.1f} s",
              f"{result.input_tokens}→{result.output_tokens} tokens"]  # fmt: skip
     if result.tools:
-        counts: dict[str, int] = {}
-        for t in result.tools:
-            counts[t] = counts.get(t, 0) + 1
+        counts = Counter(result.tools)  # in the order first used
         parts.append(", ".join(f"{t} ×{n}" if n > 1 else t for t, n in counts.items()))
     return " · ".join(parts)

@@ -11,8 +11,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,26 +97,6 @@ def stop(timeout: float = 30.0, home: Path | None = None) -> Status:
             return st
         time.sleep(0.05)
     raise TimeoutError(f"leashd (pid {st.pid}) did not stop within {timeout:g} s")
-
-
-def spawn_background(args: list[str], log_file: Path, wait: float = 15.0) -> int:
-    """Start `leashd start -f` detached from this terminal; returns its pid once it holds
-    the lock, or raises with what it printed if it exits first."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as out, open(os.devnull, "rb") as devnull:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "leashd.cli", *args],
-            stdin=devnull, stdout=out, stderr=out, start_new_session=True, close_fds=True,
-        )  # fmt: skip
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise RuntimeError(f"leashd exited at once (code {child.returncode}); see {log_file}")
-        st = status()
-        if st.running and st.pid == child.pid:
-            return child.pid
-        time.sleep(0.05)
-    return child.pid
 
 
 def _read_pid(path: Path) -> int | None:

@@ -16,6 +16,7 @@ from typing import TextIO
 
 import structlog
 
+from leashd.connectors.base import Connector
 from leashd.daemon import process
 from leashd.daemon.app import Daemon, build
 from leashd.daemon.config import ConfigError, load_config
@@ -26,7 +27,7 @@ log = structlog.get_logger(__name__)
 
 async def serve_terminal(out: TextIO | None = None) -> int:
     """The terminal REPL as the daemon's connector. Returns the exit code."""
-    from leashd.connectors.terminal import WHO, TerminalConnector
+    from leashd.connectors.terminal import CHAT, WHO, TerminalConnector
 
     out = out or sys.stdout
     settings = load_config().settings
@@ -43,7 +44,14 @@ async def serve_terminal(out: TextIO | None = None) -> int:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(daemon, terminal))
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(_reload(daemon, terminal, CHAT))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
         repl = asyncio.create_task(terminal.run())
         stop = asyncio.create_task(stopping.wait())
         try:
@@ -58,7 +66,7 @@ async def serve_terminal(out: TextIO | None = None) -> int:
     return 0
 
 
-def _reload(daemon: Daemon, connector: object) -> None:
+async def _reload(daemon: Daemon, connector: Connector, chat: str) -> None:
     """Approved directories and policies from the configuration as it is now."""
     try:
         settings = load_config().settings
@@ -74,7 +82,5 @@ def _reload(daemon: Daemon, connector: object) -> None:
     result = gate.reload(settings.policy_files or DEFAULT_POLICIES)
     log.info("configuration reloaded", dirs=list(gate.approved_dirs), policy=result.message)
     with contextlib.suppress(Exception):
-        say = getattr(connector, "_say", None)
-        if say is not None:
-            say(f"(configuration reloaded: {len(gate.approved_dirs)} approved directories; "
-                f"{result.message})")  # fmt: skip
+        await connector.send(chat, f"(configuration reloaded: {len(gate.approved_dirs)} "
+                                   f"approved directories; {result.message})")  # fmt: skip

@@ -34,6 +34,9 @@ def apply_mode(decision: Decision, mode: str, tool: object) -> Decision:
                 "mode",
                 decision.units,
             )
+        if tool in EDIT_TOOLS:  # whatever units it was given: an edit is an edit
+            why = "plan mode: nothing is changed until the plan is approved"
+            return Decision("deny", decision.rule, why, "mode", decision.units)
         return _map(decision, _plan_unit)
     return _map(decision, _auto_unit)
 
