@@ -7,6 +7,7 @@ Telegram) happen inside the commands, so `leashd policy …` stays fast.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,110 @@ def run_cmd(prompt: str, directory: str, session: str | None, policies: tuple[st
                  policies=list(policies))
     )  # fmt: skip
     sys.exit(code)
+
+
+@click.command("init")
+@click.option("--dir", "directories", multiple=True, help="An approved directory (repeatable).")
+@click.option("--token", help="The Telegram bot token from @BotFather.")
+@click.option("--no-telegram", is_flag=True, help="Remove the bot token: use the terminal.")
+@click.option("--user-id", "user_ids", multiple=True, help="A Telegram user id (repeatable).")
+@click.option("--mode", type=click.Choice(["default", "plan", "auto"]), help="Default mode.")
+@click.option("--policy", "policies", multiple=True, help="Policy name or file (repeatable).")
+@click.option("-y", "--yes", is_flag=True, help="Ask nothing: flags, else current values.")
+def init_cmd(directories: tuple[str, ...], token: str | None, no_telegram: bool,
+             user_ids: tuple[str, ...], mode: str | None, policies: tuple[str, ...],
+             yes: bool) -> None:  # fmt: skip
+    """Write ~/.leashd/config.yaml: where the agent may work, the Telegram bot and who may
+    use it, the default mode and the policies. Asks for what the flags do not give."""
+    from leashd.daemon import wizard
+    from leashd.daemon.config import ConfigError
+
+    def given(check: Any, values: tuple[str, ...] | str | None, fallback: Any) -> Any:
+        if not values:
+            return fallback
+        text = values if isinstance(values, str) else ",".join(values)
+        try:
+            return check(text)
+        except ConfigError as exc:
+            click.echo(f"leashd init: {exc}", err=True)
+            sys.exit(2)
+
+    try:
+        now = wizard.current()
+    except ConfigError as exc:
+        click.echo(f"leashd init: {exc}", err=True)
+        sys.exit(2)
+    new = wizard.Answers(
+        directories=given(wizard.check_directories, directories, now.directories),
+        token=None if no_telegram else given(wizard.check_token, token, now.token),
+        user_ids=given(wizard.check_user_ids, user_ids, now.user_ids),
+        mode=mode or now.mode,
+        policies=given(wizard.check_policies, policies, now.policies),
+    )
+    if not yes:
+        flags = {"dirs": directories, "token": token or no_telegram, "ids": user_ids,
+                 "mode": mode, "policy": policies}  # fmt: skip
+        _ask(new, asked={k: bool(v) for k, v in flags.items()})
+    if not new.directories:
+        new.directories = [wizard.check_directories(".")[0]]
+    try:
+        path = wizard.save(new)
+    except ConfigError as exc:
+        click.echo(f"leashd init: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"Wrote {path}")
+    if new.token:
+        click.echo("Next: `leashd start` runs the daemon; message your bot to begin.")
+    else:
+        click.echo("Next: `leashd start -f` talks with the agent in this terminal.")
+
+
+def _ask(a: Any, asked: dict[str, bool]) -> None:
+    """Fill `a` (wizard.Answers) by prompting for what no flag gave; each prompt re-asks
+    until its check passes."""
+    from leashd.daemon import wizard
+    from leashd.daemon.config import ConfigError
+
+    def checked(check: Any) -> Any:
+        def proc(text: str) -> Any:
+            try:
+                return check(text)
+            except ConfigError as exc:
+                raise click.UsageError(str(exc)) from None
+
+        return proc
+
+    if not asked["dirs"]:
+        a.directories = click.prompt(
+            "Directories the agent may work in (comma-separated)",
+            default=", ".join(a.directories) or os.getcwd(),
+            value_proc=checked(wizard.check_directories),
+        )
+    if not asked["token"]:
+        keep = " (Enter keeps the current one, 'none' removes it)" if a.token else ""
+        text = click.prompt(
+            f"Telegram bot token from @BotFather; empty to use this terminal{keep}",
+            default="",
+            show_default=False,
+            hide_input=True,
+            value_proc=checked(lambda t: t if t.strip() in ("", "none") else wizard.check_token(t)),
+        ).strip()
+        a.token = None if text == "none" else (wizard.check_token(text) if text else a.token)
+    if a.token and not asked["ids"]:
+        a.user_ids = click.prompt(
+            "Telegram user ids allowed to use the bot (message @userinfobot for yours)",
+            default=", ".join(a.user_ids) or None,
+            value_proc=checked(wizard.check_user_ids),
+        )
+    if not asked["mode"]:
+        a.mode = click.prompt("Default mode", default=a.mode,
+                              type=click.Choice(list(wizard.MODES)))  # fmt: skip
+    if not asked["policy"]:
+        a.policies = click.prompt(
+            "Policies (built in: default, strict, permissive, dev-tools, autonomous; or files)",
+            default=", ".join(a.policies),
+            value_proc=checked(wizard.check_policies),
+        )
 
 
 @click.command("config")
@@ -215,7 +320,69 @@ def dirs_cmd() -> None:
     click.echo(f"[{src.layer}: {src.where}]", err=True)
 
 
+@click.group("service")
+def service_group() -> None:
+    """Run the daemon as a systemd user service (Linux)."""
+
+
+@service_group.command("install")
+@click.option("--enable/--no-enable", default=True, show_default=True,
+              help="Start it now and at every login.")  # fmt: skip
+def service_install_cmd(enable: bool) -> None:
+    """Write ~/.config/systemd/user/leashd.service and start it. Needs a bot token: a
+    service has no terminal to talk through."""
+    from leashd.daemon import service
+
+    config = load_or_exit()
+    if config.settings.telegram_bot_token is None:
+        click.echo("leashd: a service has no terminal, so it needs a Telegram bot token: "
+                   "set one with `leashd init`", err=True)  # fmt: skip
+        sys.exit(2)
+    out = service.install(enable=enable)
+    click.echo(f"{'Wrote' if out.changed else 'Unchanged:'} {out.path}")
+    _report_steps(out.steps)
+    if not enable:
+        click.echo("Start it with: systemctl --user enable --now leashd.service")
+    elif all(ok for _, ok, _ in out.steps):
+        click.echo(
+            "leashd runs as a service; `journalctl --user -u leashd` shows its output. "
+            "To keep it running while logged out: loginctl enable-linger"
+        )
+
+
+@service_group.command("uninstall")
+def service_uninstall_cmd() -> None:
+    """Stop the service and remove its unit."""
+    from leashd.daemon import service
+
+    out = service.uninstall()
+    if not out.changed:
+        click.echo(f"No unit at {out.path}.")
+        return
+    click.echo(f"Removed {out.path}")
+    _report_steps(out.steps, must=False)
+
+
+@service_group.command("show")
+def service_show_cmd() -> None:
+    """Print the unit `install` would write."""
+    from leashd.daemon import service
+
+    click.echo(service.unit_text(), nl=False)
+
+
+def _report_steps(steps: list[tuple[str, bool, str]], must: bool = True) -> None:
+    for command, ok, output in steps:
+        if ok:
+            continue
+        click.echo(f"leashd: `{command}` failed: {output or 'no output'}", err=True)
+        if must:
+            click.echo("The unit is written; run that command yourself once systemd's user "
+                       "instance is available.", err=True)  # fmt: skip
+            sys.exit(1)
+
+
 def register(main: click.Group) -> None:
-    for cmd in (run_cmd, config_cmd, start_cmd, stop_cmd, status_cmd, add_dir_cmd,
-                remove_dir_cmd, dirs_cmd):  # fmt: skip
+    for cmd in (run_cmd, init_cmd, config_cmd, start_cmd, stop_cmd, status_cmd, add_dir_cmd,
+                remove_dir_cmd, dirs_cmd, service_group):  # fmt: skip
         main.add_command(cmd)

@@ -153,7 +153,7 @@ class ConfigError(Exception):
 
 
 # Keys of leashd 0.x's config.yaml that this version reads under another name.
-_NESTED = {("telegram", "bot_token"): "telegram_bot_token",
+NESTED_KEYS = {("telegram", "bot_token"): "telegram_bot_token",
            ("telegram", "allowed_user_ids"): "allowed_user_ids",
            ("telegram", "base_url"): "telegram_base_url"}  # fmt: skip
 
@@ -204,7 +204,7 @@ def load_config(
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, sources)) from None
+        raise ConfigError(explain(exc, sources)) from None
     return Config(settings, sources, warnings)
 
 
@@ -230,7 +230,7 @@ def _read_yaml(path: Path, problems: list[str]) -> dict[str, tuple[Any, int]]:
         line = lines.get(key, 1)
         if key == "telegram" and isinstance(value, dict):
             for sub, v in value.items():
-                name = _NESTED.get(("telegram", sub))
+                name = NESTED_KEYS.get(("telegram", sub))
                 if name is None:
                     problems.append(f"{path}:{line}: unknown key telegram.{sub}")
                 else:
@@ -244,7 +244,7 @@ def _read_yaml(path: Path, problems: list[str]) -> dict[str, tuple[Any, int]]:
     return out
 
 
-def _explain(exc: ValidationError, sources: dict[str, Source]) -> str:
+def explain(exc: ValidationError, sources: dict[str, Source]) -> str:
     out = []
     for err in exc.errors():
         key = str(err["loc"][0]) if err["loc"] else "?"

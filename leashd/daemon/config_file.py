@@ -38,9 +38,12 @@ def write(data: dict[str, Any], path: Path | None = None) -> Path:
     path = path or config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    if "telegram_bot_token" in data or "telegram" in data:
-        os.chmod(tmp, 0o600)  # a bot token is a password
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    # Owner-only from the first byte: the file may hold a bot token, which is a password.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover tmp file
     tmp.replace(path)
     return path
 
