@@ -36,7 +36,7 @@ class Recorder:
         self.results: list[object] = []
         self.asked: list[object] = []
 
-    async def send(self, chat, text):
+    async def send(self, chat, text, choices=()):
         self.sent.append(text)
 
     async def event(self, chat, event):

@@ -20,7 +20,7 @@ class FakeConnector:
         self.name = name
         self.sent: list[tuple[str, str]] = []
 
-    async def send(self, chat: str, text: str) -> None:
+    async def send(self, chat: str, text: str, choices=()) -> None:
         self.sent.append((chat, text))
 
 

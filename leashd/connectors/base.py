@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from leashd.agent.events import AgentEvent, TurnResult
@@ -13,8 +14,10 @@ Busy = Literal["queue", "interrupt"]
 class Connector(Protocol):
     name: str
 
-    async def send(self, chat: str, text: str) -> None:
-        """A message from leashd itself (command replies, notices)."""
+    async def send(self, chat: str, text: str, choices: Sequence[tuple[str, str]] = ()) -> None:
+        """A message from leashd itself (command replies, notices). `choices` are
+        (label, message) pairs a connector may offer as buttons; choosing one sends that
+        message as the user. The text names them too, for connectors without buttons."""
 
     async def event(self, chat: str, event: AgentEvent) -> None:
         """Something the agent did while its turn runs: text, a tool starting or done."""

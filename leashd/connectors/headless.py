@@ -4,6 +4,7 @@ to stdout. Nobody can be asked, so whatever needs approval is denied, and said s
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 from leashd.agent.events import AgentEvent, ToolDenied, ToolStarted, TurnResult
@@ -19,7 +20,7 @@ class HeadlessConnector:
         self.err = err or sys.stderr
         self.result_seen: TurnResult | None = None
 
-    async def send(self, chat: str, text: str) -> None:
+    async def send(self, chat: str, text: str, choices: Sequence[tuple[str, str]] = ()) -> None:
         print(text, file=self.err, flush=True)
 
     async def event(self, chat: str, event: AgentEvent) -> None:

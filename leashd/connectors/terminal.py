@@ -14,7 +14,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from leashd.agent.events import (
@@ -51,7 +51,7 @@ class TerminalConnector:
 
     # --- what the engine tells us ---------------------------------------------------------------
 
-    async def send(self, chat: str, text: str) -> None:
+    async def send(self, chat: str, text: str, choices: Sequence[tuple[str, str]] = ()) -> None:
         self._say(text)
 
     async def event(self, chat: str, event: AgentEvent) -> None:
@@ -91,7 +91,7 @@ class TerminalConnector:
             f"⚠ Approval needed — {what}",
             f"   rule: {details.get('rule') or '-'} ({details.get('reason') or ''})",
         ]
-        tool_input = details.get("input")
+        tool_input = req.tool_input
         if req.tool in (*EDIT_TOOLS, PLAN_TOOL) and isinstance(tool_input, dict):
             body = next((tool_input[k] for k in ("content", "new_string", "plan")
                          if tool_input.get(k)), None)  # fmt: skip

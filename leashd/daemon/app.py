@@ -51,12 +51,20 @@ async def build(
     audit = AuditLog(audit_path, fsync=settings.audit_fsync)
     approvals = None
     if approvers is not None:
-        approvals = ApprovalCoordinator(approvers, settings.approval_timeout_seconds, audit)
+        approvals = ApprovalCoordinator(
+            approvers, settings.approval_timeout_seconds, audit,
+            anyone_in_chat=open_bot and not approvers,
+        )  # fmt: skip
     dirs = directories if directories is not None else settings.approved_directories
     specs = policies if policies is not None else settings.policy_files
-    gate = Gate.from_specs(
-        specs, audit, approvals=approvals, approved_dirs=dirs, home=os.path.expanduser("~")
-    )
+    try:
+        gate = Gate.from_specs(
+            specs, audit, approvals=approvals, approved_dirs=dirs, home=os.path.expanduser("~")
+        )
+    except BaseException:
+        # a policy that does not load (PolicyError): the caller reports it; leave nothing open
+        audit.close()
+        raise
     recovered = gate.recover()
     store = open_store(settings.storage_backend, settings.path("storage_path"))
     await store.open()

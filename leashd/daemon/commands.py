@@ -191,36 +191,79 @@ def config_cmd(keys: bool) -> None:
 
 
 @click.command("start")
-@click.option("-f", "--foreground", is_flag=True, help="Run here (the REPL without a bot).")
+@click.option("-f", "--foreground", is_flag=True, help="Run here instead of in the background.")
 def start_cmd(foreground: bool) -> None:
-    """Start the daemon: in the background with a Telegram bot token, else in the foreground
-    with the terminal REPL. One daemon at a time."""
+    """Start the daemon. With a Telegram bot token it goes to the background (the bot is how
+    you talk to it); without one, `-f` runs it here with the terminal REPL. One daemon at a
+    time."""
+    config = load_or_exit()
+    _refuse_if_running()
+    if config.settings.telegram_bot_token is None and not foreground:
+        click.echo(
+            "leashd: no Telegram bot token is set, so the daemon talks through this "
+            "terminal: run `leashd start -f` (or set one with `leashd init`)",
+            err=True,
+        )
+        sys.exit(2)
+    if foreground:
+        sys.exit(_foreground(config))
+    _background(config)
+
+
+@click.command("restart")
+def restart_cmd() -> None:
+    """Stop the daemon (gracefully) and start it again in the background."""
     from leashd.daemon import process
 
     config = load_or_exit()
+    if config.settings.telegram_bot_token is None:
+        click.echo(
+            "leashd: restart runs the daemon in the background, which needs a Telegram bot "
+            "token; without one use `leashd stop` and `leashd start -f`",
+            err=True,
+        )
+        sys.exit(2)
+    try:
+        before = process.stop(60)
+    except TimeoutError as exc:
+        click.echo(f"leashd: {exc}", err=True)
+        sys.exit(1)
+    if before.running:
+        click.echo(f"leashd stopped (pid {before.pid}).")
+    _background(config)
+
+
+def _refuse_if_running() -> None:
+    from leashd.daemon import process
+
     st = process.status()
     if st.running:
         click.echo(f"leashd is already running (pid {st.pid}); `leashd stop` first", err=True)
         sys.exit(1)
-    token = config.settings.telegram_bot_token
-    if token is None:
-        if not foreground:
-            click.echo(
-                "leashd: no Telegram bot token is set, so the daemon talks through this "
-                "terminal: run `leashd start -f` (or set one with `leashd init`)",
-                err=True,
-            )
-            sys.exit(2)
-        from leashd.daemon.serve import serve_terminal
 
-        _logs(config, console=False)
-        try:
-            sys.exit(asyncio.run(serve_terminal()))
-        except process.AlreadyRunning as exc:
-            click.echo(f"leashd: {exc}", err=True)
-            sys.exit(1)
-    click.echo("leashd: the Telegram connector is not in this version yet", err=True)
-    sys.exit(2)
+
+def _foreground(config: Config) -> int:
+    from leashd.daemon import process
+    from leashd.daemon.serve import serve_telegram, serve_terminal
+
+    telegram = config.settings.telegram_bot_token is not None
+    _logs(config, console=telegram)
+    try:
+        return asyncio.run(serve_telegram() if telegram else serve_terminal())
+    except process.AlreadyRunning as exc:
+        click.echo(f"leashd: {exc}", err=True)
+        return 1
+
+
+def _background(config: Config) -> None:
+    from leashd.daemon import process
+
+    out = config.settings.path("log_dir") / "daemon.out"
+    started = process.spawn([sys.executable, "-m", "leashd.cli", "start", "-f"], out)
+    if not started.ok:
+        click.echo(f"leashd: the daemon did not start:\n{started.output}", err=True)
+        sys.exit(1)
+    click.echo(f"leashd started (pid {started.pid}); its output goes to {out}.")
 
 
 @click.command("stop")
@@ -383,6 +426,6 @@ def _report_steps(steps: list[tuple[str, bool, str]], must: bool = True) -> None
 
 
 def register(main: click.Group) -> None:
-    for cmd in (run_cmd, init_cmd, config_cmd, start_cmd, stop_cmd, status_cmd, add_dir_cmd,
-                remove_dir_cmd, dirs_cmd, service_group):  # fmt: skip
+    for cmd in (run_cmd, init_cmd, config_cmd, start_cmd, restart_cmd, stop_cmd, status_cmd,
+                add_dir_cmd, remove_dir_cmd, dirs_cmd, service_group):  # fmt: skip
         main.add_command(cmd)

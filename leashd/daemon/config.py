@@ -39,6 +39,8 @@ class Settings(BaseModel):
     telegram_bot_token: SecretStr | None = None
     telegram_base_url: str | None = None
     allowed_user_ids: StrList = Field(default_factory=list)
+    # Anyone who finds the bot may use it (and approve in their own chat): only on purpose.
+    telegram_open_bot: bool = False
     max_turns: int = Field(150, ge=1)
     system_prompt: str | None = None
     policy_files: StrList = Field(default_factory=list)

@@ -78,11 +78,14 @@ class Engine:
         """A message from a user: through the middleware, then a command or a turn."""
         await self._handle(Incoming(connector, chat, user, text))
 
-    def press(self, request_id: str, who: str, chat: str, choice: str) -> Press:
-        """A button press or a terminal answer for an approval request."""
+    def press(
+        self, request_id: str, who: str, chat: str, choice: str, note: str | None = None
+    ) -> Press:
+        """A button press or a terminal answer for an approval request; `note`, the reason
+        for a rejection, reaches the model."""
         if self.approvals is None:
             return Press(False, "nobody can approve anything here")
-        return self.approvals.press(request_id, who, chat, choice)
+        return self.approvals.press(request_id, who, chat, choice, note)
 
     async def wait_idle(self, chat: str) -> None:
         """Until the chat's turn (and its queue) is done."""
@@ -239,20 +242,26 @@ class Engine:
             self._chats.setdefault(chat, _Chat()).session = row
             await connector.send(chat, "New conversation started.")
         elif word == "/dir":
-            await connector.send(chat, await self._dir(chat, arg))
+            text, choices = await self._dir(chat, arg)
+            await connector.send(chat, text, choices)
         elif word == "/status":
             await connector.send(chat, await self.status(chat))
         else:
             lines = [f"{c} — {d}" for c, d in COMMANDS.items()]
             await connector.send(chat, "\n".join(lines))
 
-    async def _dir(self, chat: str, arg: str) -> str:
+    async def _dir(self, chat: str, arg: str) -> tuple[str, list[tuple[str, str]]]:
+        """The reply to /dir, and the switches it offers as (label, command) choices."""
         dirs = self.gate.approved_dirs
         row = await self.session_for(chat)
         if not arg:
             shown = [f"{i}. {d}{'  (current)' if d == row.directory else ''}"
                      for i, d in enumerate(dirs, 1)]  # fmt: skip
-            return "Approved directories:\n" + "\n".join(shown) if shown else "None approved."
+            if not shown:
+                return "None approved.", []
+            choices = [(f"{'• ' if d == row.directory else ''}{os.path.basename(d) or d}",
+                        f"/dir {i}") for i, d in enumerate(dirs, 1)]  # fmt: skip
+            return "Approved directories:\n" + "\n".join(shown), choices
         target: str | None = None
         if arg.isdigit() and 1 <= int(arg) <= len(dirs):
             target = dirs[int(arg) - 1]
@@ -260,13 +269,13 @@ class Engine:
             real = os.path.realpath(os.path.expanduser(arg))
             target = next((d for d in dirs if d == real), None)
         if target is None:
-            return f"{arg} is not an approved directory; see /dir"
+            return f"{arg} is not an approved directory; see /dir", []
         if self.running(chat):
-            return "A turn is running; /cancel it or wait before switching directories."
+            return "A turn is running; /cancel it or wait before switching directories.", []
         # a new directory is a new conversation: the agent's history belongs to the old one
         row = await self.store.new_session(chat, target, row.mode)
         self._chats.setdefault(chat, _Chat()).session = row
-        return f"Working in {target} (new conversation)."
+        return f"Working in {target} (new conversation).", []
 
     async def status(self, chat: str) -> str:
         row = await self.session_for(chat)

@@ -112,3 +112,51 @@ def _read_detail(path: Path) -> str:
     except OSError:
         return ""
     return lines[1] if len(lines) > 1 else ""
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    ok: bool
+    output: str  # what the daemon wrote before it failed (empty when it runs)
+
+
+def spawn(command: list[str], output: Path, settle: float = 3.0, wait: float = 30.0,
+          home: Path | None = None) -> Started:  # fmt: skip
+    """Start `command` (the daemon in the foreground) detached from this terminal, its
+    output appended to `output`, and wait until it holds the lock. It must then stay up for
+    `settle` seconds: a bad token or configuration fails within them, and is reported
+    here rather than found later in a log."""
+    import subprocess
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = output.stat().st_size if output.exists() else 0
+    with open(output, "ab") as out:
+        child = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,  # no SIGINT/SIGHUP from this terminal
+        )  # fmt: skip
+    deadline = time.monotonic() + wait
+    held_at: float | None = None
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return Started(child.pid, False, _tail(output, start))
+        st = status(home)
+        if st.running and st.pid == child.pid:
+            held_at = held_at or time.monotonic()
+            if time.monotonic() - held_at >= settle:
+                return Started(child.pid, True, "")
+        time.sleep(0.05)
+    if held_at is not None:
+        return Started(child.pid, True, "")
+    child.terminate()
+    return Started(child.pid, False, _tail(output, start) or f"not running after {wait:g} s")
+
+
+def _tail(path: Path, start: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            return f.read().decode("utf-8", "replace")[-4000:].strip()
+    except OSError:
+        return ""

@@ -12,14 +12,15 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import TextIO
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
 
 import structlog
 
-from leashd.connectors.base import Connector
 from leashd.daemon import process
 from leashd.daemon.app import Daemon, build
 from leashd.daemon.config import ConfigError, load_config
+from leashd.policy.errors import PolicyError
 from leashd.policy.loader import DEFAULT_POLICIES
 
 log = structlog.get_logger(__name__)
@@ -32,41 +33,138 @@ async def serve_terminal(out: TextIO | None = None) -> int:
     out = out or sys.stdout
     settings = load_config().settings
     if not settings.approved_directories:
-        print("leashd: no approved directory; run `leashd add-dir DIR` (or `leashd init`)",
-              file=sys.stderr)  # fmt: skip
+        print(NO_DIRS, file=sys.stderr)
         return 2
     with process.hold("terminal"):
-        daemon = await build(settings, approvers={WHO})
+        try:
+            daemon = await build(settings, approvers={WHO})
+        except PolicyError as exc:
+            # A policy file that does not load is a bad configuration (exit 2, its file:line
+            # said), not a crash with a traceback: found by test_daemon_extras.
+            print(f"leashd: the policy does not load:\n{exc}", file=sys.stderr)
+            return 2
         terminal = TerminalConnector(daemon.engine, out)
         if daemon.recovered:
             print(f"leashd: {daemon.recovered} approval(s) left waiting by a daemon that died "
                   "were recorded as denied", file=out)  # fmt: skip
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stopping.set)
-        reloads: set[asyncio.Task[None]] = set()
-
-        def on_hup() -> None:
-            task = loop.create_task(_reload(daemon, terminal, CHAT))
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
         repl = asyncio.create_task(terminal.run())
-        stop = asyncio.create_task(stopping.wait())
         try:
-            await asyncio.wait((repl, stop), return_when=asyncio.FIRST_COMPLETED)
+            await _until_stopped(daemon, repl, lambda text: terminal.send(CHAT, text))
         finally:
-            for t in (repl, stop):
-                t.cancel()
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
             await daemon.close()
             print("\nleashd stopped.", file=out, flush=True)
     return 0
 
 
-async def _reload(daemon: Daemon, connector: Connector, chat: str) -> None:
+NO_DIRS = "leashd: no approved directory; run `leashd add-dir DIR` (or `leashd init`)"
+NO_USERS = (
+    "leashd: nobody may use the bot: set LEASHD_ALLOWED_USER_IDS to your Telegram user id "
+    "(message @userinfobot in Telegram and it replies with yours; `leashd init` asks for it). "
+    "To let anyone who finds the bot use it, set LEASHD_TELEGRAM_OPEN_BOT=true."
+)
+
+
+async def serve_telegram() -> int:
+    """The Telegram bot as the daemon's connector, until SIGTERM. Returns the exit code."""
+    from telegram.error import InvalidToken
+
+    from leashd.connectors import telegram as tg
+    from leashd.connectors.outbox import retrying
+
+    settings = load_config().settings
+    token = settings.telegram_bot_token
+    if token is None:
+        print("leashd: no Telegram bot token (`leashd init` sets one)", file=sys.stderr)
+        return 2
+    if not settings.approved_directories:
+        print(NO_DIRS, file=sys.stderr)
+        return 2
+    allowed = frozenset(settings.allowed_user_ids)
+    if not allowed and not settings.telegram_open_bot:
+        print(NO_USERS, file=sys.stderr)
+        return 2
+    with process.hold("telegram"):
+        daemon = await build(settings, approvers=set(allowed), open_bot=settings.telegram_open_bot)
+        app = tg.application(token.get_secret_value(), settings.telegram_base_url)
+        connector = tg.TelegramConnector(
+            daemon.engine, app, allowed=allowed, open_bot=settings.telegram_open_bot,
+            streaming=settings.streaming_enabled, throttle=settings.streaming_throttle_seconds,
+            timeout=settings.approval_timeout_seconds,
+        )  # fmt: skip
+        stopping = asyncio.Event()
+        connected = asyncio.create_task(tg.connect(app, stopping))
+        menu: asyncio.Task[Any] | None = None
+
+        async def online() -> None:
+            nonlocal menu
+            if await connected:
+                log.info("telegram connected", bot=app.bot.username)
+                menu = asyncio.create_task(retrying(connector.commands, "setMyCommands"))
+                await stopping.wait()
+
+        code = 0
+        main = asyncio.create_task(online())
+        try:
+            await _until_stopped(daemon, main, None, stopping, sigint=True)
+            if main.done() and not main.cancelled() and main.exception() is not None:
+                raise main.exception()  # type: ignore[misc]
+        except InvalidToken:
+            print("leashd: Telegram rejected the bot token; check it with @BotFather",
+                  file=sys.stderr)  # fmt: skip
+            code = 2
+        finally:
+            for t in (main, connected, menu):
+                if t is not None:
+                    t.cancel()
+            if app.updater is not None and app.updater.running:
+                with contextlib.suppress(Exception):
+                    await app.updater.stop()  # no new messages while stopping
+            await daemon.close()  # approvals waiting are denied; turns interrupted
+            await connector.close()  # their messages say so, while Telegram is still there
+            await tg.disconnect(app)
+            log.info("leashd stopped")
+    return code
+
+
+async def _until_stopped(
+    daemon: Daemon,
+    main: asyncio.Task[Any],
+    tell: Callable[[str], Awaitable[None]] | None,
+    stopping: asyncio.Event | None = None,
+    *,
+    sigint: bool = False,
+) -> None:
+    """Run until `main` ends or SIGTERM (and SIGINT with `sigint`: the terminal keeps Ctrl-C
+    for interrupting a turn); SIGHUP reloads the configuration."""
+    stopping = stopping or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(_reload(daemon, tell))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    signals = (signal.SIGTERM, signal.SIGHUP, *((signal.SIGINT,) if sigint else ()))
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if sigint:
+        loop.add_signal_handler(signal.SIGINT, stopping.set)
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait((main, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.set()
+        stop.cancel()
+        if not main.done():
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await main
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _reload(daemon: Daemon, tell: Callable[[str], Awaitable[None]] | None) -> None:
     """Approved directories and policies from the configuration as it is now."""
     try:
         settings = load_config().settings
@@ -81,6 +179,7 @@ async def _reload(daemon: Daemon, connector: Connector, chat: str) -> None:
         gate.remove_dir(d)
     result = gate.reload(settings.policy_files or DEFAULT_POLICIES)
     log.info("configuration reloaded", dirs=list(gate.approved_dirs), policy=result.message)
-    with contextlib.suppress(Exception):
-        await connector.send(chat, f"(configuration reloaded: {len(gate.approved_dirs)} "
-                                   f"approved directories; {result.message})")  # fmt: skip
+    if tell is not None:
+        with contextlib.suppress(Exception):
+            await tell(f"(configuration reloaded: {len(gate.approved_dirs)} approved "
+                       f"directories; {result.message})")  # fmt: skip

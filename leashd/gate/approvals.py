@@ -117,6 +117,8 @@ class ApprovalRequest:
     future: asyncio.Future[Resolution] = field(repr=False)
     details: dict[str, Any] = field(default_factory=dict)  # rule, reason: for the connector
     deadline: float = 0.0  # on the event loop's clock: no answer counts after it
+    # The whole tool input, for the approver to see in full (the audit keeps a capped copy).
+    tool_input: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class Resolution:
     # | channel-failed | unaudited
     how: str
     who: str | None = None
-    detail: str | None = None  # what went wrong, when something did
+    detail: str | None = None  # what went wrong, or the approver's reason for a no
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,13 @@ class ApprovalCoordinator:
         timeout: float,
         audit: AuditLog,
         on_expired: Notify | None = None,
+        *,
+        anyone_in_chat: bool = False,
     ) -> None:
         self.approvers = frozenset(approvers)
+        # An open bot (no allowed users, opened on purpose): whoever is in the chat where a
+        # request was asked may answer it; in a private chat, that is its one user.
+        self.anyone_in_chat = anyone_in_chat
         self.timeout = timeout
         self.audit = audit
         self.on_expired = on_expired
@@ -174,6 +181,7 @@ class ApprovalCoordinator:
         *,
         ask: Notify | None = None,
         details: dict[str, Any] | None = None,
+        tool_input: Any = None,
     ) -> tuple[ApprovalRequest | None, Resolution]:
         """Ask, and wait for the answer. `ask` shows the request to the approvers (the
         connector); if it fails, or has not shown it when the time is up, the answer is no.
@@ -191,6 +199,7 @@ class ApprovalCoordinator:
             future=loop.create_future(),
             details=dict(details or {}),
             deadline=deadline,
+            tool_input=tool_input,
         )
         if self._closed:
             return req, self._end(req, Resolution(False, "shutdown"))
@@ -229,18 +238,22 @@ class ApprovalCoordinator:
                 self._end(req, Resolution(False, "cancelled"))
             raise
 
-    def press(self, request_id: str, who: str, chat: str, choice: str) -> Press:
-        """A button press: `choice` is approve, approve-similar or reject. Call it on the
-        event loop the requests wait on (a connector's handler is)."""
+    def press(
+        self, request_id: str, who: str, chat: str, choice: str, note: str | None = None
+    ) -> Press:
+        """A button press: `choice` is approve, approve-similar or reject (`note`: the
+        approver's reason, which the model is told). Call it on the event loop the requests
+        wait on (a connector's handler is)."""
         req = self._pending.get(request_id)
         if req is None or self._closed:
             return Press(False, "this request is no longer waiting")
         if asyncio.get_running_loop() is not req.future.get_loop():
             raise RuntimeError("ApprovalCoordinator.press must run on the gate's event loop")
-        if who not in self.approvers or chat != req.chat:
+        approver = who in self.approvers or self.anyone_in_chat
+        if not approver or chat != req.chat:
             self._event("refused", req.session, req.tool, req.summary, request=req.id, who=who,
-                        chat=chat, why="not an approver" if who not in self.approvers
-                        else "pressed in another chat")  # fmt: skip
+                        chat=chat, why="pressed in another chat" if approver
+                        else "not an approver")  # fmt: skip
             return Press(False, "only the configured approvers can answer this request")
         if req.future.get_loop().time() >= req.deadline:
             self._end(req, Resolution(False, "expired"))
@@ -251,7 +264,8 @@ class ApprovalCoordinator:
         if choice not in ("approve", "approve-similar", "reject"):
             return Press(False, f"unknown choice {choice!r}")
         how = {"approve": "approved", "approve-similar": "approved-similar"}.get(choice, "rejected")
-        self._end(req, Resolution(choice != "reject", how, who))  # raises if not audited
+        detail = (note or "").strip() or None if choice == "reject" else None
+        self._end(req, Resolution(choice != "reject", how, who, detail))  # raises if unaudited
         if choice == "approve-similar" and req.similar is not None:
             self._similar.setdefault(req.session, set()).add(req.similar)
         return Press(True, how)

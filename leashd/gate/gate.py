@@ -278,7 +278,14 @@ class Gate:
             await ask(req)
 
         req, result = await approvals.request(
-            session.id, session.chat, tool, summary, decision, ask=show, details=details
+            session.id,
+            session.chat,
+            tool,
+            summary,
+            decision,
+            ask=show,
+            details=details,
+            tool_input=call.tool_input,
         )
         call.request = req
         bus.emit(
@@ -448,7 +455,8 @@ def _approval_reason(result: Resolution, timeout: float) -> str:
         case "similar":
             return "covered by an earlier 'approve similar' in this session"
         case "rejected":
-            return f"rejected by {result.who}"
+            said = f": {result.detail}" if result.detail else ""
+            return f"rejected by {result.who}{said}"
         case "expired":
             return f"no answer within {timeout:g} s"
         case "shutdown":
