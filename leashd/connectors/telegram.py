@@ -245,8 +245,7 @@ class TelegramConnector:
                 await self.send(where, "I read text messages only.")
             return
         text = msg.text
-        replied = msg.reply_to_message
-        request = self._by_message.get((where, replied.message_id)) if replied else None
+        request = _request_of(msg.reply_to_message, where, self._by_message)
         if request is not None:
             # a text reply to an approval rejects it, with the reply as the reason
             press = self.engine.press(request, who, where, "reject", note=text)
@@ -489,6 +488,24 @@ async def disconnect(app: Application) -> None:  # type: ignore[type-arg]
 
 def _polling_error(exc: Exception) -> None:
     log.warning("telegram unreachable while polling; retrying", error=str(exc))
+
+
+def _request_of(
+    replied: Message | None, chat: str, known: dict[tuple[str, int], str]
+) -> str | None:
+    """The approval request a reply answers: by the message it replies to, or by that
+    message's buttons (the reply can arrive before the send that showed it has returned)."""
+    if replied is None:
+        return None
+    request = known.get((chat, replied.message_id))
+    markup = replied.reply_markup
+    if request is None and markup is not None:
+        for row in markup.inline_keyboard:
+            for button in row:
+                data = button.callback_data
+                if isinstance(data, str) and data.startswith("ap:"):
+                    return data.split(":", 2)[2]
+    return request
 
 
 def _name(user: Any) -> str:
