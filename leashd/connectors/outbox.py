@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram.warnings import PTBDeprecationWarning
 
 log = structlog.get_logger(__name__)
 
@@ -34,8 +37,7 @@ async def retrying(op: Op, what: str, first_pause: float = 1.0) -> Any:
         try:
             return await op()
         except RetryAfter as exc:
-            wait = exc.retry_after
-            seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
+            seconds = _seconds(exc)
             log.warning("telegram asks to slow down", op=what, retry_after=seconds)
             await asyncio.sleep(seconds + 0.25)
         except BadRequest:
@@ -89,6 +91,15 @@ class Outbox:
             await self._worker
         while not self._queue.empty():
             self._queue.get_nowait()[2].cancel()
+
+
+def _seconds(exc: RetryAfter) -> float:
+    """How long Telegram asks to wait. python-telegram-bot is moving this to a timedelta and
+    warns on every read of the old int; either form is read here, without the warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        wait = exc.retry_after
+    return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
