@@ -331,3 +331,15 @@ def test_background_start_status_restart_and_stop(world, bot):
     bot.tg.wait_message(OWNER, "Still here.")
     assert run("stop").returncode == 0
     assert run("status").returncode == 3
+
+
+def test_a_policy_that_does_not_load_stops_the_bot_from_starting(world, bot):
+    bad = world.home / "bad.leash"
+    bad.write_text("allow Bash where command ~= \n")
+    p = subprocess.run(
+        [*LEASHD, "start", "-f"], env={**bot.env, "LEASHD_POLICY_FILES": str(bad)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    assert "bad.leash:1" in p.stderr and "Traceback" not in p.stderr
+    assert not bot.tg.requests

@@ -141,6 +141,11 @@ class Engine:
         if state.task is not None and not state.task.done():
             choice = await msg.connector.busy(msg.chat, text)
             state.queue.append((msg.connector, text))
+            if state.task is None or state.task.done():
+                # The turn ended while the user chose (queue or interrupt): nothing would drain
+                # the queue any more, so the message runs now (test_e2e_repl found it stuck).
+                state.task = asyncio.create_task(self._drain(msg.chat, state))
+                return
             if choice == "interrupt" and state.session is not None:
                 await self.agent.interrupt(str(state.session.id))
             else:

@@ -13,6 +13,7 @@ from typing import TextIO
 from leashd.connectors.headless import HeadlessConnector
 from leashd.daemon.app import build
 from leashd.daemon.config import Settings
+from leashd.policy.errors import PolicyError
 
 EXIT_OK, EXIT_AGENT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -30,13 +31,19 @@ async def run_once(
     directory = os.path.realpath(directory)
     connector = HeadlessConnector(out, err)
     chat = f"run:{session}" if session else f"run:{uuid.uuid4()}"
-    daemon = await build(
-        settings,
-        approvers=None,
-        directories=[directory],
-        policies=policies or None,
-        default_dir=directory,
-    )
+    try:
+        daemon = await build(
+            settings,
+            approvers=None,
+            directories=[directory],
+            policies=policies or None,
+            default_dir=directory,
+        )
+    except PolicyError as exc:
+        # A policy file that does not load is a bad configuration (exit 2, its file:line
+        # said), not a crash with a traceback and exit 1: found by test_daemon_extras.
+        await connector.send(chat, f"leashd: the policy does not load:\n{exc}")
+        return EXIT_USAGE
     try:
         row = await daemon.store.current_session(chat)
         if row is not None and row.directory != directory:

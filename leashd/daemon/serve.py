@@ -84,7 +84,13 @@ async def serve_telegram() -> int:
         print(NO_USERS, file=sys.stderr)
         return 2
     with process.hold("telegram"):
-        daemon = await build(settings, approvers=set(allowed), open_bot=settings.telegram_open_bot)
+        try:
+            daemon = await build(
+                settings, approvers=set(allowed), open_bot=settings.telegram_open_bot
+            )
+        except PolicyError as exc:
+            print(f"leashd: the policy does not load:\n{exc}", file=sys.stderr)
+            return 2
         app = tg.application(token.get_secret_value(), settings.telegram_base_url)
         connector = tg.TelegramConnector(
             daemon.engine, app, allowed=allowed, open_bot=settings.telegram_open_bot,
