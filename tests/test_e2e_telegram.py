@@ -343,3 +343,39 @@ def test_a_policy_that_does_not_load_stops_the_bot_from_starting(world, bot):
     assert p.returncode == 2, p.stderr
     assert "bad.leash:1" in p.stderr and "Traceback" not in p.stderr
     assert not bot.tg.requests
+
+
+def test_a_long_command_is_sent_whole_as_a_document(world, bot):
+    f, tg = world.fake, bot.tg
+    message = " ".join(f"word{i}" for i in range(700))  # ~5,600 characters
+    command = f"git commit --allow-empty -m '{message}'"
+    call = f.call("Bash", {"command": command, "description": "commit"})
+    f.say("Not committed.")
+    bot.start()
+
+    bot.says("commit")
+    ask = tg.wait_message(OWNER, "Approval needed", buttons=True)
+    assert "characters: the whole of it is in the file above" in ask["text"]
+    [doc] = [m for m in tg.bot_messages(OWNER) if m["document"]]
+    assert doc["document"]["data"].decode() == command  # never cut
+    assert ask["reply_to"] == doc["message_id"]
+    q = tg.press(OWNER, OWNER, ask["message_id"], bot.button(ask, "❌ Reject"))
+    tg.wait_answer(q)
+    tg.wait_message(OWNER, "Not committed.")
+    assert "rejected by" in f.tool_results()[call]
+
+
+def test_an_open_bot_lets_anyone_use_it_and_approve_in_their_own_chat(world, bot):
+    f, tg = world.fake, bot.tg
+    f.call("Write", {"file_path": str(world.proj / "open.txt"), "content": "x"})
+    f.say("Done.")
+    bot.start(LEASHD_ALLOWED_USER_IDS="", LEASHD_TELEGRAM_OPEN_BOT="true")
+
+    anyone = 777
+    bot.says("write open.txt", user=anyone)
+    ask = tg.wait_message(anyone, "Approval needed", buttons=True)
+    q = tg.press(anyone, anyone, ask["message_id"], bot.button(ask, "✅ Approve"))
+    tg.wait_answer(q)
+    tg.wait_message(anyone, "Done.")
+    assert (world.proj / "open.txt").read_text() == "x"
+    assert approvals(world)[-1] == ("approved", str(anyone))
