@@ -1032,8 +1032,14 @@ class FakeTelegram:
             raise _bad("message text is empty")
         if utf16_len(text) > MAX_TEXT:
             raise _bad("message is too long")
+        return self._store_bot_message(self._bot_msg(chat_id, p, text, raw, entities))
+
+    def _bot_msg(
+        self, chat_id: int, p: dict[str, Any], text: str, raw: str, entities: Any, **more: Any
+    ) -> _Msg:
+        """A message from the bot, as sendMessage and sendDocument both make one."""
         markup, keyboard = _markup(p.get("reply_markup"))
-        msg = _Msg(
+        return _Msg(
             chat_id=chat_id,
             message_id=0,
             sender="bot",
@@ -1047,8 +1053,8 @@ class FakeTelegram:
             keyboard=keyboard,
             reply_to=self._reply_target(chat_id, p),
             options=_options(p),
+            **more,
         )
-        return self._store_bot_message(msg)
 
     def _send_document(self, p: dict[str, Any]) -> dict[str, Any]:
         chat_id = self._known_chat(p)
@@ -1067,28 +1073,13 @@ class FakeTelegram:
         caption, entities = self._format(raw, p.get("parse_mode"), p.get("caption_entities"))
         if utf16_len(caption) > MAX_CAPTION:
             raise _bad("message caption is too long")
-        markup, keyboard = _markup(p.get("reply_markup"))
-        msg = _Msg(
-            chat_id=chat_id,
-            message_id=0,
-            sender="bot",
-            user=self.bot_user,
-            date=int(time.time()),
-            text=caption,
-            raw=raw,
-            parse_mode=p.get("parse_mode"),
-            entities=entities,
-            markup=markup,
-            keyboard=keyboard,
-            reply_to=self._reply_target(chat_id, p),
-            document={
-                "filename": doc["filename"],
-                "data": doc["data"],
-                "mime_type": doc["mime_type"],
-                "caption": caption,
-            },
-            options=_options(p),
-        )
+        document = {
+            "filename": doc["filename"],
+            "data": doc["data"],
+            "mime_type": doc["mime_type"],
+            "caption": caption,
+        }
+        msg = self._bot_msg(chat_id, p, caption, raw, entities, document=document)
         return self._store_bot_message(msg)
 
     def _edit_message_text(self, p: dict[str, Any]) -> dict[str, Any]:
