@@ -37,9 +37,9 @@ async def retrying(op: Op, what: str, first_pause: float = 1.0) -> Any:
         try:
             return await op()
         except RetryAfter as exc:
-            seconds = _seconds(exc)
-            log.warning("telegram asks to slow down", op=what, retry_after=seconds)
-            await asyncio.sleep(seconds + 0.25)
+            wait = seconds(exc)
+            log.warning("telegram asks to slow down", op=what, retry_after=wait)
+            await asyncio.sleep(wait + 0.25)
         except BadRequest:
             raise  # a refusal: the same request would be refused again
         except NetworkError as exc:  # unreachable, timed out, 5xx
@@ -93,13 +93,13 @@ class Outbox:
             self._queue.get_nowait()[2].cancel()
 
 
-def _seconds(exc: RetryAfter) -> float:
+def seconds(exc: RetryAfter) -> float:
     """How long Telegram asks to wait. python-telegram-bot is moving this to a timedelta and
     warns on every read of the old int; either form is read here, without the warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         wait = exc.retry_after
-    return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+    return wait.totalseconds() if isinstance(wait, timedelta) else float(wait)
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:

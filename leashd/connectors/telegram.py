@@ -34,7 +34,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, InvalidToken, NetworkError
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from leashd.agent.events import (
@@ -47,13 +47,14 @@ from leashd.agent.events import (
     TurnResult,
 )
 from leashd.connectors.base import Busy
-from leashd.connectors.outbox import Outbox
+from leashd.connectors.outbox import Outbox, seconds
 from leashd.connectors.telegram_text import (
     approval_text,
     decided_line,
     escape,
     markdown_html,
     split_markdown,
+    split_plain,
 )
 from leashd.daemon.engine import COMMANDS, Engine
 from leashd.gate.approvals import ApprovalRequest
@@ -81,6 +82,7 @@ class _Live:
     tool_id: int | None = None
     tool_shown: str = ""
     last_sync: float = 0.0
+    queued: bool = False  # a sync is in the outbox and has not started
     timer: asyncio.Task[None] | None = None
 
 
@@ -119,6 +121,8 @@ class TelegramConnector:
         self._outboxes: dict[str, Outbox] = {}
         self._asked: dict[str, _Asked] = {}  # request id -> its message
         self._by_message: dict[tuple[str, int], str] = {}  # (chat, message id) -> request id
+        self._names: dict[str, str] = {}  # request id -> who last pressed, as shown
+        self._choices: dict[str, tuple[str, str]] = {}  # button token -> (chat, command)
         self._busy: dict[str, tuple[str, asyncio.Future[Busy]]] = {}  # token -> (chat, answer)
         self._tasks: set[asyncio.Task[Any]] = set()
         app.add_handler(CallbackQueryHandler(self._on_press))
@@ -127,16 +131,26 @@ class TelegramConnector:
     # --- the engine's side ----------------------------------------------------------------------
 
     async def send(self, chat: str, text: str, choices: Sequence[tuple[str, str]] = ()) -> None:
-        buttons = [
-            InlineKeyboardButton(label, callback_data=f"do:{command}")
-            for label, command in choices
-            if len(f"do:{command}".encode()) <= 64
-        ]
+        """Plain text, split at Telegram's limit; the choices are buttons on the last part.
+        A button carries a token for its command, not the command: it fits in 64 bytes,
+        and a button left from before a change (`/dir 2` once meant another directory)
+        does nothing rather than something else."""
+        buttons = []
+        for label, command in choices:
+            token = secrets.token_urlsafe(6)
+            self._choices[token] = (chat, command)
+            buttons.append(InlineKeyboardButton(label[:60], callback_data=f"do:{token}"))
         markup = InlineKeyboardMarkup([buttons[i : i + 3] for i in range(0, len(buttons), 3)])
         self._flush(chat)
-        self._outbox(chat).submit(
-            lambda: self._send(chat, escape(text), text, markup if buttons else None), "send"
-        )
+        parts = split_plain(text)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            self._outbox(chat).submit(
+                lambda p=part, m=(markup if buttons and last else None): self._send(
+                    chat, escape(p), p, m
+                ),
+                "send",
+            )
 
     async def event(self, chat: str, event: AgentEvent) -> None:
         live = self._live.setdefault(chat, _Live())
@@ -195,6 +209,9 @@ class TelegramConnector:
         markup = InlineKeyboardMarkup(buttons)
 
         async def show() -> None:
+            if req.future.done():  # over before it could be shown (Telegram was down)
+                await self._send(chat, f"{text.html}\n\n{self._outcome(req)}", None)
+                return
             reply_to = None
             if text.document is not None:
                 name, data = text.document
@@ -205,11 +222,20 @@ class TelegramConnector:
             msg = await self._send(chat, text.html, None, markup, reply_to=reply_to)
             self._asked[req.id] = _Asked(chat, msg.message_id, text.html)
             self._by_message[(chat, msg.message_id)] = req.id
+            # However it ends (a press, a reply, expiry, a cancelled turn, the daemon
+            # stopping), even while this send was on its way, the message says so.
+            req.future.add_done_callback(lambda _: self._ended(req.id, self._outcome(req)))
 
         await self._outbox(chat).submit(show, "approval")
 
     async def expired(self, req: ApprovalRequest) -> None:
-        self._ended(req.id, decided_line("expired", None))
+        """Nothing to do here: the message is marked through the request's own future."""
+
+    def _outcome(self, req: ApprovalRequest) -> str:
+        if req.future.cancelled():
+            return decided_line("cancelled", None)
+        res = req.future.result()
+        return decided_line(res.how, self._names.pop(req.id, None) or res.who, res.detail)
 
     async def busy(self, chat: str, text: str) -> Busy:
         token = secrets.token_urlsafe(9)
@@ -248,11 +274,10 @@ class TelegramConnector:
         request = _request_of(msg.reply_to_message, where, self._by_message)
         if request is not None:
             # a text reply to an approval rejects it, with the reply as the reason
+            self._names[request] = _name(user)
             press = self.engine.press(request, who, where, "reject", note=text)
-            if press.accepted:
-                self._ended(request, decided_line("rejected", _name(user), text))
-            else:
-                await self.send(where, press.message)
+            if not press.accepted and self._permitted(who):
+                await self.send(where, press.message)  # a stranger is told nothing
             return
         if text.split(maxsplit=1)[0].split("@", 1)[0] == "/start":
             text = "/help"
@@ -270,11 +295,11 @@ class TelegramConnector:
             code, _, request = rest.partition(":")
             choice = _CHOICES.get(code)
             if choice is not None:
+                self._names[request] = _name(query.from_user)
                 press = self.engine.press(request, who, chat, choice)
                 reply = press.message
                 if press.accepted:
                     reply = _HOW[choice].capitalize().replace("-", ", ")
-                    self._ended(request, decided_line(_HOW[choice], _name(query.from_user)))
         elif kind == "bz":
             code, _, token = rest.partition(":")
             waiting = self._busy.get(token)
@@ -283,8 +308,10 @@ class TelegramConnector:
                     waiting[1].set_result("interrupt" if code == "i" else "queue")
                 reply = "Interrupting…" if code == "i" else "Queued."
         elif kind == "do" and self._permitted(who):
-            self._spawn(self.engine.handle(self, chat, who, rest))
-            reply = rest
+            choice = self._choices.get(rest)
+            if choice is not None and choice[0] == chat:
+                self._spawn(self.engine.handle(self, chat, who, choice[1]))
+                reply = choice[1]
         with contextlib.suppress(Exception):
             await query.answer(reply[:200])
 
@@ -321,14 +348,15 @@ class TelegramConnector:
         )
 
     def _schedule(self, chat: str, live: _Live) -> None:
-        """An edit of the live answer, no sooner than `throttle` after the last one."""
-        if live.timer is not None and not live.timer.done():
+        """An edit of the live answer, no sooner than `throttle` after the last one. One at
+        a time: while one waits (Telegram down), it will show the latest text anyway."""
+        if live.queued or (live.timer is not None and not live.timer.done()):
             return
         delay = max(0.0, live.last_sync + self.throttle - time.monotonic())
 
         async def later() -> None:
             await asyncio.sleep(delay)
-            self._outbox(chat).submit(lambda: self._sync(chat, live), "stream")
+            self._submit_sync(chat, live)
 
         live.timer = asyncio.get_running_loop().create_task(later())
 
@@ -339,11 +367,17 @@ class TelegramConnector:
             return
         if live.timer is not None and not live.timer.done():
             live.timer.cancel()
-        self._outbox(chat).submit(lambda: self._sync(chat, live), "stream")
+        self._submit_sync(chat, live)
+
+    def _submit_sync(self, chat: str, live: _Live) -> None:
+        if not live.queued:
+            live.queued = True
+            self._outbox(chat).submit(lambda: self._sync(chat, live), "stream")
 
     async def _sync(self, chat: str, live: _Live) -> None:
         """Make the chat show `live`: the answer's chunks (edited, or sent when new), then
         the tool line."""
+        live.queued = False  # from here on, a change needs another sync
         live.last_sync = time.monotonic()
         chunks = split_markdown(live.text) if live.text.strip() else []
         for i, chunk in enumerate(chunks):
@@ -428,8 +462,11 @@ class TelegramConnector:
             self._ended(request, decided_line("shutdown", None))
         for task in list(self._tasks):
             task.cancel()
+        for live in self._live.values():
+            if live.timer is not None:
+                live.timer.cancel()
         deadline = time.monotonic() + timeout
-        for box in self._outboxes.values():
+        for box in list(self._outboxes.values()):
             await box.close(max(0.1, deadline - time.monotonic()))
 
 
@@ -455,8 +492,11 @@ async def connect(app: Application, stopping: asyncio.Event) -> bool:  # type: i
         try:
             await app.initialize()
             break
-        except InvalidToken:
-            raise
+        except (InvalidToken, BadRequest):
+            raise  # the token, or the request, is refused: waiting changes nothing
+        except RetryAfter as exc:
+            await asyncio.sleep(seconds(exc) + 0.25)
+            continue
         except NetworkError as exc:
             log.warning("telegram unreachable at start; retrying", error=str(exc), pause=pause)
             with contextlib.suppress(TimeoutError):
@@ -475,13 +515,53 @@ async def connect(app: Application, stopping: asyncio.Event) -> bool:  # type: i
     return True
 
 
-async def disconnect(app: Application) -> None:  # type: ignore[type-arg]
+WATCH_SECONDS = 60.0
+
+
+async def watch(app: Application, stopping: asyncio.Event) -> None:  # type: ignore[type-arg]
+    """Until `stopping`: every minute, check that Telegram still takes the token. A token
+    revoked while polling ends python-telegram-bot's polling without a word; the daemon
+    would run on, deaf. InvalidToken goes to the caller, which exits."""
+    last_check = time.monotonic()
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), 1.0)
+            return
+        ended = _polling_ended(app)
+        if ended is not None:
+            raise ended
+        if time.monotonic() - last_check < WATCH_SECONDS:
+            continue
+        last_check = time.monotonic()
+        try:
+            await app.bot.get_me()
+        except InvalidToken:
+            raise
+        except TelegramError as exc:  # unreachable for now: polling retries by itself
+            log.info("telegram check failed; will look again", error=str(exc))
+
+
+def _polling_ended(app: Application) -> BaseException | None:  # type: ignore[type-arg]
+    """How python-telegram-bot's polling task ended, if it did. The task is private to it:
+    looked up defensively, and the getMe check above stands on its own without it."""
+    task = getattr(app.updater, "_Updater__polling_task", None)
+    if isinstance(task, asyncio.Task) and task.done() and not task.cancelled():
+        return task.exception() or RuntimeError("polling Telegram stopped")
+    return None
+
+
+async def stop_updates(app: Application) -> None:  # type: ignore[type-arg]
+    """No new updates fetched, and none of those fetched handled any more."""
     with contextlib.suppress(Exception):
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
     with contextlib.suppress(Exception):
         if app.running:
             await app.stop()
+
+
+async def disconnect(app: Application) -> None:  # type: ignore[type-arg]
+    await stop_updates(app)
     with contextlib.suppress(Exception):
         await app.shutdown()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 LIMIT = 4096
 _BUDGET = 3900  # of LIMIT, for a chunk's text: room for a fence closed and reopened
 _FENCE = re.compile(r"^\s*```")
+_TAG = re.compile(r"<[^>]*>")
 _INLINE = re.compile(r"`([^`\n]+)`|\*\*([^*\n]+)\*\*")
 
 
@@ -90,7 +91,7 @@ def split_markdown(md: str, budget: int = _BUDGET) -> list[str]:
 
     for line in md.split("\n"):
         for piece in _pieces(line, budget // 2):
-            cost = len(escape(piece)) + 1
+            cost = utf16_len(escape(piece)) + 1
             if size + cost > budget and any(x.strip() for x in lines):
                 cut()
             lines.append(piece)
@@ -99,22 +100,44 @@ def split_markdown(md: str, budget: int = _BUDGET) -> list[str]:
             fence = None if fence is not None else line
     if any(x.strip() for x in lines) or not chunks:
         chunks.append("\n".join(lines))
-    return [c for c in chunks if c.strip()] or [""]
+    # a cut just before a closing fence leaves a chunk that renders to nothing: Telegram
+    # refuses an empty message, so it goes
+    return [c for c in chunks if _TAG.sub("", markdown_html(c)).strip()] or [""]
+
+
+def split_plain(text: str, budget: int = _BUDGET) -> list[str]:
+    """Plain text (leashd's own messages) in parts that fit, cut at line ends."""
+    parts: list[str] = []
+    lines: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        for piece in _pieces(line, budget // 2):
+            cost = utf16_len(escape(piece)) + 1
+            if size + cost > budget and lines:
+                parts.append("\n".join(lines))
+                lines, size = [], 0
+            lines.append(piece)
+            size += cost
+    parts.append("\n".join(lines))
+    return [p for p in parts if p.strip()] or [text or "…"]
 
 
 def _pieces(line: str, width: int) -> Iterator[str]:
     """A line longer than `width` escaped characters, in pieces (a minified file, a log)."""
-    if len(escape(line)) <= width:
+    if utf16_len(escape(line)) <= width:
         yield line
         return
-    step = max(1, width // 6)  # an escaped character is at most 5 long ("&amp;")
+    step = max(1, width // 6)  # a character is at most 5 UTF-16 units escaped ("&amp;")
     for i in range(0, len(line), step):
         yield line[i : i + step]
 
 
 # --- approvals -------------------------------------------------------------------------------
 
-BODY_LIMIT = 3000  # more than this goes in a document: never cut silently
+BODY_LIMIT = 2500  # more than this goes in a document: never cut silently
+NOTE_SHOWN = 300  # of a rejection's reason, in the chat
+HEAD_LIMIT = 300  # a path or an input shown above the body; longer goes with the body
+REASON_SHOWN = 300  # a rule's reason (a policy's own words) as shown
 
 
 @dataclass(frozen=True)
@@ -128,26 +151,34 @@ def approval_text(
     similar: str | None, timeout: float, directory: str | None = None,
 ) -> ApprovalText:  # fmt: skip
     """The approval message: what, in full (a document when too long for a message), the
-    rule that asks and why, what "approve similar" would cover, and how long it waits."""
+    rule that asks and why, what "approve similar" would cover, and how long it waits.
+
+    A command is shown in <pre>, never in a collapsed quote: an approver must not approve
+    line 4 without having seen it. A file's content may be collapsed (it is expandable)."""
     lines = [f"⚠️ <b>Approval needed</b> · <b>{escape(tool)}</b>"]
     document = None
+    head = summary if body is not None else None  # a path, or a tool's whole input
     what = body if body is not None else summary
-    if len(escape(what)) <= BODY_LIMIT:
-        if body is not None and summary:
-            lines.append(f"<code>{escape(summary)}</code>")
-        lines.append(f"<blockquote expandable>{escape(what)}</blockquote>" if "\n" in what
-                     else f"<pre>{escape(what)}</pre>")  # fmt: skip
+    if head is not None and utf16_len(escape(head)) > HEAD_LIMIT:
+        what, head = f"{head}\n\n{what}", None  # all of it together, in the body
+    if utf16_len(escape(what)) <= BODY_LIMIT:
+        if head:
+            lines.append(f"<code>{escape(head)}</code>")
+        if body is not None and "\n" in what:
+            lines.append(f"<blockquote expandable>{escape(what)}</blockquote>")
+        else:
+            lines.append(f"<pre>{escape(what)}</pre>")
     else:
         name = "command.txt" if tool == "Bash" else "content.txt"
         document = (name, what.encode("utf-8"))
-        if body is not None and summary:
-            lines.append(f"<code>{escape(summary)}</code>")
+        if head:
+            lines.append(f"<code>{escape(head)}</code>")
         lines.append(f"<i>{len(what):,} characters: the whole of it is in the file above.</i>")
     if directory:
         lines.append(f"📁 {escape(directory)}")
     if rule or reason:
         why = " — ".join(x for x in (rule and f"<code>{escape(rule)}</code>",
-                                     reason and escape(reason)) if x)  # fmt: skip
+                                     reason and escape(reason[:REASON_SHOWN])) if x)  # fmt: skip
         lines.append(f"Rule: {why}")
     if similar:
         lines.append(f"<i>Approve similar: later <code>{escape(similar)}</code> calls in this "
@@ -159,6 +190,8 @@ def approval_text(
 def decided_line(how: str, who: str | None, note: str | None = None) -> str:
     """What the approval message says once it is over."""
     by = f" by {escape(who)}" if who else ""
+    if note and len(note) > NOTE_SHOWN:  # the model and the audit have all of it
+        note = note[:NOTE_SHOWN] + "…"
     said = f": {escape(note)}" if note else ""
     return {
         "approved": f"✅ <b>Approved</b>{by}",
@@ -166,6 +199,8 @@ def decided_line(how: str, who: str | None, note: str | None = None) -> str:
         "rejected": f"❌ <b>Rejected</b>{by}{said}",
         "expired": "⌛ <b>Expired</b>: nobody answered, so it was denied",
         "shutdown": "⛔ <b>Denied</b>: the daemon stopped",
+        "cancelled": "⏹ <b>Cancelled</b>: the turn was stopped, so it was denied",
+        "channel-failed": "⛔ <b>Denied</b>: it could not be shown in time",
     }.get(how, f"⛔ <b>Denied</b> ({escape(how)})")
 
 

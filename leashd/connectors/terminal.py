@@ -177,9 +177,16 @@ class TerminalConnector:
             self._prompt()
 
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
-        for line in iter(sys.stdin.readline, ""):
-            loop.call_soon_threadsafe(self._lines.put_nowait, line.rstrip("\n"))
-        loop.call_soon_threadsafe(self._lines.put_nowait, None)
+        try:
+            for line in iter(sys.stdin.readline, ""):
+                loop.call_soon_threadsafe(self._lines.put_nowait, line.rstrip("\n"))
+        except (OSError, ValueError):
+            pass  # the terminal went away (EIO): the same as Ctrl-D
+        finally:
+            # Always the end-of-input mark: without it a daemon whose terminal was closed
+            # would run on for ever, holding the one-daemon lock.
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(self._lines.put_nowait, None)
 
     def _say(self, text: str) -> None:
         if self._streamed and text:

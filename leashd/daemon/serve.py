@@ -35,6 +35,7 @@ async def serve_terminal(out: TextIO | None = None) -> int:
     if not settings.approved_directories:
         print(NO_DIRS, file=sys.stderr)
         return 2
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # `add-dir` while starting: no death
     with process.hold("terminal"):
         try:
             daemon = await build(settings, approvers={WHO})
@@ -66,7 +67,7 @@ NO_USERS = (
 
 async def serve_telegram() -> int:
     """The Telegram bot as the daemon's connector, until SIGTERM. Returns the exit code."""
-    from telegram.error import InvalidToken
+    from telegram.error import BadRequest, InvalidToken
 
     from leashd.connectors import telegram as tg
     from leashd.connectors.outbox import retrying
@@ -83,6 +84,7 @@ async def serve_telegram() -> int:
     if not allowed and not settings.telegram_open_bot:
         print(NO_USERS, file=sys.stderr)
         return 2
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # `add-dir` while starting: no death
     with process.hold("telegram"):
         try:
             daemon = await build(
@@ -106,7 +108,8 @@ async def serve_telegram() -> int:
             if await connected:
                 log.info("telegram connected", bot=app.bot.username)
                 menu = asyncio.create_task(retrying(connector.commands, "setMyCommands"))
-                await stopping.wait()
+                menu.add_done_callback(_log_failure)
+                await tg.watch(app, stopping)
 
         code = 0
         main = asyncio.create_task(online())
@@ -118,18 +121,32 @@ async def serve_telegram() -> int:
             print("leashd: Telegram rejected the bot token; check it with @BotFather",
                   file=sys.stderr)  # fmt: skip
             code = 2
+        except BadRequest as exc:
+            print(f"leashd: Telegram refused to start the bot: {exc}", file=sys.stderr)
+            code = 2
+        except Exception as exc:  # polling ended some other way: say so, exit non-zero
+            log.error("the telegram connection failed", error=repr(exc))
+            print(f"leashd: the Telegram connection failed: {exc!r}", file=sys.stderr)
+            code = 1
         finally:
             for t in (main, connected, menu):
                 if t is not None:
                     t.cancel()
-            if app.updater is not None and app.updater.running:
-                with contextlib.suppress(Exception):
-                    await app.updater.stop()  # no new messages while stopping
-            await daemon.close()  # approvals waiting are denied; turns interrupted
-            await connector.close()  # their messages say so, while Telegram is still there
-            await tg.disconnect(app)
-            log.info("leashd stopped")
+            try:
+                await tg.stop_updates(app)  # no new messages, no handlers run from here on
+                await daemon.close()  # approvals waiting are denied; turns interrupted
+            finally:
+                try:
+                    await connector.close()  # their messages say so, while Telegram is there
+                finally:
+                    await tg.disconnect(app)
+                    log.info("leashd stopped")
     return code
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("telegram refused the command menu", error=str(task.exception()))
 
 
 async def _until_stopped(
@@ -168,6 +185,8 @@ async def _until_stopped(
                 await main
         for sig in signals:
             loop.remove_signal_handler(sig)
+        # stopping can take seconds (Telegram down): a reload signal then must not kill it
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 async def _reload(daemon: Daemon, tell: Callable[[str], Awaitable[None]] | None) -> None:
