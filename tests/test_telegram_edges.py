@@ -109,6 +109,18 @@ async def _until(cond, timeout=5.0):
     raise AssertionError("condition never held")
 
 
+async def ask_git_push(audit, evaluator, chat):  # type: ignore[no-untyped-def]
+    """A connector asked to approve `git push` in `chat`, once its message is sent."""
+    coord = ApprovalCoordinator({CHAT}, 30, audit)
+    app = StubApp()
+    conn = TelegramConnector(StubEngine(coord), app, allowed=frozenset({CHAT}))
+    asking = asyncio.create_task(
+        coord.request("s", chat, "Bash", "git push", decide(evaluator, "git push"), ask=conn.ask)
+    )
+    await _until(lambda: app.bot.sent)
+    return coord, app, conn, asking, app.bot.sent[0]
+
+
 def test_a_press_before_the_approval_send_returns_still_marks_the_message(evaluator, audit):
     """The owner approves (or rejects by reply) in the moment between Telegram storing the
     approval message and sendMessage returning to the daemon (the flaky
@@ -187,16 +199,7 @@ def test_a_long_rejection_reason_still_fits_the_decided_message(evaluator, audit
     buttons and never says it was rejected."""
 
     async def main():
-        coord = ApprovalCoordinator({CHAT}, 30, audit)
-        app = StubApp()
-        conn = TelegramConnector(StubEngine(coord), app, allowed=frozenset({CHAT}))
-        asking = asyncio.create_task(
-            coord.request(
-                "s", CHAT, "Bash", "git push", decide(evaluator, "git push"), ask=conn.ask
-            )
-        )
-        await _until(lambda: app.bot.sent)
-        shown = app.bot.sent[0]
+        _, app, conn, asking, shown = await ask_git_push(audit, evaluator, CHAT)
         reason = "not now: " + "the release is frozen. " * 180  # ~4,000 characters
         replied = SimpleNamespace(message_id=shown["id"], reply_markup=None)
         msg = SimpleNamespace(text=reason, reply_to_message=replied)
@@ -319,16 +322,7 @@ def test_a_strangers_reply_to_an_approval_gets_no_answer(evaluator, audit):
     group = "-1001234"
 
     async def main():
-        coord = ApprovalCoordinator({CHAT}, 30, audit)
-        app = StubApp()
-        conn = TelegramConnector(StubEngine(coord), app, allowed=frozenset({CHAT}))
-        asking = asyncio.create_task(
-            coord.request(
-                "s", group, "Bash", "git push", decide(evaluator, "git push"), ask=conn.ask
-            )
-        )
-        await _until(lambda: app.bot.sent)
-        shown = app.bot.sent[0]
+        _, app, conn, asking, shown = await ask_git_push(audit, evaluator, group)
         replied = SimpleNamespace(message_id=shown["id"], reply_markup=None)
         update = SimpleNamespace(
             effective_message=SimpleNamespace(text="lol", reply_to_message=replied),
