@@ -280,6 +280,12 @@ def test_commands_menu_dir_buttons_and_a_long_answer(world, bot):
     q = tg.press(OWNER, OWNER, listing["message_id"], bot.button(listing, "other-proj"))
     tg.wait_answer(q)
     tg.wait_message(OWNER, f"Working in {other}")
+    # a newer listing makes the older one's buttons do nothing
+    bot.says("/dir")
+    tg.wait_message(OWNER, "Approved directories", buttons=True, after=listing["message_id"])
+    old = bot.button(listing, "other-proj")
+    q = tg.press(OWNER, OWNER, listing["message_id"], old)
+    assert tg.wait_answer(q)["text"] == "This button no longer does anything."
 
     bot.says("tell me a lot")
     tg.wait_message(OWNER, "0299 lorem", timeout=60)

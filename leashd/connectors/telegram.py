@@ -49,6 +49,7 @@ from leashd.agent.events import (
 from leashd.connectors.base import Busy
 from leashd.connectors.outbox import Outbox, seconds
 from leashd.connectors.telegram_text import (
+    ApprovalText,
     approval_text,
     decided_line,
     escape,
@@ -135,6 +136,8 @@ class TelegramConnector:
         A button carries a token for its command, not the command: it fits in 64 bytes,
         and a button left from before a change (`/dir 2` once meant another directory)
         does nothing rather than something else."""
+        if choices:  # a chat's earlier choices go stale: only the newest buttons act
+            self._choices = {t: c for t, c in self._choices.items() if c[0] != chat}
         buttons = []
         for label, command in choices:
             token = secrets.token_urlsafe(6)
@@ -274,12 +277,14 @@ class TelegramConnector:
         request = _request_of(msg.reply_to_message, where, self._by_message)
         if request is not None:
             # a text reply to an approval rejects it, with the reply as the reason
-            self._names[request] = _name(user)
             press = self.engine.press(request, who, where, "reject", note=text)
-            if not press.accepted and self._permitted(who):
+            if press.accepted:  # before the request's callback runs (call_soon), to name them
+                self._names[request] = _name(user)
+            elif self._permitted(who):
                 await self.send(where, press.message)  # a stranger is told nothing
             return
-        if text.split(maxsplit=1)[0].split("@", 1)[0] == "/start":
+        words = text.split(maxsplit=1)
+        if words and words[0].split("@", 1)[0] == "/start":
             text = "/help"
         self._spawn(self.engine.handle(self, where, who, text))
 
@@ -295,10 +300,10 @@ class TelegramConnector:
             code, _, request = rest.partition(":")
             choice = _CHOICES.get(code)
             if choice is not None:
-                self._names[request] = _name(query.from_user)
                 press = self.engine.press(request, who, chat, choice)
                 reply = press.message
                 if press.accepted:
+                    self._names[request] = _name(query.from_user)
                     reply = _HOW[choice].capitalize().replace("-", ", ")
         elif kind == "bz":
             code, _, token = rest.partition(":")
@@ -317,7 +322,7 @@ class TelegramConnector:
 
     # --- showing things -------------------------------------------------------------------------
 
-    def _approval(self, req: ApprovalRequest) -> Any:
+    def _approval(self, req: ApprovalRequest) -> ApprovalText:
         tool_input = req.tool_input if isinstance(req.tool_input, dict) else {}
         rule, reason = req.details.get("rule"), req.details.get("reason")
         similar = str(req.similar) if req.similar else None
@@ -416,8 +421,8 @@ class TelegramConnector:
             )
 
     async def _edit(self, chat: str, message_id: int, html: str, plain: str | None) -> None:
-        """Edit as HTML (plain text if it cannot be parsed); an edit that changes nothing is
-        done already. `plain` None also removes the buttons."""
+        """Edit as HTML (plain text if it cannot be parsed, unless `plain` is None); an edit
+        that changes nothing is done already. The edit carries no buttons: any go."""
         try:
             await self.bot.edit_message_text(
                 html, chat_id=int(chat), message_id=message_id, parse_mode=ParseMode.HTML,

@@ -111,7 +111,7 @@ def init_cmd(directories: tuple[str, ...], token: str | None, no_telegram: bool,
                  "mode": mode, "policy": policies}  # fmt: skip
         _ask(new, asked={k: bool(v) for k, v in flags.items()})
     if not new.directories:
-        new.directories = [wizard.check_directories(".")[0]]
+        new.directories = wizard.check_directories(".")
     try:
         path = wizard.save(new)
     except ConfigError as exc:
@@ -154,7 +154,7 @@ def _ask(a: Any, asked: dict[str, bool]) -> None:
             hide_input=True,
             value_proc=checked(lambda t: t if t.strip() in ("", "none") else wizard.check_token(t)),
         ).strip()
-        a.token = None if text == "none" else (wizard.check_token(text) if text else a.token)
+        a.token = None if text == "none" else (text or a.token)  # checked by value_proc
     if a.token and not asked["ids"]:
         a.user_ids = click.prompt(
             "Telegram user ids allowed to use the bot (message @userinfobot for yours)",

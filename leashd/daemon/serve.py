@@ -100,12 +100,11 @@ async def serve_telegram() -> int:
             timeout=settings.approval_timeout_seconds,
         )  # fmt: skip
         stopping = asyncio.Event()
-        connected = asyncio.create_task(tg.connect(app, stopping))
         menu: asyncio.Task[Any] | None = None
 
         async def online() -> None:
             nonlocal menu
-            if await connected:
+            if await tg.connect(app, stopping):
                 log.info("telegram connected", bot=app.bot.username)
                 menu = asyncio.create_task(retrying(connector.commands, "setMyCommands"))
                 menu.add_done_callback(_log_failure)
@@ -129,7 +128,7 @@ async def serve_telegram() -> int:
             print(f"leashd: the Telegram connection failed: {exc!r}", file=sys.stderr)
             code = 1
         finally:
-            for t in (main, connected, menu):
+            for t in (main, menu):
                 if t is not None:
                     t.cancel()
             try:
