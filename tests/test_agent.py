@@ -4,13 +4,15 @@ Messages API: modes, approvals through a connector, costs per turn, commands."""
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import shutil
+import signal
 import uuid
 
 import pytest
 
-from leashd.agent.events import ModeChanged, ToolDenied, ToolStarted
+from leashd.agent.events import ModeChanged, TextDelta, ToolDenied, ToolStarted
 from leashd.agent.runner import AgentConfig, ClaudeAgent, bundled_cli
 from leashd.daemon.engine import Engine
 from leashd.daemon.storage import MemoryStore
@@ -186,3 +188,138 @@ def test_clear_and_mode_commands_are_handled_by_the_engine(setup):
     assert "(current)" in conn.sent[-1]
     turn(e, conn, "/dir /nonexistent")
     assert "not an approved directory" in conn.sent[-1]
+
+
+# --- sessions never silently start over -------------------------------------------------------
+
+
+def time_out_now(agent: ClaudeAgent) -> None:
+    """Make every running turn reach its deadline now: the turn times out at a moment the test
+    chose (the CLI has announced its conversation), not after a sleep."""
+    now = asyncio.get_running_loop().time()
+    for running in agent._turns.values():
+        assert running.deadline is not None
+        running.deadline.reschedule(now)
+
+
+def cli_pids() -> list[int]:
+    """The Claude Code CLI processes this test process started."""
+    me = str(os.getpid())
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0", 1)[0]
+        except OSError:
+            continue  # gone meanwhile
+        if ppid == me and argv0.endswith(b"claude"):
+            pids.append(int(entry))
+    return pids
+
+
+class FailsOnStream(Recorder):
+    """Awaits `action` once, when the answer starts streaming: by then the CLI has announced
+    the conversation and sent the prompt."""
+
+    def __init__(self, action) -> None:
+        super().__init__()
+        self.action = action
+
+    async def event(self, chat, event):
+        await super().event(chat, event)
+        if self.action is not None and isinstance(event, TextDelta):
+            action, self.action = self.action, None
+            await action()
+
+
+async def until(check, what: str, limit: float = 30.0) -> None:
+    """Wait for a state (polling), failing with `what` if it never comes."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while not check():
+        assert loop.time() < end, f"never happened: {what}"
+        await asyncio.sleep(0.02)
+
+
+def transcript_holds(text: str) -> bool:
+    files = glob.glob(f"{os.environ['HOME']}/.claude/projects/*/*.jsonl")
+    return any(text in open(f, encoding="utf-8").read() for f in files)
+
+
+def stored(e: Engine, chat: str = "c1"):
+    return asyncio.run(e.store.current_session(chat))
+
+
+def test_a_first_turn_that_times_out_keeps_its_conversation(setup):
+    fake, _proj, engine, _ = setup
+    e = engine()
+    fake.hang()
+
+    async def time_out():
+        time_out_now(e.agent)
+
+    conn = FailsOnStream(time_out)
+    turn(e, conn, "question 1")
+    assert "timed out" in (conn.results[-1].error or "")
+    announced = conn.results[-1].agent_session_id
+    assert announced and stored(e).agent_session_id == announced
+    fake.say("answer 2")
+    turn(e, conn, "question 2")
+    assert conn.results[-1].text == "answer 2"
+    assert fake.user_texts()[0] == "question 1"  # the same conversation, continued
+    assert fake.user_texts()[-1] == "question 2"
+
+
+def test_a_first_turn_whose_agent_dies_keeps_its_conversation(setup):
+    fake, _proj, engine, _ = setup
+    e = engine()
+    fake.hang()
+
+    async def kill_the_cli() -> None:
+        # the CLI writes its transcript a moment after the request: once the prompt is there,
+        # the conversation exists and dying must not lose it
+        await until(lambda: transcript_holds("question 1"), "the prompt in the transcript")
+        [pid] = cli_pids()
+        os.kill(pid, signal.SIGKILL)
+
+    conn = FailsOnStream(kill_the_cli)
+    turn(e, conn, "question 1")
+    assert conn.results[-1].error
+    announced = conn.results[-1].agent_session_id
+    assert announced and stored(e).agent_session_id == announced
+    fake.say("answer 2")
+    turn(e, conn, "question 2")
+    assert conn.results[-1].text == "answer 2"
+    assert fake.user_texts()[0] == "question 1"
+    assert fake.user_texts()[-1] == "question 2"
+
+
+def test_a_lost_conversation_starts_a_new_one_and_says_so(setup):
+    fake, _proj, engine, _ = setup
+    e = engine()
+    conn = Recorder()
+    fake.say("answer 1")
+    turn(e, conn, "question 1")
+    first = stored(e).agent_session_id
+    home = os.environ["HOME"]
+    [transcript] = glob.glob(f"{home}/.claude/projects/*/{first}.jsonl")
+    os.remove(transcript)
+
+    fake.say("answer 2")
+    turn(e, conn, "question 2")
+    assert any("could not be found; starting a new one" in s for s in conn.sent), conn.sent
+    assert conn.results[-1].error is None and conn.results[-1].text == "answer 2"
+    assert fake.user_texts() == ["question 2"]
+    second = stored(e).agent_session_id
+    assert second and second != first
+    # and the new conversation is the one that goes on
+    fake.say("answer 3")
+    turn(e, conn, "question 3")
+    assert conn.results[-1].text == "answer 3"
+    assert fake.user_texts() == ["question 2", "question 3"]
+    assert stored(e).agent_session_id == second
+    assert sum("could not be found" in s for s in conn.sent) == 1

@@ -37,6 +37,11 @@ from leashd.gate.modes import PLAN_TOOL
 log = structlog.get_logger(__name__)
 
 OnEvent = Callable[[AgentEvent], Awaitable[None]]
+OnConversation = Callable[[str], Awaitable[None]]
+
+# What the CLI says (in its result's `errors`, and on stderr) when `--resume` names a
+# conversation whose transcript is not in ~/.claude/projects: it exits 1 before any request.
+_NOT_FOUND = "No conversation found with session ID"
 
 # The CLI's own permission modes for ours: the gate decides every call in all of them; `plan`
 # also tells the model to propose before it acts.
@@ -61,6 +66,10 @@ class _Turn:
     client: Any
     bridge: GateBridge
     interrupted: bool = False
+    deadline: asyncio.Timeout | None = None
+    resume: str | None = None  # the conversation asked for
+    conversation: str | None = None  # the one the CLI announced
+    on_conversation: OnConversation | None = None
 
 
 class ClaudeAgent:
@@ -80,9 +89,38 @@ class ClaudeAgent:
         resume: str | None,
         on_event: OnEvent,
         ask: Notify | None,
+        on_conversation: OnConversation | None = None,
+        on_lost: OnConversation | None = None,
     ) -> TurnResult:
         """Run one turn to its end. Never raises for the agent's failures: they come back as
-        `TurnResult.error`. Cancelling it interrupts the agent."""
+        `TurnResult.error`. Cancelling it interrupts the agent.
+
+        `on_conversation(id)` is awaited as soon as the CLI announces a conversation other
+        than `resume`, so the caller can store it before the turn ends (or fails, or the
+        daemon dies): the next turn then continues it. When the CLI no longer has the
+        conversation `resume` names, `on_lost(resume)` is awaited and the prompt runs in a
+        new conversation; without `on_lost` that is an error instead, never a silent start
+        over."""
+        result, lost = await self._attempt(session, prompt, resume, on_event, ask, on_conversation)
+        if not lost or on_lost is None:
+            return result
+        assert resume is not None
+        log.warning("the agent's conversation is gone", session=session.id, conversation=resume)
+        await on_lost(resume)
+        result, _ = await self._attempt(session, prompt, None, on_event, ask, on_conversation)
+        return result
+
+    async def _attempt(
+        self,
+        session: Session,
+        prompt: str,
+        resume: str | None,
+        on_event: OnEvent,
+        ask: Notify | None,
+        on_conversation: OnConversation | None,
+    ) -> tuple[TurnResult, bool]:
+        """One run of the CLI, and whether it refused to start because the conversation
+        `resume` names is gone."""
         from claude_agent_sdk import ClaudeSDKClient
 
         state = {"session": session}
@@ -99,30 +137,44 @@ class ClaudeAgent:
         bridge = GateBridge(self.gate, lambda: state["session"], ask, on_verdict)
         options = self._options(session, resume, bridge)
         client = ClaudeSDKClient(options)
-        turn = _Turn(client, bridge)
+        turn = _Turn(client, bridge, resume=resume, on_conversation=on_conversation)
         self._turns[session.id] = turn
         try:
             try:
-                async with asyncio.timeout(self.config.timeout):
+                async with asyncio.timeout(self.config.timeout) as turn.deadline:
                     await client.connect()
                     await client.query(prompt)
-                    result = await self._receive(client, on_event, tools)
+                    result = await self._receive(turn, on_event, tools)
             except TimeoutError:
                 await self._stop(turn)
+                # the conversation the CLI announced holds this prompt: the next turn goes on
+                # with it rather than starting over without a word
                 return TurnResult(
-                    "", resume, error=f"the agent timed out after {self.config.timeout:g} s",
+                    "", turn.conversation or resume,
+                    error=f"the agent timed out after {self.config.timeout:g} s",
                     tools=tuple(tools),
-                )  # fmt: skip
+                ), False  # fmt: skip
             except asyncio.CancelledError:
                 await self._stop(turn)
                 raise
             except Exception as exc:
+                if resume is not None and turn.conversation is None and _conversation_gone(exc):
+                    return TurnResult("", resume, error=_describe(exc)), True
                 log.error("agent failed", session=session.id, error=repr(exc))
                 await self._stop(turn)
-                return TurnResult("", resume, error=_describe(exc), tools=tuple(tools))
+                result = TurnResult(
+                    "", turn.conversation or resume, error=_describe(exc), tools=tuple(tools)
+                )
+                return result, False
             if turn.interrupted:
                 result = replace(result, interrupted=True, error=None)
-            return replace(result, tools=tuple(tools))
+            lost = (
+                resume is not None
+                and turn.conversation is None
+                and result.num_turns == 0
+                and _NOT_FOUND in (result.error or "")
+            )
+            return replace(result, tools=tuple(tools)), lost
         finally:
             self._turns.pop(session.id, None)
             bridge.cancel_all()
@@ -152,6 +204,13 @@ class ClaudeAgent:
                 await turn.client.set_permission_mode("default")
         with contextlib.suppress(Exception):
             await on_event(ModeChanged("default"))
+
+    async def _announced(self, turn: _Turn, conversation: str | None) -> None:
+        if not conversation or conversation == turn.conversation:
+            return
+        turn.conversation = conversation
+        if conversation != turn.resume and turn.on_conversation is not None:
+            await turn.on_conversation(conversation)
 
     async def _stop(self, turn: _Turn) -> None:
         turn.bridge.cancel_all()
@@ -202,7 +261,7 @@ class ClaudeAgent:
             **kwargs,
         )
 
-    async def _receive(self, client: Any, on_event: OnEvent, tools: list[str]) -> TurnResult:
+    async def _receive(self, turn: _Turn, on_event: OnEvent, tools: list[str]) -> TurnResult:
         from claude_agent_sdk import (
             AssistantMessage,
             ResultMessage,
@@ -216,7 +275,7 @@ class ClaudeAgent:
 
         agent_session: str | None = None
         texts: list[str] = []
-        async for msg in client.receive_response():
+        async for msg in turn.client.receive_response():
             if isinstance(msg, StreamEvent):
                 if msg.parent_tool_use_id is None:
                     delta = _text_delta(msg.event)
@@ -225,6 +284,7 @@ class ClaudeAgent:
             elif isinstance(msg, SystemMessage):
                 if msg.subtype == "init":
                     agent_session = msg.data.get("session_id") or agent_session
+                    await self._announced(turn, agent_session)
             elif isinstance(msg, AssistantMessage):
                 if msg.parent_tool_use_id is not None:
                     continue  # a sub-agent's own talk: its tool calls are gated all the same
@@ -286,6 +346,15 @@ async def _tell(on_event: OnEvent, event: AgentEvent) -> None:
         raise
     except Exception as exc:
         log.warning("connector failed to show an event", error=repr(exc))
+
+
+def _conversation_gone(exc: BaseException) -> bool:
+    """Whether the CLI refused to start because the conversation to resume is gone."""
+    data = getattr(exc, "data", None)  # claude_agent_sdk.ResultError: the CLI's result
+    if isinstance(data, dict) and data.get("startup_failure_reason") == "resume_target_not_found":
+        return True
+    errors = getattr(exc, "errors", None)
+    return isinstance(errors, list) and any(_NOT_FOUND in str(e) for e in errors)
 
 
 def _describe(exc: BaseException) -> str:

@@ -37,6 +37,7 @@ COMMANDS = {
     "/help": "this list",
 }
 _MODE_COMMANDS = {"/plan": "plan", "/edit": "auto", "/default": "default"}
+LOST_CONVERSATION = "The previous conversation could not be found; starting a new one."
 
 
 @dataclass
@@ -200,12 +201,32 @@ class Engine:
             self._asked[req.id] = connector
             await connector.ask(req)
 
+        async def on_conversation(conversation: str) -> None:
+            # Stored the moment the agent names it: a turn that then fails, times out or
+            # dies with the daemon still leaves the next message continuing it.
+            nonlocal row
+            row = replace(row, agent_session_id=conversation, agent_cost_usd=0.0)
+            state.session = row = await self.store.update_session(row)
+
+        async def on_lost(conversation: str) -> None:
+            # The agent has no transcript of it any more (deleted, another machine): the
+            # message goes to a new conversation, and the user must know the old one is gone.
+            nonlocal row
+            row = replace(row, agent_session_id=None, agent_cost_usd=0.0)
+            state.session = row = await self.store.update_session(row)
+            try:
+                await connector.send(chat, LOST_CONVERSATION)
+            except Exception as exc:
+                log.warning("could not say the conversation was lost", chat=chat, error=repr(exc))
+
         result = await self.agent.run(
             session,
             text,
             resume=row.agent_session_id,
             on_event=on_event,
             ask=ask if self.approvals is not None else None,
+            on_conversation=on_conversation,
+            on_lost=on_lost,
         )
         row = replace(row, mode=mode)
         if result.agent_session_id:
