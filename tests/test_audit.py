@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import os
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from leashd.cli import main
 from leashd.gate.audit import (
+    AuditDamaged,
     AuditError,
     AuditLog,
     canonical,
@@ -226,3 +228,247 @@ def test_audit_commands(tmp_path):
     log.write_bytes(log.read_bytes().replace(b'"decision":"deny"', b'"decision":"allow"'))
     bad = runner.invoke(main, ["audit", "verify", str(log)])
     assert bad.exit_code == 1 and f"{log}:2: record 2 was edited" in bad.output
+
+
+# --- the writer continues from the head, and keeps the evidence (issue 18, item 2) -------------
+
+
+def _cut(log: Path, keep_lines: int) -> None:
+    log.write_bytes(b"".join(lines(log)[:keep_lines]))
+
+
+@pytest.mark.parametrize(("keep", "gone"), [(3, "cut short"), (0, "emptied")])
+def test_a_log_shorter_than_its_head_is_never_continued(tmp_path, keep, gone):
+    log = tmp_path / "audit.jsonl"
+    write(log, 5)
+    _cut(log, keep)
+    before = log.read_bytes()
+    with AuditLog(log) as audit, pytest.raises(AuditDamaged, match=gone) as err:
+        audit.append("decision", {"tool": "Read"})
+    assert f"records {keep + 1}..5 are missing" in str(err.value)
+    assert "leashd audit repair" in str(err.value)
+    assert log.read_bytes() == before  # no fresh chain started
+    assert not verify(log).ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_for_any_cut_the_writer_refuses_and_verify_fails(tmp_path_factory, data):
+    log = tmp_path_factory.mktemp("cut") / "audit.jsonl"
+    write(log, 4, input={"command": "ls -la"})
+    raw = log.read_bytes()
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    log.write_bytes(raw[:cut])
+    with AuditLog(log) as audit, pytest.raises(AuditDamaged):
+        audit.append("decision", {"tool": "Read"})
+    assert log.read_bytes() == raw[:cut]
+    assert not verify(log).ok
+
+
+def test_repair_seals_the_damage_and_verify_reports_it_for_good(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    write(log, 5)
+    _cut(log, 3)
+    with AuditLog(log) as audit:
+        [seal] = audit.repair()
+        assert seal["kind"] == "seal" and seal["missing"] == [4, 5] and seal["seq"] == 6
+        after = audit.append("decision", {"tool": "Read"})
+    assert after["seq"] == 7 and after["prev"] == seal["hash"]
+    v = verify(log)
+    assert v.ok and v.status == "intact", v
+    assert "sealed damage" in v.message
+    assert any("records 4..5 are missing" in n for n in v.notices), v.notices
+    with AuditLog(log) as audit:
+        assert audit.repair() == []  # nothing more to seal
+
+
+def test_an_edited_record_is_refused_at_start_then_sealed_with_its_bytes_kept(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    write(log, 5)
+    rows = lines(log)
+    rows[2] = rows[2].replace(b'"decision":"allow"', b'"decision":"deny"')
+    log.write_bytes(b"".join(rows))
+    with AuditLog(log) as audit:
+        # the daemon's check at start reads the whole log (the writer alone checks the end)
+        with pytest.raises(AuditDamaged, match="line 3: record 3 was edited"):
+            audit.check()
+        [seal] = audit.repair()
+        audit.check()
+        audit.append("decision", {"tool": "Read"})
+    assert seal["from_line"] == 3 and seal["offset"] == len(b"".join(rows[:2]))
+    kept = log.read_bytes()[seal["offset"] : seal["offset"] + seal["length"]]
+    assert kept == b"".join(rows[2:])  # the evidence stays where it was
+    v = verify(log)
+    assert v.ok and any("line 3: sealed damage: record 3 was edited" in n for n in v.notices)
+
+
+def test_a_torn_last_record_is_sealed_on_the_next_append_not_dropped(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    write(log, 3)
+    torn = b'{"decision":"allow","input":{"command":"rm -rf bui'
+    with open(log, "ab") as f:
+        f.write(torn)  # what kill -9 mid-append leaves: part of a record, head not moved
+    assert not verify(log).ok
+    with AuditLog(log) as audit:
+        after = audit.append("decision", {"tool": "Read"})
+    got = list(records(log))
+    seal = next(r for r in got if r.get("kind") == "seal")
+    assert seal["length"] == len(torn) + 1 and "torn" in seal["damage"]
+    assert torn in log.read_bytes()  # kept
+    assert after["seq"] == seal["seq"] + 1
+    v = verify(log)
+    assert v.ok and any("sealed damage" in n and "torn" in n for n in v.notices), v
+
+
+def test_a_record_past_the_head_is_voided_not_left_as_allow(tmp_path):
+    # a crash after the record was written but before the head named it: the append never
+    # returned, so the allow it records never took effect
+    log = tmp_path / "audit.jsonl"
+    write(log, 2)
+    head = Path(str(log) + ".head")
+    saved = head.read_bytes()
+    write(log, 1)
+    head.write_bytes(saved)
+    v = verify(log)
+    assert v.ok and any("3 were written but not yet confirmed" in n for n in v.notices), v
+    with AuditLog(log) as audit:
+        audit.append("decision", {"tool": "Read"})
+    void = next(r for r in records(log) if r.get("kind") == "void")
+    assert void["voids"] == [3] and void["seq"] == 4
+    v = verify(log)
+    assert v.ok and any("records 3 did not take effect" in n for n in v.notices), v
+
+
+def test_a_record_that_is_written_but_not_confirmed_raises_and_is_voided_next(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    audit = AuditLog(log)
+    audit.append("decision", {"n": 0})
+    # the head file's writes fail with ENOSPC from here on (a real device that is full)
+    full = os.open("/dev/full", os.O_WRONLY)
+    saved = os.dup(audit._head_fd)
+    os.dup2(full, audit._head_fd)
+    with pytest.raises(AuditError) as err:
+        audit.append("decision", {"tool": "Bash", "decision": "allow"})
+    assert err.value.written is not None and err.value.written["seq"] == 2
+    os.dup2(saved, audit._head_fd)
+    audit.append("decision", {"n": 3})
+    audit.close()
+    got = list(records(log))
+    assert [r.get("kind") for r in got] == ["decision", "decision", "void", "decision"]
+    assert got[2]["voids"] == [2]
+    assert verify(log).ok
+
+
+def test_a_short_write_is_cut_back_so_the_log_is_not_stuck(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    path = tmp_path / "a.jsonl"
+    p = ctx.Process(target=_write_past_a_size_limit, args=(str(path), queue))
+    p.start()
+    p.join()
+    assert queue.get(timeout=5).startswith("AuditError")
+    assert path.read_bytes().endswith(b"\n")  # no part of the failed record left behind
+    with AuditLog(path) as audit:
+        assert audit.append("decision", {"i": 2})["seq"] == 2
+    assert verify(path).ok
+
+
+def test_the_log_never_goes_back_under_a_running_writer(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log) as audit:
+        for i in range(4):
+            audit.append("decision", {"i": i})
+        rows = lines(log)
+        log.write_bytes(b"".join(rows[:2]))  # cut, and the head put back to match
+        Path(str(log) + ".head").write_bytes(
+            (json.dumps({"seq": 2, "hash": json.loads(rows[1])["hash"]}) + "\n").encode()
+        )
+        with pytest.raises(AuditDamaged, match="went back from record 4 to 2"):
+            audit.append("decision", {"i": 9})
+
+
+# --- the keyed chain ---------------------------------------------------------------------------
+
+KEY = b"k" * 32
+
+
+def _delete_and_rehash(log: Path, key: bytes | None) -> None:
+    """What a forger does: delete record 3, then renumber and re-link the rest."""
+    recs = [json.loads(x) for x in lines(log)]
+    del recs[2]
+    prev = "0" * 64
+    for i, r in enumerate(recs, 1):
+        r["seq"], r["prev"] = i, prev
+        r["hash"] = record_hash(r, key)
+        prev = r["hash"]
+    log.write_bytes(b"".join(canonical(r) + b"\n" for r in recs))
+    Path(str(log) + ".head").write_bytes(
+        (json.dumps({"seq": len(recs), "hash": prev}) + "\n").encode()
+    )
+
+
+def test_an_unkeyed_chain_does_not_catch_a_forger_who_recomputes_the_hashes(tmp_path):
+    # what the unkeyed chain does not prove (docs/audit.md): this is why the key exists
+    log = tmp_path / "audit.jsonl"
+    write(log, 5)
+    _delete_and_rehash(log, None)
+    assert verify(log).ok
+
+
+def test_a_keyed_chain_catches_a_deleted_record_with_recomputed_hashes(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log, key=KEY) as audit:
+        for i in range(5):
+            audit.append("decision", {"i": i})
+    assert verify(log, key=KEY).ok
+    _delete_and_rehash(log, None)  # plain SHA-256: the forger has no key
+    v = verify(log, key=KEY)
+    assert not v.ok and v.line == 1 and "HMAC does not match" in v.message, v
+    _delete_and_rehash(log, b"a guess at the key, 32 bytes...")
+    v = verify(log, key=KEY)
+    assert not v.ok and v.line == 1 and "HMAC does not match" in v.message, v
+
+
+def test_a_keyed_log_verified_without_the_key_says_so(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log, key=KEY) as audit:
+        audit.append("decision", {"i": 0})
+    v = verify(log)
+    assert not v.ok and v.status == "unchecked" and "not checked: no key" in v.message
+    v = verify(log, key=b"another key, also 32 bytes long!")
+    assert not v.ok and v.status == "damaged" and "written with another key" in v.message
+
+
+def test_a_keyed_log_is_continued_only_with_its_key(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log, key=KEY) as audit:
+        audit.append("decision", {"i": 0})
+    with AuditLog(log) as audit, pytest.raises(AuditError, match="is keyed"):
+        audit.append("decision", {"i": 1})
+    with AuditLog(log, key=b"x" * 32) as audit, pytest.raises(AuditError, match="another key"):
+        audit.append("decision", {"i": 1})
+    with AuditLog(log, key=KEY) as audit:
+        _cut(log, 0)
+        with pytest.raises(AuditDamaged):
+            audit.append("decision", {"i": 1})
+    with AuditLog(log) as audit, pytest.raises(AuditError, match="keyed"):
+        audit.repair()  # a seal without the key would be one more break
+
+
+def test_a_key_set_on_an_old_log_proves_what_comes_after(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    write(log, 2)
+    with AuditLog(log, key=KEY) as audit:
+        audit.append("decision", {"i": 2})
+    v = verify(log, key=KEY)
+    assert v.ok and any("first 2 records carry no HMAC" in n for n in v.notices), v
+    rows = lines(log)  # a forger turns the keyed record into a plain one
+    rec = json.loads(rows[2])
+    del rec["key_id"]
+    rec["hash"] = record_hash(rec)
+    log.write_bytes(b"".join(rows[:2]) + canonical(rec) + b"\n")
+    Path(str(log) + ".head").write_bytes(
+        (json.dumps({"seq": 3, "hash": rec["hash"]}) + "\n").encode()
+    )
+    assert verify(log, key=KEY).ok  # no keyed record left: indistinguishable from an old log
+    assert any("proves nothing" in n for n in verify(log, key=KEY).notices)

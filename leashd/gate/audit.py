@@ -2,19 +2,28 @@
 approval event.
 
 Each record carries `seq` (1, 2, 3, ...), `prev` (the hash of the record before; 64 zeros for
-the first) and `hash` (SHA-256 of the record's canonical JSON without `hash`). Editing a record
-breaks its hash; deleting one breaks the next record's `prev` and the sequence; cutting the
-file short is caught by the head file (`PATH.head`), which holds the seq and hash of the last
-record written. `verify` names the first line that does not hold.
+the first) and `hash` (SHA-256 of the record's canonical JSON without `hash`; with a key, an
+HMAC: see `audit_chain`). The head file (`PATH.head`) holds the seq and hash of the last
+record whose append returned: a record is *confirmed* once the head names it, and only a
+confirmed record was acted on.
+
+The writer continues from the head, not from the file. A log shorter than its head says (records
+deleted from the end, the file emptied), a last record the head does not name, a record edited:
+each is damage, and the writer refuses to append (AuditDamaged) until `leashd audit repair`
+seals it. What a crash leaves is not damage, and is put right in the log itself: records written
+after the head (their append never returned, so they never took effect) get a `void` record
+naming them; a record torn by a crash mid-append is sealed, its bytes kept. `verify` names the
+first line that does not hold (`audit_verify`).
 
 A record is written with one `write` on a file opened for appending, under a lock shared by the
 writer's threads and an advisory lock shared with other processes, so records never interleave.
-When a record cannot be written, `append` raises AuditError: the gate then denies the call (it
-never acts unaudited).
+A write that takes part of a record is cut back at once. When a record cannot be written,
+`append` raises AuditError: the gate then denies the call (it never acts unaudited).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -22,40 +31,58 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-GENESIS = "0" * 64
+from leashd.gate.audit_chain import (
+    GENESIS,
+    HEAD_SIZE,
+    Head,
+    HeadError,
+    canonical,
+    head_bytes,
+    head_path,
+    key_id,
+    parse_head,
+    record_hash,
+    same_hash,
+)
+from leashd.gate.audit_verify import MAX_UNCONFIRMED, Verdict, verify
+
+__all__ = [
+    "GENESIS", "HEAD_SIZE", "AuditDamaged", "AuditError", "AuditLog", "Head", "Verdict",
+    "canonical", "capped_input", "default_path", "describe", "follow", "matches", "now",
+    "record_hash", "records", "verify",
+]  # fmt: skip
+
 FsyncPolicy = Literal["always", "interval", "never"]
 FSYNC_POLICIES: tuple[str, ...] = ("always", "interval", "never")
 DEFAULT_PATH = Path("~/.leashd/audit.jsonl")
-HEAD_SIZE = 128  # bytes of the head file: the last record's seq and hash, space padded
 INPUT_CAP = 4096  # characters of a tool input's JSON kept in a record (the hash covers all)
+_SCAN_BACK = 64 << 20  # bytes read back from the end to find the record the head names
+REPAIR = "run `leashd audit verify` to see it, and `leashd audit repair` to seal it and go on"
 
 
 class AuditError(Exception):
-    """A record could not be written (or the log cannot be continued)."""
+    """A record could not be written (or the log cannot be continued). `written` is the
+    record when it reached the file but its append did not return: it is not confirmed, and
+    the next append voids it."""
+
+    def __init__(self, message: str, written: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+class AuditDamaged(AuditError):
+    """The log is damaged (edited, cut short, emptied): nothing is appended until the damage
+    is sealed."""
 
 
 def default_path() -> Path:
-    """`LEASHD_AUDIT_LOG_PATH`, else ~/.leashd/audit.jsonl."""
+    """`LEASHD_AUDIT_LOG_PATH`, else ~/.leashd/audit.jsonl (the daemon's own resolution, with
+    LEASHD_HOME and config.yaml, is `Settings.path("audit_log_path")`)."""
     return Path(os.environ.get("LEASHD_AUDIT_LOG_PATH") or DEFAULT_PATH).expanduser()
-
-
-def canonical(obj: Any) -> bytes:
-    """The bytes a hash is taken over: sorted keys, no spaces, UTF-8 (lone surrogates, which
-    JSON allows in a tool input, escaped rather than refused)."""
-    return _CANONICAL.encode(obj).encode()
-
-
-# one encoder for every record: json.dumps builds a new one per call when given options
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def record_hash(record: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
 
 
 def now() -> str:
@@ -85,32 +112,35 @@ def capped_input(tool_input: Any, cap: int = INPUT_CAP) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class Head:
-    seq: int
-    hash: str
-
-
 class AuditLog:
     """An append-only, hash-chained JSON Lines file. Safe to share between threads; a second
-    process appending to the same file serialises on the file lock and continues the chain."""
+    process appending to the same file serialises on the file lock and continues the chain.
+    With `key`, every record it writes is an HMAC link (see `audit_chain`)."""
 
     def __init__(
-        self, path: str | Path, fsync: FsyncPolicy = "always", interval: float = 1.0
+        self,
+        path: str | Path,
+        fsync: FsyncPolicy = "always",
+        interval: float = 1.0,
+        *,
+        key: bytes | None = None,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, not {fsync!r}")
         self.path = Path(path).expanduser()
-        self.head_path = self.path.with_name(self.path.name + ".head")
+        self.head_path = Path(head_path(self.path))
         self.fsync = fsync
         self.interval = interval
+        self.key = key
+        self.key_id = key_id(key) if key is not None else None
         self._lock = threading.Lock()
         self._last_sync = 0.0
-        self._known: tuple[int, Head] | None = None  # file size after our last append
+        self._known: tuple[int, Head] | None = None  # file size and head after our last append
+        self._wrote = 0  # the highest seq this writer confirmed: the log never goes back
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._head_fd = os.open(self.head_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise AuditError(f"cannot open the audit log {self.path}: {exc.strerror}") from None
 
@@ -129,61 +159,276 @@ class AuditLog:
 
     def append(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Write one record (`kind`: "decision" or "approval") and return it as written.
-        Raises AuditError when it could not be written whole."""
-        with self._lock:
-            if self._fd < 0:
-                raise AuditError("the audit log is closed")
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-                try:
-                    size = os.fstat(self._fd).st_size
-                    known = self._known
-                    head = known[1] if known and known[0] == size else self._last(size)
-                    # the chain's own keys last: a caller's fields never replace them
-                    record = {**fields, "seq": head.seq + 1, "time": now(), "kind": kind}
-                    record["prev"] = head.hash
-                    record["hash"] = record_hash(record)
-                    line = canonical(record) + b"\n"
-                    if os.write(self._fd, line) != len(line):
-                        raise AuditError("the audit log took part of a record (disk full?)")
-                    self._sync()
-                    head = Head(record["seq"], record["hash"])
-                    self._write_head(head)
-                    self._known = (size + len(line), head)
-                finally:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-            except OSError as exc:
-                raise AuditError(f"cannot write the audit log {self.path}: {exc}") from None
-        return record
+        Raises AuditError when it could not be written and confirmed, AuditDamaged when the
+        log is damaged."""
+        with self._locked():
+            head = self._resume()
+            return self._write(head, kind, fields)
 
-    # --- inside the lock -------------------------------------------------------------------
+    def resume(self) -> list[dict[str, Any]]:
+        """Check the end of the log against the head and put right what a crash left (void
+        the records written after the head, seal a torn last record); returns the records
+        that took. Raises AuditDamaged on damage. The daemon calls it before its first call."""
+        with self._locked():
+            size = os.fstat(self._fd).st_size
+            before = self._known
+            self._resume()
+            if before is None or before[0] != size:
+                return _records_from(self.path, size)
+            return []
 
-    def _last(self, size: int) -> Head:
-        """The head to continue from: the last record of the file, which another process
-        may have written since this one's last append."""
-        if size == 0:
-            return Head(0, GENESIS)
+    def check(self, whole_below: int = 256 << 20) -> list[str]:
+        """What the daemon runs at start, before its first call: `resume` (the end against
+        the head, crash leftovers put right), then the whole chain when the log is smaller
+        than `whole_below` bytes. Raises AuditDamaged on damage; returns the notices (sealed
+        damage, records that did not take effect) to tell the operator."""
+        self.resume()
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size >= whole_below:
+            return [f"{self.path} is {size >> 20} MiB: only its end was checked at start; "
+                    "`leashd audit verify` checks the whole chain"]  # fmt: skip
+        v = verify(self.path, self.key)
+        if v.status not in ("intact", "missing"):
+            where = f"line {v.line}: " if v.line else ""
+            raise AuditDamaged(f"{self.path}: {where}{v.message}: {REPAIR}")
+        return list(v.notices)
+
+    def repair(self, by: str = "leashd audit repair") -> list[dict[str, Any]]:
+        """Seal every damage `verify` finds, so the log can be continued: each seal holds
+        where the damaged bytes are, how many and their SHA-256; they stay in place and
+        `verify` reports them for good. Returns the seals written ([] when there was no
+        damage). A keyed log is repaired only with its key."""
+        seals: list[dict[str, Any]] = []
+        with self._locked():
+            for _ in range(8):  # one seal per damage; a log with more is left to a person
+                v = verify(self.path, self.key)
+                if v.status in ("intact", "unchecked", "missing"):
+                    if v.status == "unchecked" or (v.key_ids and self.key is None):
+                        raise AuditError(
+                            f"{self.path} is keyed (key {', '.join(v.key_ids)}): set "
+                            "LEASHD_AUDIT_KEY or audit_key_file to repair it"
+                        )
+                    break
+                if v.key_ids and self.key is None:
+                    raise AuditError(
+                        f"{self.path} is keyed (key {', '.join(v.key_ids)}): a seal without "
+                        "the key would be one more break; set LEASHD_AUDIT_KEY or audit_key_file"
+                    )
+                seals.append(self._seal(v, by))
+            else:
+                raise AuditDamaged(f"{self.path} has more damage than one repair seals")
+            self._known = None
+        return seals
+
+    # --- inside the locks ---------------------------------------------------------------------
+
+    def _locked(self) -> _Locked:
+        return _Locked(self)
+
+    def _resume(self) -> Head:
+        """The head to continue from. The fast path: nobody wrote since our last append."""
+        size = os.fstat(self._fd).st_size
+        known = self._known
+        if known is not None and known[0] == size:
+            return known[1]
+        head = self._read_head()
+        if head.key_id is not None:
+            self._check_key({"key_id": head.key_id})
+        if head.seq < self._wrote:
+            raise AuditDamaged(
+                f"{self.path} went back from record {self._wrote} to {head.seq} while this "
+                f"process was writing it: {REPAIR}"
+            )
+        torn, past = self._tail(size, head)
+        if torn is not None:
+            offset, data = torn
+            last = past[-1] if past else {"seq": head.seq, "hash": head.hash}
+            seal = {
+                "damage": "a record torn by a crash or a full disk mid-append (its append "
+                "never returned: it did not take effect)",
+                "offset": offset, "length": len(data) + 1,
+                "sha256": hashlib.sha256(data + b"\n").hexdigest(),
+                "by": "the writer, on its next append",
+            }  # fmt: skip
+            head = Head(last["seq"], last["hash"])
+            written = self._write(head, "seal", seal, lead=b"\n", size=size, seq=last["seq"] + 1)
+            head, size = Head(written["seq"], written["hash"]), os.fstat(self._fd).st_size
+        elif past:
+            head = Head(past[-1]["seq"], past[-1]["hash"])
+        voids = [r["seq"] for r in past if r.get("kind") != "void"]
+        if voids:
+            reason = (
+                "written, but the append never returned (a crash, or a failed fsync or head "
+                "write): the call or answer they record was not acted on"
+            )
+            written = self._write(head, "void", {"voids": voids, "reason": reason})
+            head = Head(written["seq"], written["hash"])
+        elif past and torn is None:
+            self._confirm(head, os.fstat(self._fd).st_size)
+        return head
+
+    def _read_head(self) -> Head:
+        try:
+            raw = os.pread(self._head_fd, HEAD_SIZE * 2, 0)
+            return parse_head(raw) or Head(0, GENESIS)
+        except HeadError as exc:
+            raise AuditDamaged(f"{self.head_path}: {exc}: {REPAIR}") from None
+
+    def _tail(self, size: int, head: Head) -> tuple[tuple[int, bytes] | None, list[dict[str, Any]]]:
+        """What follows the record the head names: a torn last record (its offset and bytes)
+        and the whole records after the head. Raises AuditDamaged when the end does not
+        hold (the head's record missing or changed, records that do not link)."""
         with open(self.path, "rb") as f:
             back = min(size, 1 << 16)
             while True:
                 f.seek(size - back)
-                tail = f.read(back)
-                start = tail.rfind(b"\n", 0, len(tail) - 1)
-                if start >= 0 or back == size:
+                data = f.read(back)
+                lines = data.split(b"\n")
+                torn_bytes = lines.pop()  # after the last newline: b"" when none is torn
+                if back < size:
+                    lines.pop(0)  # may start mid-line
+                found = self._find_head_record(lines, head)
+                if found is not None or back >= size:
                     break
+                if back >= _SCAN_BACK:
+                    raise AuditDamaged(
+                        f"the record the head file of {self.path} names ({head.seq}) is not "
+                        f"in the last {_SCAN_BACK >> 20} MiB of the log: {REPAIR}"
+                    )
                 back = min(size, back * 4)
-        if not tail.endswith(b"\n"):
-            raise AuditError(f"{self.path} ends inside a record: run `leashd audit verify`")
+        torn = (size - len(torn_bytes), torn_bytes) if torn_bytes else None
+        if found is None:
+            if head.seq > 0:
+                raise AuditDamaged(self._shorter(lines, head))
+            found = -1  # nothing confirmed yet: every record is past the head
+        past = [self._parse(raw, "past the head") for raw in lines[found + 1 :] if raw]
+        expect_seq, expect_prev = head.seq + 1, head.hash
+        for rec in past:
+            if rec["seq"] != expect_seq or rec["prev"] != expect_prev:
+                raise AuditDamaged(
+                    f"record {rec['seq']} of {self.path} does not follow the one the head "
+                    f"file names ({head.seq}): {REPAIR}"
+                )
+            self._check_key(rec)
+            expect_seq, expect_prev = rec["seq"] + 1, rec["hash"]
+        if len([r for r in past if r.get("kind") != "void"]) > MAX_UNCONFIRMED:
+            raise AuditDamaged(
+                f"{len(past)} records of {self.path} follow the one its head file names "
+                f"({head.seq}): more than a crash leaves: {REPAIR}"
+            )
+        return torn, past
+
+    def _find_head_record(self, lines: list[bytes], head: Head) -> int | None:
+        """The index of the line holding the head's record, checked; None if not among them."""
+        if head.seq == 0:
+            return None
+        for i in range(len(lines) - 1, -1, -1):
+            raw = lines[i]
+            if not raw:
+                continue
+            rec = self._parse(raw, "at the end")
+            if rec["seq"] < head.seq:
+                raise AuditDamaged(self._shorter(lines, head, last=rec["seq"]))
+            if rec["seq"] == head.seq:
+                if not same_hash(head.hash, rec["hash"]):
+                    raise AuditDamaged(
+                        f"the last record of {self.path} is not the one its head file names "
+                        f"(record {head.seq}): {REPAIR}"
+                    )
+                self._check_key(rec)
+                return i
+        return None
+
+    def _shorter(self, lines: list[bytes], head: Head, last: int | None = None) -> str:
+        if last is None:
+            last = 0
+            for raw in reversed(lines):
+                if raw:
+                    last = self._parse(raw, "at the end")["seq"]
+                    break
+        gone = "emptied" if last == 0 else "cut short"
+        return (
+            f"{self.path} is shorter than its head file says: records {last + 1}..{head.seq} "
+            f"are missing (the log was {gone}); nothing is appended to it: {REPAIR}"
+        )
+
+    def _parse(self, raw: bytes, where: str) -> dict[str, Any]:
         try:
-            last = json.loads(tail[start + 1 :])
-            head = Head(int(last["seq"]), str(last["hash"]))
-        except (ValueError, KeyError, TypeError):
+            rec = json.loads(raw)
+        except (ValueError, RecursionError):
+            rec = None
+        if not (
+            isinstance(rec, dict)
+            and isinstance(rec.get("seq"), int)
+            and isinstance(rec.get("hash"), str)
+            and "prev" in rec
+        ):
+            raise AuditDamaged(f"a line {where} of {self.path} is not a record: {REPAIR}")
+        return rec
+
+    def _check_key(self, rec: dict[str, Any]) -> None:
+        """A record's own hash, under the key it names: a keyed log is continued only with
+        its key, and an edited record is not continued at all."""
+        rid = rec.get("key_id")
+        what = f"record {rec['seq']}" if "seq" in rec else "head file"
+        if rid is not None and self.key is None:
             raise AuditError(
-                f"the last record of {self.path} is damaged: run `leashd audit verify`"
+                f"{self.path} is keyed (key {rid}) and no key is set: set LEASHD_AUDIT_KEY or "
+                "audit_key_file to continue it"
+            )
+        if rid is not None and rid != self.key_id:
+            raise AuditError(
+                f"{self.path} was written with another key (key {rid}; this one is "
+                f"{self.key_id}): start a new log to change keys (docs/audit.md)"
+            )
+        if "hash" in rec and not same_hash(record_hash(rec, self.key), rec["hash"]):
+            raise AuditDamaged(f"{what} of {self.path} was edited: {REPAIR}")
+
+    def _write(
+        self,
+        head: Head,
+        kind: str,
+        fields: dict[str, Any],
+        *,
+        lead: bytes = b"",
+        size: int | None = None,
+        seq: int | None = None,
+    ) -> dict[str, Any]:
+        """Append one record after `head` and confirm it (sync, then the head file)."""
+        # the chain's own keys last: a caller's fields never replace them
+        record = {**fields, "seq": seq or head.seq + 1, "time": now(), "kind": kind}
+        record.pop("key_id", None)
+        if self.key is not None:
+            record["key_id"] = self.key_id
+        record["prev"] = head.hash
+        record["hash"] = record_hash(record, self.key)
+        data = lead + canonical(record) + b"\n"
+        if size is None:
+            size = os.fstat(self._fd).st_size
+        written = os.write(self._fd, data)
+        if written != len(data):
+            # a full disk: the part that was written is cut back, so the log never ends
+            # inside a record that this process could have finished
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise AuditError(f"the audit log {self.path} took part of a record (disk full?)")
+        try:
+            self._sync()
+            self._confirm(Head(record["seq"], record["hash"]), size + len(data))
+        except OSError as exc:
+            self._known = None  # the next append finds this record past the head, and voids it
+            raise AuditError(
+                f"the audit log {self.path} could not confirm record {record['seq']}: {exc}",
+                written=record,
             ) from None
-        if record_hash(last) != head.hash:
-            raise AuditError(f"the last record of {self.path} was edited: `leashd audit verify`")
-        return head
+        return record
+
+    def _confirm(self, head: Head, size: int) -> None:
+        # overwritten in place, at one fixed length: one small write within a page, instead
+        # of a rename per record (which cost more than the rest of an append together)
+        os.pwrite(self._head_fd, head_bytes(Head(head.seq, head.hash, self.key_id)), 0)
+        self._known = (size, head)
+        self._wrote = max(self._wrote, head.seq)
 
     def _sync(self) -> None:
         if self.fsync == "always" or (
@@ -192,86 +437,79 @@ class AuditLog:
             os.fsync(self._fd)
             self._last_sync = time.monotonic()
 
-    def _write_head(self, head: Head) -> None:
-        # overwritten in place, at one fixed length: one small write within a page, instead
-        # of a rename per record (which cost more than the rest of an append together)
-        text = f'{{"seq": {head.seq}, "hash": "{head.hash}"}}'.encode()
-        os.pwrite(self._head_fd, text.ljust(HEAD_SIZE - 1) + b"\n", 0)
+    def _seal(self, v: Verdict, by: str) -> dict[str, Any]:
+        """Seal the damage `v` names: from its offset to the end of the file (a seal of
+        length 0 when the damage is at the end: records missing, another head)."""
+        size = os.fstat(self._fd).st_size
+        offset = v.offset if v.offset is not None else size
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            digest, length, last = hashlib.sha256(), 0, b""
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                length += len(chunk)
+                last = chunk[-1:]
+        lead = b"\n" if length and last != b"\n" else b""
+        digest.update(lead)
+        fields: dict[str, Any] = {
+            "damage": v.message,
+            "offset": offset,
+            "length": length + len(lead),
+            "sha256": digest.hexdigest(),
+            "by": by,
+        }
+        if v.line is not None:
+            fields["from_line"] = v.line
+        if v.head is not None:
+            fields["head"] = {"seq": v.head.seq, "hash": v.head.hash}
+            if v.head.seq > v.prev_seq and offset == size:
+                fields["missing"] = [v.prev_seq + 1, v.head.seq]
+        seq = max(v.max_seq, v.head.seq if v.head else 0, v.prev_seq) + 1
+        return self._write(Head(v.prev_seq, v.prev_hash), "seal", fields, lead=lead, seq=seq)
+
+
+class _Locked:
+    """The writer's thread lock, then the file lock shared with other processes."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def __enter__(self) -> None:
+        log = self.log
+        log._lock.acquire()
+        try:
+            if log._fd < 0:
+                raise AuditError("the audit log is closed")
+            fcntl.flock(log._fd, fcntl.LOCK_EX)
+        except BaseException:
+            log._lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        log = self.log
+        try:
+            fcntl.flock(log._fd, fcntl.LOCK_UN)
+        finally:
+            log._lock.release()
+        if isinstance(exc, OSError) and not isinstance(exc, AuditError):
+            raise AuditError(f"cannot write the audit log {log.path}: {exc}") from None
+
+
+def _records_from(path: Path, offset: int) -> list[dict[str, Any]]:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        out = []
+        for raw in f:
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
 
 
 # --- reading -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    records: int
-    message: str
-    line: int | None = None  # the first bad line (1-based)
-
-
-def verify(path: str | Path) -> Verdict:
-    """Check the chain of the log at `path` and its head file; the first line that does not
-    hold is named."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            bad, seq, last_hash, lines = _check_lines(f)
-    except OSError as exc:
-        return Verdict(False, 0, f"cannot read {path}: {exc.strerror}")
-    if bad is not None:
-        return bad
-    head_path = path.with_name(path.name + ".head")
-    try:
-        text = head_path.read_text()
-        if not text and seq == 0:  # a log opened and never written to
-            return Verdict(True, 0, "0 records")
-        head = json.loads(text)
-    except FileNotFoundError:
-        return Verdict(seq == 0, seq, f"{seq} records; no head file to check the end against")
-    except (OSError, ValueError):
-        return Verdict(False, seq, f"the head file {head_path} is damaged")
-    if not isinstance(head, dict) or not isinstance(head.get("seq"), int):
-        return Verdict(False, seq, f"the head file {head_path} is damaged")
-    if head["seq"] > seq:
-        missing = f"records {seq + 1}..{head['seq']} are missing: the log was cut short"
-        return Verdict(False, seq, missing, lines + 1)
-    if head["seq"] == seq and head.get("hash") != last_hash:
-        return Verdict(False, seq, "the last record is not the one the head file names", lines)
-    return Verdict(True, seq, f"{seq} records, chain intact")
-
-
-def _check_lines(f) -> tuple[Verdict | None, int, str, int]:  # type: ignore[no-untyped-def]
-    """Walk the chain: (the first failure or None, the last seq, its hash, lines read)."""
-    prev, seq, n = GENESIS, 0, 0
-    for n, raw in enumerate(f, 1):
-        problem = None
-        record: Any = None
-        if not raw.endswith(b"\n"):
-            problem = "the file ends inside a record (cut short)"
-        else:
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                problem = "not a JSON record"
-        if problem is None and (
-            not isinstance(record, dict) or not {"seq", "prev", "hash"} <= record.keys()
-        ):
-            problem = "not an audit record (no seq, prev or hash)"
-        elif problem is None and record["hash"] != record_hash(record):
-            problem = f"record {record['seq']} was edited: its hash does not match"
-        elif problem is None and raw != canonical(record) + b"\n":
-            # same values, other bytes (an escape spelt differently): still not as written
-            problem = f"record {record['seq']} was edited: it is not as it was written"
-        elif problem is None and record["seq"] != seq + 1:
-            # a record deleted, or put out of order
-            problem = f"expected record {seq + 1}, found {record['seq']}"
-        elif problem is None and record["prev"] != prev:
-            problem = "the chain breaks: prev is not the hash of the record before"
-        if problem is not None:
-            return Verdict(False, seq, problem, n), seq, prev, n
-        prev, seq = record["hash"], record["seq"]
-    return None, seq, prev, n
 
 
 def records(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -304,6 +542,10 @@ def describe(record: dict[str, Any]) -> str:
     if kind == "approval":
         what = record.get("summary") or record.get("tool", "")
         return f"{head} approval {record.get('event')} by {record.get('who', '-')}: {what}"
+    if kind == "void":
+        return f"{head} void: records {record.get('voids')} did not take effect"
+    if kind == "seal":
+        return f"{head} seal: {record.get('damage')} ({record.get('length')} bytes kept)"
     if kind != "decision":  # a policy reload, an approved directory added or removed
         more = record.get("path") or record.get("error") or record.get("specs") or ""
         return f"{head} {kind} {record.get('event')} {more}".rstrip()
@@ -318,6 +560,8 @@ def describe(record: dict[str, Any]) -> str:
         excerpt = json.dumps(given) if given is not None else record.get("input_excerpt", "")
         shown = f"{record.get('tool')} {excerpt}"
     rule = f" by {record['rule']}" if record.get("rule") else ""
+    if record.get("voids") is not None:
+        rule += f" (record {record['voids']} did not run)"
     return (
         f"{head} {record.get('decision')}{rule} ({record.get('layer', 'policy')}): "
         f"{shown} -- {record.get('reason', '')}"
