@@ -310,6 +310,42 @@ def test_approvals_are_listed_per_session(store):
     assert [r.request_id for r in b] == ["r2"]
 
 
+def test_approvals_left_waiting_are_closed_with_the_time_and_decided_ones_are_left(store):
+    async def body(s):
+        row = await s.new_session("chat-1", "/p", "default")
+        for rid in ("left", "other", "decided"):
+            await s.add_approval(ApprovalRow(rid, row.id, "Bash", rid, created_at=1.0))
+        await s.resolve_approval("decided", "approved", "alice")
+        closed = await s.close_approvals(["left", "decided", "no-such-request"], "restart")
+        again = await s.close_approvals(["left"], "restart")
+        return closed, again, {a.request_id: a for a in await s.approvals(row.id)}
+
+    closed, again, rows = run_with(store, body)
+    assert (closed, again) == (1, 0)
+    assert (rows["left"].outcome, rows["left"].who) == ("restart", None)
+    assert rows["left"].resolved_at is not None and rows["left"].resolved_at > 1.0
+    assert rows["other"].outcome is None  # not named: still waiting
+    assert (rows["decided"].outcome, rows["decided"].who) == ("approved", "alice")
+
+
+def test_closed_approvals_stay_closed_after_a_restart(tmp_path):
+    path = tmp_path / "messages.db"
+
+    async def left(s):
+        row = await s.new_session("chat-1", "/p", "default")
+        await s.add_approval(ApprovalRow("req-1", row.id, "Bash", "npm publish"))
+        await s.close_approvals(["req-1"], "restart")
+        return row.id
+
+    session_id = run_with(SqliteStore(path), left)
+
+    async def after(s):
+        return await s.approvals(session_id)
+
+    [row] = run_with(SqliteStore(path), after)
+    assert row.outcome == "restart" and row.resolved_at is not None
+
+
 # --- the schema ----------------------------------------------------------------------------
 
 

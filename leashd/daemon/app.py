@@ -14,7 +14,7 @@ from leashd.daemon.middleware import Auth, RateLimit
 from leashd.daemon.storage import Store, open_store
 from leashd.gate.approvals import ApprovalCoordinator
 from leashd.gate.audit import AuditLog
-from leashd.gate.gate import Gate
+from leashd.gate.gate import Gate, pending_in_log
 
 
 @dataclass
@@ -65,9 +65,14 @@ async def build(
         # a policy that does not load (PolicyError): the caller reports it; leave nothing open
         audit.close()
         raise
-    recovered = gate.recover()
+    # Approvals a dead daemon left waiting end in SQLite as in the audit log (recover), or
+    # their rows would wait for ever. SQLite first: should either step fail, the audit still
+    # lists them as waiting and the next start finishes both (closing a row twice is a no-op).
+    left = [rec["request"] for rec in pending_in_log(audit_path)]
     store = open_store(settings.storage_backend, settings.path("storage_path"))
     await store.open()
+    await store.close_approvals(left, "restart")
+    recovered = gate.recover()
     agent = ClaudeAgent(gate, agent_config(settings))
     middleware = [
         Auth(set(settings.allowed_user_ids), open_bot=open_bot),

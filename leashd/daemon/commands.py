@@ -51,18 +51,24 @@ def _logs(config: Config, *, console: bool) -> None:
     help="The directory to work in: the only one the sandbox approves.",
 )
 @click.option("--session", help="Continue the conversation of this name (made on first use).")
+@click.option("--new", "new", is_flag=True, help="Start the --session conversation afresh.")
 @click.option("--policy", "policies", multiple=True, help="Policy name or file (repeatable).")
-def run_cmd(prompt: str, directory: str, session: str | None, policies: tuple[str, ...]) -> None:
+def run_cmd(prompt: str, directory: str, session: str | None, new: bool,
+            policies: tuple[str, ...]) -> None:  # fmt: skip
     """Run one turn of the agent and print its answer; what needs approval is denied.
     Exits 1 when the agent fails, 2 on bad configuration."""
     from leashd.daemon.headless import run_once
 
+    if new and not session:
+        # a run without a name is always new: the flag would mean nothing, said rather than
+        # ignored (a script that meant to name its session finds out now)
+        raise click.UsageError("--new starts a named session afresh: it needs --session NAME")
     if prompt == "-":
         prompt = sys.stdin.read()
     config = load_or_exit()
     _logs(config, console=True)
     code = asyncio.run(
-        run_once(config.settings, prompt, directory=directory, session=session,
+        run_once(config.settings, prompt, directory=directory, session=session, new=new,
                  policies=list(policies))
     )  # fmt: skip
     sys.exit(code)

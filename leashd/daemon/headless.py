@@ -1,7 +1,8 @@
 """`leashd run`: one turn, no one to ask, for scripts and CI.
 
 The sandbox is the one directory the run works in. A named session (`--session NAME`)
-continues that conversation on the next run; without a name each run is a new one.
+continues that conversation on the next run (`--new` starts it afresh); without a name each
+run is a new one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ async def run_once(
     *,
     directory: str,
     session: str | None = None,
+    new: bool = False,
     policies: list[str] | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
@@ -45,7 +47,18 @@ async def run_once(
         await connector.send(chat, f"leashd: the policy does not load:\n{exc}")
         return EXIT_USAGE
     try:
+        if session and settings.storage_backend == "memory":
+            await connector.send(
+                chat,
+                f"leashd: warning: with the memory storage backend nothing is remembered "
+                f"between runs: session {session!r} starts a new conversation every time "
+                f"(LEASHD_STORAGE_BACKEND=sqlite keeps it)",
+            )
         row = await daemon.store.current_session(chat)
+        if new and session:
+            # afresh: a new current session for the name (the old one stays in the store, as
+            # after /clear), in the directory of this run
+            row = await daemon.store.new_session(chat, directory, daemon.engine.default_mode)
         if row is not None and row.directory != directory:
             await connector.send(
                 chat, f"leashd: session {session!r} works in {row.directory}, not {directory}"

@@ -64,6 +64,7 @@ class Store(Protocol):
     async def messages(self, session_id: int) -> list[MessageRow]: ...
     async def add_approval(self, row: ApprovalRow) -> None: ...
     async def resolve_approval(self, request_id: str, outcome: str, who: str | None) -> None: ...
+    async def close_approvals(self, request_ids: list[str], outcome: str) -> int: ...
     async def approvals(self, session_id: int) -> list[ApprovalRow]: ...
     async def totals(self, session_id: int) -> tuple[float, int, int]: ...
 
@@ -219,6 +220,18 @@ class SqliteStore:
         )
         await self.db.commit()
 
+    async def close_approvals(self, request_ids: list[str], outcome: str) -> int:
+        """End these approvals if they still wait (nobody decided them: a daemon that died
+        left them), with the time. Returns how many were still waiting."""
+        now = time.time()
+        cur = await self.db.executemany(
+            "UPDATE approvals SET outcome = ?, resolved_at = ? "
+            "WHERE request_id = ? AND outcome IS NULL",
+            [(outcome, now, rid) for rid in request_ids],
+        )
+        await self.db.commit()
+        return max(cur.rowcount, 0)
+
     async def approvals(self, session_id: int) -> list[ApprovalRow]:
         async with self.db.execute(
             "SELECT request_id, session_id, tool, summary, outcome, who, created_at, resolved_at "
@@ -302,6 +315,15 @@ class MemoryStore:
             self._approvals[request_id] = replace(
                 row, outcome=outcome, who=who, resolved_at=time.time()
             )
+
+    async def close_approvals(self, request_ids: list[str], outcome: str) -> int:
+        closed = 0
+        for rid in request_ids:
+            row = self._approvals.get(rid)
+            if row is not None and row.outcome is None:
+                self._approvals[rid] = replace(row, outcome=outcome, resolved_at=time.time())
+                closed += 1
+        return closed
 
     async def approvals(self, session_id: int) -> list[ApprovalRow]:
         return [a for a in self._approvals.values() if a.session_id == session_id]
