@@ -258,8 +258,11 @@ def test_a_first_turn_that_times_out_keeps_its_conversation(setup):
     fake, _proj, engine, _ = setup
     e = engine()
     fake.hang()
+    while_running = []
 
     async def time_out():
+        # stored before the turn ends: a daemon that died now would continue it too
+        while_running.append((await e.store.current_session("c1")).agent_session_id)
         time_out_now(e.agent)
 
     conn = FailsOnStream(time_out)
@@ -267,6 +270,7 @@ def test_a_first_turn_that_times_out_keeps_its_conversation(setup):
     assert "timed out" in (conn.results[-1].error or "")
     announced = conn.results[-1].agent_session_id
     assert announced and stored(e).agent_session_id == announced
+    assert while_running == [announced]
     fake.say("answer 2")
     turn(e, conn, "question 2")
     assert conn.results[-1].text == "answer 2"
