@@ -206,7 +206,7 @@ def test_a_large_input_is_kept_in_part_with_the_hash_of_the_whole():
     assert capped_input({"s": "\ud800"})["input"] == {"s": "\ud800"}  # JSON allows it
 
 
-def test_audit_commands(tmp_path):
+def test_audit_commands(tmp_path, home):
     log = tmp_path / "audit.jsonl"
     with AuditLog(log) as audit:
         audit.append("decision", {"session": "s1", "tool": "Bash", "decision": "allow",
@@ -472,3 +472,103 @@ def test_a_key_set_on_an_old_log_proves_what_comes_after(tmp_path):
     )
     assert verify(log, key=KEY).ok  # no keyed record left: indistinguishable from an old log
     assert any("proves nothing" in n for n in verify(log, key=KEY).notices)
+
+
+# --- the audit commands read the log the daemon writes (issue 18, item 3) ---------------------
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A leashd home of its own, and no variable naming another log."""
+    h = tmp_path / "leashd-home"
+    h.mkdir()
+    monkeypatch.setenv("LEASHD_HOME", str(h))
+    for name in ("LEASHD_AUDIT_LOG_PATH", "LEASHD_AUDIT_KEY", "LEASHD_AUDIT_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no project .env
+    return h
+
+
+def test_audit_commands_follow_leashd_home_and_config_yaml(home, tmp_path):
+    runner = CliRunner()
+    write(home / "audit.jsonl", 2)  # where the daemon writes with LEASHD_HOME alone
+    out = runner.invoke(main, ["audit", "verify"])
+    assert out.exit_code == 0 and f"{home / 'audit.jsonl'}: 2 records" in out.output, out.output
+    elsewhere = tmp_path / "logs" / "gate.jsonl"  # what a systemd unit's config.yaml may say
+    (home / "config.yaml").write_text(f"audit_log_path: {elsewhere}\n")
+    write(elsewhere, 3)
+    out = runner.invoke(main, ["audit", "verify"])
+    assert out.exit_code == 0 and f"{elsewhere}: 3 records" in out.output, out.output
+    tail = runner.invoke(main, ["audit", "tail", "-n", "1", "--json"])
+    assert json.loads(tail.output)["seq"] == 3
+    found = runner.invoke(main, ["audit", "search", "--json"])
+    assert len(found.output.splitlines()) == 3
+
+
+def test_tail_and_search_on_a_new_install_say_there_is_no_log_yet(home):
+    runner = CliRunner()
+    for args in (["tail"], ["search", "--tool", "Bash"], ["tail", "-f"]):
+        out = runner.invoke(main, ["audit", *args])
+        assert out.exit_code == 0 and out.exception is None, out.output
+        assert f"no audit log yet at {home / 'audit.jsonl'}" in out.output
+    out = runner.invoke(main, ["audit", "verify"])
+    assert out.exit_code == 1 and "there is no audit log at" in out.output
+
+
+@pytest.mark.parametrize("bad", ["2026-13-45", "yesterday", "2026-11-22T25:00", "22/11/2026"])
+def test_since_and_until_refuse_what_is_not_a_date(home, bad):
+    write(home / "audit.jsonl", 1)
+    for option in ("--since", "--until"):
+        out = CliRunner().invoke(main, ["audit", "search", option, bad])
+        assert out.exit_code == 2 and "is not a date or time" in out.output, out.output
+
+
+def test_since_and_until_bound_records_by_their_time(home):
+    log = home / "audit.jsonl"
+    write(log, 3)
+    rows = [json.loads(x) for x in lines(log)]
+    for r, when in zip(rows, ["2026-11-21T23:59:59.000000Z", "2026-11-22T10:00:00.000000Z",
+                              "2026-11-23T00:00:00.000000Z"], strict=True):  # fmt: skip
+        r["time"] = when
+    log.write_bytes(b"".join(canonical(r) + b"\n" for r in rows))  # times only: verify aside
+
+    def seqs(*args: str) -> list[int]:
+        out = CliRunner().invoke(main, ["audit", "search", "--json", *args])
+        assert out.exit_code == 0, out.output
+        return [json.loads(x)["seq"] for x in out.output.splitlines()]
+
+    assert seqs("--since", "2026-11-22", "--until", "2026-11-22") == [2]
+    assert seqs("--since", "2026-11-22T10:00") == [2, 3]
+    assert seqs("--until", "2026-11-22 09:59:59") == [1]
+    assert seqs("--since", "2026-11-22T11:00+02:00", "--until", "2026-11-22T12:00+02:00") == [2]
+
+
+def test_verify_and_repair_from_the_command_line(home, tmp_path):
+    runner = CliRunner()
+    log = home / "audit.jsonl"
+    write(log, 5)
+    _cut(log, 3)
+    bad = runner.invoke(main, ["audit", "verify"])
+    assert bad.exit_code == 1 and "records 4..5 are missing" in bad.output
+    fixed = runner.invoke(main, ["audit", "repair"])
+    assert fixed.exit_code == 0 and "sealed: records 4..5 are missing" in fixed.output
+    ok = runner.invoke(main, ["audit", "verify"])
+    assert ok.exit_code == 0, ok.output
+    assert "1 sealed damage" in ok.output and "notice: line 4: sealed damage" in ok.output
+
+    keyed = tmp_path / "keyed.jsonl"
+    key_file = tmp_path / "audit.key"
+    made = runner.invoke(main, ["audit", "keygen", str(key_file)])
+    assert made.exit_code == 0 and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert runner.invoke(main, ["audit", "keygen", str(key_file)]).exit_code == 1  # kept
+    with AuditLog(keyed, key=key_file.read_bytes().strip()) as audit:
+        audit.append("decision", {"i": 0})
+    without = runner.invoke(main, ["audit", "verify", str(keyed)])
+    assert without.exit_code == 3 and "not checked: no key" in without.output
+    with_key = runner.invoke(main, ["audit", "verify", str(keyed), "--key-file", str(key_file)])
+    assert with_key.exit_code == 0 and "HMAC chain intact" in with_key.output
+    (home / "config.yaml").write_text(f"audit_key_file: {key_file}\n")
+    assert runner.invoke(main, ["audit", "verify", str(keyed)]).exit_code == 0
+    key_file.chmod(0o644)
+    loose = runner.invoke(main, ["audit", "verify", str(keyed)])
+    assert loose.exit_code == 2 and "chmod 600" in loose.output

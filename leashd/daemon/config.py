@@ -55,6 +55,10 @@ class Settings(BaseModel):
     log_backup_count: int = Field(5, ge=0)
     audit_log_path: str = ""  # default: <leashd home>/audit.jsonl
     audit_fsync: Literal["always", "interval", "never"] = "interval"
+    # The audit chain as an HMAC under this key (docs/audit.md); a key file is kept out of
+    # the agent's reach by the sandbox, the variable only once the daemon has read it.
+    audit_key: SecretStr | None = None
+    audit_key_file: str = ""
     allowed_tools: StrList = Field(default_factory=list)
     disallowed_tools: StrList = Field(default_factory=list)
     streaming_enabled: bool = True
@@ -131,7 +135,7 @@ class _Layer(BaseSettings, Settings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
 
 
-SECRETS = frozenset({"telegram_bot_token"})
+SECRETS = frozenset({"telegram_bot_token", "audit_key"})
 
 
 @dataclass

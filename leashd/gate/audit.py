@@ -53,6 +53,7 @@ from leashd.gate.audit_verify import MAX_UNCONFIRMED, Verdict, verify
 __all__ = [
     "GENESIS", "HEAD_SIZE", "AuditDamaged", "AuditError", "AuditLog", "Head", "Verdict",
     "canonical", "capped_input", "default_path", "describe", "follow", "matches", "now",
+    "parse_time",
     "record_hash", "records", "verify",
 ]  # fmt: skip
 
@@ -525,13 +526,38 @@ def records(path: str | Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
-def matches(record: dict[str, Any], **want: str | None) -> bool:
+def parse_time(text: str, *, end: bool = False) -> datetime:
+    """A bound for `search --since/--until`: a date (`2026-11-22`) or a date and time
+    (`2026-11-22T10:00`, `2026-11-22 10:00:30`, with or without an offset or `Z`). Without an
+    offset it is UTC, as the records are. `end`: a date alone means the end of that day.
+    Raises ValueError for anything else (`2026-13-45`)."""
+    text = text.strip()
+    if not text[:1].isdigit():
+        raise ValueError(f"{text!r} is not a date or a time")
+    when = datetime.fromisoformat(text)
+    if end and len(text) == 10:  # a date alone: up to the end of that day
+        when = when.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def matches(
+    record: dict[str, Any],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    **want: str | None,
+) -> bool:
     """Whether a record has each wanted field (`tool`, `decision`, `rule`, `session`, or
-    `event` for approvals) equal to its value; `since`/`until` bound its ISO time."""
-    since, until = want.pop("since", None), want.pop("until", None)
-    when = str(record.get("time", ""))
-    if (since and when < since) or (until and when > until):
-        return False
+    `event` for approvals) equal to its value, and its time within [since, until]."""
+    if since is not None or until is not None:
+        try:
+            when = datetime.fromisoformat(str(record.get("time")))
+        except ValueError:
+            return False  # no time to place it by
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if (since is not None and when < since) or (until is not None and when > until):
+            return False
     return all(v is None or str(record.get(k)) == v for k, v in want.items())
 
 
