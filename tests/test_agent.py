@@ -327,3 +327,26 @@ def test_a_lost_conversation_starts_a_new_one_and_says_so(setup):
     assert fake.user_texts() == ["question 2", "question 3"]
     assert stored(e).agent_session_id == second
     assert sum("could not be found" in s for s in conn.sent) == 1
+
+
+def test_a_store_that_fails_while_the_turn_runs_does_not_lose_the_answer(setup):
+    fake, _proj, engine, _ = setup
+
+    class FailsOnce(MemoryStore):
+        failed = False
+
+        async def update_session(self, row):
+            if not self.failed:
+                self.failed = True
+                raise OSError("disk busy")
+            return await super().update_session(row)
+
+    e = engine()
+    e.store = FailsOnce()
+    fake.say("answer 1")
+    conn = Recorder()
+    turn(e, conn, "question 1")
+    assert e.store.failed
+    assert conn.results[-1].text == "answer 1"
+    # the end of the turn stored the conversation after all
+    assert stored(e).agent_session_id == conn.results[-1].agent_session_id

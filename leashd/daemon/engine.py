@@ -206,7 +206,12 @@ class Engine:
             # dies with the daemon still leaves the next message continuing it.
             nonlocal row
             row = replace(row, agent_session_id=conversation, agent_cost_usd=0.0)
-            state.session = row = await self.store.update_session(row)
+            try:
+                state.session = row = await self.store.update_session(row)
+            except Exception as exc:
+                # the turn goes on: its end stores the id again, and reports a store that
+                # still fails then
+                log.error("could not store the agent's conversation", chat=chat, error=repr(exc))
 
         async def on_lost(conversation: str) -> None:
             # The agent has no transcript of it any more (deleted, another machine): the
