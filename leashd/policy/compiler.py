@@ -288,20 +288,21 @@ class CompiledPolicy:
 
     def _ok_commands(self, unit: Unit, ctx: Context, need: int) -> int:
         text, pipeline = unit.text, unit.pipeline
-        m = self._commands.mask(text) if text is not None else 0
-        if need & self._deny:
+        m = self._commands.mask(text, need) if text is not None else 0
+        deny = need & self._deny
+        if deny:
             if pipeline is not None and pipeline != text:
-                m |= self._commands.mask(pipeline) & self._deny
+                m |= self._commands.mask(pipeline, deny) & self._deny
             words = unit.words_text()
             if words is not None and words != text:
-                m |= self._commands.mask(words) & self._deny
+                m |= self._commands.mask(words, deny) & self._deny
         return m
 
     def _ok_path_regexes(self, unit: Unit, ctx: Context, need: int) -> int:
         m = 0
         for p in unit.paths:
             if p.path is not None:
-                m |= self._path_regexes.mask(p.path)
+                m |= self._path_regexes.mask(p.path, need)
         return m
 
     def _glob_masks(self, subject: str) -> tuple[int, int]:
@@ -335,9 +336,12 @@ class CompiledPolicy:
 
     def _ok_input(self, unit: Unit, ctx: Context, need: int) -> int:
         hits = 0
+        pairs_needed = 0  # the pairs of the rules in `need` (a key's patterns are per pair)
+        for i in bits(need):
+            pairs_needed |= self._input_pairs[i]
         for key, matcher in self._input_keys.items():
             if key in unit.input:
-                hits |= matcher.mask(input_text(unit.input[key]))
+                hits |= matcher.mask(input_text(unit.input[key]), pairs_needed)
         m = 0
         for i in bits(need):
             pairs = self._input_pairs[i]

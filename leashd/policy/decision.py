@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from leashd.policy.facts import Unit
 from leashd.policy.ir import STRICTNESS, Action, Rule
 
-Layer = str  # "policy", "default", "sandbox", "opaque", "input"
+Layer = str  # "policy", "default", "sandbox", "opaque", "input", "limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +70,8 @@ def combine(units: list[UnitDecision], notes: tuple[str, ...] = ()) -> Decision:
 
 def malformed(error: str) -> Decision:
     return Decision("deny", None, f"malformed tool call: {error}", "input", (), error=error)
+
+
+def too_large(reason: str) -> Decision:
+    """A call past an analysis bound (`leashd.limits`): refused, never half-analysed."""
+    return Decision("deny", None, reason, "limit", (), error=reason)

@@ -12,8 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from leashd.limits import TooLarge
 from leashd.policy.compiler import CompiledPolicy
-from leashd.policy.decision import Decision, Step, UnitDecision, combine, malformed
+from leashd.policy.decision import (
+    Decision,
+    Step,
+    UnitDecision,
+    combine,
+    malformed,
+    too_large,
+)
 from leashd.policy.facts import RESOLVER, Call, Context, Unit, extract
 from leashd.policy.fswatch import DependentMemo
 from leashd.policy.ir import Rule
@@ -127,6 +135,8 @@ class Evaluator:
             if key is not None and None not in deps and self._watch.generation == generation:
                 self._cache.put(key, decision, frozenset(deps))
             return decision
+        except TooLarge as exc:  # a bound met while matching (a pattern only `re` can run)
+            return too_large(exc.reason)
         except Exception as exc:
             return Decision(
                 "deny",
@@ -145,7 +155,7 @@ class Evaluator:
 
     def decide(self, call: Call, trace: bool = False) -> Decision:
         if call.error is not None:
-            return malformed(call.error)
+            return too_large(call.error) if call.too_large else malformed(call.error)
         notes = call.parsed.notes if call.parsed is not None else ()
         return combine([self.decide_unit(u, trace) for u in call.units], notes)
 

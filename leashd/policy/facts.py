@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from leashd import limits
+from leashd.limits import TooLarge
 from leashd.policy.resolver import Resolver
 from leashd.shell import DYNAMIC, ParsedCommand, ShellUnit, parse_cached
 from leashd.shell.parser import brace_expand
@@ -195,6 +197,7 @@ class Call:
     units: tuple[Unit, ...]
     error: str | None = None  # malformed input: the call is denied
     parsed: ParsedCommand | None = None
+    too_large: bool = False  # `error` says which analysis bound the call is past
 
 
 class MalformedCall(ValueError):
@@ -225,6 +228,10 @@ def resolve(raw: str | None, cwd_expr: str | None, ctx: Context) -> str | None:
     """An absolute, symlink-free path for `raw` as the unit will see it, or None if unknown."""
     if raw is None or DYNAMIC in raw or "\x00" in raw:
         return None
+    if len(raw) > limits.PATH_CHARS:
+        # No system call takes a path this long (ENAMETOOLONG), and resolving one costs
+        # time that grows with its length: refused, never guessed.
+        raise TooLarge(f"a path of {len(raw):,} characters (the limit is {limits.PATH_CHARS:,})")
     if raw.startswith("~") and not (raw == "~" or raw.startswith("~/")):
         user, _, rest = raw[1:].partition("/")
         if user != posixpath.basename(ctx.home):
@@ -346,6 +353,14 @@ def extract(tool: str, tool_input: Any, ctx: Context) -> Call:
         return Call(tool, tool_input, (unit,))
     except MalformedCall as exc:
         return Call(tool, tool_input, (), error=str(exc))
+    except TooLarge as exc:
+        return Call(tool, tool_input, (), error=exc.reason, too_large=True)
+
+
+def _bounded(value: str, what: str) -> str:
+    if len(value) > limits.FIELD_CHARS:
+        raise TooLarge(f"{what} of {len(value):,} characters (the limit is {limits.FIELD_CHARS:,})")
+    return value
 
 
 def _need_str(tool_input: Mapping[str, Any], key: str, tool: str) -> str:
@@ -364,7 +379,16 @@ def _opt_str(tool_input: Mapping[str, Any], key: str, tool: str) -> str | None:
 
 def _bash(tool_input: Mapping[str, Any], ctx: Context) -> Call:
     command = _need_str(tool_input, "command", "Bash")
+    if len(command) > limits.COMMAND_CHARS:  # refused before any work that grows with it
+        raise TooLarge(
+            f"a command of {len(command):,} characters (the limit is {limits.COMMAND_CHARS:,})"
+        )
     parsed = parse_cached(command)
+    if parsed.too_large is not None:
+        raise TooLarge(parsed.too_large)
+    named = sum(len(u.paths) for u in parsed.units)
+    if named > limits.PATHS:  # each is resolved on the filesystem: the costliest fact
+        raise TooLarge(f"a command naming {named:,} paths (the limit is {limits.PATHS:,})")
     units = [shell_unit(u, ctx, tool_input) for u in parsed.units]
     if len(units) > 1:
         units = _through_made(units, ctx)
@@ -558,7 +582,7 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
         base = _opt_str(tool_input, "path", tool)
         paths.append(path_fact(base or ".", "read", "", ctx, "path"))
         if tool == "Glob":
-            pattern = _need_str(tool_input, "pattern", tool)
+            pattern = _bounded(_need_str(tool_input, "pattern", tool), "a Glob pattern")
             for b in _glob_bases(pattern):
                 if b is None:  # climbs out from an unknown place: where it reads is unknown
                     paths.append(PathFact(None, "read", "unknown", "pattern base", pattern))
@@ -570,6 +594,7 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
             # checked as the literal path it spells, like a shell word with wildcards.
             glob = _opt_str(tool_input, "glob", tool)
             if glob:
+                _bounded(glob, "a Grep glob")
                 paths.append(path_fact(glob, "read", base or "", ctx, "glob"))
     elif tool == "WebFetch":
         url = _need_str(tool_input, "url", tool)
@@ -629,6 +654,7 @@ def mcp_shell_units(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> l
 
 
 def _url_facts(url: str, ctx: Context, paths: list[PathFact], hosts: list[str]) -> None:
+    _bounded(url, "a URL")
     if url.lower().startswith("file:"):
         raw = urlsplit(url).path or url[5:]
         paths.append(path_fact(raw, "read", "", ctx, "file:// URL"))

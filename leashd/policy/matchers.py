@@ -5,18 +5,50 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from leashd import limits
+
 try:  # google-re2 is a dependency; the fallback keeps an odd platform working.
     import re2 as _re2
 except ImportError:  # pragma: no cover - exercised by the use_re2=False tests
     _re2 = None
 
-# Syntax RE2 does not have (lookarounds, backreferences, atomic groups, \Z): such a pattern is
-# matched with `re` on its own, never dropped.
-# Also constructs both accept but read differently: POSIX classes (`re` sees a set of
-# characters), `{,n}` and `{0n}` (literal text to `re`), `\B` (differs at an empty string).
-_RE2_UNSUPPORTED = re.compile(
-    r"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|\\[ZAG]|\(\?\(|\[\[?:|\{,|\{0\d|\\B"
-)
+# Syntax RE2 does not have (lookarounds, backreferences, atomic groups, conditionals, \\Z,
+# \\A, \\G): such a pattern is matched with `re` on its own, never dropped. Also constructs
+# both accept but read differently: POSIX classes and a `[` inside a class (`re` sees a set of
+# characters), `{,n}` and `{0n}` (literal text to `re`), `\\B` (differs at an empty string).
+_RE_ONLY_OUTSIDE_CLASSES = re.compile(r"\(\?<?[=!]|\(\?P=|\(\?>|\(\?\(|\{,|\{0\d")
+_RE_ONLY_ESCAPES = frozenset("123456789ZAGB")
+
+
+def needs_re(pattern: str) -> bool:
+    """Whether only `re` can run `pattern` as `re` reads it: RE2 lacks its syntax, or reads
+    it differently. Character classes are skipped over, so `[{,}]` is not `{,n}`. In doubt,
+    True: `re` always gives `re`'s answer."""
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 < n and pattern[i + 1] in _RE_ONLY_ESCAPES:
+                return True
+            i += 2
+        elif c == "[":
+            i += 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            if i < n and pattern[i] == "]":  # a `]` first in a class is a member
+                i += 1
+            while i < n and pattern[i] != "]":
+                if pattern[i] == "[":
+                    return True
+                i += 2 if pattern[i] == "\\" else 1
+            i += 1
+        elif _RE_ONLY_OUTSIDE_CLASSES.match(pattern, i):
+            return True
+        else:
+            i += 1
+    return False
+
+
 # Where RE2 and `re` read the same regex differently: `\s` (RE2 leaves out \v and \x1c-\x1f),
 # `\w`, `\d`, `\b` and case folding beyond ASCII, and `$` (`re` also matches before a final
 # newline). A subject free of all of these gets the same answer from both.
@@ -44,18 +76,19 @@ class MultiPattern:
         self._compiled: dict[int, re.Pattern[str]] = {}  # each compiled once, on first need
         self._all: list[re.Pattern[str]] | None = None
         self._re2_sets: list[tuple[Callable[[bytes], list[int]], list[int]]] = []
-        self._fallback: list[tuple[int, re.Pattern[str]]] = []
+        self._fallback: list[tuple[int, re.Pattern[str]]] = []  # only `re` can run these
         self.size = 0
         groups: dict[bool, list[tuple[int, str]]] = {True: [], False: []}
         for i, (pattern, ignore_case) in enumerate(regexes):
             self.size += 1
-            if use_re2 and _re2 is not None and not _RE2_UNSUPPORTED.search(pattern):
+            if use_re2 and _re2 is not None and not needs_re(pattern):
                 groups[ignore_case].append((i, pattern))
             else:
                 self._fallback.append((i, self._re(i)))
         for ignore_case, items in groups.items():
             if items:
                 self._build_sets(items, ignore_case)
+        self._slow_indices = frozenset(i for i, _ in self._fallback)
         # One RE2 set and no fallback is the common case: skip the general loop for it.
         self._single = (
             self._re2_sets[0] if len(self._re2_sets) == 1 and not self._fallback else None
@@ -106,14 +139,20 @@ class MultiPattern:
             self._all = [self._re(i) for i in range(len(self._regexes))]
         return self._all
 
-    def hits(self, text: str) -> list[int]:
-        """Indices of the patterns that match somewhere in `text` (no order promised)."""
+    def search_one(self, i: int, text: str) -> bool:
+        return self._re(i).search(text) is not None
+
+    def hits(self, text: str, linear_only: bool = False) -> list[int]:
+        """Indices of the patterns that match somewhere in `text` (no order promised).
+
+        `linear_only`: leave out the patterns only `re` can run (see `MaskMatcher`); the
+        others are still run by `re` where the engines read `text` differently."""
         if not self._re2_sets or (not self._portable and not re2_agrees(text)):
-            return [i for i, rx in enumerate(self._all_re) if rx.search(text)]
+            return self._by_re(text, linear_only)
         try:
             data = text.encode()
         except UnicodeEncodeError:  # lone surrogates: not UTF-8, so not for RE2
-            return [i for i, rx in enumerate(self._all_re) if rx.search(text)]
+            return self._by_re(text, linear_only)
         if self._single is not None:
             match, index = self._single
             found = match(data)
@@ -122,16 +161,29 @@ class MultiPattern:
         for match, index in self._re2_sets:
             for k in match(data) or ():
                 out.append(index[k])
-        for i, rx in self._fallback:
-            if rx.search(text):
-                out.append(i)
+        if not linear_only:
+            for i, rx in self._fallback:
+                if rx.search(text):
+                    out.append(i)
         return out
+
+    def _by_re(self, text: str, linear_only: bool) -> list[int]:
+        if not linear_only:
+            return [i for i, rx in enumerate(self._all_re) if rx.search(text)]
+        slow = self._slow_indices
+        return [i for i, rx in enumerate(self._all_re) if i not in slow and rx.search(text)]
 
 
 class MaskMatcher:
-    """Patterns owned by rules: `mask(text)` is the bitmask of rules with a matching pattern.
+    """Patterns owned by rules: `mask(text, need)` is the bitmask of rules with a matching
+    pattern, at least for the rules in `need`.
 
-    Results are memoised per text (the answer depends on nothing else), bounded in size.
+    The patterns RE2 takes run in one linear pass for every rule at once, memoised per text
+    (the answer depends on nothing else), bounded in size. The rest need `re`'s backtracking,
+    whose time can grow with a power of the text's length (`s(.).*\\1.*\\1`): those run only
+    for rules still in `need` — by then the cheaper kinds (programs, flags) have narrowed the
+    candidates to the units they concern — and never on a text longer than
+    `limits.BACKTRACK_SUBJECT`, where the call is refused instead.
     """
 
     def __init__(
@@ -142,21 +194,49 @@ class MaskMatcher:
         memo: int = 8192,
     ):
         self._set = MultiPattern(((p, ic) for p, ic, _ in patterns), use_re2, portable)
-        self._owner = [1 << rule for _, _, rule in patterns]
+        owner = [1 << rule for _, _, rule in patterns]
+        self._owner = owner
+        self._backtracking = [(owner[i], i) for i, _ in self._set._fallback]
+        self.backtracking_rules = 0  # the rules with a pattern only `re` can run
+        for bit, _ in self._backtracking:
+            self.backtracking_rules |= bit
         self._memo: dict[str, int] = {}
         self._memo_size = memo
+        # per text: (rules whose backtracking patterns were run, the ones that matched)
+        self._slow_memo: dict[str, tuple[int, int]] = {}
 
-    def mask(self, text: str) -> int:
+    def mask(self, text: str, need: int = -1) -> int:
         m = self._memo.get(text)
         if m is None:
             m = 0
             owner = self._owner
-            for k in self._set.hits(text):
+            for k in self._set.hits(text, linear_only=True):
                 m |= owner[k]
             if len(self._memo) >= self._memo_size:
                 self._memo.clear()
             self._memo[text] = m
+        if need & self.backtracking_rules:
+            m |= self._slow(text, need)
         return m
+
+    def _slow(self, text: str, need: int) -> int:
+        checked, hit = self._slow_memo.get(text, (0, 0))
+        todo = need & self.backtracking_rules & ~checked
+        if todo:
+            if len(text) > limits.BACKTRACK_SUBJECT:
+                raise limits.TooLarge(
+                    f"a policy pattern that needs backtracking would run on "
+                    f"{len(text):,} characters (the limit is {limits.BACKTRACK_SUBJECT:,})"
+                )
+            for bit, i in self._backtracking:
+                if todo & bit and not hit & bit and self._set.search_one(i, text):
+                    hit |= bit
+            checked |= todo
+            if len(self._slow_memo) >= self._memo_size:
+                self._slow_memo.clear()
+            self._slow_memo[text] = (checked, hit)
+        return hit
 
     def clear(self) -> None:
         self._memo.clear()
+        self._slow_memo.clear()

@@ -11,7 +11,7 @@ import json
 import re
 
 from leashd.policy import patterns
-from leashd.policy.decision import Decision, UnitDecision, combine, malformed
+from leashd.policy.decision import Decision, UnitDecision, combine, malformed, too_large
 from leashd.policy.facts import Call, Context, PathFact, Unit
 from leashd.policy.ir import PathCondition, Policy, Rule
 
@@ -139,5 +139,5 @@ def clamp_opaque(d: UnitDecision) -> UnitDecision:
 
 def evaluate(policy: Policy, call: Call, ctx: Context) -> Decision:
     if call.error is not None:
-        return malformed(call.error)
+        return too_large(call.error) if call.too_large else malformed(call.error)
     return combine([decide_unit(policy, u, ctx) for u in call.units])

@@ -77,42 +77,65 @@ class Resolver:
         """Resolve and memoise `path` (deps None: not memoisable). A plain path (no `.`,
         `..` or empty components) is its parent's resolution plus one look at its last
         component, so a directory resolved once makes its entries cost one system call,
-        and nothing at all below a directory that does not exist."""
-        if path != "/" and "//" not in path and "/." not in path and not path.endswith("/"):
-            parent, name = path.rsplit("/", 1)
-            parent = parent or "/"
+        and nothing at all below a directory that does not exist.
+
+        The ancestors nobody resolved yet are walked top-down in a loop, not by recursion:
+        a path of thousands of components costs one look each, and no stack."""
+        if not _plain(path):
+            return self._long(path)
+        chain = [path]  # plain paths, each the parent of the one before
+        while True:
+            parent = chain[-1].rsplit("/", 1)[0] or "/"
             up = self._memo.get(parent)
-            if up is None and self.watch.available:
-                up = self._resolve(parent)
-            if up is not None and up[1] is not None:
-                (pres, pkind), pdeps = up
-                newpath = pres + name if pres == "/" else pres + "/" + name
-                kind = None
-                if pkind in (_OTHER, _MISSING):
-                    kind, deps = _MISSING, pdeps
-                elif pkind == _DIR and self.watch.watch(pres):
-                    deps = pdeps | {pres}
-                    # access() answers "is there anything" without raising for the common
-                    # case of nothing; only something there needs an lstat.
-                    if not os.access(newpath, os.F_OK, follow_symlinks=False):
-                        try:  # nothing there, or not allowed to look: only the first is known
-                            os.lstat(newpath)
-                        except FileNotFoundError:
-                            kind = _MISSING
-                        except OSError:
-                            kind = None
-                        else:
-                            kind = None  # it appeared meanwhile: resolve it the long way
+            if up is not None or not self.watch.available:
+                break
+            if not _plain(parent):
+                up = self._long(parent)
+                break
+            chain.append(parent)
+        for p in reversed(chain):
+            up = self._below(p, up)
+        return up
+
+    def _below(
+        self, path: str, up: tuple[tuple[str, int], frozenset[str] | None] | None
+    ) -> tuple[tuple[str, int], frozenset[str] | None]:
+        """`path` from its parent's resolution `up` (None: unknown) by one look at its last
+        component where that is enough, else the long way."""
+        if up is not None and up[1] is not None:
+            name = path.rsplit("/", 1)[1]
+            (pres, pkind), pdeps = up
+            newpath = pres + name if pres == "/" else pres + "/" + name
+            kind = None
+            if pkind in (_OTHER, _MISSING):
+                kind, deps = _MISSING, pdeps
+            elif pkind == _DIR and self.watch.watch(pres):
+                deps = pdeps | {pres}
+                # access() answers "is there anything" without raising for the common
+                # case of nothing; only something there needs an lstat.
+                if not os.access(newpath, os.F_OK, follow_symlinks=False):
+                    try:  # nothing there, or not allowed to look: only the first is known
+                        os.lstat(newpath)
+                    except FileNotFoundError:
+                        kind = _MISSING
+                    except OSError:
+                        kind = None
                     else:
-                        try:
-                            mode = os.lstat(newpath).st_mode
-                        except OSError:
-                            mode = None
-                        if mode is not None and not stat.S_ISLNK(mode):
-                            kind = _DIR if stat.S_ISDIR(mode) else _OTHER
-                if kind is not None:
-                    self._memo.put(path, (newpath, kind), deps)
-                    return (newpath, kind), deps
+                        kind = None  # it appeared meanwhile: resolve it the long way
+                else:
+                    try:
+                        mode = os.lstat(newpath).st_mode
+                    except OSError:
+                        mode = None
+                    if mode is not None and not stat.S_ISLNK(mode):
+                        kind = _DIR if stat.S_ISDIR(mode) else _OTHER
+            if kind is not None:
+                self._memo.put(path, (newpath, kind), deps)
+                return (newpath, kind), deps
+        return self._long(path)
+
+    def _long(self, path: str) -> tuple[tuple[str, int], frozenset[str] | None]:
+        """Component by component, as `os.path.realpath` does."""
         state = _State(self.watch)
         resolved, kind = state.resolve(path)
         if state.watched_all and self.watch.available:
@@ -120,6 +143,10 @@ class Resolver:
             self._memo.put(path, (resolved, kind), deps)
             return (resolved, kind), deps
         return (resolved, kind), None
+
+
+def _plain(path: str) -> bool:
+    return path != "/" and "//" not in path and "/." not in path and not path.endswith("/")
 
 
 class _State:
@@ -144,6 +171,8 @@ class _State:
 
     def join(self, stack: _Stack, rest: str, seen: dict[str, _Stack | None]) -> _Stack:
         """Resolve `rest` below the resolved `stack`; mirrors posixpath's `_joinrealpath`."""
+        at: _Stack | None = None  # the stack `path` was last built for
+        path = "/"
         while rest:
             name, _, rest = rest.partition("/")
             if not name or name == ".":
@@ -152,10 +181,12 @@ class _State:
                 stack = stack[:-1]
                 continue
             kind = stack[-1][1] if stack else _DIR
-            path = "/" + "/".join(n for n, _ in stack) if stack else "/"
+            if at is not stack:  # the path of `stack`, rebuilt only when it was not grown
+                path = "/" + "/".join(n for n, _ in stack) if stack else "/"
             newpath = path + name if path == "/" else path + "/" + name
             if kind in (_OTHER, _MISSING):
                 stack = (*stack, (name, _MISSING))  # nothing exists below these
+                path, at = newpath, stack
                 continue
             if kind != _DIR or not self.watch.watch(path):
                 self.watched_all = False
@@ -164,13 +195,16 @@ class _State:
                 st = os.lstat(newpath)
             except (FileNotFoundError, NotADirectoryError):
                 stack = (*stack, (name, _MISSING))
+                path, at = newpath, stack
                 continue
             except OSError:
                 self.watched_all = False
                 stack = (*stack, (name, _UNKNOWN))
+                path, at = newpath, stack
                 continue
             if not stat.S_ISLNK(st.st_mode):
                 stack = (*stack, (name, _DIR if stat.S_ISDIR(st.st_mode) else _OTHER))
+                path, at = newpath, stack
                 continue
             if newpath in seen:
                 cached = seen[newpath]
@@ -184,6 +218,7 @@ class _State:
             except OSError:
                 self.watched_all = False
                 stack = (*stack, (name, _UNKNOWN))
+                path, at = newpath, stack
                 continue
             try:
                 stack = self.join(() if target.startswith("/") else stack, target, seen)

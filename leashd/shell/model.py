@@ -65,6 +65,7 @@ class ParsedCommand:
     units: tuple[ShellUnit, ...]
     error: str | None = None  # a parse error makes the whole command opaque
     notes: tuple[str, ...] = field(default=())
+    too_large: str | None = None  # past an analysis bound: the units are incomplete
 
     @property
     def opaque(self) -> bool:

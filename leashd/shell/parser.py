@@ -1348,7 +1348,8 @@ def parse(command: str, fast: bool = True) -> ParsedCommand:
                 # tree-sitter splits the word; the joined line is walked too (stricter of both).
                 walker.script(command.replace("\\\n", ""), _Scope(), _Ctx())
     except RecursionError:
-        return ParsedCommand(command, (), error="the command nests too deeply to analyse")
+        why = "the command nests too deeply to analyse"
+        return ParsedCommand(command, (), error=why, too_large=why)
     except Exception as exc:
         return ParsedCommand(
             command,
@@ -1357,4 +1358,6 @@ def parse(command: str, fast: bool = True) -> ParsedCommand:
         )
     if walker.overflow:
         error = error or walker.overflow
-    return ParsedCommand(command, tuple(walker.units), error=error, notes=tuple(walker.notes))
+    return ParsedCommand(
+        command, tuple(walker.units), error, tuple(walker.notes), too_large=walker.overflow
+    )

@@ -3,15 +3,69 @@ and writes (`commands.py`) and the commands it runs (`wrappers.py`)."""
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass
+from typing import Any
+
+try:  # google-re2 is a dependency; `re` runs the same patterns, more slowly
+    import re2 as _engine
+except ImportError:  # pragma: no cover
+    _engine = re
 
 # File commands: `r`/`R FILE` read, `w`/`W FILE` write, after any address (`1r`, `$w`,
 # `/re/r`) or separator. The file name runs to the end of the line (GNU).
 FILE_COMMAND = re.compile(r"(?:^|(?<=[;\n{}$0-9/!~,\s]))([rRwW])[ \t]*([^\n]+)")
-# The `w FILE` flag of `s///`, after any other flags (`s/a/b/gw FILE`, `s|a|b|pw FILE`).
-S_WRITE_FLAG = re.compile(
-    r"s([^\\\n])(?:\\.|(?!\1)[^\\])*\1(?:\\.|(?!\1)[^\\])*\1[gpiImMe0-9]*(w)[ \t]*([^\n]+)"
-)
+# At most this many different characters are tried as `s` delimiters in one script; past it
+# the script is read as running commands (stricter than any sed script anyone writes).
+MAX_DELIMITERS = 32
+
+
+@functools.lru_cache(maxsize=512)
+def _s_command(delimiter: str) -> Any:
+    """`s` with this delimiter, its flags, and the file of a `w` flag (`s/a/b/gw FILE`).
+
+    One pattern per delimiter, without a backreference, so RE2 runs it in linear time: a
+    backreference to the delimiter (`s(.).*\\1.*\\1`) made `re` take time cubic in the script."""
+    d = re.escape(delimiter)
+    part = rf"(?:\\.|[^\\{d}])*"
+    return _engine.compile(rf"s{d}{part}{d}{part}{d}([gpiImMe0-9]*)(?:w[ \t]*([^\n]+))?")
+
+
+@dataclass(frozen=True, slots=True)
+class SCommand:
+    flags: str
+    write: str | None  # the file named by a `w` flag
+
+
+def s_commands(script: str) -> list[SCommand] | None:
+    """The `s` commands of a script, read loosely (any `s` followed by a delimiter, which
+    only finds more: stricter). None when the script has too many kinds of delimiter to try."""
+    delimiters = {script[k + 1] for k in _positions(script, "s") if k + 1 < len(script)}
+    delimiters -= {"\n", "\\"}
+    if len(delimiters) > MAX_DELIMITERS:
+        return None
+    found = []
+    for d in sorted(delimiters):
+        for m in _s_command(d).finditer(script):
+            found.append(SCommand(m.group(1), m.group(2)))
+    return found
+
+
+def _positions(text: str, char: str) -> list[int]:
+    out, k = [], text.find(char)
+    while k >= 0:
+        out.append(k)
+        k = text.find(char, k + 1)
+    return out
+
+
+def runs_commands(script: str) -> bool:
+    """Whether an `s` command's `e` flag runs the pattern space as a command (GNU)."""
+    found = s_commands(script)
+    return found is None or any("e" in c.flags for c in found)
+
+
 # GNU sed's `e COMMAND` runs COMMAND (after any address or separator).
 EXEC_COMMAND = re.compile(r"(?:^|(?<=[;\n{}$0-9/!~,\s]))e[ \t]+([^\n;]+)")
 _TAKES_VALUE = {"-l", "--line-length", "-f", "--file"}

@@ -397,12 +397,15 @@ def unwrap(argv: tuple[str, ...], program: str) -> list[Inner]:
 
 
 def _sed(argv: tuple[str, ...]) -> list[Inner]:
-    """GNU sed's `e COMMAND` runs COMMAND."""
+    """GNU sed's `e COMMAND` runs COMMAND; the `e` flag of `s` runs the pattern space, a
+    command made at run time."""
     out = []
     for script in sed.scripts(argv):
         for m in sed.EXEC_COMMAND.finditer(script):
             cmd = m.group(1).strip()
             out.append(Inner(script=cmd, dynamic_script=DYNAMIC in cmd))
+        if sed.runs_commands(script):
+            out.append(Inner(script="", dynamic_script=True))
     return out
 
 

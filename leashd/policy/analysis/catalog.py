@@ -179,6 +179,27 @@ CATALOG: tuple[LintRule, ...] = (
         "Fix the rule (add the missing spelling) or the example.",
     ),
     LintRule(
+        "L303",
+        "backtracking-pattern",
+        "warning",
+        "A `command_patterns` regex that only a backtracking engine can run (a backreference, "
+        "a lookaround, `\\Z`, a POSIX class) in a rule that names no program: it runs with "
+        "Python's `re` on the text of every command the rule can reach.",
+        "Every other regex runs on RE2, whose time grows linearly with the text. A "
+        "backtracking engine's time can grow with a power of it (`s(.).*\\1.*\\1` is cubic), "
+        "so leashd runs such a pattern only for rules a unit still reaches and refuses a call "
+        "whose text it would have to search past 8,192 characters. With no program named, that "
+        "is every command: long commands of any program are refused because of this rule.",
+        """
+- name: doubled-words
+  command_patterns: ["\\b(\\w+) \\1\\b"]   # L303: a backreference, on every command
+  action: deny
+""",
+        "Name the programs the rule is about (`commands: [sed]`), so the pattern only runs on "
+        "their units, or rewrite it without the construct (a lookahead can often be spelled "
+        "out as the alternatives it allows).",
+    ),
+    LintRule(
         "L401",
         "unanalyzable",
         "warning",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from leashd import limits
 from leashd.policy import patterns
 from leashd.policy.analysis import automata, cache
 from leashd.policy.analysis.anomalies import Anomaly, find_anomalies
@@ -24,6 +25,7 @@ from leashd.policy.compiler import compile_policy
 from leashd.policy.examples import verify_examples
 from leashd.policy.facts import BUILTIN_TOOLS
 from leashd.policy.ir import STRICTNESS, Policy, Rule, Span
+from leashd.policy.matchers import needs_re
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -265,6 +267,17 @@ def _pattern_findings(r: Rule) -> list[Finding]:
         why = _misplaced_anchor(rx.pattern)
         if why:
             bad(f"regex {rx.pattern!r}: {why}", rx.span)
+    if r.argv is None:
+        for rx in r.command_patterns or ():
+            if needs_re(rx.pattern):
+                out.append(Finding(
+                    "backtracking-pattern", "warning", r.name, (),
+                    f"rule {r.name!r}: regex {rx.pattern!r} needs a backtracking engine and "
+                    "names no program, so it runs on the text of every command (a command "
+                    f"past {limits.BACKTRACK_SUBJECT:,} characters is refused); name the "
+                    "programs with `commands`, or rewrite it for RE2",
+                    rx.span,
+                ))  # fmt: skip
     return out
 
 

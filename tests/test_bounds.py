@@ -1,0 +1,262 @@
+"""No call makes a decision slow: every stage's work is bounded, patterns that need `re`'s
+backtracking run only where their rule can still decide, a call past a bound is refused with
+the bound named (never allowed, never hung), and the gate decides off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import re
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leashd import limits
+from leashd.gate.audit import AuditLog, records
+from leashd.gate.gate import Gate, Session
+from leashd.policy import Evaluator, compile_policy, matchers
+from leashd.policy.facts import RESOLVER, Context
+from leashd.policy.yaml_frontend import parse_yaml
+
+from .conftest import WORLD
+
+WORLD_CTX = Context.create(**WORLD)
+
+
+def evaluator_of(yaml_text: str, use_re2: bool = True) -> Evaluator:
+    return Evaluator(compile_policy(parse_yaml(yaml_text), use_re2=use_re2), WORLD_CTX)
+
+
+# --- patterns only `re` can run --------------------------------------------------------------
+
+
+class _Recording:
+    """A compiled stdlib pattern that remembers every subject it was searched in."""
+
+    def __init__(self, pattern: re.Pattern[str], seen: list[str]) -> None:
+        self._pattern = pattern
+        self._seen = seen
+
+    def search(self, text: str, *args: object) -> re.Match[str] | None:
+        self._seen.append(text)
+        return self._pattern.search(text, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._pattern, name)
+
+
+BACKREF_POLICY = """
+rules:
+  - name: sed-doubled
+    commands: ["sed"]
+    command_patterns: ['(x)\\1']
+    action: deny
+  - name: reads
+    commands: ["ls|git|cat"]
+    action: allow
+settings: {default_action: require_approval}
+"""
+
+
+def test_a_backtracking_pattern_runs_only_on_the_units_of_its_program(monkeypatch):
+    # `(x)\1` needs `re`. It belongs to a rule about sed, so a long command of other programs
+    # must never be searched with it: a backreference pattern on whole command text is what
+    # made a 1 MB command take minutes.
+    seen: list[str] = []
+    real_compile = matchers.re.compile
+
+    def recording_compile(pattern, flags=0):
+        compiled = real_compile(pattern, flags)
+        return _Recording(compiled, seen) if "\\1" in str(pattern) else compiled
+
+    monkeypatch.setattr(matchers.re, "compile", recording_compile)
+    ev = evaluator_of(BACKREF_POLICY)
+    assert ev.evaluate("Bash", {"command": "ls src | cat -n && git status"}).action == "allow"
+    assert seen == []
+    d = ev.evaluate("Bash", {"command": "ls src | sed -n xx"})
+    assert d.action == "deny" and d.rule_name == "sed-doubled"
+    # the sed unit's text, and (a deny rule's extra reach) the pipeline it is in
+    assert seen and all("sed -n xx" in s for s in seen)
+
+
+def test_a_backtracking_pattern_is_never_run_on_more_than_its_bound():
+    ev = evaluator_of(BACKREF_POLICY)
+    long_script = "s/a/b/;" * (limits.BACKTRACK_SUBJECT // 7 + 1)
+    d = ev.evaluate("Bash", {"command": f"sed -e '{long_script}' notes.txt"})
+    assert d.action == "deny" and d.layer == "limit"
+    assert "backtracking" in d.reason and f"{limits.BACKTRACK_SUBJECT:,}" in d.reason
+    # The same length is no problem where no such pattern can decide.
+    assert ev.evaluate("Bash", {"command": "cat " + "a.txt " * 1500}).action == "allow"
+
+
+def test_a_class_holding_brace_and_comma_is_not_taken_for_a_counted_repeat():
+    # `[{,}]` is three characters to both engines; only `{,n}` outside a class reads
+    # differently. The built-in credential-search pattern has such a class and went to `re`.
+    assert not matchers.needs_re(r"\.env($|[\s\"'*?\[{,}/|;)])")
+    for pattern in (r"a{,3}", r"(.)\1", r"(?=x)", r"[[:alpha:]]", r"\Z", r"x{02}", r"\B"):
+        assert matchers.needs_re(pattern), pattern
+
+
+def test_the_builtin_policies_run_no_backtracking_pattern_on_every_command():
+    # The default policy (and its overlay) needs `re` for nothing; the others only for rules
+    # scoped to programs, so a long command of any other program never meets one.
+    from leashd.policy.loader import BUILTIN_NAMES, load_compiled
+
+    for name in BUILTIN_NAMES:
+        compiled = load_compiled([name])
+        slow = [
+            compiled.rules[bit.bit_length() - 1]
+            for matcher in (compiled._commands, compiled._path_regexes)
+            for bit, _ in matcher._backtracking
+        ]
+        if name in ("default", "dev-tools"):
+            assert slow == [], name
+        assert all(rule.argv is not None for rule in slow), name
+
+
+# --- sed: the `e` and `w` flags of `s`, for any delimiter ------------------------------------
+
+DELIMITERS = st.characters(
+    min_codepoint=33,
+    max_codepoint=0x2FF,
+    blacklist_characters="\\'\"`$!",
+    blacklist_categories=("Cs",),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(DELIMITERS)
+def test_sed_s_with_the_e_flag_is_never_allowed_whatever_the_delimiter(evaluator, d):
+    d_ = d if d not in "xide" else "/"  # a delimiter also in the script reads differently
+    command = f"sed '1s{d_}x{d_}id{d_}e' notes.txt"
+    assert evaluator.evaluate("Bash", {"command": command}).action == "deny", command
+
+
+@settings(max_examples=150, deadline=None)
+@given(DELIMITERS)
+def test_sed_s_with_the_w_flag_writes_where_it_says_whatever_the_delimiter(evaluator, d):
+    d_ = d if d not in "abw/" else "|"
+    command = f"sed -n 's{d_}a{d_}b{d_}w /home/dev/.bashrc' notes.txt"
+    assert evaluator.evaluate("Bash", {"command": command}).action == "deny", command
+
+
+def test_sed_scripts_with_many_delimiters_are_read_as_running_commands():
+    from leashd.shell import sed
+
+    script = ";".join(f"s{chr(0x100 + k)}a{chr(0x100 + k)}b{chr(0x100 + k)}" for k in range(40))
+    assert sed.runs_commands(script)
+    assert not sed.runs_commands("s/a/b/g;s|c|d|p")
+    assert sed.runs_commands("s/a/b/ge")
+
+
+# --- bounds: past them, refused and said ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "tool_input", "bound"),
+    [
+        ("Bash", {"command": "echo " + "x" * limits.COMMAND_CHARS}, "a command of"),
+        ("Read", {"file_path": "/home/dev/project/" + "a" * limits.PATH_CHARS}, "a path of"),
+        ("Bash", {"command": "cat " + "a/" * limits.PATH_CHARS}, "a path of"),
+        ("Bash", {"command": "ls " + "x " * (limits.PATHS + 1)}, "naming"),
+        ("Bash", {"command": "ls|" * 500 + "ls"}, "more than 400 commands"),
+        ("Bash", {"command": "ls && " * 2000 + "ls"}, "too deeply"),
+        ("Glob", {"pattern": "*" * (limits.FIELD_CHARS + 1)}, "a Glob pattern of"),
+        ("WebFetch", {"url": "https://a.example/" + "x" * limits.FIELD_CHARS, "prompt": "p"},
+         "a URL of"),
+    ],
+)  # fmt: skip
+def test_a_call_past_a_bound_is_refused_with_the_bound_named(evaluator, tool, tool_input, bound):
+    d = evaluator.evaluate(tool, tool_input)
+    assert d.action == "deny" and d.layer == "limit", d
+    assert bound in d.reason and "too large for leashd to analyse" in d.reason
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["ls|", "sudo ", "eval ", "ls x ", "git add a ", "echo $(", "bash -c "]),
+    st.integers(min_value=1, max_value=3000),
+)
+def test_no_shape_of_any_size_is_allowed_past_a_bound(evaluator, piece, n):
+    d = evaluator.evaluate("Bash", {"command": piece * n + "ls"})
+    if d.layer == "limit":
+        assert d.action == "deny"
+    # whatever it is, the decision names why
+    assert d.reason
+
+
+def test_a_path_of_thousands_of_components_resolves_as_realpath_does(tmp_path):
+    deep = str(tmp_path) + "/" + "/".join(["d"] * 1800) + "/f"
+    assert RESOLVER.realpath(deep) == os.path.realpath(deep)
+    dotted = str(tmp_path) + "/" + "/".join(["d", "..", "e"] * 600)
+    assert RESOLVER.realpath(dotted) == posixpath.normpath(os.path.realpath(dotted))
+
+
+# --- the gate decides off the event loop ------------------------------------------------------
+
+
+def test_a_slow_decision_leaves_the_event_loop_free(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl", fsync="never")
+    gate = Gate.from_specs(["default"], audit, approved_dirs=[str(tmp_path)], temp_dirs=())
+    release = threading.Event()
+    entered = threading.Event()
+    real = gate.decide
+
+    def slow_decide(session, tool, tool_input):
+        entered.set()
+        release.wait(10)  # a decision that takes as long as the loop lets it
+        return real(session, tool, tool_input)
+
+    gate.decide = slow_decide  # type: ignore[method-assign]
+
+    async def scenario() -> list[str]:
+        order: list[str] = []
+        check = asyncio.create_task(
+            gate.check(Session("s", "c", str(tmp_path)), "Bash", {"command": "ls"})
+        )
+        while not entered.is_set():  # the decision has started ...
+            await asyncio.sleep(0.001)
+        order.append("loop ran while deciding")  # ... and the loop goes on
+        release.set()
+        verdict = await check
+        order.append(verdict.action)
+        return order
+
+    try:
+        assert asyncio.run(scenario()) == ["loop ran while deciding", "allow"]
+    finally:
+        release.set()
+        audit.close()
+    assert [r["decision"] for r in records(audit.path) if r["kind"] == "decision"] == ["allow"]
+
+
+# --- lint: a backtracking pattern on every command's text -----------------------------------
+
+
+def test_lint_reports_a_backtracking_pattern_that_names_no_program():
+    from leashd.policy.analysis.lint import lint
+
+    policy = parse_yaml(
+        """
+rules:
+  - name: doubled-anywhere
+    command_patterns: ['\\b(\\w+) \\1\\b']
+    action: deny
+  - name: doubled-in-sed
+    commands: ["sed"]
+    command_patterns: ['(x)\\1']
+    action: deny
+  - name: linear-anywhere
+    command_patterns: ['rm\\s+-rf']
+    action: deny
+""",
+        "team.yaml",
+    )
+    found = [f for f in lint(policy) if f.kind == "backtracking-pattern"]
+    assert [(f.rule, f.severity, f.location.line) for f in found] == [
+        ("doubled-anywhere", "warning", 4)
+    ]
+    assert "names no program" in found[0].message
