@@ -619,14 +619,16 @@ def test_bad_strings_and_values_are_errors_in_parse_and_fmt(text, line, col, fra
         assert (err.line, err.column) == (line, col) and fragment in str(info.value)
 
 
-def test_an_empty_or_comment_only_leash_file_is_an_empty_policy():
+def test_an_empty_or_comment_only_leash_file_is_refused_but_formats():
+    # no policy is no policy, never an empty one (issue 18): tests/test_policy_limits.py
     for text in ("", "# nothing yet\n", "\ufeff# a byte order mark first\n"):
-        assert parse_leash(text, "e.leash").rules == ()
+        with pytest.raises(PolicyError, match=r"e\.leash:1:1: the policy is empty"):
+            parse_leash(text, "e.leash")
         assert format_leash(text, "e.leash") == text.removeprefix("\ufeff")
-    # and what convert writes for an empty YAML policy reads back
-    assert (
-        parse_leash(print_policy(parse_yaml("# c\nrules: []\n", "e.yaml")), "e.leash").rules == ()
-    )
+    # what convert writes for a YAML policy with settings only reads back
+    yaml_text = "# c\nsettings: {default_action: deny}\nrules: []\n"
+    back = parse_leash(print_policy(parse_yaml(yaml_text, "e.yaml")), "e.leash")
+    assert back.rules == () and back.settings.default_action == "deny"
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,14 @@ def test_structural_mistakes_fail_both_schema_and_loader(rule):
     assert not loader_ok(doc)
 
 
+@pytest.mark.parametrize(
+    "doc", [{}, {"rules": []}, {"settings": {}}, {"name": "team", "version": "1"}]
+)
+def test_an_empty_policy_fails_both_schema_and_loader(doc):
+    assert not schema_ok(doc)
+    assert not loader_ok(doc)
+
+
 def test_settings_are_checked_too():
     assert not schema_ok({"settings": {"approval_timeout_seconds": 0}})
     assert not schema_ok({"settings": {"default_action": "maybe"}})
@@ -99,8 +107,12 @@ def test_the_schema_never_rejects_a_rule_the_loader_accepts(rule):
 @pytest.mark.parametrize(
     ("top", "ok"),
     [
-        ({"version": 1.5}, True),
-        ({"version": "2"}, True),
+        ({"version": 1}, True),
+        ({"version": "1"}, True),
+        ({"version": "1.0"}, True),
+        ({"version": 1.5}, False),  # the format's version: only 1 is read
+        ({"version": "2"}, False),
+        ({"version": 99}, False),
         ({"name": "team"}, True),
         ({"name": 5}, False),
         ({"description": ["a"]}, False),
@@ -108,6 +120,6 @@ def test_the_schema_never_rejects_a_rule_the_loader_accepts(rule):
     ],
 )
 def test_top_level_keys_mean_the_same_to_schema_and_loader(top, ok):
-    doc = {**top, "rules": []}
+    doc = {**top, "settings": {"default_action": "deny"}}
     assert loader_ok(doc) == ok
     assert schema_ok(doc) == ok

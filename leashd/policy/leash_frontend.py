@@ -31,6 +31,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.ir import Policy, merge
+from leashd.policy.limits import check_not_empty, check_text_size, read_source
 from leashd.policy.loader import BUILTIN_NAMES
 from leashd.policy.yaml_frontend import SURROGATE, build_policy, load_yaml
 from leashd.resources import data_dir
@@ -131,7 +132,14 @@ def _with_source(message: str, text: str, line: int, column: int) -> str:
     if not 1 <= line <= len(lines):
         return message
     src = lines[line - 1].replace("\t", " ")
+    if len(src) > _SHOWN:  # a long line (a long string) shown around the column only
+        start = max(0, min(column - 1 - _SHOWN // 2, len(src) - _SHOWN))
+        src = src[start : start + _SHOWN]
+        column -= start
     return f"{message}\n    {src}\n    {' ' * (column - 1)}^"
+
+
+_SHOWN = 120  # characters of a source line an error shows
 
 
 # The YAML front-end's messages name YAML keys; a .leash author wrote these keywords.
@@ -244,12 +252,7 @@ class _Loader:
 
     def load_with_names(self, path: Path, stack: tuple[Path, ...]) -> tuple[Policy, dict]:
         """The policy of a file and the `let` names it defines (an includer sees them)."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PolicyError(f"cannot read policy: {exc.strerror or exc}", str(path)) from None
-        except UnicodeDecodeError as exc:
-            raise PolicyError(f"the policy is not UTF-8: {exc.reason}", str(path), 1, 1) from None
+        text = read_source(path)
         builder = self._builder(text, str(path), path.parent, (*stack, path.resolve()))
         return builder.policy, builder.names
 
@@ -258,6 +261,7 @@ class _Loader:
 
     def _builder(self, text: str, file: str, base: Path, stack: tuple[Path, ...]) -> _Builder:
         text = text.removeprefix("\ufeff")  # a byte order mark, as some editors write
+        check_text_size(text, file)
         self.texts[file] = text
         try:
             tree = _parser().parse(text)
@@ -470,7 +474,9 @@ class _Builder:
             names.setdefault(rule.name, rule.span)
         if self.errors:
             raise PolicyErrors(self.errors)
-        return Policy(rules=merged.rules, settings=merged.settings, sources=(self.file,))
+        policy = Policy(rules=merged.rules, settings=merged.settings, sources=(self.file,))
+        check_not_empty(policy, self.file)
+        return policy
 
     def _build_part(self, root: MappingNode) -> Policy:
         try:

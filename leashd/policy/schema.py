@@ -122,7 +122,21 @@ class YamlRule(_Strict):
 
 
 class YamlPolicy(_Strict):
-    version: int | float | str | None = Field(None, description="The policy's own version.")
+    # A policy with no rules and no settings is refused by the loader (an emptied file is no
+    # policy): the schema says so too, so an editor marks it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["rules"], "properties": {"rules": {"minItems": 1}}},
+                {"required": ["settings"], "properties": {"settings": {"minProperties": 1}}},
+            ]
+        },
+    )
+
+    version: Literal[1, "1", "1.0"] | None = Field(
+        None, description='The policy format\'s version: 1 (leave it out, or write "1").'
+    )
     name: str | None = None
     description: str | None = None
     settings: YamlSettings | None = None

@@ -31,6 +31,15 @@ from leashd.policy.ir import (
     Settings,
     Span,
 )
+from leashd.policy.limits import (
+    FORMAT_VERSIONS,
+    check_not_empty,
+    check_text_size,
+    is_format_version,
+    long_strings,
+    read_source,
+    too_long,
+)
 from leashd.policy.patterns import glob_regex, wildcard_regex
 from leashd.policy.schema import (
     YamlExample,
@@ -127,6 +136,7 @@ class _Reader:
 
 def parse_yaml(text: str, file: str = "<policy>") -> Policy:
     """Parse YAML policy text into the IR, or raise PolicyErrors listing every problem."""
+    check_text_size(text, file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -138,9 +148,11 @@ def parse_yaml(text: str, file: str = "<policy>") -> Policy:
     except RecursionError:
         raise PolicyError("invalid YAML: nested too deeply", file, 1, 1) from None
     try:
-        return build_policy(root, file)
+        policy = build_policy(root, file)
     except RecursionError:
         raise PolicyError("values nested too deeply", file, 1, 1) from None
+    check_not_empty(policy, file)
+    return policy
 
 
 def build_policy(root: Node | None, file: str, reader: _Reader | None = None) -> Policy:
@@ -148,8 +160,12 @@ def build_policy(root: Node | None, file: str, reader: _Reader | None = None) ->
     does) -> the IR. Every check happens here, so both front-ends produce the same IR and
     the same errors, at the place each node says it came from."""
     r = reader or _Reader(file)
-    if root is None:
-        return Policy(rules=(), sources=(file,))
+    for node in long_strings(root):
+        r.error(node, too_long(f"the string {node.value[:16]!r}…"))
+    if r.errors:  # refused before any of them is compiled as a pattern
+        raise PolicyErrors(r.errors)
+    if root is None or (isinstance(root, ScalarNode) and r.value(root) is None):
+        return Policy(rules=(), sources=(file,))  # `---` or `~` alone: no policy either
     top = r.mapping(root, "the policy")
     if top is None:
         raise PolicyErrors(r.errors)
@@ -161,6 +177,13 @@ def build_policy(root: Node | None, file: str, reader: _Reader | None = None) ->
         v = r.value(top["version"][1])
         if isinstance(v, bool) or not isinstance(v, int | float | str):
             r.error(top["version"][1], f"version must be a string or a number, not {v!r}")
+        elif not is_format_version(v):
+            # a policy for a format this leashd does not know could mean anything
+            r.error(
+                top["version"][1],
+                f"unsupported format version {v!r}: this leashd reads version 1 "
+                f"(write {FORMAT_VERSIONS[1]!r}, or leave `version` out)",
+            )
     settings = Settings()
     if "settings" in top:
         settings = _settings(r, top["settings"][1])
@@ -188,13 +211,7 @@ def build_policy(root: Node | None, file: str, reader: _Reader | None = None) ->
 
 def load_yaml(path: str | Path) -> Policy:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"cannot read policy: {exc.strerror or exc}", str(p), 0, 0) from None
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"the policy is not UTF-8: {exc.reason}", str(p), 1, 1) from None
-    return parse_yaml(text, str(p))
+    return parse_yaml(read_source(p), str(p))
 
 
 def _settings(r: _Reader, node: Node) -> Settings:
