@@ -19,10 +19,10 @@ from leashd.policy import PolicyError, artifact, load_policies
 from leashd.policy.analysis.catalog import CATALOG, document, lookup, selected
 from leashd.policy.analysis.lint import lint
 from leashd.policy.analysis.report import FORMATS, failing, render
-from leashd.policy.calls import builtin_calls
+from leashd.policy.calls import builtin_calls, read_lines
 from leashd.policy.calls import load as load_calls
 from leashd.policy.convert import Target, convert
-from leashd.policy.decision import Decision
+from leashd.policy.decision import Decision, malformed
 from leashd.policy.diff import PolicyDiff
 from leashd.policy.diff import diff as diff_policies
 from leashd.policy.evaluator import Evaluator
@@ -31,6 +31,7 @@ from leashd.policy.leash_format import format_file
 from leashd.policy.loader import compiled_files, load_compiled
 from leashd.policy.schema import policy_schema
 from leashd.policy.testsuite import builtin_suites, coverage, junit_xml, run_suite
+from leashd.policy.tool_inputs import input_problem
 
 
 @click.group()
@@ -85,7 +86,7 @@ def _percentile(values: list[float], q: float) -> float:
 @policy.command("eval")
 @_policy_opt
 @_world_opts
-@click.option("--calls", default="-", type=click.File("r"), help="JSON Lines of tool calls.")
+@click.option("--calls", default="-", type=click.File("rb"), help="JSON Lines of tool calls.")
 @click.option("--stats", is_flag=True, help="Print timing figures as JSON on stderr.")
 @click.option("--repeat", default=20, show_default=True, help="Warm passes for --stats.")
 def eval_cmd(
@@ -97,45 +98,44 @@ def eval_cmd(
     stats: bool,
     repeat: int,
 ) -> None:
-    """Decide every call of a JSON Lines stream: {"tool": ..., "input": {...}} per line."""
+    """Decide every call of a JSON Lines stream: {"tool": ..., "input": {...}} per line.
+
+    One JSON line out per non-blank line in, as each is read; a line that holds no call (not
+    UTF-8, not JSON, too deep, too long) gets a deny with its `error` and `line`."""
     ctx = _world(cwd, home, approved)
     evaluator = _evaluator(policies, ctx)
-    parsed: list[tuple[Any, Any] | str] = []
-    for line in calls:
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError("a call must be a JSON object")
-            parsed.append((obj.get("tool"), obj.get("input")))
-        except ValueError as exc:
-            parsed.append(f"malformed line: {exc}")
 
-    def decide(item: tuple[Any, Any]) -> Decision:
-        d = evaluator.evaluate(*item)
+    def decide(tool: Any, tool_input: Any) -> Decision:
+        # checked here until the evaluator checks input types itself (it is cheap either way)
+        problem = input_problem(tool, tool_input)
+        if problem is not None:
+            return malformed(problem)
+        d = evaluator.evaluate(tool, tool_input)
         return apply_sandbox(d) if approved else d
 
     if stats:
         evaluator.clear_caches()  # cold: compiling the policy (its examples) filled them
     cold: list[float] = []
+    kept: list[tuple[Any, Any]] = []  # for the warm passes of --stats
     out = sys.stdout
-    for item in parsed:
-        if isinstance(item, str):
-            out.write(json.dumps({"decision": "deny", "error": item}) + "\n")
-            continue
-        t0 = time.perf_counter_ns()
-        d = decide(item)
-        cold.append((time.perf_counter_ns() - t0) / 1000)
-        out.write(json.dumps(d.to_json()) + "\n")
+    for line in read_lines(calls):
+        if line.error is not None:
+            bad = malformed(f"line {line.number}: {line.error}").to_json()
+            out.write(json.dumps({**bad, "line": line.number}) + "\n")
+        else:
+            t0 = time.perf_counter_ns()
+            d = decide(line.tool, line.input)
+            cold.append((time.perf_counter_ns() - t0) / 1000)
+            out.write(json.dumps(d.to_json()) + "\n")
+            if stats:
+                kept.append((line.tool, line.input))
+        out.flush()  # a stream: each answer as soon as its line is decided
     if stats and cold:
         warm: list[float] = []
         for _ in range(repeat):
-            for item in parsed:
-                if isinstance(item, str):
-                    continue
+            for tool, tool_input in kept:
                 t0 = time.perf_counter_ns()
-                decide(item)
+                decide(tool, tool_input)
                 warm.append((time.perf_counter_ns() - t0) / 1000)
         figures = {
             "calls": len(cold),

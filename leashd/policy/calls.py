@@ -8,9 +8,10 @@ occurrence kept.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -65,6 +66,58 @@ def from_jsonl(path: Path) -> list[Call]:
             raise PolicyError("a call needs a string 'tool' and an object 'input'", str(path), n, 1)
         out.append(Call(tool, tool_input, f"{path}:{n}"))
     return out
+
+
+# A line longer than this is refused unread (its call could not be decided in reasonable time
+# anyway); the rest of the stream goes on.
+MAX_LINE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Line:
+    """One non-blank line of a JSON Lines stream: the call it holds, or why it holds none."""
+
+    number: int
+    tool: Any = None
+    input: Any = None
+    error: str | None = None
+
+
+def read_lines(stream: IO[bytes]) -> Iterator[Line]:
+    """Each non-blank line of a stream of bytes, as it comes: read, decoded and parsed on its
+    own, so that a bad line (not UTF-8, not JSON, nested too deeply, too long) is one bad line
+    and never stops the others. Never raises on what the stream holds."""
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass  # the rest of the line, skipped a piece at a time
+            yield Line(number, error=f"the line is longer than {MAX_LINE_BYTES >> 20} MiB")
+            continue
+        if not raw.strip():
+            continue
+        yield parse_line(raw, number)
+
+
+def parse_line(raw: bytes, number: int = 0) -> Line:
+    """One JSON Lines line of bytes -> the call it holds ({"tool": ..., "input": ...})."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Line(number, error=f"not UTF-8: {exc.reason} at byte {exc.start}")
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        return Line(number, error=f"not JSON: {exc}")
+    except RecursionError:
+        return Line(number, error="not a call: JSON nested too deeply to read")
+    if not isinstance(obj, dict):
+        return Line(number, error="a call must be a JSON object")
+    return Line(number, obj.get("tool"), obj.get("input"))
 
 
 def from_suite(path: Path) -> list[Call]:
