@@ -14,6 +14,7 @@ inside one command is followed by the facts, unit by unit).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -117,6 +118,7 @@ class Gate:
         self._dirs = tuple(dict.fromkeys(_directory(d, home) for d in approved_dirs))
         self._evaluators: dict[tuple[str, str], Evaluator] = {}
         self._lock = threading.Lock()  # reloads and directory changes may come from threads
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None  # see _decider
         self._reloading = threading.Lock()
 
     @classmethod
@@ -214,6 +216,25 @@ class Gate:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
+    async def _decide_off_loop(self, session: Session, tool: Any, tool_input: Any) -> Decision:
+        """`decide` on the gate's own thread. Most decisions take microseconds, but a large
+        call can take up to the analysis bounds' worth (`leashd.limits`), and on the event
+        loop that would stall every chat and approval with it. One thread: the evaluators'
+        memos are only ever touched by it, and decisions are made in the order asked."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decider(), self.decide, session, tool, tool_input)
+
+    def _decider(self) -> concurrent.futures.ThreadPoolExecutor:
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="leashd-gate"
+                    )
+                executor = self._executor
+        return executor
+
     async def check(
         self, session: Session, tool: Any, tool_input: Any, ask: Notify | None = None
     ) -> Verdict:
@@ -227,7 +248,7 @@ class Gate:
                 return self._final(
                     call, "deny", f"malformed tool call: {call.kept['input_error']}", "input"
                 )
-            decision = call.decision = self.decide(session, tool, tool_input)
+            decision = call.decision = await self._decide_off_loop(session, tool, tool_input)
             if decision.action == "require_approval":
                 return await self._approve(call, decision, ask)
             return self._final(call, decision.action, decision.reason, decision.layer)
@@ -323,12 +344,43 @@ class Gate:
             self._audit_failed(exc)
             why = f"the audit log cannot be written, so nothing runs: {exc}"
             verdict = Verdict("deny", why, "audit", decision, req, resolution)
+            written = getattr(exc, "written", None)
+            if written is not None:
+                # The record reached the file, unconfirmed (a failed fsync): it may say allow.
+                # Say at once what happened; if this cannot be written either, the writer's
+                # next append voids it (audit.py).
+                with contextlib.suppress(Exception):
+                    denied = _record(call, "deny", why, "audit", resolution)
+                    self.audit.append("decision", {**denied, "voids": written["seq"]})
         else:
             verdict = Verdict(
                 verdict_action, reason, layer, decision, req, resolution, record["seq"]
             )
         self._tell(call, verdict)
         return verdict
+
+    def void(
+        self, session: Session, tool: Any, verdict: Verdict, reason: str, layer: str
+    ) -> Verdict:
+        """An allowed call did not run after all (its answer came after the CLI gave up on
+        the hook, or the CLI reports it did not execute it): record that, naming the allow's
+        record, which stays as written. Returns the deny to answer with, if anyone still
+        listens. Never raises."""
+        fields = {
+            "session": session.id, "chat": session.chat, "cwd": session.cwd,
+            "mode": session.mode, "tool": tool if isinstance(tool, str) else repr(tool),
+            "decision": "deny", "reason": reason, "layer": layer, "voids": verdict.seq,
+        }  # fmt: skip
+        seq = None
+        try:
+            seq = self.audit.append("decision", fields)["seq"]
+        except Exception as exc:
+            self._audit_failed(exc)
+        denied = Verdict("deny", reason, layer, verdict.decision, verdict.request, None, seq)
+        with contextlib.suppress(Exception):
+            self.bus.emit("tool.denied", session=session.id, chat=session.chat, tool=tool,
+                          reason=reason, layer=layer, rule=None, seq=seq)  # fmt: skip
+        return denied
 
     def _tell(self, call: _Call, verdict: Verdict) -> None:
         try:
