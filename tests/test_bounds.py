@@ -260,3 +260,15 @@ rules:
         ("doubled-anywhere", "warning", 4)
     ]
     assert "names no program" in found[0].message
+
+
+def test_a_variable_that_doubles_at_each_step_is_refused_not_built(evaluator):
+    # Tracked literally, `a=$a$a` twenty-four times would hold 33 million characters (and
+    # thirty, two billion): the walker stops at the bound and the call is refused.
+    command = "a=xy; " + "a=$a$a; " * 24 + "echo $a"
+    d = evaluator.evaluate("Bash", {"command": command})
+    assert d.action == "deny" and d.layer == "limit"
+    assert f"grows past {limits.COMMAND_CHARS:,} characters" in d.reason
+    word = "b=" + "x" * 2000 + "; echo " + "$b" * 200
+    d = evaluator.evaluate("Bash", {"command": word})
+    assert d.action == "deny" and "a word grows past" in d.reason

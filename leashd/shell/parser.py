@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import tree_sitter
 import tree_sitter_bash
 
+from leashd import limits
 from leashd.shell import commands, wrappers
 from leashd.shell.model import DYNAMIC, ParsedCommand, PathRef, Redirect, ShellUnit
 
@@ -453,7 +454,15 @@ class _Walker:
         value = words[0] if len(words) == 1 else None
         if value is not None and DYNAMIC in value:
             value = None
+        if value is not None and len(value) > limits.COMMAND_CHARS:
+            # `a=$a$a` doubles at each step: tracked literally, 30 of them hold 2 GB
+            self.overflow = self.overflow or self._grown(f"variable {name}")
+            value = None
         return name, value
+
+    @staticmethod
+    def _grown(what: str) -> str:
+        return f"the value of {what} grows past {limits.COMMAND_CHARS:,} characters"
 
     # --- commands -------------------------------------------------------------------------
 
@@ -1090,6 +1099,9 @@ class _Walker:
                 gap = src[pos : c.start_byte].decode("utf-8", "replace")
                 out += gap + ("".join(p) if len(p) == 1 else DYNAMIC)
                 pos = c.end_byte
+                if len(out) > limits.COMMAND_CHARS:  # `$a$a$a…` of a long `a`
+                    self.overflow = self.overflow or self._grown("a word")
+                    return [DYNAMIC]
             out += src[pos : node.end_byte].decode("utf-8", "replace")
             return brace_expand(out) if "{" in text and "," in text else [out]
         if t in ("simple_expansion", "expansion"):
