@@ -8,12 +8,20 @@ reason goes back to the model, so it knows why. A check that needs a human is an
 
 `can_use_tool` with no check of the hook's to wait for (a CLI that skipped the hook) runs a
 whole check of its own: nothing is allowed without the gate. Any failure here is a deny.
+
+The audit log must say what happened, not only what was decided. The hook answers within
+`ANSWER_WITHIN`, before the CLI gives up on it: a check still running then is cancelled (and
+recorded denied), and an allow that comes later is voided by a second record, since the CLI
+has blocked the call by then. And when the CLI reports that an allowed call was not executed
+(its tool result says so), that is recorded too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +35,13 @@ log = structlog.get_logger(__name__)
 # How long the hook may take before the CLI gives up on it (and, with on_failure="block",
 # blocks the call). The hook itself never waits for a human.
 HOOK_TIMEOUT = 120.0
+# How long the hook itself waits for the gate, so that its answer reaches the CLI while the
+# CLI still listens; None: derived from HOOK_TIMEOUT (see answer_within).
+ANSWER_WITHIN: float | None = None
+# What the CLI's tool result says when it did not run a call (a hook that timed out or
+# failed, a host that reconnected): only these words, never an error of a call that ran.
+NOT_EXECUTED = re.compile(r"tool call was not executed")
+_REMEMBERED = 1024  # allowed calls kept until their result comes, at most
 
 
 class GateBridge:
@@ -38,12 +53,18 @@ class GateBridge:
         session: Callable[[], Session],
         ask: Notify | None,
         on_verdict: Callable[[str, Any, Verdict], Awaitable[None]] | None = None,
+        answer_within: float | None = None,
     ) -> None:
         self.gate = gate
         self._session = session  # read at each call: the mode may change mid-turn
         self._ask = ask
         self._on_verdict = on_verdict
         self._checks: dict[str, tuple[str, dict[str, Any], asyncio.Task[Verdict]]] = {}
+        self.answer_within = answer_within if answer_within is not None else _answer_within()
+        # tool_use_id -> (tool, verdict) of the calls allowed, until the CLI reports on them
+        self._allowed: OrderedDict[str, tuple[Any, Verdict]] = OrderedDict()
+        # tool_use_id -> what the CLI said, for calls it did not run before the gate answered
+        self._not_run: OrderedDict[str, str] = OrderedDict()
 
     # --- the hook ---------------------------------------------------------------------------
 
@@ -55,14 +76,48 @@ class GateBridge:
             tool_input = hook_input.get("tool_input")
             use_id = tool_use_id or hook_input.get("tool_use_id")
             asking = asyncio.Event()
-            task = asyncio.ensure_future(self._check(tool, tool_input, self._notify(asking)))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            seen: list[Verdict] = []
+            task = asyncio.ensure_future(self._check(tool, tool_input, self._notify(asking), seen))
             waiter = asyncio.ensure_future(asking.wait())
             try:
-                await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    (task, waiter), timeout=self.answer_within, return_when=asyncio.FIRST_COMPLETED
+                )
+            except asyncio.CancelledError:
+                # nobody takes this hook's answer any more (the turn ended, the CLI went away):
+                # the call cannot run, so no allow may be recorded for it alone
+                if not asking.is_set():
+                    task.cancel()
+                    await asyncio.shield(asyncio.wait((task,)))
+                    if seen and seen[0].allowed:
+                        self._void(tool, seen[0], "the hook's answer was not taken", "hook")
+                raise
             finally:
                 waiter.cancel()
+            if not task.done() and not asking.is_set():
+                # the CLI is about to give up on the hook and block the call: the check ends
+                # denied (recorded as cancelled), so no allow can be recorded after it
+                task.cancel()
+                await asyncio.wait((task,))
+                late = f"the gate did not answer within {self.answer_within:g} s"
+                if seen and seen[0].allowed:  # decided and recorded, then held up telling
+                    return _hook_answer(self._void(tool, seen[0], late, "hook"))
+                return _hook_deny(late)
             if task.done():
-                return _hook_answer(task.result())
+                verdict = task.result()
+                if verdict.allowed and loop.time() - started > self.answer_within:
+                    # decided while the loop could not answer (a long decision on it): the
+                    # CLI has blocked the call by now, so the allow must not stand alone
+                    late = f"the allow came after {self.answer_within:g} s, too late for the CLI"
+                    return _hook_answer(self._void(tool, verdict, late, "hook"))
+                if verdict.allowed and use_id in self._not_run:
+                    said = self._not_run.pop(use_id)  # the CLI went on without the answer
+                    return _hook_answer(self._void(tool, verdict, _not_run_reason(said), "agent"))
+                if verdict.allowed and use_id:
+                    self._remember(use_id, tool, verdict)
+                return _hook_answer(verdict)
             if not use_id:  # nothing can_use_tool could find it by: nobody may say yes
                 task.cancel()
                 return _hook_deny("a call without a tool_use_id cannot be approved")
@@ -99,6 +154,8 @@ class GateBridge:
             else:
                 verdict = await self._check(tool, tool_input, self._ask)
             if verdict.allowed:
+                if use_id:
+                    self._remember(use_id, tool, verdict)
                 return PermissionResultAllow()
             return PermissionResultDeny(message=_deny_text(verdict))
         except asyncio.CancelledError:
@@ -107,10 +164,45 @@ class GateBridge:
             log.error("permission callback failed", error=repr(exc))
             return PermissionResultDeny(message=f"denied: internal error ({type(exc).__name__})")
 
+    # --- what the CLI reports ---------------------------------------------------------------
+
+    def tool_result(self, tool_use_id: str, is_error: bool, content: Any) -> None:
+        """A tool result from the CLI's stream. An allowed call the CLI says it did not
+        execute gets a record that says so."""
+        allowed = self._allowed.pop(tool_use_id, None)
+        if not is_error:
+            return
+        text = _result_text(content)
+        if not NOT_EXECUTED.search(text):
+            return
+        if allowed is not None:
+            tool, verdict = allowed
+            self._void(tool, verdict, _not_run_reason(text), "agent")
+        else:  # the gate has not answered yet: its allow, if it comes, is voided then
+            self._not_run[tool_use_id] = text
+            while len(self._not_run) > _REMEMBERED:
+                self._not_run.popitem(last=False)
+
     # --- inside ---------------------------------------------------------------------------
 
-    async def _check(self, tool: Any, tool_input: Any, ask: Notify | None) -> Verdict:
+    def _remember(self, use_id: str, tool: Any, verdict: Verdict) -> None:
+        self._allowed[use_id] = (tool, verdict)
+        while len(self._allowed) > _REMEMBERED:
+            self._allowed.popitem(last=False)
+
+    def _void(self, tool: Any, verdict: Verdict, reason: str, layer: str) -> Verdict:
+        try:
+            session = self._session()
+        except Exception:  # the record still names the allow it voids
+            session = Session("-", "-", "-")
+        return self.gate.void(session, tool, verdict, reason, layer)
+
+    async def _check(
+        self, tool: Any, tool_input: Any, ask: Notify | None, seen: list[Verdict] | None = None
+    ) -> Verdict:
         verdict = await self.gate.check(self._session(), tool, tool_input, ask)
+        if seen is not None:
+            seen.append(verdict)  # recorded: whoever cancels this now knows what it says
         if self._on_verdict is not None:
             try:
                 await self._on_verdict(str(tool), tool_input, verdict)
@@ -140,6 +232,24 @@ class GateBridge:
                 n += 1
         self._checks.clear()
         return n
+
+
+def _answer_within() -> float:
+    if ANSWER_WITHIN is not None:
+        return ANSWER_WITHIN
+    return max(HOOK_TIMEOUT * 0.8, HOOK_TIMEOUT - 20.0)
+
+
+def _not_run_reason(said: str) -> str:
+    return f"the CLI did not execute it: {said[:300]}"
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
 
 
 def _canon(value: Any) -> str:

@@ -300,6 +300,10 @@ class ClaudeAgent:
                 if isinstance(msg.content, list):
                     for block in msg.content:
                         if isinstance(block, ToolResultBlock):
+                            # the audit log learns of an allowed call the CLI did not run
+                            turn.bridge.tool_result(
+                                block.tool_use_id, bool(block.is_error), block.content
+                            )
                             await _tell(on_event, ToolDone(block.tool_use_id, bool(block.is_error)))
             elif isinstance(msg, ResultMessage):
                 usage = msg.usage or {}
