@@ -19,9 +19,9 @@ import structlog
 
 from leashd.daemon import process
 from leashd.daemon.app import Daemon, build
-from leashd.daemon.config import ConfigError, load_config
+from leashd.daemon.config import load_config
+from leashd.daemon.reload import Reloaded, reload_configuration
 from leashd.policy.errors import PolicyError
-from leashd.policy.loader import DEFAULT_POLICIES
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +50,7 @@ async def serve_terminal(out: TextIO | None = None) -> int:
                   "were recorded as denied", file=out)  # fmt: skip
         repl = asyncio.create_task(terminal.run())
         try:
-            await _until_stopped(daemon, repl, lambda text: terminal.send(CHAT, text))
+            await _until_stopped(daemon, repl, lambda r: terminal.send(CHAT, r.message))
         finally:
             await daemon.close()
             print("\nleashd stopped.", file=out, flush=True)
@@ -102,6 +102,14 @@ async def serve_telegram() -> int:
         stopping = asyncio.Event()
         menu: asyncio.Task[Any] | None = None
 
+        async def tell_failed(outcome: Reloaded) -> None:
+            # A reload that failed is told to each allowed user (their private chat with the
+            # bot has their id), who would otherwise believe the change took effect; one that
+            # worked is what the operator asked for at the machine, and is only logged.
+            if not outcome.ok:
+                for user in sorted(allowed):
+                    await connector.send(user, outcome.message)
+
         async def online() -> None:
             nonlocal menu
             if await tg.connect(app, stopping):
@@ -113,7 +121,7 @@ async def serve_telegram() -> int:
         code = 0
         main = asyncio.create_task(online())
         try:
-            await _until_stopped(daemon, main, None, stopping, sigint=True)
+            await _until_stopped(daemon, main, tell_failed, stopping, sigint=True)
             if main.done() and not main.cancelled() and main.exception() is not None:
                 raise main.exception()  # type: ignore[misc]
         except InvalidToken:
@@ -151,7 +159,7 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 async def _until_stopped(
     daemon: Daemon,
     main: asyncio.Task[Any],
-    tell: Callable[[str], Awaitable[None]] | None,
+    tell: Callable[[Reloaded], Awaitable[None]] | None,
     stopping: asyncio.Event | None = None,
     *,
     sigint: bool = False,
@@ -188,22 +196,10 @@ async def _until_stopped(
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-async def _reload(daemon: Daemon, tell: Callable[[str], Awaitable[None]] | None) -> None:
-    """Approved directories and policies from the configuration as it is now."""
-    try:
-        settings = load_config().settings
-    except ConfigError as exc:
-        log.error("reload refused: invalid configuration", error=str(exc))
-        return
-    gate = daemon.gate
-    want = set(settings.approved_directories)
-    for d in want - set(gate.approved_dirs):
-        gate.add_dir(d)
-    for d in set(gate.approved_dirs) - want:
-        gate.remove_dir(d)
-    result = gate.reload(settings.policy_files or DEFAULT_POLICIES)
-    log.info("configuration reloaded", dirs=list(gate.approved_dirs), policy=result.message)
+async def _reload(daemon: Daemon, tell: Callable[[Reloaded], Awaitable[None]] | None) -> None:
+    """Approved directories and policies from the configuration as it is now. In a thread:
+    compiling a policy can take seconds, and the event loop serves every chat meanwhile."""
+    outcome = await asyncio.to_thread(reload_configuration, daemon.gate)
     if tell is not None:
         with contextlib.suppress(Exception):
-            await tell(f"(configuration reloaded: {len(gate.approved_dirs)} approved "
-                       f"directories; {result.message})")  # fmt: skip
+            await tell(outcome)
