@@ -309,3 +309,51 @@ def test_the_deadline_holds_whatever_the_connector_does(evaluator, audit):
     assert not result.approved and result.how == "expired"
     assert late and not any(p.accepted for p in late)  # pressed past the deadline
     assert took < 1 and told
+
+
+def test_a_stranger_hammering_a_button_grows_the_log_by_two_records_a_window(evaluator, audit):
+    # issue 18: a stranger in a group pressing Approve 1,000 times must not write 1,000 records
+    async def run():
+        coord = ApprovalCoordinator({"42"}, timeout=30, audit=audit, refused_window=0.5)
+        task = asyncio.create_task(_ask(coord, evaluator, "npm publish"))
+        req = await _pending_one(coord)
+        for _ in range(1000):
+            assert not coord.press(req.id, "666", "c1", "approve").accepted
+        for _ in range(3):
+            assert not coord.press(req.id, "777", "c1", "reject").accepted
+        assert events(audit) == ["requested", "refused", "refused"]  # each one's first only
+        async with asyncio.timeout(10):  # the windows end: each count written once
+            while events(audit).count("refused-repeated") < 2:
+                await asyncio.sleep(0.05)
+        assert not coord.press(req.id, "666", "c1", "approve").accepted  # a new window
+        assert coord.press(req.id, "42", "c1", "approve").accepted
+        return await task
+
+    _, result = asyncio.run(run())
+    assert result.approved
+    recs = [r for r in records(audit.path) if r.get("kind") == "approval"]
+    counts = {r["who"]: r["count"] for r in recs if r["event"] == "refused-repeated"}
+    assert counts == {"666": 999, "777": 2}
+    assert events(audit) == [
+        "requested", "refused", "refused", "refused-repeated", "refused-repeated", "refused",
+        "approved",
+    ]  # fmt: skip
+    assert verify(audit.path).ok
+
+
+def test_a_count_still_open_is_written_when_the_daemon_stops(evaluator, audit):
+    async def run():
+        coord = ApprovalCoordinator({"42"}, timeout=30, audit=audit, refused_window=600)
+        task = asyncio.create_task(_ask(coord, evaluator, "npm publish"))
+        req = await _pending_one(coord)
+        for _ in range(5):
+            coord.press(req.id, "666", "c1", "approve")
+        coord.close()
+        return await task
+
+    _, result = asyncio.run(run())
+    assert not result.approved
+    recs = [r for r in records(audit.path) if r.get("kind") == "approval"]
+    assert [(r["event"], r.get("count")) for r in recs] == [
+        ("requested", None), ("refused", None), ("refused-repeated", 4), ("shutdown", None)
+    ]  # fmt: skip

@@ -2,8 +2,11 @@
 the time runs out, or the daemon stops. Every way it ends other than an approver's yes is a no.
 
 A request has an unguessable id and is bound to its session and chat; it resolves exactly once.
-A press from anyone who is not an approver, or from another chat, is refused and audited. On
-timeout the connector is told (it marks the request expired) and the call is denied.
+A press from anyone who is not an approver, or from another chat, is refused and audited: the
+first of each person's refusals in a window (`refused_window`, 60 s) in full, the rest of that
+window counted and written once when it ends (`refused-repeated`, with the count), so a
+stranger hammering a button in a group cannot grow the log without bound. On timeout the
+connector is told (it marks the request expired) and the call is denied.
 
 "Approve similar for this session" covers later calls of the same program and subcommand
 (`npm test`, `git commit`) in that session, and only calls the policy would ask about (a deny
@@ -39,6 +42,8 @@ _RUNS_OTHERS = frozenset(
     }
 )  # fmt: skip
 _PYTHON = re.compile(r"python\d+(\.\d+)*")
+REFUSED_WINDOW = 60.0  # seconds in which one person's refused presses become one record more
+_REFUSERS = 1024  # people tracked at once; beyond, the rest share one count
 Notify = Callable[["ApprovalRequest"], Awaitable[None]]
 
 
@@ -131,6 +136,16 @@ class Resolution:
     detail: str | None = None  # what went wrong, or the approver's reason for a no
 
 
+@dataclass
+class _Refusals:
+    """One person's refused presses in the current window."""
+
+    started: float  # on the event loop's clock
+    count: int = 0  # presses after the first, not yet written
+    last: dict[str, Any] = field(default_factory=dict)  # the last one's request and place
+    flush: asyncio.TimerHandle | None = None
+
+
 @dataclass(frozen=True)
 class Press:
     """What became of a button press."""
@@ -148,8 +163,11 @@ class ApprovalCoordinator:
         on_expired: Notify | None = None,
         *,
         anyone_in_chat: bool = False,
+        refused_window: float = REFUSED_WINDOW,
     ) -> None:
         self.approvers = frozenset(approvers)
+        self.refused_window = refused_window
+        self._refused: dict[str, _Refusals] = {}
         # An open bot (no allowed users, opened on purpose): whoever is in the chat where a
         # request was asked may answer it; in a private chat, that is its one user.
         self.anyone_in_chat = anyone_in_chat
@@ -251,9 +269,9 @@ class ApprovalCoordinator:
             raise RuntimeError("ApprovalCoordinator.press must run on the gate's event loop")
         approver = who in self.approvers or self.anyone_in_chat
         if not approver or chat != req.chat:
-            self._event("refused", req.session, req.tool, req.summary, request=req.id, who=who,
-                        chat=chat, why="pressed in another chat" if approver
-                        else "not an approver")  # fmt: skip
+            self._refuse(
+                req, who, chat, "pressed in another chat" if approver else "not an approver"
+            )
             return Press(False, "only the configured approvers can answer this request")
         if req.future.get_loop().time() >= req.deadline:
             self._end(req, Resolution(False, "expired"))
@@ -277,6 +295,11 @@ class ApprovalCoordinator:
         waiting = list(self._pending.values())
         self._pending.clear()
         failed: AuditError | None = None
+        for who in list(self._refused):
+            try:
+                self._flush_refused(who)
+            except AuditError as exc:
+                failed = failed or exc
         for req in waiting:
             try:
                 self._end(req, Resolution(False, "shutdown"))
@@ -307,6 +330,47 @@ class ApprovalCoordinator:
         if not req.future.done():
             req.future.set_result(result)
         return result
+
+    def _refuse(self, req: ApprovalRequest, who: str, chat: str, why: str) -> None:
+        """Audit a refused press: in full when it is the person's first in the window, else
+        counted, and the count written when the window ends."""
+        loop = req.future.get_loop()
+        now = loop.time()
+        key = who if who in self._refused or len(self._refused) < _REFUSERS else "*"
+        state = self._refused.get(key)
+        if state is not None and now - state.started < self.refused_window:
+            state.count += 1
+            state.last = {"request": req.id, "session": req.session, "tool": req.tool,
+                          "summary": req.summary, "chat": chat, "why": why, "who": who}  # fmt: skip
+            if state.flush is None:
+                delay = state.started + self.refused_window - now
+                state.flush = loop.call_later(delay, self._flush_later, key)
+            return
+        if state is not None:
+            self._flush_refused(key)
+        self._refused[key] = _Refusals(now)
+        self._event("refused", req.session, req.tool, req.summary, request=req.id, who=who,
+                    chat=chat, why=why)  # fmt: skip
+
+    def _flush_refused(self, key: str) -> None:
+        """Write the count of a window's further refusals (if any), and end the window."""
+        state = self._refused.pop(key, None)
+        if state is None:
+            return
+        if state.flush is not None:
+            state.flush.cancel()
+        if state.count:
+            last = state.last
+            self._event("refused-repeated", last["session"], last["tool"], last["summary"],
+                        request=last["request"], who=key,
+                        chat=last["chat"], why=last["why"], count=state.count,
+                        window_seconds=self.refused_window)  # fmt: skip
+
+    def _flush_later(self, key: str) -> None:
+        # A count that cannot be written is lost with its window (the first refusal stands on
+        # record); nothing is decided here, so nothing opens.
+        with contextlib.suppress(AuditError):
+            self._flush_refused(key)
 
     def _tell_expired(self, req: ApprovalRequest) -> None:
         """Tell the connector, without waiting for it: the answer is no either way."""
