@@ -7,14 +7,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from leashd.agent.runner import AgentConfig, ClaudeAgent
 from leashd.daemon.config import Settings
 from leashd.daemon.engine import Engine
 from leashd.daemon.middleware import Auth, RateLimit
 from leashd.daemon.storage import Store, open_store
 from leashd.gate.approvals import ApprovalCoordinator
-from leashd.gate.audit import AuditLog
+from leashd.gate.audit import AuditError, AuditLog
+from leashd.gate.audit_key import ENV as KEY_ENV
+from leashd.gate.audit_key import AuditKeyError, load_key
 from leashd.gate.gate import Gate, pending_in_log
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -47,8 +53,7 @@ async def build(
     """The daemon's parts, opened. `approvers` None: nobody can be asked, so whatever needs
     approval is denied (headless runs)."""
     audit_path = settings.path("audit_log_path")
-    audit_path.parent.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(audit_path, fsync=settings.audit_fsync)
+    audit = open_audit(settings)
     approvals = None
     if approvers is not None:
         approvals = ApprovalCoordinator(
@@ -90,6 +95,29 @@ async def build(
     if approvals is not None:
         approvals.on_expired = engine.expired
     return Daemon(settings, audit, gate, approvals, store, agent, engine, recovered)
+
+
+def open_audit(settings: Settings) -> AuditLog:
+    """The audit log, checked before the daemon takes its first call: the end against the
+    head (what a crash left put right in the log), the whole chain up to 256 MiB. Damage
+    raises AuditDamaged, and the daemon does not run until `leashd audit repair` seals it."""
+    secret = settings.audit_key.get_secret_value() if settings.audit_key else None
+    try:
+        key = load_key(secret, settings.audit_key_file or None)
+    except AuditKeyError as exc:
+        raise AuditError(str(exc)) from None
+    # the agent's CLI inherits this process's environment: the key must not go with it
+    os.environ.pop(KEY_ENV, None)
+    path = settings.path("audit_log_path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audit = AuditLog(path, fsync=settings.audit_fsync, key=key)
+    try:
+        for notice in audit.check():
+            log.warning("audit log notice", notice=notice)
+    except BaseException:
+        audit.close()
+        raise
+    return audit
 
 
 def agent_config(settings: Settings) -> AgentConfig:

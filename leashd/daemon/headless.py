@@ -14,9 +14,11 @@ from typing import TextIO
 from leashd.connectors.headless import HeadlessConnector
 from leashd.daemon.app import build
 from leashd.daemon.config import Settings
+from leashd.gate.audit import AuditError
 from leashd.policy.errors import PolicyError
 
 EXIT_OK, EXIT_AGENT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_AUDIT = 3  # the audit log is damaged, or calls were denied because they went unaudited
 
 
 async def run_once(
@@ -46,6 +48,13 @@ async def run_once(
         # said), not a crash with a traceback and exit 1: found by test_daemon_extras.
         await connector.send(chat, f"leashd: the policy does not load:\n{exc}")
         return EXIT_USAGE
+    except AuditError as exc:
+        await connector.send(chat, f"leashd: the audit log cannot be continued: {exc}")
+        return EXIT_AUDIT
+    # A call the gate denied because it could not audit it: the run did not do what it was
+    # asked, and a script must see it in the exit code, not only in the agent's reply.
+    unaudited: list[str] = []
+    daemon.gate.bus.subscribe("audit.failed", lambda e: unaudited.append(str(e.data["error"])))
     try:
         if session and settings.storage_backend == "memory":
             await connector.send(
@@ -68,6 +77,13 @@ async def run_once(
         await daemon.engine.wait_idle(chat)
     finally:
         await daemon.close()
+    if unaudited:
+        await connector.send(
+            chat,
+            f"leashd: the audit log could not be written {len(unaudited)} time(s), and what "
+            f"could not be audited was denied: {unaudited[0]}",
+        )
+        return EXIT_AUDIT
     result = connector.result_seen
     if result is None or result.error is not None or result.interrupted:
         return EXIT_AGENT_ERROR

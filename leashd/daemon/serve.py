@@ -21,6 +21,7 @@ from leashd.daemon import process
 from leashd.daemon.app import Daemon, build
 from leashd.daemon.config import load_config
 from leashd.daemon.reload import Reloaded, reload_configuration
+from leashd.gate.audit import AuditError
 from leashd.policy.errors import PolicyError
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,9 @@ async def serve_terminal(out: TextIO | None = None) -> int:
             # A policy file that does not load is a bad configuration (exit 2, its file:line
             # said), not a crash with a traceback: found by test_daemon_extras.
             print(f"leashd: the policy does not load:\n{exc}", file=sys.stderr)
+            return 2
+        except AuditError as exc:
+            print(f"leashd: the audit log cannot be continued: {exc}", file=sys.stderr)
             return 2
         terminal = TerminalConnector(daemon.engine, out)
         if daemon.recovered:
@@ -92,6 +96,9 @@ async def serve_telegram() -> int:
             )
         except PolicyError as exc:
             print(f"leashd: the policy does not load:\n{exc}", file=sys.stderr)
+            return 2
+        except AuditError as exc:
+            print(f"leashd: the audit log cannot be continued: {exc}", file=sys.stderr)
             return 2
         app = tg.application(token.get_secret_value(), settings.telegram_base_url)
         connector = tg.TelegramConnector(

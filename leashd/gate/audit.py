@@ -280,24 +280,25 @@ class AuditLog:
         and the whole records after the head. Raises AuditDamaged when the end does not
         hold (the head's record missing or changed, records that do not link)."""
         with open(self.path, "rb") as f:
-            back = min(size, 1 << 16)
+            end = _after_last_newline(f, size)
+            f.seek(end)
+            torn = (end, f.read()) if end < size else None
+            back = min(end, 1 << 16)
             while True:
-                f.seek(size - back)
-                data = f.read(back)
-                lines = data.split(b"\n")
-                torn_bytes = lines.pop()  # after the last newline: b"" when none is torn
-                if back < size:
+                f.seek(end - back)
+                lines = f.read(back).split(b"\n")
+                lines.pop()  # what follows the last newline: nothing, `end` is just after it
+                if back < end and lines:
                     lines.pop(0)  # may start mid-line
                 found = self._find_head_record(lines, head)
-                if found is not None or back >= size:
+                if found is not None or back >= end:
                     break
                 if back >= _SCAN_BACK:
                     raise AuditDamaged(
                         f"the record the head file of {self.path} names ({head.seq}) is not "
                         f"in the last {_SCAN_BACK >> 20} MiB of the log: {REPAIR}"
                     )
-                back = min(size, back * 4)
-        torn = (size - len(torn_bytes), torn_bytes) if torn_bytes else None
+                back = min(end, back * 4)
         if found is None:
             if head.seq > 0:
                 raise AuditDamaged(self._shorter(lines, head))
@@ -494,6 +495,20 @@ class _Locked:
             log._lock.release()
         if isinstance(exc, OSError) and not isinstance(exc, AuditError):
             raise AuditError(f"cannot write the audit log {log.path}: {exc}") from None
+
+
+def _after_last_newline(f: Any, size: int) -> int:
+    """The offset just after the file's last newline (0 when it has none): where a torn
+    record, if any, starts. Read back in chunks: a torn record may be megabytes long."""
+    pos = size
+    while pos > 0:
+        step = min(pos, 1 << 20)
+        f.seek(pos - step)
+        i = f.read(step).rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0
 
 
 def _records_from(path: Path, offset: int) -> list[dict[str, Any]]:
