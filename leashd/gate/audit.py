@@ -350,8 +350,8 @@ class AuditLog:
                     break
         gone = "emptied" if last == 0 else "cut short"
         return (
-            f"{self.path} is shorter than its head file says: records {last + 1}..{head.seq} "
-            f"are missing (the log was {gone}); nothing is appended to it: {REPAIR}"
+            f"{self.path} is shorter than its head file says: {_missing(last + 1, head.seq)} "
+            f"(the log was {gone}); nothing is appended to it: {REPAIR}"
         )
 
     def _parse(self, raw: bytes, where: str) -> dict[str, Any]:
@@ -495,6 +495,10 @@ class _Locked:
             log._lock.release()
         if isinstance(exc, OSError) and not isinstance(exc, AuditError):
             raise AuditError(f"cannot write the audit log {log.path}: {exc}") from None
+
+
+def _missing(first: int, last: int) -> str:
+    return f"record {first} is missing" if first == last else f"records {first}..{last} are missing"
 
 
 def _after_last_newline(f: Any, size: int) -> int:

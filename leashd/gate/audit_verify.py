@@ -123,7 +123,11 @@ def verify(path: str | Path, key: bytes | None = None) -> Verdict:
                        "was deleted", status="damaged", **at_end)  # fmt: skip
     confirmed = head.seq if head is not None else 0
     if confirmed > w.seq:
-        missing = f"records {w.seq + 1}..{confirmed} are missing: the log was cut short"
+        gone = "emptied" if w.lines == 0 else "cut short"
+        what = (
+            f"record {confirmed}" if confirmed == w.seq + 1 else f"records {w.seq + 1}..{confirmed}"
+        )
+        missing = f"{what} {'is' if confirmed == w.seq + 1 else 'are'} missing: the log was {gone}"
         return Verdict(False, w.seq, missing, w.lines + 1, "damaged", **at_end)
     if (
         head is not None
