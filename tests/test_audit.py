@@ -572,3 +572,22 @@ def test_verify_and_repair_from_the_command_line(home, tmp_path):
     key_file.chmod(0o644)
     loose = runner.invoke(main, ["audit", "verify", str(keyed)])
     assert loose.exit_code == 2 and "chmod 600" in loose.output
+
+
+def test_the_daemon_keys_its_log_and_keeps_the_key_from_the_agent_s_environment(home, monkeypatch):
+    from leashd.daemon.app import open_audit
+    from leashd.daemon.config import load_config
+
+    secret = "a key of thirty-two bytes, or so"
+    monkeypatch.setenv("LEASHD_AUDIT_KEY", secret)
+    audit = open_audit(load_config().settings)
+    try:
+        assert "LEASHD_AUDIT_KEY" not in os.environ  # the agent's CLI inherits os.environ
+        audit.append("decision", {"i": 0})
+    finally:
+        audit.close()
+    assert verify(home / "audit.jsonl", key=secret.encode()).message.endswith("HMAC chain intact")
+    assert verify(home / "audit.jsonl").status == "unchecked"
+    monkeypatch.setenv("LEASHD_AUDIT_KEY", "short")
+    with pytest.raises(AuditError, match="at least 16"):
+        open_audit(load_config().settings)
