@@ -83,13 +83,14 @@ def world():
 
 
 def test_a_log_cut_short_stops_the_daemon_until_repair_seals_it(world):
+    world.fake.call("Bash", {"command": "cat notes.txt", "description": "read"})
     world.fake.say("first")
     assert world.run("one").returncode == 0
     world.fake.call("Bash", {"command": "cat notes.txt", "description": "read"})
     world.fake.say("second")
     assert world.run("two").returncode == 0
     rows = world.audit.read_bytes().splitlines(keepends=True)
-    assert len(rows) >= 1
+    assert len(rows) == 2
     world.audit.write_bytes(b"".join(rows[:-1]))  # the last record deleted
     before = world.audit.read_bytes()
     asked = len(world.fake.requests)
@@ -97,7 +98,7 @@ def test_a_log_cut_short_stops_the_daemon_until_repair_seals_it(world):
     p = world.run("three")
     assert p.returncode == 3, p.stderr
     assert "the audit log cannot be continued" in p.stderr and "audit repair" in p.stderr
-    assert "missing" in p.stderr
+    assert "record 2 is missing (the log was cut short)" in p.stderr
     assert world.audit.read_bytes() == before  # nothing appended, no fresh chain
     assert len(world.fake.requests) == asked  # the agent never started
 
