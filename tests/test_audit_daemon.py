@@ -103,9 +103,9 @@ def test_a_log_cut_short_stops_the_daemon_until_repair_seals_it(world):
     assert len(world.fake.requests) == asked  # the agent never started
 
     v = world.leashd("audit", "verify")
-    assert v.returncode == 1 and "missing: the log was cut short" in v.stdout, v.stdout
+    assert v.returncode == 1 and "record 2 is missing: the log was cut short" in v.stdout, v.stdout
     r = world.leashd("audit", "repair")
-    assert r.returncode == 0 and "sealed: records" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "sealed: record 2 is missing" in r.stdout, r.stdout + r.stderr
     world.fake.say("back")
     assert world.run("four").returncode == 0
     v = world.leashd("audit", "verify")
