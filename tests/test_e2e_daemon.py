@@ -24,7 +24,7 @@ import pytest
 from leashd.agent.runner import bundled_cli
 from tests.conftest import worlds_dir
 from tests.fakes.anthropic_api import FakeAnthropic
-from tests.tmux import Tmux
+from tests.tmux import Tmux, until
 
 SECRET = "hunter2-" + uuid.uuid4().hex[:8]
 LEASHD = [sys.executable, "-m", "leashd.cli"]
@@ -197,8 +197,14 @@ def socket_path(name: str) -> Path:
 
 
 def start_repl(world: World, term: Tmux, **env: str) -> None:
+    """The daemon in the terminal, until its REPL shows its first prompt."""
     term.start([*LEASHD, "start", "-f"], {**world.env, **env}, world.proj)
-    term.wait_for("› ", 30)
+    term.wait_idle(60)
+
+
+def prompted_fake(world: World) -> bool:
+    """Whether the turn's first request has reached the fake API: the turn is running."""
+    return bool(world.fake.requests)
 
 
 def test_repl_approval_granted_then_refused(world, term):
@@ -212,12 +218,13 @@ def test_repl_approval_granted_then_refused(world, term):
     term.type("write yes.txt")
     term.wait_for("[y]es / [n]o")
     term.type("y")
-    term.wait_for("Wrote yes.txt.")
+    assert "Wrote yes.txt." in term.wait_idle()
     term.type("write no.txt")
     term.wait_for("[y]es / [n]o", count=2)
     term.type("n")
-    screen = term.wait_for("You said no.")
+    screen = term.wait_idle()
 
+    assert "You said no." in screen
     assert (world.proj / "yes.txt").read_text() == "approved\n"
     assert not (world.proj / "no.txt").exists()
     assert "→ approved" in screen and "→ rejected" in screen
@@ -233,12 +240,12 @@ def test_repl_interrupt_stops_the_turn_not_the_daemon(world, term):
     world.fake.say("Still here.")
     start_repl(world, term)
     term.type("think hard")
-    term.wait_for("thinking it over")
+    until(lambda: prompted_fake(world), what="the model asked")  # it hangs there
     term.key("C-c")
-    term.wait_for("interrupted")
+    assert "⏹ interrupted" in term.wait_idle()
     world.fake.release()
     term.type("are you there?")
-    term.wait_for("Still here.")
+    assert "Still here." in term.wait_idle()
     assert not term.dead()
 
 
@@ -246,7 +253,7 @@ def test_repl_session_resumes_after_a_restart(world, term):
     world.fake.say("Noted.")
     start_repl(world, term)
     term.type("the code word is tangerine")
-    term.wait_for("Noted.")
+    assert "Noted." in term.wait_idle()  # the turn is over, its session stored
     stop = subprocess.run([*LEASHD, "stop"], env=world.env, capture_output=True, text=True)
     assert stop.returncode == 0 and "stopped" in stop.stdout
     term.wait_dead()
@@ -257,7 +264,7 @@ def test_repl_session_resumes_after_a_restart(world, term):
         world.fake.say("It was tangerine.")
         start_repl(world, again)
         again.type("what was it?")
-        again.wait_for("It was tangerine.")
+        assert "It was tangerine." in again.wait_idle()
         assert world.fake.user_texts() == ["the code word is tangerine", "what was it?"]
     finally:
         again.close()

@@ -1,9 +1,11 @@
 """End to end, the terminal REPL (`leashd start -f` in tmux) against the real Claude Code CLI
 and the fake Messages API: switching directories, a message arriving during a turn, an
-approval nobody answers, and "approve similar". Effects are checked on disk, in the audit
-log and in the SQLite store.
+approval arriving while that message's question is open, an approval nobody answers, and
+"approve similar". Effects are checked on disk, in the audit log and in the SQLite store.
 
-The world, the fixtures and the REPL helpers are those of test_e2e_daemon.
+Every step waits for a state: the prompt (the REPL is idle), a question on screen, a request
+the fake API holds until the test lets it go (`held_until`). The world, the fixtures and the
+REPL helpers are those of test_e2e_daemon.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +24,10 @@ import pytest
 
 from leashd.agent.runner import bundled_cli
 from tests import test_e2e_daemon
-from tests.fakes.anthropic_api import text
-from tests.test_e2e_daemon import World, socket_path, start_repl
-from tests.tmux import Tmux
+from tests.fakes.anthropic_api import text, tool
+from tests.test_e2e_daemon import World, prompted_fake, socket_path, start_repl
+from tests.test_terminal_repl import held_until, prompted
+from tests.tmux import Tmux, until
 
 # the harness's fixtures, used here under the same names
 world = test_e2e_daemon.world
@@ -34,22 +38,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 ASKED = "[y]es / [n]o"
+BUSY = "A turn is running: [q]ueue"
 
 
-def prompted(words: str):  # type: ignore[no-untyped-def]
-    """A `when` for the fake: the request's latest message is the user's prompt `words`
-    (the first request of that turn, not one carrying a tool's result)."""
-
-    def when(body: dict[str, Any]) -> bool:
-        messages = body.get("messages") or []
-        return bool(messages) and words in json.dumps(messages[-1])
-
-    return when
-
-
-def turns_done(term: Tmux, n: int) -> str:
-    """Until `n` turns have ended (each ends with its summary line, after it is stored)."""
-    return term.wait_for("\n— $", count=n)
+def tool_result(body: dict[str, Any]) -> bool:
+    """A `when` for the fake: the request carries a tool's result (the turn goes on)."""
+    users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+    return bool(users) and "tool_result" in json.dumps(users[-1])
 
 
 def sleeping(cwd: Path, command: str) -> bool:
@@ -100,20 +95,19 @@ def test_repl_dir_lists_and_switches_and_the_agent_works_there(world, term):
     start_repl(world, term)
 
     term.type("/dir")
-    listed = term.wait_for(f"2. {other}")
-    assert f"1. {world.proj}  (current)" in listed
+    listed = term.wait_idle()
+    assert f"1. {world.proj}  (current)" in listed and f"2. {other}\n" in listed
     term.type(f"/dir {world.home}/./other")  # a path, as typed: resolved before it is matched
-    term.wait_for(f"Working in {other} (new conversation).")
+    assert f"Working in {other} (new conversation)." in term.wait_idle()
     term.type("/dir")
-    term.wait_for(f"2. {other}  (current)")
+    assert f"2. {other}  (current)" in term.wait_idle()
     term.type(f"/dir {world.outside}")
-    term.wait_for(f"{world.outside} is not an approved directory")
+    assert f"{world.outside} is not an approved directory" in term.wait_idle()
 
     term.type("mark where you are")
     term.wait_for(ASKED)
     term.type("y")
-    term.wait_for("Marked the spot.")
-    turns_done(term, 1)
+    assert "Marked the spot." in term.wait_idle()
 
     # the agent ran in the directory switched to: its shell, and a relative path
     assert f.tool_results()[pwd].strip() == str(other)
@@ -140,7 +134,7 @@ def test_repl_status_after_dir_switch_survives_a_restart(world, term):
     )
     start_repl(world, term)
     term.type("/dir 2")
-    term.wait_for(f"Working in {other} (new conversation).")
+    assert f"Working in {other} (new conversation)." in term.wait_idle()
     term.key("C-d")
     term.wait_dead()
     term.close()
@@ -149,7 +143,7 @@ def test_repl_status_after_dir_switch_survives_a_restart(world, term):
     try:
         start_repl(world, again)
         again.type("/status")
-        again.wait_for(f"in {other}")
+        assert f"in {other}" in again.wait_idle()
     finally:
         again.close()
 
@@ -159,19 +153,20 @@ def test_repl_status_after_dir_switch_survives_a_restart(world, term):
 
 def test_repl_message_during_a_turn_can_be_queued(world, term):
     f = world.fake
-    f.call("Bash", {"command": "sleep 4", "description": "wait"})
-    f.say("First done.")
+    go = threading.Event()  # the first turn goes on only once the message is queued
+    f.call("Bash", {"command": "echo working", "description": "work"})
+    f.reply(text("First done."), when=held_until(go, tool_result))
     f.reply(text("Second done."), when=prompted("second task"))
     start_repl(world, term)
 
     term.type("first task")
-    term.wait_for("🔧 Bash: sleep 4")
+    term.wait_for("🔧 Bash: echo working")
     term.type("second task")
-    term.wait_for("[q]ueue this message or [i]nterrupt the turn?")
+    term.wait_for(f'{BUSY} "second task" or [i]nterrupt the turn?')
     term.type("q")
     term.wait_for("Queued: it runs when this turn ends.")
-    term.wait_for("Second done.")
-    screen = turns_done(term, 2)
+    go.set()
+    screen = term.wait_idle()
 
     # the first turn ran to its end, then the queued message, in the same conversation
     assert screen.index("First done.") < screen.index("Second done.")
@@ -190,24 +185,24 @@ def test_repl_message_during_a_turn_can_interrupt_it(world, term):
     f = world.fake
     f.call("Bash", {"command": "sleep 20", "description": "wait long"})
     # only if the first turn were let run on would the model see the sleep's result
-    f.reply(
-        text("First done."), when=lambda body: "tool_result" in json.dumps(body["messages"][-1])
-    )
+    f.reply(text("First done."), when=tool_result)
     f.reply(text("Second done."), when=prompted("second task"))
     start_repl(world, term)
 
     term.type("first task")
     term.wait_for("🔧 Bash: sleep 20")
-    started = time.monotonic()
     term.type("second task")
-    term.wait_for("[q]ueue this message or [i]nterrupt the turn?")
+    term.wait_for(BUSY)
+    started = time.monotonic()
     term.type("i")
     term.wait_for("⏹ interrupted")
-    screen = term.wait_for("Second done.")
+    stopped = time.monotonic() - started
+    screen = term.wait_idle()
 
-    # the sleep did not hold the next turn (the CLI refuses a sleep of 25 s or more)
-    assert time.monotonic() - started < 15
+    # the sleep did not hold the turn (the CLI refuses a sleep of 25 s or more)
+    assert stopped < 15
     assert not sleeping(world.proj, "sleep 20")
+    assert "Second done." in screen
     assert "First done." not in screen
     assert "Queued" not in screen
     texts = f.user_texts()
@@ -215,24 +210,82 @@ def test_repl_message_during_a_turn_can_interrupt_it(world, term):
     assert not term.dead()
 
 
-def test_repl_message_queued_just_as_the_turn_ends_still_runs(world, term):
-    """The turn ends while the user is still choosing between queue and interrupt: the
-    message must run all the same, not wait in a queue nothing drains."""
+def test_repl_queue_question_is_withdrawn_when_the_turn_ends_and_the_message_runs(world, term):
+    """The turn ends while the user is still choosing between queue and interrupt: there is
+    nothing left to choose; the screen says the message goes now, and it runs (it once
+    waited in a queue nothing drained)."""
     f = world.fake
-    f.call("Bash", {"command": "sleep 2", "description": "wait"})
-    f.say("First done.")
+    go = threading.Event()  # the first turn ends only once the question is open
+    f.call("Bash", {"command": "echo working", "description": "work"})
+    f.reply(text("First done."), when=held_until(go, tool_result))
     f.reply(text("Second done."), when=prompted("second task"))
     start_repl(world, term)
 
     term.type("first task")
-    term.wait_for("🔧 Bash: sleep 2")
+    term.wait_for("🔧 Bash: echo working")
     term.type("second task")
-    term.wait_for("[q]ueue this message or [i]nterrupt the turn?")
-    turns_done(term, 1)  # the first turn is over; the question is still open
-    term.type("q")
-    term.wait_for("Second done.", timeout=30)
-    turns_done(term, 2)
+    term.wait_for(BUSY)
+    go.set()
+    screen = term.wait_idle()
+
+    withdrawn = screen.index('(that turn is over: "second task" goes now)')
+    assert screen.index("First done.") < withdrawn < screen.index("Second done.")
+    assert "Queued" not in screen
     assert f.user_texts() == ["first task", "second task"]
+
+
+def test_repl_approval_while_the_queue_question_is_open_takes_the_answer(world, term):
+    """An approval arrives while "queue or interrupt?" is open: it is asked first, so `y`
+    approves it; then the queue question comes back and `q` answers it."""
+    f = world.fake
+    go = threading.Event()  # the model asks for the write once the queue question is open
+    f.reply(tool("Write", {"file_path": str(world.proj / "a.txt"), "content": "a\n"}),
+            when=held_until(go, prompted("first task")))  # fmt: skip
+    f.say("Wrote a.txt.")
+    f.reply(text("Second done."), when=prompted("second task"))
+    start_repl(world, term)
+
+    term.type("first task")
+    until(lambda: prompted_fake(world), what="the model asked")  # and is held
+    term.type("second task")
+    term.wait_for(BUSY)
+    go.set()
+    screen = term.wait_for(ASKED)
+    assert "the question above is set aside" in screen.split(BUSY)[1]
+    term.type("y")
+    term.wait_for(BUSY, count=2)
+    term.type("q")
+    screen = term.wait_idle()
+
+    assert (world.proj / "a.txt").read_text() == "a\n"
+    assert approval_events(world) == ["requested", "approved"]
+    approved = [r for r in world.records() if r.get("event") == "approved"]
+    assert [r.get("who") for r in approved] == ["terminal"]
+    order = [screen.index(ASKED), screen.index("→ approved"), screen.rindex(BUSY),
+             screen.index("Queued"), screen.index("Wrote a.txt."),
+             screen.index("Second done.")]  # fmt: skip
+    assert order == sorted(order)
+    assert f.user_texts() == ["first task", "second task"]
+
+
+def test_repl_a_line_typed_as_soon_as_the_answer_shows_is_a_new_message(world, term):
+    """What a person does: read the answer, type the next message at once. This test types
+    as soon as the answer's text is on screen, without waiting for the prompt: the answer
+    is shown only once its turn is over, so the line must start a new turn, never meet "a
+    turn is running" (it once did: the answer came 37-58 ms before the end of its turn)."""
+    f = world.fake
+    f.say("First answer.")
+    f.reply(text("Second answer."), when=prompted("next question"))
+    start_repl(world, term)
+
+    term.type("first question")
+    term.wait_for("First answer.")
+    term.type("next question")
+    screen = term.wait_idle()
+
+    assert "Second answer." in screen
+    assert "A turn is running" not in screen
+    assert f.user_texts() == ["first question", "next question"]
 
 
 # --- an approval nobody answers ------------------------------------------------------------------
@@ -247,10 +300,9 @@ def test_repl_unanswered_approval_expires_denied(world, term):
     asked_at = time.monotonic()
     term.type("write late.txt")
     term.wait_for(ASKED)
-    term.wait_for("⌛ approval expired, denied")
-    term.wait_for("Nobody answered, so nothing was written.")
-    screen = turns_done(term, 1)
+    screen = term.wait_idle()
 
+    assert "Nobody answered, so nothing was written." in screen
     assert time.monotonic() - asked_at < 30
     assert not (world.proj / "late.txt").exists()
     assert f"Write {world.proj / 'late.txt'}" in screen.split("⌛ approval expired, denied")[1]
@@ -267,7 +319,7 @@ def test_repl_unanswered_approval_expires_denied(world, term):
     # the REPL goes on: a message after it is a message, not a late answer
     f.say("Still here.")
     term.type("hello again")
-    term.wait_for("Still here.")
+    assert "Still here." in term.wait_idle()
 
 
 # --- approve similar -----------------------------------------------------------------------------
@@ -292,24 +344,22 @@ def test_repl_approve_similar_covers_the_same_program_in_this_session_only(world
     term.type("touch one")
     term.wait_for("[y]es / [n]o / [s]imilar (touch) ?")
     term.type("s")
-    term.wait_for("→ approved-similar")
-    term.wait_for("Touched one.")
-    turns_done(term, 1)
+    screen = term.wait_idle()
+    assert "→ approved-similar" in screen and "Touched one." in screen
 
     term.type("touch two, then the others")
     screen = term.wait_for("[y]es / [n]o / [s]imilar (mkdir build) ?")
     # touch two.txt was not asked about: the only question so far besides the first
     assert screen.count(ASKED) == 2
     term.type("n")
-    term.wait_for("Two touched, the rest was not allowed.")
-    turns_done(term, 2)
+    assert "Two touched, the rest was not allowed." in term.wait_idle()
 
     term.type("/clear")
-    term.wait_for("New conversation started.")
+    assert "New conversation started." in term.wait_idle()
     term.type("touch three")
-    screen = term.wait_for("[s]imilar (touch) ?", count=2)
+    term.wait_for("[s]imilar (touch) ?", count=2)
     term.type("n")
-    term.wait_for("Three is up to you.")
+    assert "Three is up to you." in term.wait_idle()
 
     assert (world.proj / "one.txt").exists() and (world.proj / "two.txt").exists()
     assert not (world.outside / "sneaky.txt").exists()

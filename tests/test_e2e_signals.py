@@ -5,6 +5,7 @@ while it polls. None may leave it dead by accident or running on uselessly."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ import time
 from leashd.daemon import process
 from tests.test_e2e_daemon import LEASHD, world  # noqa: F401
 from tests.test_e2e_telegram import bot  # noqa: F401
+from tests.tmux import until
 
 
 def test_a_sighup_as_soon_as_the_daemon_holds_its_lock_does_not_kill_it(world, bot):
@@ -31,7 +33,9 @@ def test_a_sighup_as_soon_as_the_daemon_holds_its_lock_does_not_kill_it(world, b
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGHUP)  # `leashd add-dir DIR` just then
-        time.sleep(3)
+        # Alive and at work: polling Telegram comes after every step of starting, so a
+        # signal that was going to kill it has done so by then.
+        until(lambda: proc.poll() is not None or bot.tg.calls("getUpdates"), 60, "polling")
         code = proc.poll()
         assert code is None, f"the daemon died of the SIGHUP (exit {code})"
     finally:
@@ -47,7 +51,7 @@ def test_a_token_revoked_while_polling_stops_the_daemon_and_says_why(world, bot)
     bot.start()
     tg.token = tg.token.split(":")[0] + ":revoked"  # BotFather /revoke
     tg.down()  # ends the waiting long poll, so the next one sees the new token
-    time.sleep(0.5)
+    tg.wait_for(lambda: any(r.status == 502 for r in tg.calls("getUpdates")), 30, "poll ended")
     tg.up()
     assert bot.proc is not None
     assert bot.proc.wait(30) == 2
@@ -75,15 +79,19 @@ def test_a_terminal_daemon_whose_terminal_goes_away_stops(world):
     )
     os.close(slave)
     try:
-        deadline = time.monotonic() + 60
-        while not process.status(world.leashd_home).running:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        time.sleep(1)
+        # the REPL is up and reading its terminal: its prompt is on the screen
+        shown = b""
+        while "›".encode() not in shown:
+            assert proc.poll() is None, shown.decode(errors="replace")
+            ready, _, _ = select.select([master], [], [], 60)
+            assert ready, f"no prompt within 60 s: {shown.decode(errors='replace')}"
+            shown += os.read(master, 4096)
         os.close(master)  # the terminal window is closed ...
         os.kill(proc.pid, signal.SIGHUP)  # ... and its hang-up signal sent
-        time.sleep(5)
-        assert proc.poll() is not None, "the daemon outlived its terminal"
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the daemon outlived its terminal") from None
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -1,5 +1,9 @@
 """Driving a real terminal program through tmux: start it in a detached session of a private
-tmux server, type into it, read its screen."""
+tmux server, type into it, read its screen.
+
+Wait for states, never for time: `wait_idle` for the REPL's prompt (shown only when no turn
+runs and nothing is asked), `wait_for` for a question on screen, `until` for anything else
+(a record in the audit log, a request the fake API got)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+PROMPT = "›"  # the REPL's prompt (leashd/connectors/terminal.py), shown only when it is idle
 
 
 class Tmux:
@@ -17,6 +24,7 @@ class Tmux:
         self.socket = str(socket)
         self.width, self.height = width, height
         self.session = "leashd"
+        self._prompts = 0  # prompts on the screen when a key was last sent
 
     def _tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -34,10 +42,12 @@ class Tmux:
         self._tmux("set-option", "-t", self.session, "remain-on-exit", "on")
 
     def type(self, text: str) -> None:
+        self._prompts = _prompts(self.screen())
         self._tmux("send-keys", "-t", self.session, "-l", text)
         self._tmux("send-keys", "-t", self.session, "Enter")
 
     def key(self, *keys: str) -> None:
+        self._prompts = _prompts(self.screen())
         self._tmux("send-keys", "-t", self.session, *keys)
 
     def screen(self) -> str:
@@ -65,6 +75,26 @@ class Tmux:
                 raise AssertionError(f"{text!r} did not appear within {timeout} s:\n{screen}")
             time.sleep(0.1)
 
+    def wait_idle(self, timeout: float = 60.0) -> str:
+        """Until the REPL is idle again after what was last typed: a prompt newer than the
+        last key sent, with nothing after it. Returns the screen.
+
+        Type only when the REPL is idle or shows a question: then the next prompt can only
+        come once that line has been acted on."""
+        lines: list[str] = []
+
+        def idle() -> bool:
+            nonlocal lines
+            lines = [line.rstrip() for line in self.screen().splitlines() if line.strip()]
+            return bool(lines) and lines[-1] == PROMPT and _prompts(lines) > self._prompts
+
+        try:
+            until(idle, timeout)
+        except AssertionError:
+            shown = "\n".join(lines)
+            raise AssertionError(f"no new prompt within {timeout} s:\n{shown}") from None
+        return "\n".join(lines)
+
     def wait_dead(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.dead():
@@ -74,3 +104,17 @@ class Tmux:
 
     def close(self) -> None:
         self._tmux("kill-server", check=False)
+
+
+def until(check: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
+    """Until `check()` is true: a state reached, polled."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s: {what or check}")
+        time.sleep(0.05)
+
+
+def _prompts(screen: str | list[str]) -> int:
+    lines = screen.splitlines() if isinstance(screen, str) else screen
+    return sum(1 for line in lines if line.startswith(PROMPT))

@@ -1,10 +1,21 @@
-"""The terminal REPL, when no bot token is set: a prompt, the answer as it streams, tool
-indicators, and approvals answered right here.
+"""The terminal REPL, when no bot token is set: a prompt, the answer, tool indicators, and
+approvals answered right here.
+
+What the screen says is what a line typed now will do:
+
+- The prompt `› ` is shown only when the chat is idle (the engine runs no turn) and nothing
+  is asked: a line typed at it is a new message or a command. A turn's answer is shown with
+  its summary line once the turn is over, then the prompt; so the answer is never on screen
+  while typing would still land in the turn. (The answer is shown in whole blocks, never
+  streamed: streamed text is an answer on screen before its turn is over.)
+- One question at a time is open, the last one shown, and a line answers it. Approvals come
+  first: one that arrives while "queue or interrupt?" is open sets that question aside and
+  it is asked again once no approval is waiting; a second approval waits for the first to be
+  answered. A question that ends without an answer (expired, the turn stopped, the turn the
+  queue question was about ended) says so, and the next question or the prompt follows.
 
 One reader thread turns stdin into lines on the event loop (so `input()` never blocks it).
-A line answers the oldest open question (an approval, or "queue or interrupt?") if there is
-one, else it is a message. Ctrl-C interrupts the running turn, not the daemon; Ctrl-D or
-/quit leaves.
+Ctrl-C interrupts the running turn, not the daemon; Ctrl-D or /quit leaves.
 """
 
 from __future__ import annotations
@@ -15,26 +26,41 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from leashd.agent.events import (
     AgentEvent,
     ModeChanged,
     Text,
-    TextDelta,
     ToolDenied,
     ToolStarted,
     TurnResult,
 )
 from leashd.connectors.base import Busy
 from leashd.daemon.engine import Engine, result_summary
-from leashd.gate.approvals import ApprovalRequest
+from leashd.gate.approvals import ApprovalRequest, Resolution
 from leashd.gate.modes import EDIT_TOOLS, PLAN_TOOL
 
 CHAT = "terminal"
 WHO = "terminal"  # the approver's name in the audit log
+PROMPT = "› "
 _ANSWERS = {"y": "approve", "yes": "approve", "n": "reject", "no": "reject",
             "s": "approve-similar", "similar": "approve-similar"}  # fmt: skip
+_CHOICES: dict[str, Busy] = {"q": "queue", "queue": "queue", "i": "interrupt",
+                             "interrupt": "interrupt"}  # fmt: skip
+_ENDED = {"cancelled": "the turn was stopped", "shutdown": "leashd is stopping"}
+
+
+@dataclass(eq=False)
+class _QueueOrInterrupt:
+    """The open "a turn is running: queue or interrupt?" question about one message."""
+
+    message: str
+    answer: asyncio.Future[Busy] = field(repr=False)
+
+
+_Question = ApprovalRequest | _QueueOrInterrupt
 
 
 class TerminalConnector:
@@ -43,9 +69,12 @@ class TerminalConnector:
     def __init__(self, engine: Engine, out: TextIO | None = None) -> None:
         self.engine = engine
         self.out = out or sys.stdout
-        self._approvals: list[ApprovalRequest] = []
-        self._question: asyncio.Future[str] | None = None
-        self._streamed = False  # text of the current block already shown by deltas
+        self._approvals: list[ApprovalRequest] = []  # open, oldest first: the first is asked
+        self._choice: _QueueOrInterrupt | None = None
+        self._shown: _Question | None = None  # the question on screen, which a line answers
+        self._held: list[str] = []  # the turn's latest text, shown with what comes after it
+        self._at_prompt = False  # the prompt is the last thing on screen
+        self._watch: asyncio.Task[None] | None = None  # until the chat is idle again
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -53,18 +82,15 @@ class TerminalConnector:
 
     async def send(self, chat: str, text: str, choices: Sequence[tuple[str, str]] = ()) -> None:
         self._say(text)
+        self._settle()  # a notice while idle (a reload) ends with the prompt again
 
     async def event(self, chat: str, event: AgentEvent) -> None:
-        if isinstance(event, TextDelta):
-            self.out.write(event.text)
-            self.out.flush()
-            self._streamed = True
-        elif isinstance(event, Text):
-            if not self._streamed:
-                self._say(event.text)
-            else:
-                self._say("")
-            self._streamed = False
+        self._watch_turn()
+        if isinstance(event, Text):
+            # Held until something follows: the last block is the answer, shown only once
+            # the turn is over. (TextDelta, the streamed pieces, is not shown at all.)
+            self._flush()
+            self._held.append(event.text)
         elif isinstance(event, ToolStarted):
             self._say(f"🔧 {event.tool}: {event.summary}".rstrip(": "))
         elif isinstance(event, ToolDenied):
@@ -74,14 +100,109 @@ class TerminalConnector:
 
     async def result(self, chat: str, result: TurnResult) -> None:
         if result.interrupted:
-            self._say("⏹ interrupted")
+            self._held.append("⏹ interrupted")
         elif result.error is not None:
-            self._say(f"✗ the agent failed: {result.error}")
-        self._say(f"— {result_summary(result)}")
-        self._prompt()
+            self._held.append(f"✗ the agent failed: {result.error}")
+        self._held.append(f"— {result_summary(result)}")
+        if self.engine.queued(chat):
+            self._flush()  # the next message's turn follows at once: the chat stays busy
+        self._watch_turn()
 
     async def ask(self, req: ApprovalRequest) -> None:
+        self._watch_turn()
         self._approvals.append(req)
+        # However it ends without an answer typed here (expired, the turn stopped, leashd
+        # stopping), the screen says so and the next question is asked.
+        req.future.add_done_callback(lambda _: self._ended(req))
+        if len(self._approvals) > 1:
+            self._say("   (another approval is waiting: it is asked when this one is answered)")
+        self._ask_next()
+
+    async def expired(self, req: ApprovalRequest) -> None:
+        self._ended(req)
+
+    async def busy(self, chat: str, text: str) -> Busy:
+        choice = _QueueOrInterrupt(text, asyncio.get_running_loop().create_future())
+        self._choice = choice
+        self._ask_next()
+        self._watch_turn()
+        try:
+            return await choice.answer
+        finally:
+            if self._choice is choice:
+                self._choice = None
+                self._ask_next()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self, *, read_stdin: bool = True) -> None:
+        """Read and act until Ctrl-D or /quit. Without `read_stdin`, lines come only through
+        `typed` (tests type there)."""
+        loop = asyncio.get_running_loop()
+        if read_stdin:
+            threading.Thread(target=self._read, args=(loop, sys.stdin), daemon=True).start()
+        with _on_sigint(loop, self._interrupt):
+            self._say("leashd — type a message; /help for commands, Ctrl-C stops a turn, "
+                      "Ctrl-D leaves.")  # fmt: skip
+            self._prompt()
+            try:
+                while True:
+                    line = await self._lines.get()
+                    if line is None or not self._line(line):
+                        break
+            finally:
+                self._flush()
+
+    def typed(self, line: str | None) -> None:
+        """A line the user typed (None: the end of input). Call it on the event loop."""
+        self._lines.put_nowait(line)
+
+    def _line(self, line: str) -> bool:
+        """Act on one line; False to leave."""
+        self._at_prompt = False  # the terminal echoed the line and its newline
+        shown = self._shown
+        if isinstance(shown, ApprovalRequest):
+            self._answer(shown, line)
+            return True
+        if shown is not None:
+            self._choose(shown, line)
+            return True
+        if line.strip() in ("/quit", "/exit"):
+            return False
+        if not line.strip():
+            self._prompt()
+            return True
+        # handled as a task: a command or a question must not stop the reading
+        task = asyncio.create_task(self.engine.handle(self, CHAT, WHO, line))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._after)
+        return True
+
+    def _after(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._say(f"✗ {task.exception()!r}")
+        self._watch_turn()
+        self._settle()
+
+    # --- questions ------------------------------------------------------------------------------
+
+    def _ask_next(self) -> None:
+        """Show the question a line now answers, if it is not the one on screen: the oldest
+        approval, else "queue or interrupt?"."""
+        nxt: _Question | None = self._approvals[0] if self._approvals else self._choice
+        if nxt is self._shown:
+            return
+        if nxt is not None and self._shown is not None and self._shown is self._choice:
+            self._say("   (the question above is set aside: it is asked again after this)")
+        self._shown = nxt
+        if isinstance(nxt, ApprovalRequest):
+            self._show_approval(nxt)
+        elif nxt is not None:
+            self._say(f"A turn is running: [q]ueue {_quote(nxt.message)} or [i]nterrupt the "
+                      "turn?")  # fmt: skip
+
+    def _show_approval(self, req: ApprovalRequest) -> None:
         details = req.details
         what = req.summary if req.summary.startswith(req.tool) else f"{req.tool}: {req.summary}"
         if req.tool == PLAN_TOOL:
@@ -102,71 +223,80 @@ class TerminalConnector:
         lines.append(f"   [y]es / [n]o{similar} ?")
         self._say("\n".join(lines))
 
-    async def expired(self, req: ApprovalRequest) -> None:
-        if req in self._approvals:
-            self._approvals.remove(req)
-        self._say(f"⌛ approval expired, denied: {req.summary}")
-
-    async def busy(self, chat: str, text: str) -> Busy:
-        self._say("A turn is running: [q]ueue this message or [i]nterrupt the turn?")
-        answer = await self._ask_line()
-        return "interrupt" if answer.strip().lower().startswith("i") else "queue"
-
-    # --- the loop -------------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Read and act until Ctrl-D or /quit."""
-        loop = asyncio.get_running_loop()
-        threading.Thread(target=self._read, args=(loop,), daemon=True).start()
-        with _on_sigint(loop, self._interrupt):
-            self._say("leashd — type a message; /help for commands, Ctrl-C stops a turn, "
-                      "Ctrl-D leaves.")  # fmt: skip
-            self._prompt()
-            while True:
-                line = await self._lines.get()
-                if line is None:
-                    break
-                if self._question is not None and not self._question.done():
-                    self._question.set_result(line)
-                    continue
-                if self._approvals:
-                    self._answer(line)
-                    continue
-                if line.strip() in ("/quit", "/exit"):
-                    break
-                if not line.strip():
-                    self._prompt()
-                    continue
-                # handled as a task: a command or a question must not stop the reading
-                task = asyncio.create_task(self.engine.handle(self, CHAT, WHO, line))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                task.add_done_callback(self._after)
-
-    def _after(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._say(f"✗ {task.exception()!r}")
-        if not self.engine.running(CHAT) and not self._approvals:
-            self._prompt()
-
-    def _answer(self, line: str) -> None:
-        req = self._approvals[0]
+    def _answer(self, req: ApprovalRequest, line: str) -> None:
         choice = _ANSWERS.get(line.strip().lower())
         if choice is None:
             self._say("   answer y, n" + (" or s" if req.similar else "") + ":")
             return
+        # Out of the list first: the request's end (its future's callback) is then known to
+        # be this answer, not something to announce.
+        self._approvals.remove(req)
+        self._shown = None
         press = self.engine.press(req.id, WHO, CHAT, choice)
-        self._approvals.pop(0)
         self._say(f"   → {press.message}")
+        self._ask_next()
 
-    async def _ask_line(self) -> str:
-        self._question = asyncio.get_running_loop().create_future()
-        try:
-            return await self._question
-        finally:
-            self._question = None
+    def _ended(self, req: ApprovalRequest) -> None:
+        """The request ended without an answer typed here (or it was answered: then it is no
+        longer in the list, and there is nothing to say)."""
+        if req not in self._approvals:
+            return
+        self._approvals.remove(req)
+        if self._shown is req:
+            self._shown = None
+        how = _how(req)
+        if how == "expired":
+            self._say(f"⌛ approval expired, denied: {req.summary}")
+        else:
+            self._say(f"   (no longer waiting: {req.summary} — {_ENDED.get(how, how)})")
+        self._ask_next()
+        self._settle()
+
+    def _choose(self, choice: _QueueOrInterrupt, line: str) -> None:
+        answer = _CHOICES.get(line.strip().lower())
+        if answer is None:
+            self._say("   answer q or i:")
+            return
+        self._choice = None
+        self._shown = None
+        choice.answer.set_result(answer)
+        self._ask_next()
+
+    # --- the end of a turn ----------------------------------------------------------------------
+
+    def _watch_turn(self) -> None:
+        """While the chat runs a turn, one task waits for its end, to show what is held and
+        then the prompt."""
+        if (self._watch is None or self._watch.done()) and self.engine.running(CHAT):
+            self._watch = asyncio.get_running_loop().create_task(self._until_idle())
+
+    async def _until_idle(self) -> None:
+        await self.engine.wait_idle(CHAT)
+        # Not running now (wait_idle returned in this step): what is shown from here on is
+        # shown to someone whose next line starts a new turn.
+        choice = self._choice
+        if choice is not None and not choice.answer.done():
+            # The turn it asked about is over: there is nothing left to choose, and the
+            # message goes now. Said, so a late "q" is not taken for an answer unawares.
+            self._choice = None
+            if self._shown is choice:
+                self._shown = None
+            self._say(f"(that turn is over: {_quote(choice.message)} goes now)")
+            choice.answer.set_result("queue")
+            self._ask_next()
+            return  # the message's own turn starts; its watch shows the prompt after it
+        self._settle()  # the answer, its summary and the prompt, in one write
+        self._flush()  # or the answer under a question still open
+
+    def _settle(self) -> None:
+        """The prompt, if the chat is idle and nothing is asked."""
+        if self._shown is None and not self.engine.running(CHAT):
+            self._prompt()
+
+    # --- output ---------------------------------------------------------------------------------
 
     def _interrupt(self) -> None:
+        self._at_prompt = False  # the terminal echoed ^C where the cursor was
         if self.engine.running(CHAT):
             self._say("\n(interrupting…)")
             task = asyncio.get_running_loop().create_task(self.engine.cancel(CHAT))
@@ -174,30 +304,53 @@ class TerminalConnector:
             task.add_done_callback(self._tasks.discard)
         else:
             self._say("\n(Ctrl-C stops a running turn; Ctrl-D or /quit leaves)")
-            self._prompt()
+            self._settle()
 
-    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _read(self, loop: asyncio.AbstractEventLoop, stdin: TextIO) -> None:
         try:
-            for line in iter(sys.stdin.readline, ""):
-                loop.call_soon_threadsafe(self._lines.put_nowait, line.rstrip("\n"))
+            for line in iter(stdin.readline, ""):
+                loop.call_soon_threadsafe(self.typed, line.rstrip("\n"))
         except (OSError, ValueError):
             pass  # the terminal went away (EIO): the same as Ctrl-D
         finally:
             # Always the end-of-input mark: without it a daemon whose terminal was closed
             # would run on for ever, holding the one-daemon lock.
             with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(self._lines.put_nowait, None)
+                loop.call_soon_threadsafe(self.typed, None)
+
+    def _flush(self, then: str = "") -> None:
+        """What is held, and `then`, in one write: the screen never shows half of it."""
+        held, self._held = self._held, []
+        if held or then:
+            self._write("".join(t + "\n" for t in held) + then)
 
     def _say(self, text: str) -> None:
-        if self._streamed and text:
-            self.out.write("\n")
-            self._streamed = False
-        self.out.write(text + "\n")
+        self._flush()
+        self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        if self._at_prompt:
+            text = "\n" + text  # a notice under an untouched prompt starts a line of its own
+            self._at_prompt = False
+        self.out.write(text)
         self.out.flush()
 
     def _prompt(self) -> None:
-        self.out.write("› ")
-        self.out.flush()
+        if not self._at_prompt:
+            self._flush(PROMPT)
+            self._at_prompt = True
+
+
+def _quote(message: str) -> str:
+    line = " ".join(message.split())
+    return f'"{line if len(line) <= 60 else line[:59] + "…"}"'
+
+
+def _how(req: ApprovalRequest) -> str:
+    if req.future.done() and not req.future.cancelled():
+        resolution: Resolution = req.future.result()
+        return resolution.how
+    return "expired"  # told by the engine before the future was seen done
 
 
 @contextlib.contextmanager

@@ -99,6 +99,13 @@ class Engine:
         state = self._chats.get(chat)
         return state is not None and state.task is not None and not state.task.done()
 
+    def queued(self, chat: str) -> int:
+        """How many messages wait for the chat's running turn: at a turn's result, whether
+        the chat goes idle or straight on to the next (the terminal shows its prompt only
+        when idle)."""
+        state = self._chats.get(chat)
+        return len(state.queue) if state is not None else 0
+
     async def cancel(self, chat: str) -> bool:
         """Stop the running turn and drop what is queued. Returns whether one was running."""
         state = self._chats.get(chat)
