@@ -6,24 +6,49 @@ itself, so no input can make a decision slow. A call past a bound is refused (de
 `limit`) with a reason that says which bound and by how much: it is never allowed, never
 asked about half-analysed, and never left to run for minutes. The bounds sit far above what
 an agent sends in ordinary work (a command of a few kilobytes, a path of a few hundred bytes).
+`benchmarks/bench_sizes.py` measures decision time against call size up to them and past.
 """
 
 from __future__ import annotations
 
+# --- the call as sent ---------------------------------------------------------------------
+
 # Characters of a Bash command. A longer one is refused before it is parsed: write big files
 # with the Write tool, not with a heredoc.
 COMMAND_CHARS = 256 * 1024
-# Characters of one path a file tool names: the kernel refuses paths past PATH_MAX (4,096
-# bytes on Linux) anyway, so nothing longer can be a file the call reads or writes.
+# `|` characters in a command (outside `||`), counted before it is parsed: tree-sitter-bash's
+# error recovery on a long pipeline grows with the pipeline's square (`ls|` 20,000 times with
+# a `|` at the end took 7 s). 2,000 of them parse in about 70 ms at worst, and a pipeline of
+# that many commands is past the commands analysed anyway. Those in quotes and heredocs count
+# too (a table of 300 rows in a heredoc is refused: write it with the Write tool).
+PIPES = 2000
+# Characters of one path: the kernel refuses paths past PATH_MAX (4,096 bytes on Linux), so
+# nothing longer can be a file the call reads or writes, and resolving one costs time that
+# grows with its length.
 PATH_CHARS = 4096
+# Characters of any other string field leashd reads to decide (a URL, a Glob pattern).
+FIELD_CHARS = 64 * 1024
+
+# --- what the shell analysis makes of it -------------------------------------------------
+
+# Simple commands one call is analysed into (each a unit the policy decides). Wrappers and
+# `bash -c` count their inner commands too.
+UNITS = 400
+# Scripts inside scripts (`bash -c 'eval …'`, aliases, functions): deeper ones are opaque,
+# which no policy allows.
+NESTING = 8
+# Statements the shell walker may visit (loops over literal values multiply them).
+STEPS = 20000
 # Paths one command names (operands, redirections, options). Each is resolved on the
 # filesystem, the costliest fact there is: `git add` of 4,096 files is decided in about
 # 50 ms; more files are refused (add them in parts, or by directory).
 PATHS = 4096
-# Characters of any other string field leashd reads to decide (a URL, a Glob pattern).
-FIELD_CHARS = 64 * 1024
+
+# --- matching -----------------------------------------------------------------------------
+
 # Characters a policy pattern that needs `re`'s backtracking (a backreference, a lookaround)
-# may run on. Only rules a unit still reaches run one, on that unit's own text.
+# may run on. Only rules a unit still reaches run one, on that unit's own text (and a deny
+# rule's on its pipeline's); lint reports such a pattern in a rule that names no program.
 BACKTRACK_SUBJECT = 8192
 
 

@@ -163,6 +163,8 @@ def test_sed_scripts_with_many_delimiters_are_read_as_running_commands():
         ("Bash", {"command": "cat " + "a/" * limits.PATH_CHARS}, "a path of"),
         ("Bash", {"command": "ls " + "x " * (limits.PATHS + 1)}, "naming"),
         ("Bash", {"command": "ls|" * 500 + "ls"}, "more than 400 commands"),
+        # a long pipeline that ends in an error: tree-sitter's recovery is quadratic in it
+        ("Bash", {"command": "ls|" * (limits.PIPES + 1)}, "'|' (the limit is 2,000)"),
         ("Bash", {"command": "ls && " * 2000 + "ls"}, "too deeply"),
         ("Glob", {"pattern": "*" * (limits.FIELD_CHARS + 1)}, "a Glob pattern of"),
         ("WebFetch", {"url": "https://a.example/" + "x" * limits.FIELD_CHARS, "prompt": "p"},
@@ -272,3 +274,22 @@ def test_a_variable_that_doubles_at_each_step_is_refused_not_built(evaluator):
     word = "b=" + "x" * 2000 + "; echo " + "$b" * 200
     d = evaluator.evaluate("Bash", {"command": word})
     assert d.action == "deny" and "a word grows past" in d.reason
+
+
+# --- malformed inputs reach the gate as malformed ---------------------------------------------
+
+
+def test_the_gate_denies_a_call_whose_fields_have_the_wrong_type(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl", fsync="never")
+    gate = Gate.from_specs(["default"], audit, approved_dirs=[str(tmp_path)], temp_dirs=())
+    session = Session("s", "c", str(tmp_path))
+    target = str(tmp_path / "notes.txt")
+    try:
+        assert gate.decide(session, "Read", {"file_path": target}).action == "allow"
+        # the same path again, now with a bad field: not the remembered allow
+        d = gate.decide(session, "Read", {"file_path": target, "limit": "ten"})
+        assert (d.action, d.layer) == ("deny", "input") and "limit" in d.reason
+        d = gate.decide(session, "WebFetch", {"url": "https://example.com"})
+        assert (d.action, d.layer) == ("deny", "input") and "prompt" in d.reason
+    finally:
+        audit.close()

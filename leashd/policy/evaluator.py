@@ -26,6 +26,7 @@ from leashd.policy.facts import RESOLVER, Call, Context, Unit, extract
 from leashd.policy.fswatch import DependentMemo
 from leashd.policy.ir import Rule
 from leashd.policy.reference import clamp_opaque
+from leashd.policy.tool_inputs import input_problem
 from leashd.shell import MEMO_LIMIT, clear_parse_cache
 
 # Input fields facts are built from, per tool; every other field only matters to rules with
@@ -115,6 +116,11 @@ class Evaluator:
     def evaluate(self, tool: Any, tool_input: Any, trace: bool = False) -> Decision:
         """Decide a call. Never raises: any failure is a deny naming the error."""
         try:
+            # Before the memo: its key holds only the fields facts read, so a remembered
+            # allow of `{"file_path": x}` must not answer `{"file_path": x, "limit": "ten"}`.
+            problem = input_problem(tool, tool_input)
+            if problem is not None:
+                return malformed(problem)
             key = None if trace else self._key(tool, tool_input)
             if key is not None:
                 self._watch.check()

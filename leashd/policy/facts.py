@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from leashd import limits
 from leashd.limits import TooLarge
 from leashd.policy.resolver import Resolver
+from leashd.policy.tool_inputs import input_problem
 from leashd.shell import DYNAMIC, ParsedCommand, ShellUnit, parse_cached
 from leashd.shell.parser import brace_expand
 
@@ -344,6 +345,9 @@ def extract(tool: str, tool_input: Any, ctx: Context) -> Call:
         return Call(str(tool), {}, (), error="the tool name is missing or not a string")
     if not isinstance(tool_input, Mapping):
         return Call(tool, {}, (), error=f"the input of {tool} is not an object")
+    problem = input_problem(tool, tool_input)
+    if problem is not None:
+        return Call(tool, tool_input, (), error=problem)
     try:
         if tool == "Bash":
             return _bash(tool_input, ctx)
@@ -383,6 +387,9 @@ def _bash(tool_input: Mapping[str, Any], ctx: Context) -> Call:
         raise TooLarge(
             f"a command of {len(command):,} characters (the limit is {limits.COMMAND_CHARS:,})"
         )
+    pipes = command.count("|") - 2 * command.count("||")
+    if pipes > limits.PIPES:
+        raise TooLarge(f"a command with {pipes:,} '|' (the limit is {limits.PIPES:,})")
     parsed = parse_cached(command)
     if parsed.too_large is not None:
         raise TooLarge(parsed.too_large)

@@ -22,15 +22,11 @@ from leashd import limits
 from leashd.shell import commands, wrappers
 from leashd.shell.model import DYNAMIC, ParsedCommand, PathRef, Redirect, ShellUnit
 
-MAX_DEPTH = 8  # nested scripts (bash -c 'bash -c ...'), alias and function expansion
-MAX_UNITS = 400
-MAX_LOOP_VALUES = 64
-# Statements one command may make the walker visit (loops multiply them): past it the call is
-# too large to analyse, which never allows, instead of a walk that could outlast a hook.
-MAX_STEPS = 20000
-DOWNLOADERS = frozenset(
-    {"curl", "wget", "aria2c", "fetch", "http", "xh", "scp", "rsync"}
-)  # a `for` body is walked once per literal value, up to this many
+MAX_DEPTH = limits.NESTING  # nested scripts (bash -c 'bash -c ...'), alias and function expansion
+MAX_UNITS = limits.UNITS
+MAX_LOOP_VALUES = 64  # a `for` body is walked once per literal value, up to this many
+MAX_STEPS = limits.STEPS
+DOWNLOADERS = frozenset({"curl", "wget", "aria2c", "fetch", "http", "xh", "scp", "rsync"})
 SYSTEM_BIN_DIRS = frozenset(
     {
         "/bin",
