@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,7 +25,7 @@ from leashd.agent.runner import bundled_cli
 from tests import test_e2e_daemon
 from tests.fakes.anthropic_api import text, tool
 from tests.test_e2e_daemon import World, prompted_fake, socket_path, start_repl
-from tests.test_terminal_repl import held_until, prompted
+from tests.test_terminal_repl import held_until, prompted, tool_result
 from tests.tmux import Tmux, until
 
 # the harness's fixtures, used here under the same names
@@ -39,12 +38,6 @@ pytestmark = pytest.mark.skipif(
 
 ASKED = "[y]es / [n]o"
 BUSY = "A turn is running: [q]ueue"
-
-
-def tool_result(body: dict[str, Any]) -> bool:
-    """A `when` for the fake: the request carries a tool's result (the turn goes on)."""
-    users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
-    return bool(users) and "tool_result" in json.dumps(users[-1])
 
 
 def sleeping(cwd: Path, command: str) -> bool:
@@ -239,9 +232,10 @@ def test_repl_approval_while_the_queue_question_is_open_takes_the_answer(world, 
     approves it; then the queue question comes back and `q` answers it."""
     f = world.fake
     go = threading.Event()  # the model asks for the write once the queue question is open
+    on = threading.Event()  # and ends its turn once the question has its answer
     f.reply(tool("Write", {"file_path": str(world.proj / "a.txt"), "content": "a\n"}),
             when=held_until(go, prompted("first task")))  # fmt: skip
-    f.say("Wrote a.txt.")
+    f.reply(text("Wrote a.txt."), when=held_until(on, tool_result))
     f.reply(text("Second done."), when=prompted("second task"))
     start_repl(world, term)
 
@@ -255,6 +249,8 @@ def test_repl_approval_while_the_queue_question_is_open_takes_the_answer(world, 
     term.type("y")
     term.wait_for(BUSY, count=2)
     term.type("q")
+    term.wait_for("Queued: it runs when this turn ends.")
+    on.set()
     screen = term.wait_idle()
 
     assert (world.proj / "a.txt").read_text() == "a\n"

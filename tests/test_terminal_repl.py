@@ -124,6 +124,12 @@ def prompted(words: str) -> Callable[[dict[str, Any]], bool]:
     return when
 
 
+def tool_result(body: dict[str, Any]) -> bool:
+    """A `when` for the fake: the request carries a tool's result (the turn goes on)."""
+    users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+    return bool(users) and "tool_result" in json.dumps(users[-1])
+
+
 def held_until(go: threading.Event, when: Callable[[dict[str, Any]], bool]):  # type: ignore[no-untyped-def]
     """A `when` that keeps the model 'thinking' until the test has reached the state it
     wants (the fake answers requests on threads of its own)."""
@@ -211,10 +217,11 @@ def test_an_approval_while_queue_or_interrupt_is_open_is_asked_first(setup):
     on screen, so `y` approves it; then the queue question is asked again and `q` answers
     it."""
     fake, proj, engine, audit = setup
-    go = threading.Event()
+    go = threading.Event()  # the model asks for the write once the queue question is open
+    on = threading.Event()  # and ends its turn once the question has its answer
     fake.reply(tool("Write", {"file_path": str(proj / "a.txt"), "content": "a\n"}),
                when=held_until(go, prompted("first task")))  # fmt: skip
-    fake.say("Wrote a.txt.")
+    fake.reply(text("Wrote a.txt."), when=held_until(on, tool_result))
     fake.reply(text("Second done."), when=prompted("second task"))
     e = engine()
 
@@ -233,6 +240,7 @@ def test_an_approval_while_queue_or_interrupt_is_open_is_asked_first(setup):
             await s.shows(BUSY, count=2)  # the queue question again, after the approval
             repl.type("q")
             await s.shows("Queued: it runs when this turn ends.")
+            on.set()
             await s.shows("Second done.")
             await s.idle(2)
             return s.text
