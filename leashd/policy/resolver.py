@@ -89,7 +89,7 @@ class Resolver:
             up = self._memo.get(parent)
             if up is not None or not self.watch.available:
                 break
-            if not _plain(parent):
+            if parent == "/":  # the only ancestor of a plain path that is not plain
                 up = self._long(parent)
                 break
             chain.append(parent)
