@@ -32,10 +32,12 @@ def test_a_sighup_as_soon_as_the_daemon_holds_its_lock_does_not_kill_it(world, b
         while not process.status(home).running:  # what `leashd add-dir` checks
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.005)
+        polls = len(bot.tg.calls("getUpdates"))
         os.kill(proc.pid, signal.SIGHUP)  # `leashd add-dir DIR` just then
-        # Alive and at work: polling Telegram comes after every step of starting, so a
-        # signal that was going to kill it has done so by then.
-        until(lambda: proc.poll() is not None or bot.tg.calls("getUpdates"), 60, "polling")
+        # Alive and at work: a poll of Telegram after the signal comes after every step of
+        # starting, so a signal that was going to kill it has done so by then.
+        until(lambda: proc.poll() is not None or len(bot.tg.calls("getUpdates")) > polls, 60,
+              "a poll after the signal")  # fmt: skip
         code = proc.poll()
         assert code is None, f"the daemon died of the SIGHUP (exit {code})"
     finally:
