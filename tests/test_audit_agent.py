@@ -177,7 +177,17 @@ def test_an_allowed_call_the_cli_reports_not_executed_gets_a_record_saying_so(
     assert verify(audit.path).ok
 
 
-def test_a_failed_call_that_ran_is_not_voided(tmp_path):
+@pytest.mark.parametrize(
+    "output",
+    [
+        "ls: cannot access 'nothing': No such file",
+        # A call that ran can print the CLI's words: its own output never voids its allow.
+        "Exit code 1\n" + NOT_EXECUTED,
+        "CANARY\nThe tool call was not executed",
+        "x " + NOT_EXECUTED,
+    ],
+)
+def test_a_failed_call_that_ran_is_not_voided(tmp_path, output):
     audit = AuditLog(tmp_path / "audit.jsonl")
     gate = Gate.from_specs([], audit, approved_dirs=[str(tmp_path)], home=str(tmp_path))
     bridge = GateBridge(gate, lambda: Session("s1", "c1", str(tmp_path)), None)
@@ -186,7 +196,7 @@ def test_a_failed_call_that_ran_is_not_voided(tmp_path):
         await bridge.pre_tool_use(
             {"tool_name": "Bash", "tool_input": {"command": "ls nothing"}}, "toolu_2", None
         )
-        bridge.tool_result("toolu_2", True, "ls: cannot access 'nothing': No such file")
+        bridge.tool_result("toolu_2", True, output)
 
     asyncio.run(go())
     audit.close()

@@ -39,8 +39,17 @@ HOOK_TIMEOUT = 120.0
 # CLI still listens; None: derived from HOOK_TIMEOUT (see answer_within).
 ANSWER_WITHIN: float | None = None
 # What the CLI's tool result says when it did not run a call (a hook that timed out or
-# failed, a host that reconnected): only these words, never an error of a call that ran.
-NOT_EXECUTED = re.compile(r"tool call was not executed")
+# failed, a host that reconnected), word for word from the CLI bundled with the SDK. A result
+# must begin with one of them: a call that ran can print these words too (`echo 'The tool
+# call was not executed'`), and its allow must not be voided by its own output.
+NOT_EXECUTED = re.compile(
+    r"\s*(?:<tool_use_error>\s*)?(?:"
+    r"PreToolUse hook did not respond before its timeout \(host client may be unreachable\)\. "
+    r"The tool call was not executed;"
+    r"|PreToolUse hook failed with an unexpected error\. The tool call was not executed;"
+    r"|The SDK host reconnected before its PreToolUse hook answered, so this tool call was not "
+    r"executed\.)"
+)
 _REMEMBERED = 1024  # allowed calls kept until their result comes, at most
 
 
@@ -173,7 +182,7 @@ class GateBridge:
         if not is_error:
             return
         text = _result_text(content)
-        if not NOT_EXECUTED.search(text):
+        if not NOT_EXECUTED.match(text):
             return
         if allowed is not None:
             tool, verdict = allowed
