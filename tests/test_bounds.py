@@ -143,11 +143,47 @@ def test_sed_s_with_the_w_flag_writes_where_it_says_whatever_the_delimiter(evalu
     assert evaluator.evaluate("Bash", {"command": command}).action == "deny", command
 
 
+# What a script can put before the `s` that runs or writes: an address holding an `s`, a
+# `y` command, another `s`, a bracket expression holding the delimiter, spaces among flags.
+SED_DECOYS = st.sampled_from(["", "/s/", "y/s/t/;", "s/a/b/;", "1,/sx/", "$!", "2~3 "])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    SED_DECOYS,
+    st.sampled_from(["x", "[/]", "a\\/b"]),
+    st.sampled_from(["e", "ge", " e", " g e", "2e"]),
+)
+def test_sed_s_that_runs_commands_is_found_behind_any_decoy(evaluator, before, regex, flags):
+    command = f"sed '{before}s/{regex}/id/{flags}' notes.txt"
+    assert evaluator.evaluate("Bash", {"command": command}).action == "deny", command
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    SED_DECOYS, st.sampled_from(["x", "[/]", "a\\/b"]), st.sampled_from(["w", "gw", " gw", " p w"])
+)
+def test_sed_s_that_writes_is_found_behind_any_decoy(evaluator, before, regex, flags):
+    command = f"sed -n '{before}s/{regex}/y/{flags} /home/dev/.bashrc' notes.txt"
+    assert evaluator.evaluate("Bash", {"command": command}).action == "deny", command
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["s/a/b/g", "s/foo/bar/p", "s#/usr#/opt#g", "/^$/d; s/x/y/", 's/v = "\\(.*\\)"/\\1/p'],
+)
+def test_ordinary_sed_scripts_neither_run_nor_write(script):
+    from leashd.shell import sed
+
+    assert not sed.runs_commands(script)
+    assert sed.written_files(script) == []
+
+
 def test_sed_scripts_with_many_delimiters_are_read_as_running_commands():
     from leashd.shell import sed
 
     script = ";".join(f"s{chr(0x100 + k)}a{chr(0x100 + k)}b{chr(0x100 + k)}" for k in range(40))
-    assert sed.runs_commands(script)
+    assert sed.runs_commands(script) and sed.written_files(script) is None
     assert not sed.runs_commands("s/a/b/g;s|c|d|p")
     assert sed.runs_commands("s/a/b/ge")
 

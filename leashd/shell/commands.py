@@ -873,11 +873,11 @@ def _sed(argv: tuple[str, ...], cwd: str | None) -> list[PathRef]:
     # than sed would only adds paths: stricter.
     for script in sed.scripts(argv):
         found = [(m.group(1), m.group(2)) for m in sed.FILE_COMMAND.finditer(script)]
-        s_commands = sed.s_commands(script)
-        if s_commands is None:  # too odd to read: it may write anywhere
+        written = sed.written_files(script)
+        if written is None:  # too odd to read: it may write anywhere
             out.append(PathRef(None, "write", cwd, "sed w"))
-            s_commands = []
-        found += [("w", c.write) for c in s_commands if c.write is not None]
+            written = []
+        found += [("w", name) for name in written]
         for command, name in found:
             access: Access = "read" if command in "rR" else "write"
             whole = name.strip()

@@ -21,35 +21,42 @@ FILE_COMMAND = re.compile(r"(?:^|(?<=[;\n{}$0-9/!~,\s]))([rRwW])[ \t]*([^\n]+)")
 MAX_DELIMITERS = 32
 
 
-@functools.lru_cache(maxsize=512)
-def _s_command(delimiter: str) -> Any:
-    """`s` with this delimiter, its flags, and the file of a `w` flag (`s/a/b/gw FILE`).
-
-    One pattern per delimiter, without a backreference, so RE2 runs it in linear time: a
-    backreference to the delimiter (`s(.).*\\1.*\\1`) made `re` take time cubic in the script."""
-    d = re.escape(delimiter)
-    part = rf"(?:\\.|[^\\{d}])*"
-    return _engine.compile(rf"s{d}{part}{d}{part}{d}([gpiImMe0-9]*)(?:w[ \t]*([^\n]+))?")
-
-
 @dataclass(frozen=True, slots=True)
-class SCommand:
-    flags: str
-    write: str | None  # the file named by a `w` flag
+class _SPatterns:
+    runs: tuple[Any, ...]  # any match: an `s` whose `e` flag runs the pattern space
+    writes: Any  # group 1: the file of a `w` flag
 
 
-def s_commands(script: str) -> list[SCommand] | None:
-    """The `s` commands of a script, read loosely (any `s` followed by a delimiter, which
-    only finds more: stricter). None when the script has too many kinds of delimiter to try."""
-    delimiters = {script[k + 1] for k in _positions(script, "s") if k + 1 < len(script)}
-    delimiters -= {"\n", "\\"}
-    if len(delimiters) > MAX_DELIMITERS:
-        return None
-    found = []
-    for d in sorted(delimiters):
-        for m in _s_command(d).finditer(script):
-            found.append(SCommand(m.group(1), m.group(2)))
-    return found
+@functools.lru_cache(maxsize=512)
+def _s_patterns(delimiter: str) -> _SPatterns:
+    """`s` commands with this delimiter, as patterns without a backreference, so RE2 runs
+    them in time linear in the script (a backreference to the delimiter, `s(.).*\\1.*\\1`,
+    made `re` take time cubic in it).
+
+    Each pattern requires the flag it looks for, so an `s` that does not have it never hides
+    a later one that does (`y/s/t/;s/x/id/e`). GNU sed takes spaces among the flags
+    (`s/x/id/ g e`), and a delimiter inside a bracket expression of the regex is no delimiter
+    (`s/[/]/id/e`): both are read. The loose form, any text between three delimiters, is what
+    the built-in policies matched before, and only finds more."""
+    d = re.escape(delimiter)
+    regex = rf"(?:\\.|\[\]?[^\]\n]*\]|[^\\{d}])*"  # the regex part: escapes, brackets
+    text = rf"(?:\\.|[^\\{d}])*"  # the replacement
+    flags = r"[gpiImM0-9 \t]*"
+    return _SPatterns(
+        runs=(
+            _engine.compile(rf"s{d}{regex}{d}{text}{d}{flags}e"),
+            _engine.compile(rf"s{d}.*{d}.*{d}{flags}e"),
+        ),
+        writes=_engine.compile(rf"s{d}{regex}{d}{text}{d}[gpiImMe0-9 \t]*w[ \t]*([^\n]+)"),
+    )
+
+
+def _delimiters(script: str) -> list[str] | None:
+    """Every character that follows an `s` (a delimiter, if the `s` is a command), or None
+    when there are too many kinds to try."""
+    found = {script[k + 1] for k in _positions(script, "s") if k + 1 < len(script)}
+    found -= {"\n", "\\"}
+    return None if len(found) > MAX_DELIMITERS else sorted(found)
 
 
 def _positions(text: str, char: str) -> list[int]:
@@ -61,9 +68,21 @@ def _positions(text: str, char: str) -> list[int]:
 
 
 def runs_commands(script: str) -> bool:
-    """Whether an `s` command's `e` flag runs the pattern space as a command (GNU)."""
-    found = s_commands(script)
-    return found is None or any("e" in c.flags for c in found)
+    """Whether an `s` command's `e` flag runs the pattern space as a command (GNU). Too odd
+    a script to read counts as running commands."""
+    delimiters = _delimiters(script)
+    if delimiters is None:
+        return True
+    return any(p.search(script) for d in delimiters for p in _s_patterns(d).runs)
+
+
+def written_files(script: str) -> list[str] | None:
+    """The files `w` flags of `s` commands write (`s/a/b/gw FILE`), or None when the script is
+    too odd to read (it may write anywhere)."""
+    delimiters = _delimiters(script)
+    if delimiters is None:
+        return None
+    return [m.group(1) for d in delimiters for m in _s_patterns(d).writes.finditer(script)]
 
 
 # GNU sed's `e COMMAND` runs COMMAND (after any address or separator).
