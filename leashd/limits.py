@@ -22,6 +22,10 @@ COMMAND_CHARS = 256 * 1024
 # that many commands is past the commands analysed anyway. Those in quotes and heredocs count
 # too (a table of 300 rows in a heredoc is refused: write it with the Write tool).
 PIPES = 2000
+# `$` characters on one line of a command, counted before it is parsed: tree-sitter-bash
+# reads the expansions of one heredoc line in time that grows with their square (20,000 of
+# them took 1.7 s). 2,000 take about 20 ms.
+LINE_EXPANSIONS = 2000
 # Characters of one path: the kernel refuses paths past PATH_MAX (4,096 bytes on Linux), so
 # nothing longer can be a file the call reads or writes, and resolving one costs time that
 # grows with its length.

@@ -92,6 +92,18 @@ def test_a_backtracking_pattern_is_never_run_on_more_than_its_bound():
     assert ev.evaluate("Bash", {"command": "cat " + "a.txt " * 1500}).action == "allow"
 
 
+@pytest.mark.parametrize("filler", ["http://", "/", "a"])
+def test_a_text_only_re_can_read_is_bounded_like_a_backtracking_pattern(evaluator, filler):
+    # Outside ASCII, RE2 and `re` read `\\w`, `\\s` and `\\b` differently, so every pattern runs
+    # with `re`, and the built-in credential-URL pattern is quadratic there (a 200 KB line of
+    # `http://` after an `é` took 263 s). Such text gets the same bound.
+    small = evaluator.evaluate("Bash", {"command": "echo 'é " + filler * 100 + "'"})
+    assert small.layer != "limit"
+    big = evaluator.evaluate("Bash", {"command": "echo 'é" + filler * 30000 + "'"})
+    assert (big.action, big.layer) == ("deny", "limit")
+    assert "outside ASCII" in big.reason and "Write tool" in big.reason
+
+
 def test_a_class_holding_brace_and_comma_is_not_taken_for_a_counted_repeat():
     # `[{,}]` is three characters to both engines; only `{,n}` outside a class reads
     # differently. The built-in credential-search pattern has such a class and went to `re`.
@@ -203,6 +215,11 @@ def test_sed_scripts_with_many_delimiters_are_read_as_running_commands():
         ("Bash", {"command": "ls|" * (limits.PIPES + 1)}, "'|' (the limit is 2,000)"),
         ("Bash", {"command": "ls && " * 2000 + "ls"}, "too deeply"),
         ("Glob", {"pattern": "*" * (limits.FIELD_CHARS + 1)}, "a Glob pattern of"),
+        # tree-sitter reads one heredoc line's expansions in time quadratic in their number
+        ("Bash", {"command": "cat <<E\n" + "$x/" * 3000 + "\nE"}, "a line with 3,000 '$'"),
+        ("mcp__fs__read", {"path": ["a.txt"] * (limits.PATHS + 1)}, "naming more than"),
+        ("mcp__sh__run", {"command": ["sudo " * 50000] * 4}, "characters of text"),
+        ("mcp__sh__run", {"command": ["ls"] * 500}, "more than 400 commands"),
         ("WebFetch", {"url": "https://a.example/" + "x" * limits.FIELD_CHARS, "prompt": "p"},
          "a URL of"),
     ],

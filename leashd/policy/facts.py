@@ -390,6 +390,10 @@ def _bash(tool_input: Mapping[str, Any], ctx: Context) -> Call:
     pipes = command.count("|") - 2 * command.count("||")
     if pipes > limits.PIPES:
         raise TooLarge(f"a command with {pipes:,} '|' (the limit is {limits.PIPES:,})")
+    if command.count("$") > limits.LINE_EXPANSIONS:
+        dollars = max(line.count("$") for line in command.split("\n"))
+        if dollars > limits.LINE_EXPANSIONS:
+            raise TooLarge(f"a line with {dollars:,} '$' (the limit is {limits.LINE_EXPANSIONS:,})")
     parsed = parse_cached(command)
     if parsed.too_large is not None:
         raise TooLarge(parsed.too_large)
@@ -613,12 +617,14 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
             access: Literal["read", "write"] = (
                 "write" if _MCP_WRITE_WORDS.search(m.group(2)) else "read"
             )
-            for key, value in _fields(tool_input):
+            for key, value in _mcp_fields(tool_input):
                 norm = _norm(key)
                 if norm in ("url", "uri", "href") or value.lower().startswith("file:"):
                     _url_facts(value, ctx, paths, hosts)
                 elif norm in _MCP_PATH_KEYS:
                     paths.append(path_fact(value, access, "", ctx, key))
+                if len(paths) > limits.PATHS:
+                    raise TooLarge(f"an MCP input naming more than {limits.PATHS:,} paths")
     return Unit(tool=tool, server=server, paths=tuple(paths), hosts=tuple(hosts), input=tool_input)
 
 
@@ -647,6 +653,17 @@ def _fields(value: Any, key: str = "", depth: int = 0) -> Iterator[tuple[str, st
             yield from _fields(v, key, depth + 1)
 
 
+def _mcp_fields(tool_input: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """`_fields`, within the bounds of one command: an MCP input can hold many strings, each
+    within its own bound, and together as much as any other call."""
+    total = 0
+    for key, value in _fields(tool_input):
+        total += len(value)
+        if total > limits.COMMAND_CHARS:
+            raise TooLarge(f"an MCP input of more than {limits.COMMAND_CHARS:,} characters of text")
+        yield key, value
+
+
 def _norm(key: str) -> str:
     return key.lower().replace("_", "").replace("-", "")
 
@@ -654,9 +671,11 @@ def _norm(key: str) -> str:
 def mcp_shell_units(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> list[Unit]:
     """An MCP tool that runs a shell command (`{"command": "rm -rf ~"}`) is judged as Bash."""
     out: list[Unit] = []
-    for key, value in _fields(tool_input):
+    for key, value in _mcp_fields(tool_input):
         if _norm(key) in _MCP_COMMAND_KEYS:
             out.extend(_bash({"command": value}, ctx).units)
+            if len(out) > limits.UNITS:
+                raise TooLarge(f"an MCP input of more than {limits.UNITS:,} commands")
     return out
 
 

@@ -58,6 +58,17 @@ _RE2_DIFFERENT = re.compile(r"[\x0b\x1c-\x1f]|\n\Z")
 _RE2_SET_MEMORY = 64 << 20  # bytes per set; a larger policy is split over several sets
 
 
+def _has_surrogates(text: str) -> bool:
+    """Lone surrogates: not UTF-8, so not for RE2."""
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def re2_agrees(text: str) -> bool:
     return text.isascii() and _RE2_DIFFERENT.search(text) is None
 
@@ -139,6 +150,12 @@ class MultiPattern:
             self._all = [self._re(i) for i in range(len(self._regexes))]
         return self._all
 
+    def re2_reads(self, text: str) -> bool:
+        """Whether RE2 answers for `re` on `text` (else every pattern is `re`'s to run)."""
+        if not self._re2_sets:
+            return not self._fallback  # no pattern at all, or only `re`'s (handled apart)
+        return (self._portable or re2_agrees(text)) and not _has_surrogates(text)
+
     def search_one(self, i: int, text: str) -> bool:
         return self._re(i).search(text) is not None
 
@@ -197,6 +214,10 @@ class MaskMatcher:
         owner = [1 << rule for _, _, rule in patterns]
         self._owner = owner
         self._backtracking = [(owner[i], i) for i, _ in self._set._fallback]
+        self._every = [(bit, i) for i, bit in enumerate(owner)]
+        self._all_rules = 0
+        for bit in owner:
+            self._all_rules |= bit
         self.backtracking_rules = 0  # the rules with a pattern only `re` can run
         for bit, _ in self._backtracking:
             self.backtracking_rules |= bit
@@ -206,6 +227,10 @@ class MaskMatcher:
         self._slow_memo: dict[str, tuple[int, int]] = {}
 
     def mask(self, text: str, need: int = -1) -> int:
+        if not self._set.re2_reads(text):
+            # RE2 would read this text differently from `re` (see `re2_agrees`), so every
+            # pattern is `re`'s, and `re` is only as fast as its patterns allow.
+            return self._slow(text, need, self._all_rules, self._every)
         m = self._memo.get(text)
         if m is None:
             m = 0
@@ -216,19 +241,23 @@ class MaskMatcher:
                 self._memo.clear()
             self._memo[text] = m
         if need & self.backtracking_rules:
-            m |= self._slow(text, need)
+            m |= self._slow(text, need, self.backtracking_rules, self._backtracking)
         return m
 
-    def _slow(self, text: str, need: int) -> int:
+    def _slow(self, text: str, need: int, rules: int, patterns: list[tuple[int, int]]) -> int:
+        """`re` for the patterns of the rules in `need` (among `rules`), each run once per
+        text, never on more than the bound."""
         checked, hit = self._slow_memo.get(text, (0, 0))
-        todo = need & self.backtracking_rules & ~checked
+        todo = need & rules & ~checked
         if todo:
             if len(text) > limits.BACKTRACK_SUBJECT:
                 raise limits.TooLarge(
-                    f"a policy pattern that needs backtracking would run on "
-                    f"{len(text):,} characters (the limit is {limits.BACKTRACK_SUBJECT:,})"
+                    f"a policy pattern would have to run with Python's backtracking `re` (for "
+                    f"its own syntax, or for characters of this text outside ASCII) on "
+                    f"{len(text):,} characters (the limit is {limits.BACKTRACK_SUBJECT:,}); "
+                    "write large files with the Write tool"
                 )
-            for bit, i in self._backtracking:
+            for bit, i in patterns:
                 if todo & bit and not hit & bit and self._set.search_one(i, text):
                     hit |= bit
             checked |= todo

@@ -1124,19 +1124,25 @@ class _Walker:
 
     def _string(self, node: tree_sitter.Node, src: bytes, scope: _Scope, ctx: _Ctx) -> str:
         out: list[str] = []
+        size = 0  # of what is in `out`: joined once, at the end (a join per piece is quadratic)
         pos = node.start_byte + (2 if node.type == "translated_string" else 1)
         end = node.end_byte - 1
         for c in node.named_children:
             chunk = _unescape_dq(src[pos : c.start_byte].decode("utf-8", "replace"))
             out.append(_literal_tilde(chunk) if not out else chunk)
+            size += len(out[-1])
             if c.type == "string_content":
                 chunk = _unescape_dq(_text(c, src))
-                out.append(_literal_tilde(chunk) if not "".join(out) else chunk)
+                out.append(_literal_tilde(chunk) if not size else chunk)
             elif c.type in ("simple_expansion", "expansion"):
                 value = self._expansion(c, src, scope, ctx)
                 out.append(DYNAMIC if value is None else value)
             else:
                 out.append("".join(self.word(c, src, scope, ctx, split=False)))
+            size += len(out[-1])
+            if size > limits.COMMAND_CHARS:  # `"$a$a$a…"` of a long `a`
+                self.overflow = self.overflow or self._grown("a string")
+                return DYNAMIC
             pos = c.end_byte
         out.append(_unescape_dq(src[pos:end].decode("utf-8", "replace")))
         return "".join(out)
