@@ -216,13 +216,25 @@ class Gate:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
-    async def _decide_off_loop(self, session: Session, tool: Any, tool_input: Any) -> Decision:
-        """`decide` on the gate's own thread. Most decisions take microseconds, but a large
-        call can take up to the analysis bounds' worth (`leashd.limits`), and on the event
-        loop that would stall every chat and approval with it. One thread: the evaluators'
-        memos are only ever touched by it, and decisions are made in the order asked."""
+    async def _decide_off_loop(
+        self, session: Session, tool: Any, tool_input: Any
+    ) -> tuple[dict[str, Any], Decision | None]:
+        """The input as its record keeps it, and `decide` (None when the input cannot be
+        recorded), on the gate's own thread. Most decisions take microseconds, but a large
+        call can take up to the analysis bounds' worth (`leashd.limits`), and encoding a big
+        input for its record grows with it too: on the event loop that would stall every
+        chat and approval. One thread: the evaluators' memos are only ever touched by it,
+        and decisions are made in the order asked."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._decider(), self.decide, session, tool, tool_input)
+        return await loop.run_in_executor(self._decider(), self._prepare, session, tool, tool_input)
+
+    def _prepare(
+        self, session: Session, tool: Any, tool_input: Any
+    ) -> tuple[dict[str, Any], Decision | None]:
+        kept = capped_input(tool_input)
+        if "input_error" in kept:
+            return kept, None
+        return kept, self.decide(session, tool, tool_input)
 
     def _decider(self) -> concurrent.futures.ThreadPoolExecutor:
         executor = self._executor
@@ -243,12 +255,12 @@ class Gate:
         cancelled call is recorded as denied and the cancellation goes on."""
         call = _Call(session, tool, tool_input)
         try:
-            call.kept = capped_input(tool_input)
-            if "input_error" in call.kept:  # what cannot be recorded is not done
+            call.kept, found = await self._decide_off_loop(session, tool, tool_input)
+            if found is None:  # what cannot be recorded is not done
                 return self._final(
                     call, "deny", f"malformed tool call: {call.kept['input_error']}", "input"
                 )
-            decision = call.decision = await self._decide_off_loop(session, tool, tool_input)
+            decision = call.decision = found
             if decision.action == "require_approval":
                 return await self._approve(call, decision, ask)
             return self._final(call, decision.action, decision.reason, decision.layer)
