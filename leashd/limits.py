@@ -43,6 +43,10 @@ UNITS = 400
 NESTING = 8
 # Statements the shell walker may visit (loops over literal values multiply them).
 STEPS = 20000
+# Characters of the units' texts (and their pipelines') together: every regex of a policy
+# reads each in full, and a command substitution's text is part of every command around it
+# (a 200 KB word 150 substitutions deep is 30 MB to read). 4 MiB is read in about 150 ms.
+UNIT_TEXT = 4 * 1024 * 1024
 # Paths one command names (operands, redirections, options). Each is resolved on the
 # filesystem, the costliest fact there is: `git add` of 4,096 files is decided in about
 # 50 ms; more files are refused (add them in parts, or by directory).

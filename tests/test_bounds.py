@@ -215,6 +215,9 @@ def test_sed_scripts_with_many_delimiters_are_read_as_running_commands():
         ("Bash", {"command": "ls|" * (limits.PIPES + 1)}, "'|' (the limit is 2,000)"),
         ("Bash", {"command": "ls && " * 2000 + "ls"}, "too deeply"),
         ("Glob", {"pattern": "*" * (limits.FIELD_CHARS + 1)}, "a Glob pattern of"),
+        # each substitution's text is in every command around it: 30 MB to read
+        ("Bash", {"command": "echo " + "$(echo " * 150 + "x" * 200_000 + ")" * 150},
+         "texts add up to"),
         # tree-sitter reads one heredoc line's expansions in time quadratic in their number
         ("Bash", {"command": "cat <<E\n" + "$x/" * 3000 + "\nE"}, "a line with 3,000 '$'"),
         ("mcp__fs__read", {"path": ["a.txt"] * (limits.PATHS + 1)}, "naming more than"),

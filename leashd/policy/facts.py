@@ -397,6 +397,13 @@ def _bash(tool_input: Mapping[str, Any], ctx: Context) -> Call:
     parsed = parse_cached(command)
     if parsed.too_large is not None:
         raise TooLarge(parsed.too_large)
+    read = sum(len(u.text) + len(u.pipeline) for u in parsed.units)
+    if read > limits.UNIT_TEXT:  # each unit's text is read whole: nesting repeats it
+        raise TooLarge(
+            f"commands whose texts add up to {read:,} characters (the limit is "
+            f"{limits.UNIT_TEXT:,}; a command substitution's text is also in every command "
+            "around it)"
+        )
     named = sum(len(u.paths) for u in parsed.units)
     if named > limits.PATHS:  # each is resolved on the filesystem: the costliest fact
         raise TooLarge(f"a command naming {named:,} paths (the limit is {limits.PATHS:,})")
