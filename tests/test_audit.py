@@ -591,3 +591,114 @@ def test_the_daemon_keys_its_log_and_keeps_the_key_from_the_agent_s_environment(
     monkeypatch.setenv("LEASHD_AUDIT_KEY", "short")
     with pytest.raises(AuditError, match="at least 16"):
         open_audit(load_config().settings)
+
+
+# --- the head file rolled back (review of issue 18, item 2) ------------------------------------
+
+
+def _head_naming(log: Path, seq: int, **extra: str) -> None:
+    """What a forger without the key can write: a head naming record `seq` of the log (its seq
+    and hash are in the log for anyone who can read it)."""
+    rec = json.loads(lines(log)[seq - 1])
+    Path(str(log) + ".head").write_bytes(
+        (json.dumps({"seq": seq, "hash": rec["hash"], **extra}) + "\n").encode()
+    )
+
+
+def test_a_head_rolled_back_over_real_records_is_damage_not_a_crash_to_void(tmp_path):
+    # a writer under its lock leaves at most one record past the head (the one whose append
+    # never returned): five past it were confirmed once, and must not be voided
+    log = tmp_path / "audit.jsonl"
+    write(log, 6)
+    _head_naming(log, 1)
+    before = log.read_bytes()
+    with AuditLog(log) as audit:
+        with pytest.raises(AuditDamaged, match=r"5 records .* follow the one its head file names"):
+            audit.check()
+        with pytest.raises(AuditDamaged):
+            audit.append("decision", {"tool": "Read"})
+    assert log.read_bytes() == before  # no void, no record: nothing appended
+    v = verify(log)
+    assert not v.ok and v.status == "damaged" and "5 records follow" in v.message, v
+    out = CliRunner().invoke(main, ["audit", "verify", str(log)])
+    assert out.exit_code == 1 and "chain intact" not in out.output, out.output
+    with AuditLog(log) as audit:
+        [seal] = audit.repair()
+        assert seal["seq"] == 7 and seal["prev"] == json.loads(lines(log)[5])["hash"]
+        audit.check()
+        assert audit.append("decision", {"tool": "Read"})["seq"] == 8
+    assert not any(r.get("kind") == "void" for r in records(log))  # records 2..6 stand
+    v = verify(log)
+    assert v.ok and any("sealed damage: 5 records follow" in n for n in v.notices), v
+
+
+def test_an_emptied_head_file_is_not_read_as_nothing_confirmed(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    write(log, 3)
+    Path(str(log) + ".head").write_bytes(b"")
+    before = log.read_bytes()
+    with AuditLog(log) as audit, pytest.raises(AuditDamaged, match="3 records"):
+        audit.check()
+    assert log.read_bytes() == before
+    assert not verify(log).ok
+
+
+def test_a_void_naming_several_records_is_damage(tmp_path):
+    # what a writer of an earlier version left after a rolled-back head (void [2..6]); no
+    # writer voids more than the one record its crash can leave
+    log = tmp_path / "audit.jsonl"
+    write(log, 3)
+    with AuditLog(log, fsync="never") as audit:
+        audit.append("void", {"voids": [2, 3], "reason": "written, but the append never returned"})
+    v = verify(log)
+    assert not v.ok and v.line == 4 and "voids 2 records" in v.message, v
+
+
+def test_a_keyed_head_cannot_be_rolled_back_without_the_key(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log, key=KEY) as audit:
+        for i in range(3):
+            audit.append("decision", {"i": i})
+    head = Path(str(log) + ".head")
+    assert b'"mac"' in head.read_bytes()
+    kid = json.loads(lines(log)[0])["key_id"]
+    # back by one record: with an unkeyed head this is what a crash leaves, so record 3 would
+    # be voided; a head the forger wrote has no valid MAC
+    for forged in ({"key_id": kid}, {"key_id": kid, "mac": "0" * 64}, {}):
+        _head_naming(log, 2, **forged)
+        before = log.read_bytes()
+        with AuditLog(log, key=KEY) as audit, pytest.raises(AuditDamaged, match="head file"):
+            audit.append("decision", {"i": 9})
+        assert log.read_bytes() == before
+        v = verify(log, key=KEY)
+        assert not v.ok and v.status == "damaged" and "head file" in v.message, (forged, v)
+
+
+def test_an_unkeyed_head_is_still_read_where_no_key_is_set(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    write(log, 2)
+    _head_naming(log, 2)  # the head file as earlier versions wrote it
+    with AuditLog(log) as audit:
+        assert audit.append("decision", {"i": 2})["seq"] == 3
+    assert verify(log).ok
+
+
+def test_a_replayed_copy_of_a_keyed_head_voids_one_record(tmp_path):
+    # what the head's MAC does not close (docs/audit.md): a copy of an earlier head file, put
+    # back, is a valid head; one record past it reads as a crash and is voided
+    log = tmp_path / "audit.jsonl"
+    head = Path(str(log) + ".head")
+    with AuditLog(log, key=KEY) as audit:
+        audit.append("decision", {"i": 0})
+        saved = head.read_bytes()
+        audit.append("decision", {"i": 1})
+        audit.append("decision", {"i": 2})
+    head.write_bytes(saved)  # back by two: refused
+    with AuditLog(log, key=KEY) as audit, pytest.raises(AuditDamaged, match="2 records"):
+        audit.append("decision", {"i": 3})
+    _cut(log, 2)
+    head.write_bytes(saved)  # the last record deleted too, and back by one: a crash to the log
+    with AuditLog(log, key=KEY) as audit:
+        audit.append("decision", {"i": 3})
+    assert [r.get("voids") for r in records(log)][2] == [2]
+    assert verify(log, key=KEY).ok

@@ -10,10 +10,14 @@ confirmed record was acted on.
 The writer continues from the head, not from the file. A log shorter than its head says (records
 deleted from the end, the file emptied), a last record the head does not name, a record edited:
 each is damage, and the writer refuses to append (AuditDamaged) until `leashd audit repair`
-seals it. What a crash leaves is not damage, and is put right in the log itself: records written
-after the head (their append never returned, so they never took effect) get a `void` record
-naming them; a record torn by a crash mid-append is sealed, its bytes kept. `verify` names the
-first line that does not hold (`audit_verify`).
+seals it. What a crash leaves is not damage, and is put right in the log itself: the record
+written after the head (its append never returned, so it never took effect) gets a `void` record
+naming it; a record torn by a crash mid-append is sealed, its bytes kept. A writer holds the
+lock from its write to its head, and every append first puts right what the last one left, so
+a crash leaves at most one record past the head: more than one means the head file was rolled
+back (or emptied), which is damage, never a reason to void records that were confirmed. With a
+key, the head file carries a MAC, so a head that a forger wrote is damage too. `verify` names
+the first line that does not hold (`audit_verify`).
 
 A record is written with one `write` on a file opened for appending, under a lock shared by the
 writer's threads and an advisory lock shared with other processes, so records never interleave.
@@ -42,6 +46,7 @@ from leashd.gate.audit_chain import (
     HeadError,
     canonical,
     head_bytes,
+    head_mac_holds,
     head_path,
     key_id,
     parse_head,
@@ -233,8 +238,6 @@ class AuditLog:
         if known is not None and known[0] == size:
             return known[1]
         head = self._read_head()
-        if head.key_id is not None:
-            self._check_key({"key_id": head.key_id})
         if head.seq < self._wrote:
             raise AuditDamaged(
                 f"{self.path} went back from record {self._wrote} to {head.seq} while this "
@@ -271,9 +274,17 @@ class AuditLog:
     def _read_head(self) -> Head:
         try:
             raw = os.pread(self._head_fd, HEAD_SIZE * 2, 0)
-            return parse_head(raw) or Head(0, GENESIS)
+            head = parse_head(raw) or Head(0, GENESIS)
         except HeadError as exc:
             raise AuditDamaged(f"{self.head_path}: {exc}: {REPAIR}") from None
+        if head.key_id is not None:
+            self._check_key({"key_id": head.key_id})  # no key, or another: AuditError
+            if self.key is None or not head_mac_holds(head, self.key):
+                raise AuditDamaged(
+                    f"{self.head_path}: the head file was not written with the key (its MAC "
+                    f"does not match): it was rewritten or rolled back: {REPAIR}"
+                )
+        return head
 
     def _tail(self, size: int, head: Head) -> tuple[tuple[int, bytes] | None, list[dict[str, Any]]]:
         """What follows the record the head names: a torn last record (its offset and bytes)
@@ -313,12 +324,30 @@ class AuditLog:
                 )
             self._check_key(rec)
             expect_seq, expect_prev = rec["seq"] + 1, rec["hash"]
-        if len([r for r in past if r.get("kind") != "void"]) > MAX_UNCONFIRMED:
-            raise AuditDamaged(
-                f"{len(past)} records of {self.path} follow the one its head file names "
-                f"({head.seq}): more than a crash leaves: {REPAIR}"
-            )
+        self._one_past_at_most(head, past)
         return torn, past
+
+    def _one_past_at_most(self, head: Head, past: list[dict[str, Any]]) -> None:
+        """What a crash can leave past the head: the one record whose append never returned,
+        and voids of it whose own appends never returned (a head write failing again and
+        again). Anything more was confirmed once, and the head went back over it: voiding
+        it would record real calls as never made."""
+        unconfirmed = [r for r in past if r.get("kind") != "void"]
+        if len(unconfirmed) > MAX_UNCONFIRMED:
+            raise AuditDamaged(
+                f"{len(unconfirmed)} records of {self.path} follow the one its head file "
+                f"names ({head.seq}), and a crash leaves one at most: the head file was rolled "
+                f"back or emptied (or the machine lost power before it was written); nothing "
+                f"is voided or appended: {REPAIR}"
+            )
+        seqs = {r["seq"] for r in past}
+        for rec in past:
+            named = rec.get("voids") if rec.get("kind") == "void" else None
+            if isinstance(named, list) and not set(named) <= seqs:
+                raise AuditDamaged(
+                    f"record {rec['seq']} of {self.path} voids records at or before the one "
+                    f"its head file names ({head.seq}): the head file was rolled back: {REPAIR}"
+                )
 
     def _find_head_record(self, lines: list[bytes], head: Head) -> int | None:
         """The index of the line holding the head's record, checked; None if not among them."""
@@ -338,6 +367,12 @@ class AuditLog:
                         f"(record {head.seq}): {REPAIR}"
                     )
                 self._check_key(rec)
+                if rec.get("key_id") is not None and head.key_id is None:
+                    # a keyed record is only ever named by a keyed head, with its MAC
+                    raise AuditDamaged(
+                        f"{self.head_path}: the head file names keyed record {head.seq} but "
+                        f"carries no MAC: it was written without the key: {REPAIR}"
+                    )
                 return i
         return None
 
@@ -428,7 +463,7 @@ class AuditLog:
     def _confirm(self, head: Head, size: int) -> None:
         # overwritten in place, at one fixed length: one small write within a page, instead
         # of a rename per record (which cost more than the rest of an append together)
-        os.pwrite(self._head_fd, head_bytes(Head(head.seq, head.hash, self.key_id)), 0)
+        os.pwrite(self._head_fd, head_bytes(Head(head.seq, head.hash, self.key_id), self.key), 0)
         self._known = (size, head)
         self._wrote = max(self._wrote, head.seq)
 

@@ -5,6 +5,11 @@ A record's `hash` is SHA-256 of its canonical JSON without `hash`. With a key (o
 record also carries `key_id` and its `hash` is an HMAC-SHA256 under the key, so someone who
 cannot read the key cannot recompute it after deleting or editing a record. The key id is an
 HMAC of a fixed text, so it tells keys apart without telling anything of the key.
+
+A keyed log's head file carries a MAC too. Without it, anyone who can read the log can write a
+head naming any record of it (the seq and hash are in the record), and roll the head back.
+With it, a head is one the writer wrote; a copy of an earlier one can still be put back, which
+is what `docs/audit.md` says the head cannot prove.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
-HEAD_SIZE = 128  # bytes of the head file: the last record's seq and hash, space padded
+# bytes of the head file: the last record's seq and hash (and, keyed, the key id and a MAC),
+# space padded; a head of an earlier version (128 bytes, no MAC) is read all the same
+HEAD_SIZE = 256
 MIN_KEY_BYTES = 16
 
 
@@ -26,6 +33,7 @@ class Head:
     seq: int
     hash: str
     key_id: str | None = None  # a keyed log's head says so, even when its records are gone
+    mac: str | None = None  # a keyed head's HMAC over the three above (`head_mac`)
 
 
 def canonical(obj: Any) -> bytes:
@@ -77,11 +85,25 @@ def parse_head(raw: bytes) -> Head | None:
     seq, hash_ = (data.get("seq"), data.get("hash")) if isinstance(data, dict) else (None, None)
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not isinstance(hash_, str):
         raise HeadError("the head file is damaged (no seq and hash)")
-    kid = data.get("key_id")
-    return Head(seq, hash_, kid if isinstance(kid, str) else None)
+    kid, mac = data.get("key_id"), data.get("mac")
+    return Head(
+        seq, hash_, kid if isinstance(kid, str) else None, mac if isinstance(mac, str) else None
+    )
 
 
-def head_bytes(head: Head) -> bytes:
+def head_mac(head: Head, key: bytes) -> str:
+    """The MAC a keyed head carries. Its own prefix: a head's MAC is never a record's hash."""
+    body = canonical({"seq": head.seq, "hash": head.hash, "key_id": head.key_id})
+    return hmac.new(key, b"leashd audit head\n" + body, hashlib.sha256).hexdigest()
+
+
+def head_mac_holds(head: Head, key: bytes) -> bool:
+    return head.mac is not None and same_hash(head_mac(head, key), head.mac)
+
+
+def head_bytes(head: Head, key: bytes | None = None) -> bytes:
+    """The head file's bytes; with `key`, keyed and MAC'd (`head.key_id` is the key's id)."""
     kid = f', "key_id": "{head.key_id}"' if head.key_id else ""
-    text = f'{{"seq": {head.seq}, "hash": "{head.hash}"{kid}}}'.encode()
+    mac = f', "mac": "{head_mac(head, key)}"' if key is not None and head.key_id else ""
+    text = f'{{"seq": {head.seq}, "hash": "{head.hash}"{kid}{mac}}}'.encode()
     return text.ljust(HEAD_SIZE - 1) + b"\n"

@@ -8,8 +8,8 @@ and the SHA-256 of its bytes, which stay where they were. Verification goes on a
 whose `prev` is the last good record before the damage; the damage is reported as a notice,
 for as long as the log exists.
 
-Two other record kinds explain themselves: `void` names records that were written but whose
-append never returned (a crash, a failed fsync), so what they say never took effect; and a
+Two other record kinds explain themselves: `void` names the record that was written but whose
+append never returned (a crash, a failed fsync), so what it says never took effect; and a
 `seal` of length 0 records a discrepancy at the end (records missing, a head file that names
 another record) without covering any bytes.
 """
@@ -28,6 +28,7 @@ from leashd.gate.audit_chain import (
     Head,
     HeadError,
     canonical,
+    head_mac_holds,
     head_path,
     key_id,
     parse_head,
@@ -36,7 +37,10 @@ from leashd.gate.audit_chain import (
 )
 
 Status = Literal["intact", "unchecked", "damaged", "missing", "unreadable"]
-MAX_UNCONFIRMED = 8  # records past the head a crash can explain; more is damage
+# Records past the head that a crash can explain: a writer holds its lock from the write to
+# the head, and puts right what the last append left before its own, so one at most (voids of
+# it aside). More means the head was rolled back or emptied: damage, never something to void.
+MAX_UNCONFIRMED = 1
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,9 @@ class _Walk:
     unchecked: int = 0
     unkeyed_before_keyed: int = 0
     head_hash: str | None = None  # the hash of the record the head names, when seen
+    head_keyed: bool = False  # whether that record is keyed (then so must the head be)
     voided: set[int] = field(default_factory=set)
+    voids_at: set[int] = field(default_factory=set)  # the seqs of the void records
     key_ids: dict[str, None] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
 
@@ -121,6 +127,8 @@ def verify(path: str | Path, key: bytes | None = None) -> Verdict:
     if head_raw is None and w.seq > 0:
         return Verdict(False, w.seq, "there is no head file to check the end against: it "
                        "was deleted", status="damaged", **at_end)  # fmt: skip
+    if head is not None and (problem := _head_problem(head, w)) is not None:
+        return Verdict(False, w.seq, problem, status="damaged", **at_end)
     confirmed = head.seq if head is not None else 0
     if confirmed > w.seq:
         gone = "emptied" if w.lines == 0 else "cut short"
@@ -137,9 +145,10 @@ def verify(path: str | Path, key: bytes | None = None) -> Verdict:
         wrong = f"record {confirmed} is not the one the head file names"
         return Verdict(False, w.seq, wrong, None, "damaged", **at_end)
     past = [s for s in range(confirmed + 1, w.seq + 1) if s not in w.voided]
-    if len(past) > MAX_UNCONFIRMED:
-        many = (f"{len(past)} records follow the one the head file names (record "
-                f"{confirmed}): more than a crash leaves")  # fmt: skip
+    if len(unconfirmed := [s for s in past if s not in w.voids_at]) > MAX_UNCONFIRMED:
+        many = (f"{len(unconfirmed)} records follow the one the head file names (record "
+                f"{confirmed}), and a crash leaves one at most: the head file was rolled back "
+                "or emptied (or the machine lost power before it was written)")  # fmt: skip
         return Verdict(False, w.seq, many, None, "damaged", **at_end)
     notices = list(w.notices)
     if past:
@@ -169,6 +178,26 @@ def verify(path: str | Path, key: bytes | None = None) -> Verdict:
     sealed = sum(1 for n in notices if "sealed damage" in n)
     more = f"; {sealed} sealed damage (see the notices)" if sealed else ""
     return Verdict(True, w.seq, f"{w.seq} records, {how}{more}", status="intact", **at_end)
+
+
+def _head_problem(head: Head, w: _Walk) -> str | None:
+    """Whether a head could have been written by the writer: a keyed head's MAC under the
+    key, and a keyed last record named by a keyed head. Without the key, nothing is said here
+    (the keyed records are reported unchecked)."""
+    if w.key is None:
+        return None
+    if head.key_id is not None:
+        if head.key_id != key_id(w.key):
+            return f"the head file was written with another key (key {head.key_id})"
+        if not head_mac_holds(head, w.key):
+            return ("the head file was not written with the key (its MAC does not match): it "
+                    "was rewritten or rolled back")  # fmt: skip
+    elif w.head_keyed:
+        return (
+            f"the head file names keyed record {head.seq} but carries no MAC: it was "
+            "written without the key"
+        )
+    return None
 
 
 def _span(seqs: list[int]) -> str:
@@ -202,6 +231,7 @@ def _notice(record: dict[str, Any], w: _Walk) -> None:
     """What a void, or a seal of length 0, tells whoever reads the log."""
     kind = record.get("kind")
     if kind == "void" and isinstance(record.get("voids"), list):
+        w.voids_at.add(record["seq"])
         voids = [s for s in record["voids"] if isinstance(s, int)]
         w.voided.update(voids)
         if voids:
@@ -243,6 +273,12 @@ def _check(raw: bytes, offset: int, w: _Walk) -> tuple[Any, str | None]:
         return record, f"expected record {w.seq + 1}, found {seq}"  # deleted, or reordered
     if record["prev"] != w.prev:
         return record, "the chain breaks: prev is not the hash of the record before"
+    voids = record.get("voids")
+    if record.get("kind") == "void" and isinstance(voids, list) and len(voids) > 1:
+        # a writer voids the one record a crash leaves past the head; several were confirmed,
+        # and a head rolled back over them had an earlier writer void them
+        return record, (f"record {seq} voids {len(voids)} records, and a crash leaves one at "
+                        "most: the head file was rolled back before it was written")  # fmt: skip
     return record, None
 
 
@@ -299,6 +335,7 @@ def _advance(record: dict[str, Any], w: _Walk) -> None:
     w.max_seq = max(w.max_seq, w.seq)
     if w.head is not None and w.seq == w.head.seq:
         w.head_hash = record["hash"]
+        w.head_keyed = record.get("key_id") is not None
 
 
 def _find_seal(lines: Iterator[tuple[int, bytes]], start: int, first: bytes, w: _Walk) -> bool:
