@@ -702,3 +702,48 @@ def test_a_replayed_copy_of_a_keyed_head_voids_one_record(tmp_path):
         audit.append("decision", {"i": 3})
     assert [r.get("voids") for r in records(log)][2] == [2]
     assert verify(log, key=KEY).ok
+
+
+# --- the writer writes to the file its path names (review of issue 18, item 2) -----------------
+
+
+def _unlink_both(log: Path) -> None:
+    log.unlink()
+    Path(str(log) + ".head").unlink()
+
+
+def _move_aside(log: Path) -> None:
+    log.rename(log.with_suffix(".old"))  # and a new, empty log where it was
+    log.touch()
+
+
+def _unlink_head(log: Path) -> None:
+    Path(str(log) + ".head").unlink()
+
+
+def _replace_head(log: Path) -> None:
+    head = Path(str(log) + ".head")
+    new = head.with_suffix(".new")
+    new.write_bytes(head.read_bytes())
+    new.replace(head)
+
+
+@pytest.mark.parametrize("gone", [_unlink_both, _move_aside, _unlink_head, _replace_head])
+def test_a_writer_refuses_to_append_to_a_log_no_longer_at_its_path(tmp_path, gone):
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log) as audit:
+        audit.append("decision", {"i": 0})
+        held = os.open(log, os.O_RDONLY)  # the file the writer holds, whatever its path says
+        size = os.fstat(held).st_size
+        try:
+            gone(log)
+            for _ in range(3):  # refused each time: the gate denies every call
+                with pytest.raises(AuditError, match="deleted or replaced"):
+                    audit.append("decision", {"tool": "Bash", "decision": "allow"})
+            assert os.fstat(held).st_size == size  # nothing went into the file it holds
+        finally:
+            os.close(held)
+    if gone is _unlink_both:
+        assert verify(log).status == "missing"
+    else:  # and nothing into the file the path names now
+        assert [r["seq"] for r in records(log)] in ([], [1])
