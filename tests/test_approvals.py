@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
+from leashd.gate import approvals
 from leashd.gate.approvals import ApprovalCoordinator, Scope, similar_scope
 from leashd.gate.audit import AuditError, AuditLog, records, verify
 
@@ -357,3 +359,108 @@ def test_a_count_still_open_is_written_when_the_daemon_stops(evaluator, audit):
     assert [(r["event"], r.get("count")) for r in recs] == [
         ("requested", None), ("refused", None), ("refused-repeated", 4), ("shutdown", None)
     ]  # fmt: skip
+
+
+# --- refused presses: every window ends (review of issue 18, item 2) ---------------------------
+
+
+def refused(audit: AuditLog) -> list[tuple[str, str, int | None]]:
+    return [
+        (r["event"], r["who"], r.get("count"))
+        for r in records(audit.path)
+        if r.get("kind") == "approval" and r["event"].startswith("refused")
+    ]
+
+
+async def _until(predicate, timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def test_a_window_of_one_press_ends_too_so_new_people_are_recorded(evaluator, audit, monkeypatch):
+    # before: a window with no further press never ended, so once the table was full of
+    # people who pressed once, everyone new shared one count and went unnamed for good
+    monkeypatch.setattr(approvals, "_REFUSERS", 2)
+
+    async def run():
+        coord = ApprovalCoordinator({"42"}, timeout=30, audit=audit, refused_window=0.2)
+        task = asyncio.create_task(_ask(coord, evaluator, "npm publish"))
+        req = await _pending_one(coord)
+        coord.press(req.id, "a", "c1", "approve")
+        coord.press(req.id, "b", "c1", "approve")
+        await asyncio.sleep(0.5)  # both windows are over
+        coord.press(req.id, "c", "c1", "approve")
+        coord.press(req.id, "d", "c1", "approve")
+        coord.close()
+        await task
+
+    asyncio.run(run())
+    assert refused(audit) == [("refused", w, None) for w in "abcd"]
+    assert verify(audit.path).ok
+
+
+def test_the_shared_count_past_the_table_is_a_window_that_names_who_pressed(
+    evaluator, audit, monkeypatch
+):
+    monkeypatch.setattr(approvals, "_REFUSERS", 2)
+
+    async def run():
+        coord = ApprovalCoordinator({"42"}, timeout=30, audit=audit, refused_window=0.3)
+        task = asyncio.create_task(_ask(coord, evaluator, "npm publish"))
+        req = await _pending_one(coord)
+        for who in "abcdedd":  # a and b fill the table; c, d, e share the overflow window
+            coord.press(req.id, who, "c1", "approve")
+        await _until(lambda: any(e == "refused-repeated" for e, _, _ in refused(audit)))
+        await asyncio.sleep(0.4)  # every window is over, the overflow's too
+        coord.press(req.id, "f", "c1", "approve")
+        coord.close()
+        await task
+
+    asyncio.run(run())
+    assert refused(audit) == [
+        ("refused", "a", None), ("refused", "b", None), ("refused", "c", None),
+        ("refused-repeated", "*", 4), ("refused", "f", None),
+    ]  # fmt: skip
+    [shared] = [r for r in records(audit.path) if r.get("event") == "refused-repeated"]
+    assert shared["ids"] == ["d", "e"], shared
+    assert verify(audit.path).ok
+
+
+class FlakyAudit:
+    """The real log, whose appends fail (as on a full disk) while `failing` is set."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log, self.path, self.failing = log, log.path, False
+
+    def append(self, kind, fields):
+        if self.failing:
+            raise AuditError(f"the audit log {self.path} took part of a record (disk full?)")
+        return self.log.append(kind, fields)
+
+
+def test_a_count_that_cannot_be_written_is_kept_and_said_loudly(evaluator, audit):
+    flaky = FlakyAudit(audit)
+
+    async def run():
+        coord = ApprovalCoordinator({"42"}, timeout=30, audit=flaky, refused_window=0.2)
+        task = asyncio.create_task(_ask(coord, evaluator, "npm publish"))
+        req = await _pending_one(coord)
+        for _ in range(5):
+            coord.press(req.id, "666", "c1", "approve")
+        flaky.failing = True
+        with capture_logs() as logs:
+            await _until(lambda: any(e["log_level"] == "error" for e in logs))
+            coord.press(req.id, "666", "c1", "approve")  # while the log cannot be written
+        flaky.failing = False
+        await _until(lambda: any(e == "refused-repeated" for e, _, _ in refused(audit)))
+        coord.close()
+        await task
+        return logs
+
+    logs = asyncio.run(run())
+    [err] = [e for e in logs if e["log_level"] == "error"]
+    assert err["who"] == "666" and err["count"] == 4 and "disk full" in err["error"], err
+    # nothing lost: the four of the first window and the one pressed while it failed
+    assert refused(audit) == [("refused", "666", None), ("refused-repeated", "666", 5)]
+    assert verify(audit.path).ok

@@ -5,8 +5,11 @@ A request has an unguessable id and is bound to its session and chat; it resolve
 A press from anyone who is not an approver, or from another chat, is refused and audited: the
 first of each person's refusals in a window (`refused_window`, 60 s) in full, the rest of that
 window counted and written once when it ends (`refused-repeated`, with the count), so a
-stranger hammering a button in a group cannot grow the log without bound. On timeout the
-connector is told (it marks the request expired) and the call is denied.
+stranger hammering a button in a group cannot grow the log without bound. Every window ends,
+so the table of people frees up; past `_REFUSERS` people at once, the rest share one window of
+their own (`who: "*"`, naming some of them). A count that cannot be written is logged as an
+error and kept for the next try, never dropped. On timeout the connector is told (it marks the
+request expired) and the call is denied.
 
 "Approve similar for this session" covers later calls of the same program and subcommand
 (`npm test`, `git commit`) in that session, and only calls the policy would ask about (a deny
@@ -25,9 +28,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from leashd.gate.audit import AuditError, AuditLog
 from leashd.policy.decision import Decision
 from leashd.shell.wrappers import SHELLS, wrapper_argv
+
+log = structlog.get_logger(__name__)
 
 # Programs that run code they are given, or another program: approving "similar" for them
 # would approve anything at all.
@@ -43,7 +50,8 @@ _RUNS_OTHERS = frozenset(
 )  # fmt: skip
 _PYTHON = re.compile(r"python\d+(\.\d+)*")
 REFUSED_WINDOW = 60.0  # seconds in which one person's refused presses become one record more
-_REFUSERS = 1024  # people tracked at once; beyond, the rest share one count
+_REFUSERS = 1024  # people tracked at once; beyond, the rest share one window ("*")
+_NAMED = 32  # people the shared window's record names (a bound on the record, not the count)
 Notify = Callable[["ApprovalRequest"], Awaitable[None]]
 
 
@@ -143,7 +151,20 @@ class _Refusals:
     started: float  # on the event loop's clock
     count: int = 0  # presses after the first, not yet written
     last: dict[str, Any] = field(default_factory=dict)  # the last one's request and place
-    flush: asyncio.TimerHandle | None = None
+    flush: asyncio.TimerHandle | None = None  # the window's end
+    # The shared window ("*"): who pressed in it (the first _NAMED), and how many of its
+    # presses came from people not named.
+    ids: dict[str, None] = field(default_factory=dict)
+    unnamed: int = 0
+
+    def counted(self, who: str, last: dict[str, Any], shared: bool) -> None:
+        self.count += 1
+        self.last = last
+        if shared:
+            if who in self.ids or len(self.ids) < _NAMED:
+                self.ids[who] = None
+            else:
+                self.unnamed += 1  # presses, not people: telling them apart needs a table
 
 
 @dataclass(frozen=True)
@@ -298,7 +319,13 @@ class ApprovalCoordinator:
         for who in list(self._refused):
             try:
                 self._flush_refused(who)
-            except AuditError as exc:
+            except AuditError as exc:  # no later try now: said here, and raised below
+                log.error(
+                    "refused presses could not be audited at shutdown; their count is lost",
+                    who=who,
+                    count=self._refused[who].count,
+                    error=str(exc),
+                )
                 failed = failed or exc
         for req in waiting:
             try:
@@ -337,40 +364,67 @@ class ApprovalCoordinator:
         loop = req.future.get_loop()
         now = loop.time()
         key = who if who in self._refused or len(self._refused) < _REFUSERS else "*"
+        last = {"request": req.id, "session": req.session, "tool": req.tool,
+                "summary": req.summary, "chat": chat, "why": why, "who": who}  # fmt: skip
         state = self._refused.get(key)
-        if state is not None and now - state.started < self.refused_window:
-            state.count += 1
-            state.last = {"request": req.id, "session": req.session, "tool": req.tool,
-                          "summary": req.summary, "chat": chat, "why": why, "who": who}  # fmt: skip
-            if state.flush is None:
-                delay = state.started + self.refused_window - now
-                state.flush = loop.call_later(delay, self._flush_later, key)
-            return
+        if state is not None and now - state.started >= self.refused_window:
+            # over, and its end has not run yet (both due on this turn of the loop)
+            try:
+                self._flush_refused(key)
+                state = None
+            except AuditError as exc:
+                self._keep(key, exc)  # a new window for the count; this press joins it
         if state is not None:
-            self._flush_refused(key)
-        self._refused[key] = _Refusals(now)
+            state.counted(who, last, shared=key == "*")
+            return
+        # Every window ends, with or without a count: a window that never ended would keep
+        # its place in the table for good, and everyone past it would go unnamed.
+        self._refused[key] = _Refusals(
+            now, flush=loop.call_later(self.refused_window, self._flush_later, key)
+        )
         self._event("refused", req.session, req.tool, req.summary, request=req.id, who=who,
                     chat=chat, why=why)  # fmt: skip
 
     def _flush_refused(self, key: str) -> None:
-        """Write the count of a window's further refusals (if any), and end the window."""
-        state = self._refused.pop(key, None)
+        """Write the count of a window's further refusals (if any), and end the window.
+        Raises AuditError when the count cannot be written: the window then stays, with
+        its count, for whoever tries next."""
+        state = self._refused.get(key)
         if state is None:
             return
         if state.flush is not None:
             state.flush.cancel()
+            state.flush = None
         if state.count:
             last = state.last
+            shared: dict[str, Any] = {}
+            if key == "*":  # people past the table: name who pressed, as far as kept
+                shared = {"ids": list(state.ids), "unnamed": state.unnamed or None}
             self._event("refused-repeated", last["session"], last["tool"], last["summary"],
                         request=last["request"], who=key,
                         chat=last["chat"], why=last["why"], count=state.count,
-                        window_seconds=self.refused_window)  # fmt: skip
+                        window_seconds=self.refused_window, **shared)  # fmt: skip
+        del self._refused[key]
 
     def _flush_later(self, key: str) -> None:
-        # A count that cannot be written is lost with its window (the first refusal stands on
-        # record); nothing is decided here, so nothing opens.
-        with contextlib.suppress(AuditError):
+        # On the loop, at a window's end: nothing is decided here, so nothing opens; but a
+        # count that cannot be written is neither lost nor quiet.
+        try:
             self._flush_refused(key)
+        except AuditError as exc:
+            self._keep(key, exc)
+
+    def _keep(self, key: str, exc: AuditError) -> None:
+        """A count that could not be written: said as an error, and kept in a new window
+        (later presses add to it), whose end tries again."""
+        state = self._refused[key]
+        log.error(
+            "refused presses could not be audited; their count is kept for the next try",
+            who=key, count=state.count, error=str(exc),
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        state.started = loop.time()
+        state.flush = loop.call_later(self.refused_window, self._flush_later, key)
 
     def _tell_expired(self, req: ApprovalRequest) -> None:
         """Tell the connector, without waiting for it: the answer is no either way."""
