@@ -211,3 +211,54 @@ def test_a_fast_call_is_still_allowed_and_runs(world):
     run_turn(gate, proj, "read the notes")
     assert CANARY in fake.seen()  # it ran
     assert outcome(audit) == [("allow", None)]
+
+
+class _Telling:
+    """A verdict listener that takes its time, and finishes telling even when cancelled: the
+    check stays running after its allow is recorded, while the hook waits for it."""
+
+    def __init__(self, reraise: bool) -> None:
+        self.reraise = reraise
+        self.told = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, tool, tool_input, verdict) -> None:  # type: ignore[no-untyped-def]
+        self.told.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            await self.release.wait()
+            if self.reraise:
+                raise
+
+
+@pytest.mark.parametrize("reraise", [True, False])
+def test_a_hook_cancelled_twice_still_voids_the_allow_it_recorded(tmp_path, reraise):
+    # the turn ends while the check is still telling its allow: the hook cancels the check
+    # and waits for it, shielded; a second cancellation must not skip the void
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    gate = Gate.from_specs([], audit, approved_dirs=[str(tmp_path)], home=str(tmp_path))
+    listener = _Telling(reraise)
+    bridge = GateBridge(gate, lambda: Session("s1", "c1", str(tmp_path)), None, listener)
+    call = {"tool_name": "Bash", "tool_input": {"command": "ls"}}
+
+    async def go() -> None:
+        hook = asyncio.create_task(bridge.pre_tool_use(call, "toolu_3", None))
+        await listener.told.wait()  # the allow is recorded
+        hook.cancel()
+        await asyncio.sleep(0.05)
+        assert not hook.done()  # in its shielded wait for the check
+        hook.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hook
+        listener.release.set()  # the check ends after the hook has gone
+        async with asyncio.timeout(5):
+            while len(asyncio.all_tasks()) > 1:
+                await asyncio.sleep(0.01)
+
+    asyncio.run(go())
+    audit.close()
+    recs = [r for r in records(audit.path) if r.get("kind") == "decision"]
+    assert [(r["decision"], r.get("voids")) for r in recs] == [("allow", None), ("deny", 1)]
+    assert recs[1]["layer"] == "hook" and "not taken" in recs[1]["reason"]
+    assert verify(audit.path).ok

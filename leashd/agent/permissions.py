@@ -98,21 +98,23 @@ class GateBridge:
                 # nobody takes this hook's answer any more (the turn ended, the CLI went away):
                 # the call cannot run, so no allow may be recorded for it alone
                 if not asking.is_set():
+                    self._void_when_done(task, tool, seen, "the hook's answer was not taken")
                     task.cancel()
+                    # waited for, so that the void is written before the hook is gone; a
+                    # second cancellation here ends the wait, not the void
                     await asyncio.shield(asyncio.wait((task,)))
-                    if seen and seen[0].allowed:
-                        self._void(tool, seen[0], "the hook's answer was not taken", "hook")
                 raise
             finally:
                 waiter.cancel()
             if not task.done() and not asking.is_set():
                 # the CLI is about to give up on the hook and block the call: the check ends
                 # denied (recorded as cancelled), so no allow can be recorded after it
+                late = f"the gate did not answer within {self.answer_within:g} s"
+                voided = self._void_when_done(task, tool, seen, late)
                 task.cancel()
                 await asyncio.wait((task,))
-                late = f"the gate did not answer within {self.answer_within:g} s"
-                if seen and seen[0].allowed:  # decided and recorded, then held up telling
-                    return _hook_answer(self._void(tool, seen[0], late, "hook"))
+                if voided:  # decided and recorded, then held up telling
+                    return _hook_answer(voided[0])
                 return _hook_deny(late)
             if task.done():
                 verdict = task.result()
@@ -198,6 +200,26 @@ class GateBridge:
         self._allowed[use_id] = (tool, verdict)
         while len(self._allowed) > _REMEMBERED:
             self._allowed.popitem(last=False)
+
+    def _void_when_done(
+        self, task: asyncio.Task[Verdict], tool: Any, seen: list[Verdict], reason: str
+    ) -> list[Verdict]:
+        """When the check ends, however it ends and whatever has become of the hook by then,
+        void the allow it recorded: the CLI never takes this answer. A done callback, not
+        code after an await, since the hook can be cancelled (again) while it waits. Returns
+        the list the void's deny is put in (once the check has ended)."""
+        voided: list[Verdict] = []
+
+        def done(_: asyncio.Task[Verdict]) -> None:
+            if seen and seen[0].allowed:
+                try:
+                    voided.append(self._void(tool, seen[0], reason, "hook"))
+                except Exception as exc:  # Gate.void never raises; this is the last word
+                    log.error("could not void an allow the CLI never took", error=repr(exc))
+
+        # callbacks run in the order added: this one before any wait for the task returns
+        task.add_done_callback(done)
+        return voided
 
     def _void(self, tool: Any, verdict: Verdict, reason: str, layer: str) -> Verdict:
         try:
