@@ -643,6 +643,21 @@ def test_an_emptied_head_file_is_not_read_as_nothing_confirmed(tmp_path):
     assert not verify(log).ok
 
 
+def test_a_head_rolled_back_over_a_void_is_damage(tmp_path):
+    # one record that is not a void past the head, but the void before it names a record the
+    # head says was confirmed: no crash leaves that, so record 4 is not voided
+    log = tmp_path / "audit.jsonl"
+    write(log, 2)
+    with AuditLog(log, fsync="never") as audit:
+        audit.append("void", {"voids": [1], "reason": "written, but the append never returned"})
+        audit.append("decision", {"i": 3})
+    _head_naming(log, 2)
+    before = log.read_bytes()
+    with AuditLog(log) as audit, pytest.raises(AuditDamaged, match="voids records at or before"):
+        audit.append("decision", {"i": 4})
+    assert log.read_bytes() == before
+
+
 def test_a_void_naming_several_records_is_damage(tmp_path):
     # what a writer of an earlier version left after a rolled-back head (void [2..6]); no
     # writer voids more than the one record its crash can leave

@@ -373,7 +373,7 @@ class AuditLog:
         seqs = {r["seq"] for r in past}
         for rec in past:
             named = rec.get("voids") if rec.get("kind") == "void" else None
-            if isinstance(named, list) and not set(named) <= seqs:
+            if isinstance(named, list) and not all(isinstance(s, int) and s in seqs for s in named):
                 raise AuditDamaged(
                     f"record {rec['seq']} of {self.path} voids records at or before the one "
                     f"its head file names ({head.seq}): the head file was rolled back: {REPAIR}"
