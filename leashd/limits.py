@@ -26,6 +26,11 @@ PIPES = 2000
 # reads the expansions of one heredoc line in time that grows with their square (20,000 of
 # them took 1.7 s). 2,000 take about 20 ms.
 LINE_EXPANSIONS = 2000
+# Seconds tree-sitter may take to parse one command (and the scripts inside it). The one
+# bound that is a time: its error recovery on malformed input can grow with the square of
+# the input in shapes no count of characters foretells (`))a//e` repeated over 32 KB takes
+# 1.3 s). Well-formed commands parse in microseconds to milliseconds.
+PARSE_SECONDS = 0.5
 # Characters of one path: the kernel refuses paths past PATH_MAX (4,096 bytes on Linux), so
 # nothing longer can be a file the call reads or writes, and resolving one costs time that
 # grows with its length.
@@ -38,6 +43,10 @@ FIELD_CHARS = 64 * 1024
 # Simple commands one call is analysed into (each a unit the policy decides). Wrappers and
 # `bash -c` count their inner commands too.
 UNITS = 400
+# Syntax nodes tree-sitter makes of a command and the scripts inside it: each is walked in
+# Python (a few µs each). A `git add` of 4,096 files is about 4,100 nodes, a heredoc of any
+# length a handful; `[[ ` 86,000 times is 258,000 (a second of walking).
+NODES = 50_000
 # Scripts inside scripts (`bash -c 'eval …'`, aliases, functions): deeper ones are opaque,
 # which no policy allows.
 NESTING = 8

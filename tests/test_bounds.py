@@ -215,6 +215,9 @@ def test_sed_scripts_with_many_delimiters_are_read_as_running_commands():
         ("Bash", {"command": "ls|" * (limits.PIPES + 1)}, "'|' (the limit is 2,000)"),
         ("Bash", {"command": "ls && " * 2000 + "ls"}, "too deeply"),
         ("Glob", {"pattern": "*" * (limits.FIELD_CHARS + 1)}, "a Glob pattern of"),
+        # tree-sitter's error recovery is quadratic here: 120 KB would take half a minute
+        ("Bash", {"command": "echo " + "))a//e" * 20_000}, "could not be parsed within 0.5 s"),
+        ("Bash", {"command": "echo " + "[[ " * 20_000}, "more than 50,000 syntax nodes"),
         # each substitution's text is in every command around it: 30 MB to read
         ("Bash", {"command": "echo " + "$(echo " * 150 + "x" * 200_000 + ")" * 150},
          "texts add up to"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 import threading
+import time
 from dataclasses import dataclass, field, replace
 
 import tree_sitter
@@ -58,11 +59,38 @@ def _for_tree_sitter(src: bytes) -> bytes:
     return src if src.isascii() else _ASTRAL_UTF8.sub(b"\xc2\xb6\xc2\xb6", src)
 
 
-def _parse_tree(src: bytes) -> tree_sitter.Tree:
+class _ParseTooSlow(Exception):
+    """tree-sitter did not finish by the walk's deadline."""
+
+
+_CHUNK = 1 << 16
+
+
+def _parse_tree(src: bytes, deadline: float) -> tree_sitter.Tree:
+    """Parse, giving up at `deadline` (time.monotonic). tree-sitter-bash's error recovery can
+    take time that grows with the square of the input (`))a//e` 6,000 times: 1.3 s, and
+    256 KB of it well over a minute), and no count of characters foretells it; its progress
+    callback, called every few milliseconds while it works, is where it is stopped. That also
+    lets the event loop's thread run meanwhile."""
     parser = getattr(_LOCAL, "parser", None)
     if parser is None:  # one parser per thread: a tree-sitter parser is not thread-safe
         parser = _LOCAL.parser = tree_sitter.Parser(_LANGUAGE)
-    return parser.parse(_for_tree_sitter(src))
+    data = _for_tree_sitter(src)
+
+    def read(offset: int, _point: object) -> bytes:
+        return data[offset : offset + _CHUNK]
+
+    def late(*_state: object) -> bool:
+        return time.monotonic() > deadline
+
+    try:
+        tree = parser.parse(read, progress_callback=late)
+    except ValueError:  # what tree-sitter raises when the callback stops it
+        tree = None
+    if tree is None:
+        parser.reset()  # else the next parse would resume this one
+        raise _ParseTooSlow
+    return tree
 
 
 _PWD_SUBSTITUTION = re.compile(r"\$\(\s*pwd(\s+-[LP])?\s*\)|`\s*pwd(\s+-[LP])?\s*`")
@@ -192,6 +220,8 @@ class _Walker:
         self.notes: list[str] = []
         self.overflow: str | None = None  # why the walk stopped short
         self.steps = 0
+        self.deadline = time.monotonic() + limits.PARSE_SECONDS  # for tree-sitter's parses
+        self.nodes = 0  # syntax nodes of every script parsed
         # Commands written after `<<EOF` on its line: (operator before, node, body, dynamic).
         self.after_heredoc: list[tuple[str | None, tree_sitter.Node, str, bool]] = []
 
@@ -200,8 +230,12 @@ class _Walker:
     def script(self, text: str, scope: _Scope, ctx: _Ctx) -> str | None:
         """Parse and walk a script; returns a parse error message, if any."""
         src = text.encode("utf-8", "surrogatepass")
-        tree = _parse_tree(src)
+        tree = _parse_tree(src, self.deadline)
         root = tree.root_node
+        self.nodes += root.descendant_count  # counted by tree-sitter: free
+        if self.nodes > limits.NODES:
+            self.overflow = self.overflow or f"more than {limits.NODES:,} syntax nodes"
+            return None
         error = _first_error(root, src) if root.has_error else None
         self.statements(root, src, scope, ctx)
         return error
@@ -1363,6 +1397,9 @@ def parse(command: str, fast: bool = True) -> ParsedCommand:
                 walker.script(command.replace("\\\n", ""), _Scope(), _Ctx())
     except RecursionError:
         why = "the command nests too deeply to analyse"
+        return ParsedCommand(command, (), error=why, too_large=why)
+    except _ParseTooSlow:
+        why = f"the command could not be parsed within {limits.PARSE_SECONDS:g} s"
         return ParsedCommand(command, (), error=why, too_large=why)
     except Exception as exc:
         return ParsedCommand(
