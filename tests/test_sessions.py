@@ -164,7 +164,7 @@ def test_an_approval_left_waiting_by_a_killed_daemon_is_closed_in_sqlite_too(tmp
     assert outcome is None  # as the killed daemon left it
 
     async def restart():
-        daemon = await build(Settings(**fields), approvers={"me"})
+        daemon = await build(Settings(**fields), approvers={"me"}, recover=True)
         try:
             return daemon.recovered, await daemon.store.approvals(session_id)
         finally:
@@ -178,3 +178,56 @@ def test_an_approval_left_waiting_by_a_killed_daemon_is_closed_in_sqlite_too(tmp
     # a second start finds nothing left to close, and changes nothing
     again, rows_again = asyncio.run(restart())
     assert again == 0 and rows_again == rows
+
+
+_LIVE_DAEMON = _CHILD.replace(
+    "asyncio.run(main())",
+    "from leashd.daemon import process\nwith process.hold('test'):\n    asyncio.run(main())",
+)
+assert _LIVE_DAEMON != _CHILD
+
+
+def test_a_run_beside_a_live_daemon_leaves_its_waiting_approval_alone(tmp_path, monkeypatch):
+    # `leashd run` opens the same audit log and store as the daemon. Recovering there would
+    # record the live daemon's waiting approval as ended by a restart, and the daemon could
+    # still approve it after: the log would say both.
+    monkeypatch.setenv("LEASHD_HOME", str(tmp_path / "home"))
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    policy = tmp_path / "ask.leash"
+    policy.write_text(ASK)
+    audit = tmp_path / "home" / "audit.jsonl"
+    fields = {
+        "storage_path": str(tmp_path / "home" / "messages.db"),
+        "audit_log_path": str(audit),
+        "approved_directories": [str(proj)],
+        "policy_files": [str(policy)],
+    }
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _LIVE_DAEMON,
+            Settings(**fields).model_dump_json(include=set(fields)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "LEASHD_HOME": str(tmp_path / "home")},
+    )
+
+    async def a_run():
+        daemon = await build(Settings(**fields), approvers=None)  # as `leashd run` does
+        try:
+            return daemon.recovered
+        finally:
+            await daemon.close()
+
+    try:
+        assert child.stdout.readline().split()[:1] == ["waiting"]
+        assert asyncio.run(a_run()) == 0
+        assert "restart" not in audit.read_text()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert asyncio.run(a_run()) == 1  # the daemon is gone: now it was left waiting

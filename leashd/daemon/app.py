@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 
 from leashd.agent.runner import AgentConfig, ClaudeAgent
+from leashd.daemon import process
 from leashd.daemon.config import Settings
 from leashd.daemon.engine import Engine
 from leashd.daemon.middleware import Auth, RateLimit
@@ -49,9 +50,15 @@ async def build(
     policies: list[str] | None = None,
     default_dir: str | None = None,
     open_bot: bool = False,
+    recover: bool | None = None,
 ) -> Daemon:
     """The daemon's parts, opened. `approvers` None: nobody can be asked, so whatever needs
-    approval is denied (headless runs)."""
+    approval is denied (headless runs).
+
+    `recover`: close the approvals a dead daemon left waiting. The daemon, which holds the
+    daemon lock, says True; None (`leashd run`) recovers only when no daemon holds the lock,
+    so that a run beside a live daemon never records that daemon's waiting approvals as
+    ended by a restart (the daemon could approve one after)."""
     audit_path = settings.path("audit_log_path")
     audit = open_audit(settings)
     approvals = None
@@ -73,11 +80,15 @@ async def build(
     # Approvals a dead daemon left waiting end in SQLite as in the audit log (recover), or
     # their rows would wait for ever. SQLite first: should either step fail, the audit still
     # lists them as waiting and the next start finishes both (closing a row twice is a no-op).
-    left = [rec["request"] for rec in pending_in_log(audit_path)]
+    if recover is None:
+        recover = not process.status().running
     store = open_store(settings.storage_backend, settings.path("storage_path"))
     await store.open()
-    await store.close_approvals(left, "restart")
-    recovered = gate.recover()
+    recovered = 0
+    if recover:
+        left = [rec["request"] for rec in pending_in_log(audit_path)]
+        await store.close_approvals(left, "restart")
+        recovered = gate.recover()
     agent = ClaudeAgent(gate, agent_config(settings))
     middleware = [
         Auth(set(settings.allowed_user_ids), open_bot=open_bot),

@@ -39,7 +39,7 @@ async def serve_terminal(out: TextIO | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # `add-dir` while starting: no death
     with process.hold("terminal"):
         try:
-            daemon = await build(settings, approvers={WHO})
+            daemon = await build(settings, approvers={WHO}, recover=True)
         except PolicyError as exc:
             # A policy file that does not load is a bad configuration (exit 2, its file:line
             # said), not a crash with a traceback: found by test_daemon_extras.
@@ -92,7 +92,10 @@ async def serve_telegram() -> int:
     with process.hold("telegram"):
         try:
             daemon = await build(
-                settings, approvers=set(allowed), open_bot=settings.telegram_open_bot
+                settings,
+                approvers=set(allowed),
+                open_bot=settings.telegram_open_bot,
+                recover=True,
             )
         except PolicyError as exc:
             print(f"leashd: the policy does not load:\n{exc}", file=sys.stderr)
