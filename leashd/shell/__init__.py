@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 
+from leashd.shell import commands
 from leashd.shell.model import DYNAMIC, Access, ParsedCommand, PathRef, Redirect, ShellUnit
 from leashd.shell.parser import parse
 
@@ -23,6 +24,7 @@ def _memo(command: str) -> ParsedCommand:
 
 def clear_parse_cache() -> None:
     _memo.cache_clear()
+    commands.is_pathlike.cache_clear()
 
 
 __all__ = [

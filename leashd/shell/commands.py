@@ -7,6 +7,7 @@ path-like word as a path.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ _FILE_LIKE = re.compile(r"^[^=:@,\s]*\.[A-Za-z][A-Za-z0-9_-]{0,9}$")
 _KEY_LIKE = re.compile(r"^(id_[a-z0-9]+|credentials|authorized_keys|known_hosts)$", re.I)
 
 
+@functools.lru_cache(maxsize=8192)  # words repeat (a wrapper's argv is read at each level)
 def is_pathlike(word: str) -> bool:
     """A word a program is likely to open as a file, for programs leashd has no model of."""
     if not word or word.startswith("-") or _URL.match(word):

@@ -1353,8 +1353,11 @@ def brace_expand(word: str, limit: int = 32) -> list[str]:
     return out
 
 
+_SAFE_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./~-]+")
+
+
 def _quote(word: str) -> str:
-    if word and re.fullmatch(r"[A-Za-z0-9_@%+=:,./~-]+", word):
+    if word and _SAFE_WORD.fullmatch(word):
         return word
     return "'" + word.replace("'", "'\"'\"'") + "'"
 
@@ -1386,6 +1389,9 @@ def parse(command: str, fast: bool = True) -> ParsedCommand:
     walker = _Walker()
     try:
         words = _plain_words(command) if fast else None
+        if words is not None and len(words) > limits.NODES:  # a word is a node to tree-sitter
+            why = f"more than {limits.NODES:,} syntax nodes"
+            return ParsedCommand(command, (), error=why, too_large=why)
         if words is not None:
             walker.run(words, (), None, b"", _Scope(), _Ctx(), text=command.strip(" \t"))
             error = None
