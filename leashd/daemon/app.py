@@ -3,6 +3,7 @@ engine. The connectors and the process around it are chosen by the caller."""
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,10 @@ async def build(
     )
     if approvals is not None:
         approvals.on_expired = engine.expired
+    # What is built now lives as long as the daemon (the compiled policies above all): frozen,
+    # full garbage collections skip it. A collection runs on whichever thread allocates, the
+    # gate's decision thread included, and the event loop waits for it.
+    gc.freeze()
     return Daemon(settings, audit, gate, approvals, store, agent, engine, recovered)
 
 

@@ -40,6 +40,7 @@ from leashd.policy.loader import DEFAULT_POLICIES, load_compiled
 
 log = structlog.get_logger("leashd.gate")
 
+_QUICK_INPUT = 16384  # characters of an input whose remembered decision is used on the loop
 MAX_UNITS_RECORDED = 64  # a record lists at most this many units (and says how many there were)
 _SHOWN = 500  # characters of a unit or a summary kept in records and events
 
@@ -119,6 +120,7 @@ class Gate:
         self._evaluators: dict[tuple[str, str], Evaluator] = {}
         self._lock = threading.Lock()  # reloads and directory changes may come from threads
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None  # see _decider
+        self._deciding = threading.Lock()  # the evaluators' memos, one thread at a time
         self._reloading = threading.Lock()
 
     @classmethod
@@ -205,7 +207,8 @@ class Gate:
     def decide(self, session: Session, tool: Any, tool_input: Any) -> Decision:
         """What sandbox and policy say of a call, before anyone is asked. Never raises."""
         try:
-            decision = self._evaluator(session).evaluate(tool, tool_input)
+            with self._deciding:
+                decision = self._evaluator(session).evaluate(tool, tool_input)
             return apply_mode(apply_sandbox(decision, self.sandbox), session.mode, tool)
         except Exception as exc:
             return Decision(
@@ -225,8 +228,41 @@ class Gate:
         input for its record grows with it too: on the event loop that would stall every
         chat and approval. One thread: the evaluators' memos are only ever touched by it,
         and decisions are made in the order asked."""
+        remembered = self._remembered(session, tool, tool_input)
+        if remembered is not None:
+            return remembered
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._decider(), self._prepare, session, tool, tool_input)
+
+    def _remembered(
+        self, session: Session, tool: Any, tool_input: Any
+    ) -> tuple[dict[str, Any], Decision] | None:
+        """A decision the evaluator remembers, looked up on the event loop: a hop to the
+        decision thread costs more than most decisions. Only for small inputs of scalars
+        (their record is quick to encode), and only when the decision thread is not using
+        the evaluators (their memos are not for two threads at once): else None, and the
+        call goes to the thread."""
+        if type(tool_input) is not dict or len(tool_input) > 16:
+            return None
+        size = 0
+        for value in tool_input.values():
+            if type(value) is str:
+                size += len(value)
+            elif value is not None and type(value) not in (int, float, bool):
+                return None
+        if size > _QUICK_INPUT or not self._deciding.acquire(blocking=False):
+            return None
+        try:
+            ev = self._evaluators.get((session.cwd, session.mode))
+            found = ev.remembered(tool, tool_input) if ev is not None else None
+            if found is None:
+                return None
+            decision = apply_mode(apply_sandbox(found, self.sandbox), session.mode, tool)
+        except Exception:  # the thread decides it, and says what went wrong
+            return None
+        finally:
+            self._deciding.release()
+        return capped_input(tool_input), decision
 
     def _prepare(
         self, session: Session, tool: Any, tool_input: Any

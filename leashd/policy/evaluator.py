@@ -152,6 +152,17 @@ class Evaluator:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
+    def remembered(self, tool: Any, tool_input: Any) -> Decision | None:
+        """The memoised decision of this call, or None; nothing is computed on a miss."""
+        if input_problem(tool, tool_input) is not None:
+            return None
+        key = self._key(tool, tool_input)
+        if key is None:
+            return None
+        self._watch.check()
+        hit = self._cache.get(key)
+        return hit[0] if hit is not None else None
+
     def clear_caches(self) -> None:
         """Empty every cache a decision can come from (cold-start measurements)."""
         self._cache.clear()
