@@ -350,3 +350,20 @@ def test_a_store_that_fails_while_the_turn_runs_does_not_lose_the_answer(setup):
     assert conn.results[-1].text == "answer 1"
     # the end of the turn stored the conversation after all
     assert stored(e).agent_session_id == conn.results[-1].agent_session_id
+
+
+def test_a_mode_changed_during_a_turn_outlives_the_turn(setup):
+    # The turn stores its conversation as it starts and again at its end: neither may put
+    # back the mode (or directory) a command changed meanwhile.
+    fake, _proj, engine, _ = setup
+    e = engine()
+    fake.say("a long answer")
+
+    async def plan_now() -> None:
+        await e.handle(conn, "c1", "me", "/plan")
+
+    conn = FailsOnStream(plan_now)
+    turn(e, conn, "question 1")
+    assert conn.results[-1].error is None
+    assert stored(e).mode == "plan"
+    assert stored(e).agent_session_id == conn.results[-1].agent_session_id

@@ -196,7 +196,13 @@ class Engine:
         row = await self.session_for(chat)
         await self.store.add_message(MessageRow(row.id, "user", text))
         session = Session(str(row.id), chat, row.directory, row.mode)
-        mode = row.mode
+        mode: str | None = None  # a mode the agent itself switched to during the turn
+
+        def latest(row: SessionRow) -> SessionRow:
+            # A command during the turn (/plan, /dir) stored a newer row: build on it, so
+            # storing the conversation never puts back what the user just changed.
+            newer = state.session
+            return newer if newer is not None and newer.id == row.id else row
 
         async def on_event(event: AgentEvent) -> None:
             nonlocal mode
@@ -212,7 +218,7 @@ class Engine:
             # Stored the moment the agent names it: a turn that then fails, times out or
             # dies with the daemon still leaves the next message continuing it.
             nonlocal row
-            row = replace(row, agent_session_id=conversation, agent_cost_usd=0.0)
+            row = replace(latest(row), agent_session_id=conversation, agent_cost_usd=0.0)
             try:
                 state.session = row = await self.store.update_session(row)
             except Exception as exc:
@@ -224,7 +230,7 @@ class Engine:
             # The agent has no transcript of it any more (deleted, another machine): the
             # message goes to a new conversation, and the user must know the old one is gone.
             nonlocal row
-            row = replace(row, agent_session_id=None, agent_cost_usd=0.0)
+            row = replace(latest(row), agent_session_id=None, agent_cost_usd=0.0)
             state.session = row = await self.store.update_session(row)
             try:
                 await connector.send(chat, LOST_CONVERSATION)
@@ -240,7 +246,9 @@ class Engine:
             on_conversation=on_conversation,
             on_lost=on_lost,
         )
-        row = replace(row, mode=mode)
+        row = latest(row)
+        if mode is not None:
+            row = replace(row, mode=mode)
         if result.agent_session_id:
             # the agent's cost counts every turn of its conversation: this turn's is the rise
             same = result.agent_session_id == row.agent_session_id
