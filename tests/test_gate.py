@@ -182,8 +182,9 @@ def test_paths_resolve_against_the_sessions_directory_not_the_daemons(
     proj, outside = place
     gate = open_gate(tmp_path, place, audit)
     monkeypatch.chdir(outside)  # the daemon's own directory says nothing
-    assert gate.decide(session(proj), "Write", {"file_path": "new.txt", "content": "x"}).action == "allow"
-    assert gate.decide(session(outside), "Write", {"file_path": "new.txt", "content": "x"}).action == "deny"
+    write = {"file_path": "new.txt", "content": "x"}
+    assert gate.decide(session(proj), "Write", write).action == "allow"
+    assert gate.decide(session(outside), "Write", write).action == "deny"
     assert gate.decide(session(proj / "src"), "Read", {"file_path": "../link/x"}).action == "deny"
 
 
@@ -217,7 +218,8 @@ def test_approved_directories_change_at_run_time_and_the_change_is_audited(tmp_p
 def test_with_no_approved_directory_nothing_is_inside(tmp_path, place, audit):
     proj, _ = place
     gate = Gate(policy_from(tmp_path, OPEN), audit, **NO_TEMP)
-    assert gate.decide(session(proj), "Write", {"file_path": "a.txt", "content": "x"}).action == "deny"
+    write = {"file_path": "a.txt", "content": "x"}
+    assert gate.decide(session(proj), "Write", write).action == "deny"
 
 
 # --- decisions and their records ----------------------------------------------------------------
