@@ -12,10 +12,10 @@ try:  # google-re2 is a dependency; the fallback keeps an odd platform working.
 except ImportError:  # pragma: no cover - exercised by the use_re2=False tests
     _re2 = None
 
-# Syntax RE2 does not have (lookarounds, backreferences, atomic groups, conditionals, \\Z,
-# \\A, \\G): such a pattern is matched with `re` on its own, never dropped. Also constructs
+# Syntax RE2 does not have (lookarounds, backreferences, atomic groups, conditionals, \Z,
+# \A, \G): such a pattern is matched with `re` on its own, never dropped. Also constructs
 # both accept but read differently: POSIX classes and a `[` inside a class (`re` sees a set of
-# characters), `{,n}` and `{0n}` (literal text to `re`), `\\B` (differs at an empty string).
+# characters), `{,n}` and `{0n}` (literal text to `re`), `\B` (differs at an empty string).
 _RE_ONLY_OUTSIDE_CLASSES = re.compile(r"\(\?<?[=!]|\(\?P=|\(\?>|\(\?\(|\{,|\{0\d")
 _RE_ONLY_ESCAPES = frozenset("123456789ZAGB")
 
