@@ -1,11 +1,19 @@
+import contextlib
 import json
 import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from leashd.policy import Evaluator, compile_policy, load_policies
 from leashd.policy.facts import Context
+
+if TYPE_CHECKING:
+    from tests.fakes.anthropic_api import FakeAnthropic
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -23,6 +31,35 @@ def worlds_dir() -> Path:
         base = Path.home() / ".cache" / "leashd-test-worlds"
     base.mkdir(parents=True, exist_ok=True)
     return base
+
+
+_AGENT_ENV = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "HOME",
+              "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "CLAUDE_CODE_MAX_RETRIES")  # fmt: skip
+
+
+@contextlib.contextmanager
+def agent_world() -> Iterator[tuple["FakeAnthropic", Path, Path, Path]]:
+    """A world for the real CLI in this process: a fake Anthropic API, a home with a project
+    in it, and the environment pointing the CLI there; all put back and removed after.
+    Yields (fake, root, home, project)."""
+    from tests.fakes.anthropic_api import FakeAnthropic
+
+    root = worlds_dir() / uuid.uuid4().hex[:12]
+    home = root / "home"
+    proj = home / "proj"
+    proj.mkdir(parents=True)
+    saved = {k: os.environ.get(k) for k in _AGENT_ENV}
+    with FakeAnthropic() as fake:
+        os.environ.update(fake.env(str(home)))
+        try:
+            yield fake, root, home, proj
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            shutil.rmtree(root, ignore_errors=True)
 
 
 WORLD = {"cwd": "/home/dev/project", "home": "/home/dev", "approved_dirs": ["/home/dev/project"]}

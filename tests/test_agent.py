@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
-import shutil
 import signal
-import uuid
 
 import pytest
 
@@ -19,8 +17,7 @@ from leashd.daemon.storage import MemoryStore
 from leashd.gate.approvals import ApprovalCoordinator
 from leashd.gate.audit import AuditLog
 from leashd.gate.gate import Gate
-from tests.conftest import worlds_dir
-from tests.fakes.anthropic_api import FakeAnthropic
+from tests.conftest import agent_world
 
 pytestmark = pytest.mark.skipif(bundled_cli() is None, reason="no bundled Claude Code CLI")
 
@@ -64,33 +61,18 @@ class Recorder:
 
 @pytest.fixture
 def setup():
-    root = worlds_dir() / uuid.uuid4().hex[:12]
-    home = root / "home"
-    proj = home / "proj"
-    proj.mkdir(parents=True)
-    saved = {k: os.environ.get(k) for k in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "HOME",
-             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "CLAUDE_CODE_MAX_RETRIES")}  # fmt: skip
-    with FakeAnthropic() as fake:
-        os.environ.update(fake.env(str(home)))
-        try:
-            audit = AuditLog(root / "audit.jsonl")
-            approvals = ApprovalCoordinator({"me"}, 30, audit)
-            gate = Gate.from_specs([], audit, approvals=approvals, approved_dirs=[str(proj)],
-                                   home=str(home))  # fmt: skip
-            agent = ClaudeAgent(gate, AgentConfig(timeout=60))
+    with agent_world() as (fake, root, home, proj):
+        audit = AuditLog(root / "audit.jsonl")
+        approvals = ApprovalCoordinator({"me"}, 30, audit)
+        gate = Gate.from_specs([], audit, approvals=approvals, approved_dirs=[str(proj)],
+                               home=str(home))  # fmt: skip
+        agent = ClaudeAgent(gate, AgentConfig(timeout=60))
 
-            def engine(mode: str = "default") -> Engine:
-                return Engine(gate, agent, MemoryStore(), approvals=approvals,
-                              default_dir=str(proj), default_mode=mode)  # fmt: skip
+        def engine(mode: str = "default") -> Engine:
+            return Engine(gate, agent, MemoryStore(), approvals=approvals,
+                          default_dir=str(proj), default_mode=mode)  # fmt: skip
 
-            yield fake, proj, engine, audit
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            shutil.rmtree(root, ignore_errors=True)
+        yield fake, proj, engine, audit
 
 
 def turn(engine: Engine, conn: Recorder, text: str, chat: str = "c1") -> None:

@@ -14,10 +14,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +29,8 @@ from leashd.daemon.storage import MemoryStore
 from leashd.gate.approvals import ApprovalCoordinator
 from leashd.gate.audit import AuditLog
 from leashd.gate.gate import Gate
-from tests.conftest import worlds_dir
-from tests.fakes.anthropic_api import FakeAnthropic, text, tool
+from tests.conftest import agent_world
+from tests.fakes.anthropic_api import text, tool
 
 pytestmark = pytest.mark.skipif(bundled_cli() is None, reason="no bundled Claude Code CLI")
 
@@ -145,37 +143,23 @@ def held_until(go: threading.Event, when: Callable[[dict[str, Any]], bool]):  # 
 
 @pytest.fixture
 def setup():
-    root = worlds_dir() / uuid.uuid4().hex[:12]
-    home = root / "home"
-    proj = home / "proj"
-    proj.mkdir(parents=True)
-    keys = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "HOME",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "CLAUDE_CODE_MAX_RETRIES")  # fmt: skip
-    saved = {k: os.environ.get(k) for k in keys}
-    with FakeAnthropic() as fake:
-        os.environ.update(fake.env(str(home)))
+    with agent_world() as (fake, root, home, proj):
+        audit = AuditLog(root / "audit.jsonl")
+
+        def engine() -> Engine:
+            approvals = ApprovalCoordinator({WHO}, 30, audit)
+            gate = Gate.from_specs([], audit, approvals=approvals,
+                                   approved_dirs=[str(proj)], home=str(home))  # fmt: skip
+            agent = ClaudeAgent(gate, AgentConfig(timeout=60))
+            e = Engine(gate, agent, MemoryStore(), approvals=approvals,
+                       default_dir=str(proj))  # fmt: skip
+            approvals.on_expired = e.expired
+            return e
+
         try:
-            audit = AuditLog(root / "audit.jsonl")
-
-            def engine() -> Engine:
-                approvals = ApprovalCoordinator({WHO}, 30, audit)
-                gate = Gate.from_specs([], audit, approvals=approvals,
-                                       approved_dirs=[str(proj)], home=str(home))  # fmt: skip
-                agent = ClaudeAgent(gate, AgentConfig(timeout=60))
-                e = Engine(gate, agent, MemoryStore(), approvals=approvals,
-                           default_dir=str(proj))  # fmt: skip
-                approvals.on_expired = e.expired
-                return e
-
             yield fake, proj, engine, audit
         finally:
             audit.close()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def approval_events(audit_path: Path) -> list[tuple[str, str | None]]:
