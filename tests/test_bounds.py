@@ -366,3 +366,31 @@ def test_the_gate_denies_a_call_whose_fields_have_the_wrong_type(tmp_path):
         assert (d.action, d.layer) == ("deny", "input") and "prompt" in d.reason
     finally:
         audit.close()
+
+
+def test_a_remembered_decision_answered_on_the_loop_is_the_one_the_thread_made(tmp_path):
+    # The second check of the same call is answered from the evaluator's memo on the event
+    # loop; a wrong-typed field must still go to the thread and be denied, never remembered.
+    audit = AuditLog(tmp_path / "audit.jsonl", fsync="never")
+    gate = Gate.from_specs(["default"], audit, approved_dirs=[str(tmp_path)], temp_dirs=())
+    session = Session("s", "c", str(tmp_path))
+    target = str(tmp_path / "notes.txt")
+
+    async def checks() -> list[tuple[str, str]]:
+        out = []
+        for tool_input in ({"file_path": target}, {"file_path": target},
+                           {"file_path": target, "limit": "ten"}):  # fmt: skip
+            v = await gate.check(session, "Read", tool_input)
+            out.append((v.action, v.layer))
+        return out
+
+    try:
+        assert gate._remembered(session, "Read", {"file_path": target}) is None  # not yet
+        assert asyncio.run(checks()) == [("allow", "policy"), ("allow", "policy"),
+                                         ("deny", "input")]  # fmt: skip
+        kept, decision = gate._remembered(session, "Read", {"file_path": target})
+        assert decision.action == "allow" and kept["input"] == {"file_path": target}
+    finally:
+        audit.close()
+    assert [r["decision"] for r in records(audit.path) if r["kind"] == "decision"] == [
+        "allow", "allow", "deny"]  # fmt: skip

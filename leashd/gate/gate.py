@@ -226,8 +226,8 @@ class Gate:
         recorded), on the gate's own thread. Most decisions take microseconds, but a large
         call can take up to the analysis bounds' worth (`leashd.limits`), and encoding a big
         input for its record grows with it too: on the event loop that would stall every
-        chat and approval. One thread: the evaluators' memos are only ever touched by it,
-        and decisions are made in the order asked."""
+        chat and approval. One thread, and decisions are made in the order asked; the
+        evaluators' memos are touched by one thread at a time (`_deciding`)."""
         remembered = self._remembered(session, tool, tool_input)
         if remembered is not None:
             return remembered
@@ -236,7 +236,7 @@ class Gate:
 
     def _remembered(
         self, session: Session, tool: Any, tool_input: Any
-    ) -> tuple[dict[str, Any], Decision] | None:
+    ) -> tuple[dict[str, Any], Decision | None] | None:
         """A decision the evaluator remembers, looked up on the event loop: a hop to the
         decision thread costs more than most decisions. Only for small inputs of scalars
         (their record is quick to encode), and only when the decision thread is not using
@@ -262,7 +262,8 @@ class Gate:
             return None
         finally:
             self._deciding.release()
-        return capped_input(tool_input), decision
+        kept = capped_input(tool_input)
+        return (kept, None) if "input_error" in kept else (kept, decision)
 
     def _prepare(
         self, session: Session, tool: Any, tool_input: Any
