@@ -1382,10 +1382,27 @@ def _plain_words(command: str) -> tuple[str, ...] | None:
     return words
 
 
+def _too_much_for_tree_sitter(command: str) -> str | None:
+    """Shapes whose parse time grows with the square of their size in tree-sitter-bash,
+    counted before parsing (`leashd.limits`): `|` (error recovery on a long pipeline) and `$`
+    on one line (a heredoc line's expansions)."""
+    pipes = command.count("|") - 2 * command.count("||")
+    if pipes > limits.PIPES:
+        return f"a command with {pipes:,} '|' (the limit is {limits.PIPES:,})"
+    if command.count("$") > limits.LINE_EXPANSIONS:
+        dollars = max(line.count("$") for line in command.split("\n"))
+        if dollars > limits.LINE_EXPANSIONS:
+            return f"a line with {dollars:,} '$' (the limit is {limits.LINE_EXPANSIONS:,})"
+    return None
+
+
 def parse(command: str, fast: bool = True) -> ParsedCommand:
     """Parse a Bash command into units. Never raises: failures make the result opaque.
 
     `fast=False` always uses tree-sitter (the differential tests compare both ways)."""
+    why = _too_much_for_tree_sitter(command)
+    if why is not None:
+        return ParsedCommand(command, (), error=why, too_large=why)
     walker = _Walker()
     try:
         words = _plain_words(command) if fast else None
