@@ -44,6 +44,22 @@ class ToolDenied:
 
 
 @dataclass(frozen=True)
+class SandboxBlocked:
+    """The OS sandbox refused part of an allowed Bash call (a write, a read, a host)."""
+
+    tool_use_id: str
+    summary: str  # the command
+    blocked: tuple[str, ...]  # "write: touch: cannot touch '/x': Read-only file system"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know about this turn (the sandbox is off, a scan stopped)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ModeChanged:
     mode: str  # the plan was approved: the session leaves plan mode
 
@@ -66,14 +82,17 @@ class TurnResult:
         return self.error is None and not self.interrupted
 
 
-AgentEvent = TextDelta | Text | ToolStarted | ToolDone | ToolDenied | ModeChanged
+AgentEvent = (
+    TextDelta | Text | ToolStarted | ToolDone | ToolDenied | SandboxBlocked | Notice | ModeChanged
+)
 
 
 def tool_summary(tool: str, tool_input: Any) -> str:
     """A one-line description of a tool call for indicators (never the whole content)."""
     if not isinstance(tool_input, dict):
         return ""
-    for key in ("command", "file_path", "notebook_path", "path", "pattern", "url", "query"):
+    for key in ("command", "file_path", "notebook_path", "path", "pattern", "url", "query",
+                "host"):  # fmt: skip
         value = tool_input.get(key)
         if isinstance(value, str) and value:
             line = value.splitlines()[0] if value.strip() else value

@@ -18,9 +18,12 @@ from typing import Any
 
 import structlog
 
+from leashd.agent import sandbox as os_sandbox
 from leashd.agent.events import (
     AgentEvent,
     ModeChanged,
+    Notice,
+    SandboxBlocked,
     Text,
     TextDelta,
     ToolDenied,
@@ -30,6 +33,7 @@ from leashd.agent.events import (
     tool_summary,
 )
 from leashd.agent.permissions import HOOK_TIMEOUT, GateBridge
+from leashd.agent.sandbox_report import Reader
 from leashd.gate.approvals import Notify
 from leashd.gate.gate import Gate, Session, Verdict
 from leashd.gate.modes import PLAN_TOOL
@@ -59,12 +63,17 @@ class AgentConfig:
     timeout: float = 3600.0
     streaming: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    # the OS sandbox under every Bash call: on unless configured off (LEASHD_SANDBOX=off)
+    sandbox: os_sandbox.SandboxConfig = field(default_factory=os_sandbox.SandboxConfig)
 
 
 @dataclass
 class _Turn:
     client: Any
     bridge: GateBridge
+    session: Session
+    reader: Reader | None = None  # what the sandbox refused, read from Bash output
+    bash: dict[str, Any] = field(default_factory=dict)  # tool_use_id -> a Bash call's input
     interrupted: bool = False
     deadline: asyncio.Timeout | None = None
     resume: str | None = None  # the conversation asked for
@@ -135,9 +144,20 @@ class ClaudeAgent:
                 await _tell(on_event, ToolDenied(tool, summary, verdict.reason, verdict.layer))
 
         bridge = GateBridge(self.gate, lambda: state["session"], ask, on_verdict)
-        options = self._options(session, resume, bridge)
+        try:
+            plan = await self._sandbox(session)
+        except Exception as exc:  # never a turn without the sandbox it should have
+            log.error("could not set up the sandbox", session=session.id, error=repr(exc))
+            return TurnResult("", resume, error=f"the OS sandbox could not be set up: "
+                              f"{_describe(exc)}"), False  # fmt: skip
+        for note in plan.notes if plan is not None else ():
+            await _tell(on_event, Notice(note))
+        options = self._options(session, resume, bridge, plan)
         client = ClaudeSDKClient(options)
-        turn = _Turn(client, bridge, resume=resume, on_conversation=on_conversation)
+        turn = _Turn(client, bridge, session, resume=resume, on_conversation=on_conversation)
+        if plan is not None:
+            hidden = plan.settings["filesystem"]["denyRead"]
+            turn.reader = Reader(hidden, session.cwd, self.gate.home or os.path.expanduser("~"))
         self._turns[session.id] = turn
         try:
             try:
@@ -218,16 +238,43 @@ class ClaudeAgent:
             async with asyncio.timeout(_STOP_GRACE):
                 await turn.client.interrupt()
 
-    def _options(self, session: Session, resume: str | None, bridge: GateBridge) -> Any:
+    async def _sandbox(self, session: Session) -> os_sandbox.Plan | None:
+        """The OS sandbox of this turn (None: configured off). The walk for credentials in
+        the approved directories runs on a thread: it reads the disk."""
+        cfg = self.config.sandbox
+        if not cfg.enforced:
+            return None
+        gate = self.gate
+        home = gate.home or os.path.expanduser("~")
+        probe = Session(session.id, session.chat, session.cwd, "default")
+
+        def is_secret(path: str) -> bool:
+            return gate.decide(probe, "Read", {"file_path": path}).action == "deny"
+
+        globs = os_sandbox.secret_globs(gate.compiled.rules)
+        dirs = gate.approved_dirs or (session.cwd,)
+        plan = await asyncio.to_thread(os_sandbox.plan, cfg, dirs, home, is_secret, globs)
+        log.debug("sandbox", session=session.id, hidden=len(plan.secrets),
+                  scanned=plan.scanned, seconds=round(plan.seconds, 3))  # fmt: skip
+        return plan
+
+    def _options(
+        self, session: Session, resume: str | None, bridge: GateBridge,
+        plan: os_sandbox.Plan | None = None,
+    ) -> Any:  # fmt: skip
         from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
         cfg = self.config
         env = {
+            # leashd's own settings and secrets never reach the agent
+            **os_sandbox.agent_env(os.environ, cfg.sandbox),
             **cfg.env,
             # every Bash call starts in the project directory: the gate decides it from there
             "CLAUDE_BASH_MAINTAIN_PROJECT_WORKING_DIR": "1",
         }
         kwargs: dict[str, Any] = {}
+        if plan is not None:
+            kwargs["sandbox"] = plan.settings
         if cfg.allowed_tools:
             # `tools` sets which tools exist; `allowed_tools` would let the CLI run them
             # without asking anyone, which is never what a list here means.
@@ -293,6 +340,8 @@ class ClaudeAgent:
                         texts.append(block.text)
                         await _tell(on_event, Text(block.text))
                     elif isinstance(block, ToolUseBlock):
+                        if block.name == "Bash" and turn.reader is not None:
+                            turn.bash[block.id] = block.input
                         tools.append(block.name)
                         summary = tool_summary(block.name, block.input)
                         await _tell(on_event, ToolStarted(block.id, block.name, summary))
@@ -304,6 +353,7 @@ class ClaudeAgent:
                             turn.bridge.tool_result(
                                 block.tool_use_id, bool(block.is_error), block.content
                             )
+                            await self._blocked(turn, block, on_event)
                             await _tell(on_event, ToolDone(block.tool_use_id, bool(block.is_error)))
             elif isinstance(msg, ResultMessage):
                 usage = msg.usage or {}
@@ -324,6 +374,27 @@ class ClaudeAgent:
         return TurnResult(
             "\n\n".join(texts), agent_session, error="the agent ended without a result"
         )
+
+    async def _blocked(self, turn: _Turn, block: Any, on_event: OnEvent) -> None:
+        """What the sandbox refused during an allowed Bash call: audited and shown."""
+        tool_input = turn.bash.pop(block.tool_use_id, None)
+        if tool_input is None or turn.reader is None:
+            return
+        found = turn.reader.blocked(_result_text(block.content))
+        if not found:
+            return
+        lines = [str(b) for b in found]
+        self.gate.sandbox_blocked(turn.session, "Bash", tool_input, lines)
+        summary = tool_summary("Bash", tool_input)
+        await _tell(on_event, SandboxBlocked(block.tool_use_id, summary, tuple(lines)))
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
 
 
 def _tokens(usage: dict[str, Any], key: str) -> int:

@@ -7,7 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from leashd.agent.events import AgentEvent, ToolDenied, ToolStarted, TurnResult
+from leashd.agent.events import (
+    AgentEvent,
+    Notice,
+    SandboxBlocked,
+    ToolDenied,
+    ToolStarted,
+    TurnResult,
+)
 from leashd.connectors.base import Busy
 from leashd.gate.approvals import ApprovalRequest
 
@@ -30,6 +37,11 @@ class HeadlessConnector:
         elif isinstance(event, ToolDenied):
             what = f"{event.tool}: {event.summary}".rstrip(": ")
             print(f"⛔ denied {what} — {event.reason}", file=self.err, flush=True)
+        elif isinstance(event, SandboxBlocked):
+            blocked = "; ".join(event.blocked)
+            print(f"🧱 the sandbox blocked: {blocked}", file=self.err, flush=True)
+        elif isinstance(event, Notice):
+            print(f"leashd: {event.text}", file=self.err, flush=True)
 
     async def result(self, chat: str, result: TurnResult) -> None:
         self.result_seen = result

@@ -40,6 +40,8 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from leashd.agent.events import (
     AgentEvent,
     ModeChanged,
+    Notice,
+    SandboxBlocked,
     Text,
     TextDelta,
     ToolDenied,
@@ -177,6 +179,13 @@ class TelegramConnector:
         elif isinstance(event, ToolDenied):
             what = f"{event.tool}: {event.summary}".rstrip(": ")
             await self.send(chat, f"⛔ Denied — {what}\n{event.reason}")
+        elif isinstance(event, SandboxBlocked):
+            lines = "\n".join(f"• {b}" for b in event.blocked)
+            await self.send(
+                chat, f"🧱 The sandbox blocked part of — Bash: {event.summary}\n{lines}"
+            )
+        elif isinstance(event, Notice):
+            await self.send(chat, f"⚠️ {event.text}")
         elif isinstance(event, ModeChanged):
             await self.send(chat, f"Plan approved: the mode is now {event.mode}.")
 

@@ -32,6 +32,8 @@ from typing import TextIO
 from leashd.agent.events import (
     AgentEvent,
     ModeChanged,
+    Notice,
+    SandboxBlocked,
     Text,
     ToolDenied,
     ToolStarted,
@@ -95,6 +97,10 @@ class TerminalConnector:
             self._say(f"🔧 {event.tool}: {event.summary}".rstrip(": "))
         elif isinstance(event, ToolDenied):
             self._say(f"⛔ denied: {event.reason}")
+        elif isinstance(event, SandboxBlocked):
+            self._say("🧱 the sandbox blocked: " + "; ".join(event.blocked))
+        elif isinstance(event, Notice):
+            self._say(f"⚠ {event.text}")
         elif isinstance(event, ModeChanged):
             self._say(f"(plan approved: mode is now {event.mode})")
 

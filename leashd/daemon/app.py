@@ -11,8 +11,9 @@ from pathlib import Path
 import structlog
 
 from leashd.agent.runner import AgentConfig, ClaudeAgent
+from leashd.agent.sandbox import SandboxConfig
 from leashd.daemon import process
-from leashd.daemon.config import Settings
+from leashd.daemon.config import Settings, leashd_home
 from leashd.daemon.engine import Engine
 from leashd.daemon.middleware import Auth, RateLimit
 from leashd.daemon.storage import Store, open_store
@@ -138,6 +139,7 @@ def open_audit(settings: Settings) -> AuditLog:
 
 def agent_config(settings: Settings) -> AgentConfig:
     return AgentConfig(
+        sandbox=sandbox_config(settings),
         max_turns=settings.max_turns,
         system_prompt=settings.system_prompt,
         allowed_tools=list(settings.allowed_tools),
@@ -145,6 +147,26 @@ def agent_config(settings: Settings) -> AgentConfig:
         mcp_servers=dict(settings.mcp_servers),
         timeout=settings.agent_timeout_seconds,
         streaming=settings.streaming_enabled,
+    )
+
+
+def sandbox_config(settings: Settings) -> SandboxConfig:
+    """The OS sandbox as configured, with every file of leashd's own to hide from the agent:
+    its home (config.yaml with the bot token, the database, the audit log), wherever the
+    settings moved a part of it, and the `.env` the daemon read its settings from."""
+    private = [leashd_home(), settings.path("storage_path"), settings.path("audit_log_path"),
+               settings.path("log_dir")]  # fmt: skip
+    if settings.audit_key_file:
+        private.append(Path(settings.audit_key_file).expanduser())
+    dotenv = Path.cwd() / ".env"
+    if dotenv.is_file():
+        private.append(dotenv)
+    return SandboxConfig(
+        mode=settings.sandbox,
+        writable=tuple(settings.sandbox_writable),
+        allowed_domains=tuple(settings.sandbox_allowed_domains),
+        excluded_commands=tuple(settings.sandbox_excluded_commands),
+        private=tuple(dict.fromkeys(os.path.realpath(p) for p in private)),
     )
 
 

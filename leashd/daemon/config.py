@@ -66,10 +66,16 @@ class Settings(BaseModel):
     agent_timeout_seconds: float = Field(3600.0, gt=0)
     default_mode: Literal["default", "plan", "auto"] = "default"
     mcp_servers: Annotated[dict[str, dict[str, Any]], NoDecode] = Field(default_factory=dict)
+    # The OS sandbox under every Bash call (docs/sandbox.md): off only on purpose.
+    sandbox: Literal["enforce", "off"] = "enforce"
+    sandbox_writable: StrList = Field(default_factory=list)  # added to the build caches
+    sandbox_allowed_domains: StrList = Field(default_factory=list)  # added to the registries
+    sandbox_excluded_commands: StrList = Field(default_factory=list)  # run unsandboxed
 
     @field_validator(
         "approved_directories", "allowed_user_ids", "policy_files", "allowed_tools",
-        "disallowed_tools", mode="before",
+        "disallowed_tools", "sandbox_writable", "sandbox_allowed_domains",
+        "sandbox_excluded_commands", mode="before",
     )  # fmt: skip
     @classmethod
     def _list(cls, value: Any) -> Any:
@@ -97,6 +103,19 @@ class Settings(BaseModel):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("sandbox_writable")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for v in value:
+            if not (v.startswith("/") or v == "~" or v.startswith("~/")):
+                raise ValueError(f"{v!r} is not an absolute path (/... or ~/...)")
+        return value
 
     @field_validator("approved_directories")
     @classmethod

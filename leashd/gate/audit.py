@@ -656,6 +656,11 @@ def describe(record: dict[str, Any]) -> str:
         return f"{head} void: records {record.get('voids')} did not take effect"
     if kind == "seal":
         return f"{head} seal: {record.get('damage')} ({record.get('length')} bytes kept)"
+    if kind == "sandbox":
+        given = record.get("input")
+        command = given.get("command") if isinstance(given, dict) else None
+        what = "; ".join(str(b) for b in record.get("blocked") or [])
+        return f"{head} sandbox blocked: {record.get('tool')} {command or ''} -- {what}"
     if kind != "decision":  # a policy reload, an approved directory added or removed
         more = record.get("path") or record.get("error") or record.get("specs") or ""
         return f"{head} {kind} {record.get('event')} {more}".rstrip()

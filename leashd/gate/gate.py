@@ -431,6 +431,27 @@ class Gate:
                           reason=reason, layer=layer, rule=None, seq=seq)  # fmt: skip
         return denied
 
+    def sandbox_blocked(
+        self, session: Session, tool: Any, tool_input: Any, blocked: list[str]
+    ) -> int | None:
+        """The OS sandbox refused part of an allowed call (what the program printed, one line
+        each): recorded, and told on the bus. Returns the record's seq. Never raises: the
+        refusal held whether or not it is written down."""
+        fields = {
+            "session": session.id, "chat": session.chat, "cwd": session.cwd,
+            "tool": tool if isinstance(tool, str) else repr(tool),
+            **capped_input(tool_input), "event": "blocked", "blocked": blocked[:20],
+        }  # fmt: skip
+        seq = None
+        try:
+            seq = self.audit.append("sandbox", fields)["seq"]
+        except Exception as exc:
+            _log_safely("could not record what the sandbox blocked", exc, session.id)
+        with contextlib.suppress(Exception):
+            self.bus.emit("sandbox.blocked", session=session.id, chat=session.chat, tool=tool,
+                          blocked=blocked[:20], seq=seq)  # fmt: skip
+        return seq
+
     def _tell(self, call: _Call, verdict: Verdict) -> None:
         try:
             self._emit_verdict(call.session, call.tool, verdict)

@@ -44,6 +44,7 @@ _FACT_KEYS: dict[str, tuple[str, ...]] = {
     "Grep": ("pattern", "path", "glob"),
     "WebFetch": ("url",),
     "WebSearch": (),
+    "SandboxNetworkAccess": ("host", "port"),
 }
 
 

@@ -38,6 +38,9 @@ FILE_WRITE_TOOLS = {
 }
 SEARCH_TOOLS = ("Glob", "Grep")
 WEB_TOOLS = ("WebFetch", "WebSearch")
+# What Claude Code's OS sandbox asks when a command it runs reaches a host outside the
+# sandbox's allowed domains (docs/sandbox.md): a network call, decided by its host.
+SANDBOX_NETWORK = "SandboxNetworkAccess"
 BUILTIN_TOOLS = frozenset(
     {
         "Bash",
@@ -55,6 +58,7 @@ BUILTIN_TOOLS = frozenset(
         "LS",
         "WebFetch",
         "WebSearch",
+        SANDBOX_NETWORK,
         "Task",
         "TodoWrite",
         "TodoRead",
@@ -610,6 +614,16 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
     elif tool == "WebFetch":
         url = _need_str(tool_input, "url", tool)
         _url_facts(url, ctx, paths, hosts)
+    elif tool == SANDBOX_NETWORK:
+        host = _bounded(_need_str(tool_input, "host", tool), "a host")
+        port = tool_input.get("port")
+        where = f"{host}:{port}" if isinstance(port, int) and not isinstance(port, bool) else host
+        if ":" in host and not host.startswith("["):
+            where = f"[{host}]" + where[len(host) :]  # an IPv6 address, as a URL spells it
+        found = hosts_of(f"http://{where}/")
+        if not found:
+            raise MalformedCall(f"{tool}: {host!r} is not a host name or an address")
+        hosts.extend(found)
     else:
         m = _MCP.match(tool)
         if m:

@@ -68,6 +68,8 @@ TOOL_INPUTS: dict[str, Fields] = {
         "allowed_domains": "string[]?",
         "blocked_domains": "string[]?",
     },
+    # asked by the CLI itself, not the model: a sandboxed command reaching another host
+    "SandboxNetworkAccess": {"host": "string", "port": "number?"},
     "TodoWrite": {"todos": "object[]"},
     "Task": {"description": "string", "prompt": "string", "subagent_type": "string?"},
     "ExitPlanMode": {"plan": "string?"},

@@ -1,0 +1,434 @@
+"""The OS sandbox under every Bash call: Claude Code's own (bubblewrap and a network proxy on
+Linux, Seatbelt on macOS), configured by leashd for each turn.
+
+The policy decides what is asked; the kernel keeps the promises where the analysis cannot see
+(code the agent wrote and runs through `pytest`, a path built at run time). For each turn:
+
+- writable: the approved directories, the system temp directory and the caches a build needs
+  (`CACHES`, plus `LEASHD_SANDBOX_WRITABLE`); nothing else of the home directory;
+- never writable, even inside an approved directory: leashd's own files and a repository's
+  `.git/hooks` and `.git/config` (either would run code outside the sandbox at the next
+  `git commit` the user makes);
+- unreadable: leashd's own files, the credential stores of the home directory
+  (`HOME_SECRETS`), and every file in the approved directories that the active policies
+  refuse to let the Read tool open, found by a walk when the turn starts (`scan`);
+- network: only `DOMAINS` (plus `LEASHD_SANDBOX_ALLOWED_DOMAINS`); any other host the CLI
+  asks about, through `can_use_tool("SandboxNetworkAccess")`, and the gate decides it.
+
+The agent may not leave it: no unsandboxed retry, no excluded command the user did not list,
+and `autoAllowBashIfSandboxed` off so that the policy still decides every call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["enforce", "off"]
+MODES: tuple[str, ...] = ("enforce", "off")
+
+# Caches a build writes to, under the home directory, with the programs that use each: a
+# cache is made writable when it exists, and made (empty) first when one of its programs is
+# installed, since the sandbox can only open a directory that is there when the turn starts.
+CACHES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (".cache/pip", ("pip", "pip3")),
+    (".cache/uv", ("uv",)),
+    (".cache/pypoetry", ("poetry",)),
+    (".cache/pre-commit", ("pre-commit",)),
+    (".cache/hatch", ("hatch",)),
+    (".npm", ("npm", "npx")),
+    (".cache/yarn", ("yarn",)),
+    (".yarn/berry/cache", ("yarn",)),
+    (".local/share/pnpm/store", ("pnpm",)),
+    (".cache/pnpm", ("pnpm",)),
+    (".bun/install/cache", ("bun",)),
+    (".cache/deno", ("deno",)),
+    (".cache/node-gyp", ("node-gyp",)),
+    (".cargo/registry", ("cargo",)),
+    (".cargo/git", ("cargo",)),
+    ("go/pkg/mod", ("go",)),
+    (".cache/go-build", ("go",)),
+    (".m2/repository", ("mvn",)),
+    (".gradle/caches", ("gradle",)),
+    (".gradle/wrapper", ("gradle",)),
+    (".cache/ms-playwright", ("playwright", "npx")),
+)
+
+# Hosts a build reaches: package registries and git hosts. Any other host is asked about.
+DOMAINS: tuple[str, ...] = (
+    "pypi.org",
+    "files.pythonhosted.org",
+    "registry.npmjs.org",
+    "registry.yarnpkg.com",
+    "repo.yarnpkg.com",
+    "crates.io",
+    "index.crates.io",
+    "static.crates.io",
+    "proxy.golang.org",
+    "sum.golang.org",
+    "repo.maven.apache.org",
+    "repo1.maven.org",
+    "plugins.gradle.org",
+    "services.gradle.org",
+    "rubygems.org",
+    "index.rubygems.org",
+    "github.com",
+    "codeload.github.com",
+    "objects.githubusercontent.com",
+    "gitlab.com",
+    "bitbucket.org",
+)
+
+# Credential stores of the home directory, unreadable whatever the policies say.
+HOME_SECRETS: tuple[str, ...] = (
+    ".ssh",
+    ".aws",
+    ".azure",
+    ".gnupg",
+    ".kube",
+    ".config/gcloud",
+    ".config/gh",
+    ".config/hub",
+    ".config/glab-cli",
+    ".config/op",
+    ".config/doctl",
+    ".config/rclone",
+    ".config/containers/auth.json",
+    ".docker/config.json",
+    ".netrc",
+    ".git-credentials",
+    ".pypirc",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".pgpass",
+    ".my.cnf",
+    ".mylogin.cnf",
+    ".s3cfg",
+    ".boto",
+    ".vault-token",
+    ".terraform.d/credentials.tfrc.json",
+    ".terraformrc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".gem/credentials",
+    ".m2/settings.xml",
+    ".gradle/gradle.properties",
+    ".password-store",
+    ".local/share/keyrings",
+    ".oci",
+    ".fly",
+    ".claude/.credentials.json",
+    ".codex/auth.json",
+    ".cache/huggingface/token",
+    ".huggingface/token",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".psql_history",
+    ".mysql_history",
+    ".node_repl_history",
+)
+
+# Inside an approved directory that is a repository: what would run code outside the sandbox
+# (a hook at the user's next commit, `core.hooksPath` or an alias in the config).
+GIT_NEVER_WRITTEN = (".git/hooks", ".git/config")
+
+# Entries the scan of the approved directories looks at, at most, per turn. Past it the turn
+# still runs, the user is told that files past the bound are guarded by the policy alone.
+SCAN_ENTRIES = 1_000_000
+_SKIP_DIRS = frozenset({".git/objects"})  # content-addressed: no credential by name there
+
+INSTALL = (
+    ("Debian/Ubuntu", "sudo apt-get install bubblewrap socat"),
+    ("Fedora", "sudo dnf install bubblewrap socat"),
+    ("Arch", "sudo pacman -S bubblewrap socat"),
+)
+
+
+class SandboxUnavailable(Exception):
+    """The OS sandbox cannot run here; the message says what to install and how to opt out."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """What the user configured (LEASHD_SANDBOX*), and leashd's own files to hide."""
+
+    mode: Mode = "enforce"
+    writable: tuple[str, ...] = ()  # added to CACHES
+    allowed_domains: tuple[str, ...] = ()  # added to DOMAINS
+    excluded_commands: tuple[str, ...] = ()  # run outside the sandbox: only what the user lists
+    private: tuple[str, ...] = ()  # leashd's home, database, audit log, logs, key file
+
+    @property
+    def enforced(self) -> bool:
+        return self.mode == "enforce"
+
+
+# --- can it run here ------------------------------------------------------------------------
+
+
+def problems(platform: str | None = None, which: Callable[[str], str | None] = shutil.which
+             ) -> list[str]:  # fmt: skip
+    """What keeps the OS sandbox from running on this machine; empty when it can run."""
+    platform = platform or sys.platform
+    if platform == "darwin":
+        return [] if which("sandbox-exec") else ["sandbox-exec (Seatbelt) is missing"]
+    if not platform.startswith("linux"):
+        return [f"the OS sandbox runs on Linux and macOS, not on {platform}"]
+    out = [f"{tool} is not installed" for tool in ("bwrap", "socat") if which(tool) is None]
+    if out:
+        return out
+    failed = _bwrap_fails(which("bwrap") or "bwrap")
+    return [failed] if failed else []
+
+
+def _bwrap_fails(bwrap: str) -> str | None:
+    """bubblewrap can be installed and still refused user namespaces (a kernel setting, an
+    AppArmor profile, a container without them): try it once."""
+    try:
+        done = subprocess.run(
+            [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--dev", "/dev", "true"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap does not run: {exc}"
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        return "bwrap cannot make a sandbox here: " + (
+            said[-1] if said else f"exit {done.returncode}"
+        )
+    return None
+
+
+def unavailable_text(found: list[str]) -> str:
+    lines = ["the OS sandbox cannot run: " + "; ".join(found) + "."]
+    if any("not installed" in f for f in found):
+        lines.append("Install bubblewrap and socat:")
+        lines += [f"  {distro}: {command}" for distro, command in INSTALL]
+    elif any("user namespace" in f or "uid map" in f or "Operation not permitted" in f
+             for f in found):  # fmt: skip
+        lines.append(
+            "bubblewrap needs unprivileged user namespaces: on Ubuntu 24.04 and later, "
+            "`sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0` (or an AppArmor "
+            "profile for bwrap); in a container, run it with user namespaces allowed."
+        )
+    lines.append(
+        "Or run without it, knowing that only the policy then guards what Bash runs: "
+        "LEASHD_SANDBOX=off."
+    )
+    return "\n".join(lines)
+
+
+def require(config: SandboxConfig) -> None:
+    """Raise SandboxUnavailable when the sandbox is wanted and cannot run."""
+    if not config.enforced:
+        return
+    found = problems()
+    if found:
+        raise SandboxUnavailable(unavailable_text(found))
+
+
+# --- the settings of a turn -----------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """The CLI's `sandbox` settings for one turn, and what the scan found."""
+
+    settings: dict[str, Any]
+    secrets: tuple[str, ...] = ()  # files and directories inside approved ones, hidden
+    scanned: int = 0
+    complete: bool = True
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(
+    config: SandboxConfig,
+    approved_dirs: Iterable[str],
+    home: str,
+    is_secret: Callable[[str], bool],
+    secret_globs: Iterable[tuple[str, bool]],
+    *,
+    which: Callable[[str], str | None] = shutil.which,
+    limit: int = SCAN_ENTRIES,
+) -> Plan:
+    """The sandbox for a turn. `is_secret(path)`: whether the policies refuse to let the
+    Read tool open `path`; `secret_globs`: (glob, ignore_case) of the rules that can say so,
+    a filter that keeps the walk from asking about every file."""
+    dirs = [os.path.realpath(d) for d in approved_dirs]
+    temp = os.path.realpath(tempfile.gettempdir())
+    writable = [*dirs, temp, *_caches(home, which), *_expand(config.writable, home)]
+    never_written = [*config.private]
+    for d in dirs:
+        never_written += [os.path.join(d, g) for g in GIT_NEVER_WRITTEN
+                          if os.path.lexists(os.path.join(d, ".git"))]  # fmt: skip
+    started = time.perf_counter()
+    found = scan(dirs, home, is_secret, secret_globs, limit)
+    hidden = [*config.private, *_home_secrets(home), *found.paths]
+    settings: dict[str, Any] = {
+        "enabled": True,
+        # the CLI itself refuses to run a command unsandboxed (bwrap gone mid-run)
+        "failIfUnavailable": True,
+        "autoAllowBashIfSandboxed": False,
+        "allowUnsandboxedCommands": False,
+        "excludedCommands": list(config.excluded_commands),
+        "filesystem": {
+            "allowWrite": _unique(writable),
+            "denyWrite": _unique(never_written),
+            "denyRead": _unique(hidden),
+        },
+        "network": {"allowedDomains": _unique([*DOMAINS, *config.allowed_domains])},
+    }
+    out = Plan(settings, found.paths, found.entries, found.complete,
+               time.perf_counter() - started)  # fmt: skip
+    if not found.complete:
+        out.notes.append(
+            f"The sandbox looked at the first {limit:,} files of the approved directories for "
+            "credentials; files past them are guarded by the policy alone this turn."
+        )
+    return out
+
+
+def _caches(home: str, which: Callable[[str], str | None]) -> list[str]:
+    out = []
+    for rel, programs in CACHES:
+        path = os.path.join(home, rel)
+        if not os.path.isdir(path) and any(which(p) for p in programs):
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            except OSError:
+                continue
+        if os.path.isdir(path):
+            out.append(os.path.realpath(path))
+    return out
+
+
+def _home_secrets(home: str) -> list[str]:
+    return [os.path.join(home, rel) for rel in HOME_SECRETS]
+
+
+def _expand(paths: Iterable[str], home: str) -> list[str]:
+    out = []
+    for p in paths:
+        p = p.strip()
+        if p:
+            p = home + p[1:] if p == "~" or p.startswith("~/") else p
+            out.append(os.path.realpath(p))
+    return out
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+# --- credentials inside the approved directories ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scan:
+    paths: tuple[str, ...]
+    entries: int
+    complete: bool
+
+
+def scan(
+    roots: Iterable[str],
+    home: str,
+    is_secret: Callable[[str], bool],
+    secret_globs: Iterable[tuple[str, bool]],
+    limit: int = SCAN_ENTRIES,
+) -> Scan:
+    """Every file or directory under `roots` the policies keep the Read tool from, without
+    following symbolic links out (a link is judged by its own name, and hidden as such). A
+    directory found is hidden whole and not walked into. At most `limit` entries."""
+    from leashd.policy.matchers import MultiPattern
+    from leashd.policy.patterns import glob_regex
+
+    globs = list(dict.fromkeys(secret_globs))
+    if not globs:
+        return Scan((), 0, True)
+    matcher = MultiPattern(((glob_regex(g), ic) for g, ic in globs), portable=True)
+    home_prefix = home.rstrip("/") + "/"
+
+    def candidate(path: str) -> bool:
+        if matcher.hits(path):
+            return True
+        return path.startswith(home_prefix) and bool(matcher.hits("~/" + path[len(home_prefix) :]))
+
+    found: list[str] = []
+    entries = 0
+    stack = [os.path.realpath(r) for r in roots]
+    seen_roots = set()
+    while stack:
+        top = stack.pop()
+        if top in seen_roots:
+            continue
+        seen_roots.add(top)
+        try:
+            it = os.scandir(top)
+        except OSError:
+            continue  # what leashd cannot list, the agent (same user) cannot either
+        with it:
+            for entry in it:
+                entries += 1
+                if entries > limit:
+                    return Scan(tuple(found), entries - 1, False)
+                path = entry.path
+                if candidate(path) and is_secret(path):
+                    found.append(path)
+                    continue
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir and not _skipped(path):
+                    stack.append(path)
+    return Scan(tuple(found), entries, True)
+
+
+def _skipped(path: str) -> bool:
+    return any(path.endswith("/" + s) for s in _SKIP_DIRS)
+
+
+def secret_globs(rules: Iterable[Any]) -> list[tuple[str, bool]]:
+    """(glob, ignore_case) of every deny rule that refuses a path by its name alone (no
+    command, program or tool condition beyond the file tools): the candidates for hiding.
+    Whether a candidate is hidden is the whole policy's answer (its exceptions included)."""
+    out: list[tuple[str, bool]] = []
+    for r in rules:
+        paths = getattr(r, "paths", None)
+        if r.action != "deny" or paths is None or not paths.globs:
+            continue
+        if paths.access == "write" or paths.where not in ("anywhere", "inside"):
+            continue
+        narrowing = (r.command_patterns, r.argv, r.flags, r.hosts, r.mcp_servers, r.input,
+                     r.modes, r.env, r.fed_by, r.opaque, r.wrapper)  # fmt: skip
+        if any(c is not None for c in narrowing):
+            continue
+        if r.tools is not None and "Read" not in r.tools:
+            continue
+        out += [(g, paths.ignore_case) for g in paths.globs]
+    return out
+
+
+# --- the agent's environment --------------------------------------------------------------
+
+
+def agent_env(environ: Mapping[str, str], config: SandboxConfig) -> dict[str, str]:
+    """What the agent's CLI gets on top of the daemon's environment. The SDK passes the whole
+    environment on and cannot remove a variable, so leashd's own (`LEASHD_*`: the bot token,
+    the audit key, every setting) are emptied, and the CLI drops empty ones before Bash sees
+    them. Under the sandbox, the CLI also keeps its own credentials (the API key) from the
+    commands it runs (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB)."""
+    out = {name: "" for name in environ if name.upper().startswith("LEASHD_")}
+    if config.enforced:
+        out["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
+    return out
