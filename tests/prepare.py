@@ -2,8 +2,9 @@
 before pytest (the tests themselves never leave loopback):
 
 - the policies of the published leashd 0.x releases (`fetch_published.py`);
-- tmux, which drives the terminal REPL in the end-to-end tests: from the system's package
-  manager (apt-get, as root or through sudo) when it is not there yet.
+- tmux, which drives the terminal REPL in the end-to-end tests, and bubblewrap and socat, the
+  OS sandbox under every Bash call (the sandbox tests assert its effects): from the system's
+  package manager (apt-get, as root or through sudo) when they are not there yet.
 
 Anything it cannot provide is an error: a test must fail, never be skipped, for want of it.
 """
@@ -20,23 +21,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fetch_published
 
+# program -> the Debian package that has it
+PACKAGES = {"tmux": "tmux", "bwrap": "bubblewrap", "socat": "socat"}
 
-def ensure_tmux() -> None:
-    if shutil.which("tmux"):
+
+def ensure_packages() -> None:
+    missing = [pkg for prog, pkg in PACKAGES.items() if shutil.which(prog) is None]
+    if not missing:
         return
+    names = " ".join(missing)
     if shutil.which("apt-get") is None:
-        sys.exit("tests/prepare.py: tmux is missing and there is no apt-get; install tmux")
+        sys.exit(f"tests/prepare.py: {names} missing and there is no apt-get; install them")
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "tmux"]):
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
         if subprocess.run([*sudo, *step], env=env).returncode != 0:
-            sys.exit(f"tests/prepare.py: `{' '.join(step)}` failed; install tmux")
-    if shutil.which("tmux") is None:
-        sys.exit("tests/prepare.py: tmux is still missing after apt-get")
+            sys.exit(f"tests/prepare.py: `{' '.join(step)}` failed; install {names}")
+    still = [prog for prog in PACKAGES if shutil.which(prog) is None]
+    if still:
+        sys.exit(f"tests/prepare.py: {' '.join(still)} still missing after apt-get")
 
 
 def main() -> None:
-    ensure_tmux()
+    ensure_packages()
     sys.argv = [sys.argv[0]]
     fetch_published.main()
 

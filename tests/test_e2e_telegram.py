@@ -85,7 +85,9 @@ def bot(world):
 
 
 def last_message(body: dict) -> str:
-    return json.dumps(body["messages"][-1])
+    """The conversation's last message, past the note on the sandbox the CLI appends."""
+    said = [m for m in body["messages"] if m.get("role") != "system"]
+    return json.dumps(said[-1])
 
 
 def approvals(world: World) -> list[tuple[str, str | None]]:

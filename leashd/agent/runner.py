@@ -267,7 +267,7 @@ class ClaudeAgent:
         cfg = self.config
         env = {
             # leashd's own settings and secrets never reach the agent
-            **os_sandbox.agent_env(os.environ, cfg.sandbox),
+            **os_sandbox.agent_env(os.environ, cfg.sandbox, _CLI_MODE.get(session.mode, "")),
             **cfg.env,
             # every Bash call starts in the project directory: the gate decides it from there
             "CLAUDE_BASH_MAINTAIN_PROJECT_WORKING_DIR": "1",

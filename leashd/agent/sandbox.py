@@ -422,13 +422,15 @@ def secret_globs(rules: Iterable[Any]) -> list[tuple[str, bool]]:
 # --- the agent's environment --------------------------------------------------------------
 
 
-def agent_env(environ: Mapping[str, str], config: SandboxConfig) -> dict[str, str]:
+def agent_env(environ: Mapping[str, str], config: SandboxConfig, cli_mode: str = "default"
+              ) -> dict[str, str]:  # fmt: skip
     """What the agent's CLI gets on top of the daemon's environment. The SDK passes the whole
     environment on and cannot remove a variable, so leashd's own (`LEASHD_*`: the bot token,
-    the audit key, every setting) are emptied, and the CLI drops empty ones before Bash sees
-    them. Under the sandbox, the CLI also keeps its own credentials (the API key) from the
-    commands it runs (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB)."""
+    the audit key, every setting) are emptied. Under the sandbox, the CLI also keeps its own
+    credentials (the API key) from the commands it runs (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB),
+    except in a turn that starts in plan mode: that setting forces the CLI's permission mode
+    to default, and the turn would not plan."""
     out = {name: "" for name in environ if name.upper().startswith("LEASHD_")}
-    if config.enforced:
+    if config.enforced and cli_mode != "plan":
         out["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
     return out

@@ -23,8 +23,9 @@ _GONE = "No such file or directory"
 _NETWORK = re.compile(
     r"blocked-by-allowlist|Connection blocked by network allowlist|host_not_allowed"
     r"|CONNECT tunnel failed, response 403|Received HTTP code 403 from proxy"
+    r"|Tunnel connection failed: 403"  # Python's http.client (urllib, requests, pip)
 )
-_VIOLATIONS = re.compile(r"<sandbox_violations>(.*?)</sandbox_violations>", re.S)
+_OPEN, _CLOSE = "<sandbox_violations>", "</sandbox_violations>"
 _SCANNED = 1 << 20  # characters of output read, at most (a refusal is rarely past them)
 _LINES = 20  # blocked lines reported per call, at most
 _LINE_CHARS = 300
@@ -52,18 +53,19 @@ class Reader:
                 rel = os.path.relpath(path, cwd)
             except ValueError:
                 continue
-            if not rel.startswith(".."):  # how a command run in `cwd` names it
+            if rel != ".." and not rel.startswith("../"):  # how a command in `cwd` names it
                 forms.add(rel)
-        self._forms = sorted(forms, key=len, reverse=True)
+        forms.discard("")
+        self._forms = forms
+        self._names: re.Pattern[str] | None = None  # made when a line first needs it
 
     def blocked(self, output: str) -> list[Blocked]:
-        text = output[:_SCANNED]
+        blocks, text = _violations(output[:_SCANNED])
         found: list[Blocked] = []
-        for block in _VIOLATIONS.findall(text):
+        for block in blocks:
             for line in block.splitlines():
-                if line.strip():
+                if line.strip() and len(found) < _LINES:
                     found.append(Blocked(_kind_of(line), _short(line)))
-        text = _VIOLATIONS.sub("", text)
         for line in text.splitlines():
             if len(found) >= _LINES:
                 break
@@ -76,17 +78,63 @@ class Reader:
         return found[:_LINES]
 
     def _names_hidden(self, line: str) -> bool:
-        for form in self._forms:
-            at = line.find(form)
-            while at >= 0:
-                end = at + len(form)
-                before = line[at - 1] if at else " "
-                after = line[end] if end < len(line) else " "
-                # the whole path or a path inside it, not a longer name that starts alike
-                if not (before.isalnum() or before in "._-") and after in " :'\"/`’‘,)\t":
-                    return True
-                at = line.find(form, at + 1)
-        return False
+        if not self._forms:
+            return False
+        if self._names is None:
+            # the whole path or a path inside it, not a longer name that starts alike
+            edges = r"(?<![\w.\-])(?:{})(?=[ :'\"/`’‘,)\t]|$)"
+            try:  # one pass over a line, however many paths are hidden
+                self._names = re.compile(edges.format(_trie(self._forms)))
+            except (RecursionError, re.error, OverflowError):  # nested past what `re` parses
+                by_length = sorted(self._forms, key=len, reverse=True)
+                self._names = re.compile(edges.format("|".join(map(re.escape, by_length))))
+        return self._names.search(line) is not None
+
+
+def _violations(text: str) -> tuple[list[str], str]:
+    """The `<sandbox_violations>` blocks of `text`, and the text without them. One pass: a
+    block left open ends the search (a regex would look for its end from every opening, which
+    a command printing the opening many times makes quadratic)."""
+    blocks: list[str] = []
+    rest: list[str] = []
+    at = 0
+    while (start := text.find(_OPEN, at)) >= 0:
+        end = text.find(_CLOSE, start + len(_OPEN))
+        if end < 0:
+            break
+        blocks.append(text[start + len(_OPEN) : end])
+        rest.append(text[at:start])
+        at = end + len(_CLOSE)
+    rest.append(text[at:])
+    return blocks, "".join(rest)
+
+
+def _trie(words: Iterable[str]) -> str:
+    """A regex for any of `words`, shaped as their prefix tree: at each character of a line
+    one branch is tried, not every word (the scan can hide thousands of files)."""
+    root: dict[str, dict] = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def pattern(node: dict[str, dict]) -> str:
+        parts = []
+        for ch, child in sorted(node.items()):
+            if not ch:
+                continue
+            run = ch
+            while len(child) == 1 and "" not in child:  # one way on: no group
+                ((ch, child),) = child.items()
+                run += ch
+            parts.append(re.escape(run) + pattern(child))
+        if not parts:
+            return ""
+        body = parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return pattern(root)
 
 
 def _kind_of(line: str) -> str:

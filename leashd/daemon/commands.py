@@ -1,4 +1,4 @@
-"""The daemon's commands: run, config, add-dir/remove-dir/dirs, start/stop/status.
+"""The daemon's commands: run, config, add-dir/remove-dir/dirs, start/stop/status, doctor.
 
 Thin: each parses its options and calls the library. Heavy imports (the agent SDK, SQLite,
 Telegram) happen inside the commands, so `leashd policy …` stays fast.
@@ -40,6 +40,25 @@ def _logs(config: Config, *, console: bool) -> None:
               max_bytes=s.log_max_bytes, backups=s.log_backup_count)  # fmt: skip
 
 
+def _require_sandbox(config: Config) -> None:
+    """Exit 2 when the OS sandbox is configured on and cannot run here, with what to install
+    and how to opt out: a run never falls back to the policy alone without being told to.
+    Checked before anything starts (a daemon spawned, a question asked)."""
+    _sandbox_or_exit(config.settings.sandbox)
+
+
+def _sandbox_or_exit(mode: str) -> None:
+    from leashd.agent.sandbox import SandboxConfig, SandboxUnavailable, require
+
+    # only the mode decides whether it must run: the rest of sandbox_config(settings) (the
+    # files to hide) would cost `leashd init` the import of the agent SDK for nothing
+    try:
+        require(SandboxConfig(mode="off" if mode == "off" else "enforce"))
+    except SandboxUnavailable as exc:
+        click.echo(f"leashd: {exc}", err=True)
+        sys.exit(2)
+
+
 @click.command("run")
 @click.option("-p", "--prompt", required=True, help="What to ask the agent ('-': read stdin).")
 @click.option(
@@ -63,9 +82,10 @@ def run_cmd(prompt: str, directory: str, session: str | None, new: bool,
         # a run without a name is always new: the flag would mean nothing, said rather than
         # ignored (a script that meant to name its session finds out now)
         raise click.UsageError("--new starts a named session afresh: it needs --session NAME")
+    config = load_or_exit()
+    _require_sandbox(config)
     if prompt == "-":
         prompt = sys.stdin.read()
-    config = load_or_exit()
     _logs(config, console=True)
     code = asyncio.run(
         run_once(config.settings, prompt, directory=directory, session=session, new=new,
@@ -89,6 +109,8 @@ def init_cmd(directories: tuple[str, ...], token: str | None, no_telegram: bool,
     use it, the default mode and the policies. Asks for what the flags do not give."""
     from leashd.daemon import wizard
     from leashd.daemon.config import ConfigError
+
+    _sandbox_or_exit(_sandbox_mode())
 
     def given(check: Any, values: tuple[str, ...] | str | None, fallback: Any) -> Any:
         if not values:
@@ -128,6 +150,25 @@ def init_cmd(directories: tuple[str, ...], token: str | None, no_telegram: bool,
         click.echo("Next: `leashd start` runs the daemon; message your bot to begin.")
     else:
         click.echo("Next: `leashd start -f` talks with the agent in this terminal.")
+
+
+def _sandbox_mode() -> str:
+    """The sandbox setting for `init`, which also runs to mend a configuration that no
+    longer loads (a directory gone): then the variable, else config.yaml's own value."""
+    from leashd.daemon import config_file
+    from leashd.daemon.config import ConfigError, load_config
+
+    try:
+        return load_config().settings.sandbox
+    except ConfigError:
+        pass
+    value = os.environ.get("LEASHD_SANDBOX")
+    if value is None:
+        try:
+            value = config_file.read().get("sandbox")
+        except ConfigError:
+            value = None
+    return str(value or "enforce").strip().lower()
 
 
 def _ask(a: Any, asked: dict[str, bool]) -> None:
@@ -204,6 +245,7 @@ def start_cmd(foreground: bool) -> None:
     time."""
     config = load_or_exit()
     _refuse_if_running()
+    _require_sandbox(config)
     if config.settings.telegram_bot_token is None and not foreground:
         click.echo(
             "leashd: no Telegram bot token is set, so the daemon talks through this "
@@ -229,6 +271,7 @@ def restart_cmd() -> None:
             err=True,
         )
         sys.exit(2)
+    _require_sandbox(config)  # before the running daemon is stopped: it could not come back
     try:
         before = process.stop(60)
     except TimeoutError as exc:
@@ -293,16 +336,34 @@ def stop_cmd(timeout: float) -> None:
 
 @click.command("status")
 def status_cmd() -> None:
-    """Whether the daemon runs, and where."""
+    """Whether the daemon runs, and where; whether the OS sandbox is on. Exit 3 when the
+    daemon is not running."""
     from leashd.daemon import process
 
     st = process.status()
     if st.running:
         click.echo(f"leashd is running (pid {st.pid}, {st.detail or 'daemon'}).")
-        return
-    note = " (a stale PID file from a daemon that died is left; `leashd stop` clears it)"
-    click.echo("leashd is not running." + (note if st.stale_pid_file else ""))
-    sys.exit(3)
+    else:
+        note = " (a stale PID file from a daemon that died is left; `leashd stop` clears it)"
+        click.echo("leashd is not running." + (note if st.stale_pid_file else ""))
+    click.echo(_sandbox_line())
+    if not st.running:
+        sys.exit(3)
+
+
+def _sandbox_line() -> str:
+    """The sandbox as configured (what a daemon started now would have)."""
+    from leashd.daemon.config import ConfigError, load_config
+    from leashd.daemon.doctor import where_set
+
+    try:
+        config = load_config()
+    except ConfigError:
+        return "sandbox: unknown, the configuration does not load (`leashd config` says why)"
+    if config.settings.sandbox == "off":
+        where = where_set(config, "sandbox")
+        return f"sandbox: off ({where}): only the policy guards what Bash runs"
+    return "sandbox: enforced (every Bash call runs in the OS sandbox)"
 
 
 def _tell_daemon() -> str:
@@ -369,6 +430,19 @@ def dirs_cmd() -> None:
     click.echo(f"[{src.layer}: {src.where}]", err=True)
 
 
+@click.command("doctor")
+def doctor_cmd() -> None:
+    """Check everything a run needs, one line each: the Claude Code CLI, credentials for the
+    model, the OS sandbox, the approved directories, the policies, the audit log, Telegram.
+    Exit 0 when all pass, 1 otherwise."""
+    from leashd.daemon import doctor
+
+    checks = doctor.diagnose()
+    for check in checks:
+        click.echo(check.line())
+    sys.exit(0 if doctor.passed(checks) else 1)
+
+
 @click.group("service")
 def service_group() -> None:
     """Run the daemon as a systemd user service (Linux)."""
@@ -387,6 +461,7 @@ def service_install_cmd(enable: bool) -> None:
         click.echo("leashd: a service has no terminal, so it needs a Telegram bot token: "
                    "set one with `leashd init`", err=True)  # fmt: skip
         sys.exit(2)
+    _require_sandbox(config)
     out = service.install(enable=enable)
     click.echo(f"{'Wrote' if out.changed else 'Unchanged:'} {out.path}")
     _report_steps(out.steps)
@@ -433,5 +508,5 @@ def _report_steps(steps: list[tuple[str, bool, str]], must: bool = True) -> None
 
 def register(main: click.Group) -> None:
     for cmd in (run_cmd, init_cmd, config_cmd, start_cmd, restart_cmd, stop_cmd, status_cmd,
-                add_dir_cmd, remove_dir_cmd, dirs_cmd, service_group):  # fmt: skip
+                doctor_cmd, add_dir_cmd, remove_dir_cmd, dirs_cmd, service_group):  # fmt: skip
         main.add_command(cmd)

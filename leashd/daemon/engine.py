@@ -38,6 +38,10 @@ COMMANDS = {
 }
 _MODE_COMMANDS = {"/plan": "plan", "/edit": "auto", "/default": "default"}
 LOST_CONVERSATION = "The previous conversation could not be found; starting a new one."
+SANDBOX_OFF = (
+    "⚠️ The OS sandbox is off (LEASHD_SANDBOX=off): only the policy guards what Bash runs, and "
+    "a command it allows runs with all of your user's rights."
+)
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Engine:
         self.default_mode = default_mode
         self._chats: dict[str, _Chat] = {}
         self._asked: dict[str, Connector] = {}  # request id -> where it was shown
+        self._told_sandbox_off: set[int] = set()  # session rows warned (see _warn_sandbox_off)
         self._handle = chain(list(middleware or []), self._dispatch)
         gate.bus.subscribe("approval.requested", self._approval_requested)
         gate.bus.subscribe("approval.resolved", self._approval_resolved)
@@ -194,6 +199,7 @@ class Engine:
 
     async def _turn(self, connector: Connector, chat: str, state: _Chat, text: str) -> None:
         row = await self.session_for(chat)
+        await self._warn_sandbox_off(connector, chat, row)
         await self.store.add_message(MessageRow(row.id, "user", text))
         session = Session(str(row.id), chat, row.directory, row.mode)
         mode: str | None = None  # a mode the agent itself switched to during the turn
@@ -266,6 +272,22 @@ class Engine:
         )  # fmt: skip
         await connector.result(chat, result)
 
+    async def _warn_sandbox_off(self, connector: Connector, chat: str, row: SessionRow) -> None:
+        """With the OS sandbox configured off, the first turn of each session this engine runs
+        starts with a warning. Counted per session row and per engine rather than by the
+        row's stored conversation: a new session (the first message, /clear, /dir) is told,
+        and so is one continued after a restart, since the setting may have changed since its
+        conversation began; the turns after are not. Marked only once said: a send that fails
+        leaves the turn to run, and the next message tries again."""
+        if self.agent.config.sandbox.enforced or row.id in self._told_sandbox_off:
+            return
+        try:
+            await connector.send(chat, SANDBOX_OFF)
+        except Exception as exc:
+            log.warning("could not say the sandbox is off", chat=chat, error=repr(exc))
+            return
+        self._told_sandbox_off.add(row.id)
+
     # --- commands -----------------------------------------------------------------------------
 
     async def _command(self, connector: Connector, chat: str, word: str, arg: str) -> None:
@@ -337,6 +359,9 @@ class Engine:
             f"Cost so far: ${cost:.4f} ({tin} tokens in, {tout} out)",
             f"Waiting for approval: {len(pending)}",
             f"Agent conversation: {row.agent_session_id or '(not started)'}",
+            "Sandbox: enforced"
+            if self.agent.config.sandbox.enforced
+            else "Sandbox: OFF — only the policy guards what Bash runs (LEASHD_SANDBOX=off)",
         ]
         return "\n".join(lines)
 

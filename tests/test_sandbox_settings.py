@@ -1,0 +1,562 @@
+"""The OS sandbox's settings for a turn (`leashd.agent.sandbox`) and the reading of what it
+refused (`leashd.agent.sandbox_report`), with real files in temporary directories and the real
+built-in policies deciding what is a secret.
+
+The scan's promise is checked against an oracle that knows nothing of the scan: every entry
+under the approved directory, found by `os.walk`, that the gate keeps the Read tool from is
+hidden by the sandbox (itself, or a directory it is in), and nothing the gate lets Read open
+is hidden in its own name."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leashd.agent import sandbox
+from leashd.agent.sandbox import (
+    CACHES,
+    DOMAINS,
+    GIT_NEVER_WRITTEN,
+    HOME_SECRETS,
+    Plan,
+    SandboxConfig,
+    agent_env,
+    plan,
+    scan,
+    secret_globs,
+)
+from leashd.agent.sandbox_report import Reader
+from leashd.daemon.config import ConfigError, load_config
+from leashd.gate.audit import AuditLog
+from leashd.gate.gate import Gate, Session
+from leashd.policy.loader import DEFAULT_POLICIES, load_compiled
+
+NOWHERE = Path("/nonexistent-leashd-test")  # no config.yaml, no .env: the environment alone
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """The built-in policies, loaded once: a gate per example is then cheap."""
+    return load_compiled(DEFAULT_POLICIES)
+
+
+class World:
+    """A home with a project in it, the real default policies over them, and the sandbox the
+    runner would give a turn there (`ClaudeAgent._sandbox`, with the same probe)."""
+
+    def __init__(self, root: Path, compiled, dirs: list[Path] | None = None) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.home = self.root / "home"
+        self.proj = self.home / "proj"
+        self.proj.mkdir(parents=True, exist_ok=True)
+        self.dirs = [str(d) for d in (dirs or [self.proj])]
+        audit = AuditLog(self.root / "a.jsonl")
+        self.gate = Gate(compiled, audit, approved_dirs=self.dirs, home=str(self.home),
+                         specs=DEFAULT_POLICIES)  # fmt: skip
+        self.session = Session("s", "c", str(self.proj), "default")
+        self.globs = secret_globs(self.gate.compiled.rules)
+
+    def read(self, path: str | Path) -> str:
+        return self.gate.decide(self.session, "Read", {"file_path": str(path)}).action
+
+    def is_secret(self, path: str) -> bool:
+        return self.read(path) == "deny"
+
+    def plan(self, config: SandboxConfig | None = None, **kw) -> Plan:
+        kw.setdefault("which", lambda program: None)
+        return plan(config or SandboxConfig(), self.dirs, str(self.home), self.is_secret,
+                    self.globs, **kw)  # fmt: skip
+
+
+def hidden_by(denied: list[str], path: str) -> bool:
+    """Whether `path` is in `denied`, or inside a directory that is."""
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in denied)
+
+
+def touch(path: Path, text: str = "x\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# --- what may be written ------------------------------------------------------------------
+
+
+def test_writable_is_the_approved_dirs_the_temp_dir_the_caches_and_the_configured(
+    tmp_path, compiled
+):
+    w = World(tmp_path, compiled)
+    (w.home / ".cache" / "pip").mkdir(parents=True)
+    (w.home / ".cargo" / "registry").mkdir(parents=True)
+    (w.home / "go" / "pkg").mkdir(parents=True)  # not the cache itself (go/pkg/mod)
+    extra = tmp_path / "elsewhere"
+    extra.mkdir()
+    config = SandboxConfig(writable=("~/.cache/bazel", str(extra), " ", "~"))
+    written = w.plan(config).settings["filesystem"]["allowWrite"]
+    assert written == [
+        str(w.proj),
+        os.path.realpath(tempfile.gettempdir()),
+        str(w.home / ".cache" / "pip"),  # in the order of CACHES
+        str(w.home / ".cargo" / "registry"),
+        str(w.home / ".cache" / "bazel"),  # `~` is the home leashd runs with, not $HOME
+        str(extra),
+        str(w.home),  # only because the user listed it
+    ]
+    # without that, nothing of the home is writable but the project and the caches
+    written = w.plan().settings["filesystem"]["allowWrite"]
+    assert str(w.home) not in written
+    inside_home = [p for p in written if hidden_by([str(w.home)], p)]
+    assert inside_home == [str(w.proj), str(w.home / ".cache/pip"), str(w.home / ".cargo/registry")]
+
+
+def test_a_cache_is_made_only_when_a_program_of_it_is_installed(tmp_path, compiled):
+    w = World(tmp_path, compiled)
+    asked: list[str] = []
+
+    def nothing(program: str) -> str | None:
+        asked.append(program)
+        return None
+
+    w.plan(which=nothing)
+    assert sorted(os.listdir(w.home)) == ["proj"]  # nothing made
+    assert set(asked) == {p for _, programs in CACHES for p in programs}
+
+    installed = {"uv": "/usr/bin/uv", "cargo": "/usr/bin/cargo"}
+    written = w.plan(which=installed.get).settings["filesystem"]["allowWrite"]
+    made = [str(w.home / rel) for rel in (".cache/uv", ".cargo/registry", ".cargo/git")]
+    assert written[2:] == made
+    for path in made:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+    assert not (w.home / ".npm").exists() and not (w.home / "go").exists()
+
+
+def test_a_cache_that_cannot_be_made_is_left_out(tmp_path, compiled):
+    w = World(tmp_path, compiled)
+    (w.home / ".cache").write_text("a file where a directory would go")
+    written = w.plan(which=lambda p: "/usr/bin/" + p).settings["filesystem"]["allowWrite"]
+    assert not any(p.startswith(str(w.home / ".cache")) for p in written)
+    assert str(w.home / ".npm") in written  # the others are made all the same
+
+
+def test_never_written_git_hooks_and_config_of_repositories_and_leashd_files(tmp_path, compiled):
+    repo, plain = tmp_path / "repo", tmp_path / "plain"
+    (repo / ".git" / "hooks").mkdir(parents=True)
+    (plain / "sub").mkdir(parents=True)
+    private = (str(tmp_path / "leashd"), str(tmp_path / "leashd" / "messages.db"))
+    w = World(tmp_path, compiled, dirs=[repo, plain])
+    fs = w.plan(SandboxConfig(private=private)).settings["filesystem"]
+    assert fs["denyWrite"] == [*private, *(str(repo / g) for g in GIT_NEVER_WRITTEN)]
+    assert GIT_NEVER_WRITTEN == (".git/hooks", ".git/config")
+    # a worktree's `.git` is a file: its hooks live in the main repository, not here
+    (plain / ".git").write_text("gitdir: /elsewhere/.git/worktrees/plain\n")
+    fs = w.plan().settings["filesystem"]
+    assert str(plain / ".git" / "hooks") in fs["denyWrite"]
+
+
+def test_unreadable_are_leashd_files_the_home_credentials_and_the_secrets_found(
+    tmp_path, compiled
+):
+    w = World(tmp_path, compiled)
+    secret = touch(w.proj / "config" / ".env")
+    touch(w.proj / "README.md")
+    private = (str(tmp_path / "leashd"),)
+    p = w.plan(SandboxConfig(private=private))
+    home_secrets = [str(w.home / rel) for rel in HOME_SECRETS]
+    assert p.settings["filesystem"]["denyRead"] == [*private, *home_secrets, str(secret)]
+    assert p.secrets == (str(secret),)
+    assert p.complete and p.notes == [] and p.scanned == 3  # config, config/.env, README.md
+    for must in (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".claude/.credentials.json"):
+        assert str(w.home / must) in home_secrets
+
+
+def test_network_and_the_ways_out_of_the_sandbox(tmp_path, compiled):
+    w = World(tmp_path, compiled)
+    s = w.plan().settings
+    assert s["network"]["allowedDomains"] == list(DOMAINS)
+    assert s["enabled"] is True and s["failIfUnavailable"] is True
+    assert s["allowUnsandboxedCommands"] is False
+    assert s["autoAllowBashIfSandboxed"] is False  # the policy still decides every call
+    assert s["excludedCommands"] == []
+
+    config = SandboxConfig(allowed_domains=("internal.example", "pypi.org"),
+                           excluded_commands=("docker",))  # fmt: skip
+    s = w.plan(config).settings
+    assert s["network"]["allowedDomains"] == [*DOMAINS, "internal.example"]
+    assert s["excludedCommands"] == ["docker"]
+
+
+# --- the scan -----------------------------------------------------------------------------
+
+NAMES = (".env", ".env.local", ".ENV", "id_rsa", "id_rsa.pub", "server.pem", "credentials.json",
+         "credentials", ".env.example", "notes.txt", "src", "key.pub", "secrets.yaml", ".npmrc",
+         ".kube", "config", "private.key", "token.json", "README.md")  # fmt: skip
+
+trees = st.recursive(
+    st.none(),  # a file
+    lambda children: st.dictionaries(st.sampled_from(NAMES), children, max_size=4),
+    max_leaves=14,
+)
+
+
+def build(base: Path, tree: dict) -> None:
+    for name, sub in tree.items():
+        if sub is None:
+            touch(base / name, f"{name}\n")
+        else:
+            (base / name).mkdir()
+            build(base / name, sub)
+
+
+def entries(top: Path) -> list[str]:
+    """Every file, directory and link under `top`, links not followed: the oracle's walk."""
+    out = []
+    for d, dirs, files in os.walk(top, followlinks=False):
+        out += [os.path.join(d, n) for n in dirs + files]
+    return out
+
+
+@settings(max_examples=600, deadline=None)
+@given(tree=st.dictionaries(st.sampled_from(NAMES), trees, min_size=1, max_size=5), data=st.data())
+def test_every_entry_the_policy_keeps_from_read_is_hidden_and_nothing_else(
+    tree, data, compiled
+):
+    with tempfile.TemporaryDirectory(prefix="leashd-scan-") as tmp:
+        w = World(Path(tmp), compiled)
+        outside = Path(tmp) / "outside"
+        touch(outside / ".env")
+        touch(outside / "notes.txt")
+        build(w.proj, tree)
+        # a link or two, to what is in the tree or outside it, under a name of the pool
+        targets = sorted(entries(w.proj)) + [str(outside), str(outside / ".env"),
+                                             str(outside / "notes.txt")]  # fmt: skip
+        places = [str(w.proj)] + [p for p in entries(w.proj) if os.path.isdir(p)]
+        for _ in range(data.draw(st.integers(0, 2), label="links")):
+            link = Path(data.draw(st.sampled_from(places))) / data.draw(st.sampled_from(NAMES))
+            if not os.path.lexists(link):
+                link.symlink_to(data.draw(st.sampled_from(targets)))
+
+        p = w.plan()
+        denied = p.settings["filesystem"]["denyRead"]
+        assert p.complete
+        proj = str(w.proj)
+        for path in entries(w.proj):
+            action = w.read(path)
+            real = os.path.realpath(path)
+            if action == "deny" and hidden_by([proj], real):
+                # the kernel sees through links: hiding the target hides the link's content
+                assert hidden_by(denied, path) or hidden_by(denied, real), (path, action)
+            if action != "deny":
+                assert path not in denied, (path, action)
+        for found in p.secrets:  # never walked into a link
+            parent = os.path.dirname(found)
+            assert os.path.realpath(parent) == parent and hidden_by([proj], found)
+
+
+def test_a_symlink_is_not_followed_out_of_the_approved_directory(tmp_path, compiled):
+    w = World(tmp_path, compiled)
+    outside = tmp_path / "outside"
+    for i in range(20):
+        touch(outside / f"d{i}" / ".env")
+    (w.proj / "out").symlink_to(outside)
+    (w.proj / "loop").symlink_to(w.proj)  # a cycle: not walked either
+    touch(w.proj / "notes.txt")
+    found = scan([str(w.proj)], str(w.home), w.is_secret, w.globs)
+    assert found.complete and found.paths == ()
+    assert found.entries == 3  # out, loop, notes.txt: nothing behind the links
+    # the link itself is judged as the gate judges it (through to its target)
+    assert w.read(w.proj / "out" / "d1" / ".env") == "deny"
+
+
+def test_the_limit_stops_the_scan_and_says_so(tmp_path, compiled):
+    w = World(tmp_path, compiled)
+    for i in range(30):
+        touch(w.proj / f"f{i:02}.txt")
+    touch(w.proj / "zz" / ".env")
+    p = w.plan(limit=10)
+    assert not p.complete and p.scanned == 10
+    assert len(p.notes) == 1 and "first 10 files" in p.notes[0]
+    assert "policy alone" in p.notes[0]
+    p = w.plan(limit=32)
+    assert p.complete and p.notes == [] and p.scanned == 32
+    assert p.secrets == (str(w.proj / "zz" / ".env"),)
+
+
+def test_git_objects_are_not_walked(tmp_path, compiled):
+    w = World(tmp_path, compiled)
+    touch(w.proj / ".git" / "objects" / "pack" / "server.pem")
+    touch(w.proj / ".git" / "info" / "server.pem")
+    touch(w.proj / "vendor" / "lib" / ".git" / "objects" / "ab" / "id_rsa")
+    touch(w.proj / "vendor" / "lib" / ".git" / "id_rsa")
+    found = scan([str(w.proj)], str(w.home), w.is_secret, w.globs)
+    assert sorted(found.paths) == [str(w.proj / ".git" / "info" / "server.pem"),
+                                   str(w.proj / "vendor" / "lib" / ".git" / "id_rsa")]  # fmt: skip
+    assert w.read(w.proj / ".git" / "objects" / "pack" / "server.pem") == "deny"  # not hidden
+
+
+def test_a_directory_found_is_hidden_whole_and_not_walked(tmp_path, compiled):
+    w = World(tmp_path, compiled)
+    for i in range(5):
+        touch(w.proj / "credentials" / f"k{i}.pem")
+    touch(w.proj / "credentials" / "README.md")
+    found = scan([str(w.proj)], str(w.home), w.is_secret, w.globs)
+    assert found.paths == (str(w.proj / "credentials"),) and found.entries == 1
+    assert w.read(w.proj / "credentials" / "README.md") == "deny"
+
+
+def test_approved_directories_inside_each_other_are_walked_once(tmp_path, compiled):
+    w = World(tmp_path, compiled)
+    touch(w.proj / "sub" / ".env")
+    w = World(tmp_path, compiled, dirs=[w.proj, w.proj / "sub"])
+    found = scan(w.dirs, str(w.home), w.is_secret, w.globs)
+    assert found.paths == (str(w.proj / "sub" / ".env"),) and found.entries == 2
+
+
+def test_without_candidate_globs_nothing_is_walked(tmp_path):
+    touch(tmp_path / ".env")
+    found = scan([str(tmp_path)], str(tmp_path), lambda p: True, [])
+    assert (found.paths, found.entries, found.complete) == ((), 0, True)
+
+
+def test_the_candidates_are_the_read_deny_rules_by_name(compiled):
+    globs = secret_globs(compiled.rules)
+    names = {g for g, _ in globs}
+    assert {".env", "*.pem", "id_rsa*", "credentials.json", "~/.ssh"} <= names
+    assert all(ignore_case for g, ignore_case in globs if g in (".env", "*.pem"))
+    # write-only rules (hooks, the gate's own files) are no reason to hide a file
+    assert not names & {"**/.git/hooks", "**/.git/config", "~/.leashd"}
+
+
+# --- what the sandbox refused, read from a Bash result ------------------------------------
+
+
+@pytest.fixture
+def reader_world(tmp_path, compiled):
+    """A project with secrets next to look-alikes the policy lets Read open, as the scan
+    found them, and a reader for a turn run in the project."""
+    w = World(tmp_path, compiled)
+    for name in (".env", ".env.example", "id_rsa", "id_rsa.pub", "notes.txt",
+                 "credentials/a.txt", "src/app.py"):  # fmt: skip
+        touch(w.proj / name)
+    p = w.plan()
+    hidden = p.settings["filesystem"]["denyRead"]
+    assert {str(w.proj / n) for n in (".env", "id_rsa", "credentials")} <= set(hidden)
+    for look_alike in (".env.example", "id_rsa.pub", "notes.txt"):
+        assert w.read(w.proj / look_alike) == "allow"
+    return w, Reader(hidden, str(w.proj), str(w.home))
+
+
+def lines(found) -> list[tuple[str, str]]:
+    return [(b.kind, b.line) for b in found]
+
+
+def test_a_refused_write_is_reported_whatever_the_path(reader_world):
+    w, r = reader_world
+    out = (f"bash: line 1: {w.home}/.bashrc: Read-only file system\n"
+           "touch: cannot touch '/usr/local/x': Read-only file system\n"
+           "ok\n")  # fmt: skip
+    assert lines(r.blocked(out)) == [
+        ("write", f"bash: line 1: {w.home}/.bashrc: Read-only file system"),
+        ("write", "touch: cannot touch '/usr/local/x': Read-only file system"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "cat: .env: Permission denied",  # relative to the turn's directory
+        "cat: ./.env: Permission denied",
+        "cat: {proj}/.env: Permission denied",
+        "cat: ~/proj/.env: Permission denied",
+        "PermissionError: [Errno 13] Permission denied: '.env'",
+        "PermissionError: [Errno 13] Permission denied: '{proj}/id_rsa'",
+        "cat: credentials/a.txt: No such file or directory",  # inside a hidden directory
+        "FileNotFoundError: [Errno 2] No such file or directory: 'credentials/a.txt'",
+        "ls: cannot open directory 'credentials': Permission denied",
+        "cat: {home}/.ssh/id_ed25519: No such file or directory",
+        "wget: Cannot read {home}/.netrc (Permission denied).",
+        "cp: cannot open ‘id_rsa’ for reading: Permission denied",
+    ],
+)
+def test_a_refused_read_of_a_hidden_path_is_reported(reader_world, said):
+    w, r = reader_world
+    line = said.format(proj=w.proj, home=w.home)
+    assert lines(r.blocked(f"before\n{line}\nafter\n")) == [("read", line)]
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "cat: notes.txt: Permission denied",  # a real EACCES, on a file not hidden
+        "cat: {proj}/src/app.py: Permission denied",
+        "cat: .env.example: Permission denied",  # `.env` is hidden, `.env.example` not
+        "cat: id_rsa.pub: No such file or directory",  # nor is `id_rsa.pub`
+        "cat: {proj}/.env.example: No such file or directory",
+        "cat: my.env.d/x: No such file or directory",  # `.env` inside a longer name
+        "python: can't open file '{proj}/missing.py': [Errno 2] No such file or directory",
+        "cat: .env is fine",  # names it, but no refusal
+    ],
+)
+def test_an_error_that_names_no_hidden_path_is_not_the_sandbox(reader_world, said):
+    w, r = reader_world
+    assert r.blocked(said.format(proj=w.proj, home=w.home)) == []
+
+
+def test_a_refused_connection_is_reported(reader_world):
+    _, r = reader_world
+    out = (
+        "curl: (56) CONNECT tunnel failed, response 403\n"
+        "curl: (56) Received HTTP code 403 from proxy after CONNECT\n"
+        "urllib.error.URLError: <urlopen error Tunnel connection failed: 403 user denied>\n"
+        "fetch failed: Connection blocked by network allowlist\n"
+        "curl: (7) Failed to connect to example.com port 443\n"  # not the proxy's refusal
+    )
+    assert [b.kind for b in r.blocked(out)] == ["network"] * 4
+
+
+def test_the_cli_s_violation_blocks_are_reported_and_not_read_twice(reader_world):
+    _, r = reader_world
+    out = (
+        "curl: (56) CONNECT tunnel failed, response 403\n"
+        "<sandbox_violations>\n"
+        "deny network-outbound example.com:443 (user denied)\n"
+        "deny file-write-create /etc/x Read-only file system\n"
+        "deny file-read-data /home/u/.ssh/id_rsa\n"
+        "</sandbox_violations>"
+    )
+    assert lines(r.blocked(out)) == [
+        ("network", "deny network-outbound example.com:443 (user denied)"),
+        ("write", "deny file-write-create /etc/x Read-only file system"),
+        ("read", "deny file-read-data /home/u/.ssh/id_rsa"),
+        ("network", "curl: (56) CONNECT tunnel failed, response 403"),
+    ]
+    # a block left open is text like any other
+    assert lines(r.blocked("<sandbox_violations>\ncat: .env: Permission denied")) == [
+        ("read", "cat: .env: Permission denied")
+    ]
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "x" * 5_000_000,
+        "cat: notes.txt: Permission denied\n" * 150_000,
+        "<sandbox_violations>\n" * 250_000,  # openings without an end: was quadratic
+        "<sandbox_violations>" * 250_000,
+        "Permission denied " + ".env" * 1_250_000,  # one line, the name over and over
+        "cat: .env: Permission denied\n" * 180_000,
+        "<sandbox_violations>\nx\n</sandbox_violations>" * 120_000,
+    ],
+    ids=["plain", "denied", "open-lines", "open-run", "one-line", "hidden", "blocks"],
+)
+def test_five_megabytes_of_output_are_read_at_once_and_reported_in_20_lines(
+    reader_world, output
+):
+    """A bound, not a benchmark: the report runs on the event loop, and the quadratic reading
+    of unclosed violation blocks took about a minute for 400 KB (now milliseconds)."""
+    _, r = reader_world
+    output = output.ljust(5_000_000, "\n")
+    t0 = time.perf_counter()
+    found = r.blocked(output)
+    assert time.perf_counter() - t0 < 2.0
+    assert len(found) <= 20
+    assert all(len(b.line) <= 300 for b in found)
+
+
+def test_thousands_of_hidden_paths_and_names_nested_past_what_re_parses(tmp_path):
+    home = str(tmp_path)
+    many = [f"{home}/p/d{i % 97}/s{i}.pem" for i in range(3000)]
+    r = Reader(many, f"{home}/p", home)
+    assert lines(r.blocked(f"cat: d5/s5.pem: Permission denied\ncat: d5/s6.pem: Permission denied"))\
+        == [("read", "cat: d5/s5.pem: Permission denied")]  # fmt: skip
+    # each name a prefix of the next: a prefix tree as deep as they are long, past the
+    # nesting `re` can parse (about 500): the plain alternation instead
+    nested = [f"{home}/p/" + "a" * k for k in range(1, 600)]
+    r = Reader(nested, f"{home}/p", home)
+    assert lines(r.blocked(f"cat: {'a' * 300}: Permission denied"))[0][0] == "read"
+    assert r.blocked(f"cat: {'a' * 300}b: Permission denied") == []
+    assert r.blocked(f"cat: {'a' * 600}: Permission denied") == []
+
+
+def test_a_reader_with_nothing_hidden_reports_no_read(tmp_path):
+    r = Reader([], str(tmp_path), str(tmp_path))
+    out = "cat: .env: Permission denied\nx: Read-only file system"
+    assert lines(r.blocked(out)) == [("write", "x: Read-only file system")]
+
+
+# --- the agent's environment --------------------------------------------------------------
+
+
+def test_every_leashd_variable_is_emptied_and_the_cli_scrubs_under_the_sandbox():
+    environ = {"LEASHD_TELEGRAM_BOT_TOKEN": "123:abc", "LEASHD_AUDIT_KEY": "k",
+               "leashd_lower": "x", "PATH": "/usr/bin", "ANTHROPIC_API_KEY": "sk",
+               "NOT_LEASHD_X": "y"}  # fmt: skip
+    on = agent_env(environ, SandboxConfig(mode="enforce"))
+    off = agent_env(environ, SandboxConfig(mode="off"))
+    emptied = {"LEASHD_TELEGRAM_BOT_TOKEN": "", "LEASHD_AUDIT_KEY": "", "leashd_lower": ""}
+    assert off == emptied
+    assert on == {**emptied, "CLAUDE_CODE_SUBPROCESS_ENV_SCRUB": "1"}
+
+
+def test_a_turn_that_starts_in_plan_mode_is_not_scrubbed():
+    # the scrub forces the CLI's permission mode to default (see agent_env)
+    assert agent_env({}, SandboxConfig(mode="enforce"), "plan") == {}
+    assert agent_env({}, SandboxConfig(mode="enforce"), "default") == {
+        "CLAUDE_CODE_SUBPROCESS_ENV_SCRUB": "1"
+    }
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def settings_from(environ: dict[str, str]):
+    return load_config(yaml_path=NOWHERE / "config.yaml", env_file=NOWHERE / ".env",
+                       environ=environ).settings  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [("OFF", "off"), ("off", "off"), (" Enforce ", "enforce"), (None, "enforce")]
+)
+def test_leashd_sandbox_is_on_unless_turned_off(value, mode):
+    s = settings_from({} if value is None else {"LEASHD_SANDBOX": value})
+    assert s.sandbox == mode
+    assert SandboxConfig(mode=s.sandbox).enforced is (mode == "enforce")
+
+
+@pytest.mark.parametrize("value", ["no", "false", "0", "permissive", ""])
+def test_another_value_of_leashd_sandbox_is_an_error_that_names_it(value):
+    with pytest.raises(ConfigError, match=r"LEASHD_SANDBOX \(environment"):
+        settings_from({"LEASHD_SANDBOX": value})
+
+
+@pytest.mark.parametrize("value", ["build/cache", "~cache", "./x", "/ok,rel"])
+def test_a_writable_path_must_be_absolute(value):
+    with pytest.raises(ConfigError, match=r"LEASHD_SANDBOX_WRITABLE \(environment.*absolute"):
+        settings_from({"LEASHD_SANDBOX_WRITABLE": value})
+
+
+def test_writable_paths_lists_and_their_home(tmp_path, compiled):
+    s = settings_from({"LEASHD_SANDBOX_WRITABLE": "~/.cache/bazel, /opt/cache",
+                       "LEASHD_SANDBOX_ALLOWED_DOMAINS": "internal.example",
+                       "LEASHD_SANDBOX_EXCLUDED_COMMANDS": '["docker", "podman"]'})  # fmt: skip
+    config = SandboxConfig(writable=tuple(s.sandbox_writable),
+                           allowed_domains=tuple(s.sandbox_allowed_domains),
+                           excluded_commands=tuple(s.sandbox_excluded_commands))  # fmt: skip
+    settings_ = World(tmp_path, compiled).plan(config).settings
+    assert settings_["filesystem"]["allowWrite"][-2:] == [
+        str(tmp_path / "home" / ".cache" / "bazel"), "/opt/cache"
+    ]
+    assert settings_["network"]["allowedDomains"][-1] == "internal.example"
+    assert settings_["excludedCommands"] == ["docker", "podman"]
+
+
+def test_the_module_lists_are_what_the_docs_promise():
+    assert not any(rel.startswith("/") or rel.startswith("~") for rel in HOME_SECRETS)
+    assert len(set(HOME_SECRETS)) == len(HOME_SECRETS) and len(set(DOMAINS)) == len(DOMAINS)
+    assert sandbox.MODES == ("enforce", "off")
