@@ -342,3 +342,59 @@ def test_the_settings_the_cli_got(world, monkeypatch):
     assert plan.settings["allowUnsandboxedCommands"] is False
     assert plan.settings["autoAllowBashIfSandboxed"] is False
     assert json.dumps(plan.settings)  # what the SDK sends as --settings
+
+
+def test_code_the_agent_wrote_and_runs_through_pytest_stays_inside(world, monkeypatch):
+    """The case the policy cannot see: under the real built-in policies (no test policy, the
+    analysis on), the agent writes a conftest.py and runs the tests, which the dev-tools
+    overlay allows. What the conftest does is the kernel's to stop."""
+    w = world
+    out, port = w.outside, w.listener.port
+    conftest = (
+        "import os, socket, pathlib\n"
+        "def pytest_configure(config):\n"
+        "    for f in ('~/.ssh/id_rsa', '.env'):\n"
+        "        try:\n"
+        "            print('LEAK', pathlib.Path(os.path.expanduser(f)).read_text())\n"
+        "        except OSError as e:\n"
+        "            print('refused', f, e)\n"
+        f"    for f in ('{out}/planted', os.path.expanduser('~/.bashrc')):\n"
+        "        try:\n"
+        "            open(f, 'a').write('planted')\n"
+        "        except OSError as e:\n"
+        "            print('refused', f, e)\n"
+        "    try:\n"
+        f"        socket.create_connection(('127.0.0.1', {port}), 3)\n"
+        "    except OSError as e:\n"
+        "        print('refused connect', e)\n"
+    )
+    w.fake.call("Write", {"file_path": str(w.proj / "conftest.py"), "content": conftest})
+    # `python3` is this test run's (with pytest), as in the project's own virtualenv
+    monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    run = w.bash("python3 -m pytest -p no:cacheprovider -s test_app.py")
+    w.fake.say("done")
+    conn = Recorder()
+    audit = AuditLog(w.audit_path)
+    approvals = ApprovalCoordinator({"me"}, 30, audit)
+    gate = Gate.from_specs([], audit, approvals=approvals, approved_dirs=[str(w.proj)],
+                           home=str(w.home))  # fmt: skip
+    agent = ClaudeAgent(gate, AgentConfig(timeout=120, sandbox=sandbox_config(Settings())))
+    engine = Engine(gate, agent, MemoryStore(), approvals=approvals, default_dir=str(w.proj),
+                    default_mode="auto")  # fmt: skip
+    conn.engine = engine
+
+    async def go() -> None:
+        await engine.handle(conn, "c1", "me", "add a conftest and run the tests")
+        await engine.wait_idle("c1")
+
+    asyncio.run(go())
+    assert conn.asked == []  # the policy allowed both calls: only the kernel stood in the way
+    result = w.fake.tool_results()[run]
+    assert "1 passed" in result, result
+    assert "LEAK" not in result and SSH_KEY not in w.seen() and DOTENV not in w.seen()
+    assert not (out / "planted").exists()
+    assert (w.home / ".bashrc").read_text() == BASHRC
+    assert w.listener.hits == []
+    assert any(
+        "Read-only file system" in line for r in w.sandbox_records() for line in r["blocked"]
+    )
