@@ -2,8 +2,7 @@
 settings (the walk of the approved directories for credentials).
 
 Per call: turns of `--calls` Bash calls (`true`, which the policy allows at once) go through
-`ClaudeAgent` with the sandbox enforced, enforced without the CLI's subprocess isolation
-(CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=0), and off; turns of the three interleaved (ABC CBA) in one
+`ClaudeAgent` with the sandbox enforced and off; turns of the two interleaved (AB BA) in one
 process, against the fake Messages API of the tests (`tests/fakes/anthropic_api.py`). A
 call's time is taken from the fake's side: from the request answered with the call's tool_use
 to the request that brings its tool_result back. That span holds the reply's streaming, the
@@ -13,14 +12,14 @@ the first call of a turn apart (the sandbox is set up then), and whole turns; th
 difference and the ratio.
 
 Per turn: `sandbox.plan()` with the built-in policies' probe (as `ClaudeAgent._sandbox` does)
-on generated trees of 1,000, 10,000 and 100,000 files, 1% of them credentials by name and as
-many look-alikes the policy lets Read open. First run (the gate's memos empty) and the median
+on generated trees of 1,000, 10,000 and 100,000 files, 0.1% of them credentials by name and
+1% look-alikes the policy lets Read open. First run (the gate's memos empty) and the median
 of `--runs` more (memos warm, as in a session's later turns).
 
-Then the sandbox as leashd runs it in projects where the scan hides `--hidden` files (test
-certificates, say): per-call times again, since each hidden path is a mount at every call,
-and the size of the settings, which reach the CLI as one command-line argument (at most
-128 KiB on Linux: past it the CLI does not start, and the row says so).
+Then the sandbox as leashd runs it in projects where the scan finds `--hidden` credential
+files (test certificates, 100 to a directory): per-call times again, since each hidden path is
+a mount at every call, with how many paths the settings hide after `sandbox.HIDDEN_PATHS`
+(past it, directories are hidden whole) and the size of the settings file.
 
     python benchmarks/bench_sandbox.py [--calls 20] [--turns 8] [--hidden 100,300,1000]
                                        [--hidden-calls 10] [--runs 3]
@@ -54,12 +53,9 @@ from leashd.gate.gate import Gate, Session
 from leashd.policy.loader import DEFAULT_POLICIES, load_compiled
 from tests.conftest import agent_world
 
-# (sandbox mode, environment on top of leashd's): the sandbox as leashd runs it; the same
-# without the CLI's subprocess isolation (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB, which leashd turns
-# on under the sandbox), to see what each part costs; no sandbox.
+# (sandbox mode, environment on top of leashd's): the sandbox as leashd runs it; no sandbox.
 CONFIGS = {
     "enforce": ("enforce", {}),
-    "enforce, no scrub": ("enforce", {"CLAUDE_CODE_SUBPROCESS_ENV_SCRUB": "0"}),
     "off": ("off", {}),
 }
 
@@ -157,12 +153,12 @@ def per_call(calls: int, turns: int) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def many_hidden(hidden: int, calls: int) -> tuple[list[float], float, str | None]:
+def many_hidden(hidden: int, calls: int) -> tuple[list[float], int, float, str | None]:
     """One turn of `calls` Bash calls under the sandbox (as leashd runs it) in a project where
-    the scan hides `hidden` files (test certificates, 100 to a directory): each is one more
-    mount for bubblewrap at every call, and one more path in the settings, which the SDK
-    passes to the CLI as one command-line argument. Returns the per-call times, the size of
-    that argument in KiB, and the error when the turn failed."""
+    the scan finds `hidden` credential files (test certificates, 100 to a directory): each
+    path hidden is one more mount for bubblewrap at every call. Returns the per-call times,
+    the paths the scan hides (after HIDDEN_PATHS), the settings' size in KiB, and the error
+    when the turn failed."""
     with agent_world() as (fake, root, home, proj):
         for i in range(hidden):
             (proj / f"certs{i // 100}").mkdir(exist_ok=True)
@@ -174,19 +170,19 @@ def many_hidden(hidden: int, calls: int) -> tuple[list[float], float, str | None
         def is_secret(path: str) -> bool:
             return gate.decide(probe, "Read", {"file_path": path}).action == "deny"
 
-        settings = sandbox.plan(sandbox.SandboxConfig(), gate.approved_dirs, str(home), is_secret,
-                                sandbox.secret_globs(gate.compiled.rules)).settings  # fmt: skip
-        kib = len(json.dumps({"sandbox": settings})) / 1024
+        plan = sandbox.plan(sandbox.SandboxConfig(), gate.approved_dirs, str(home), is_secret,
+                            sandbox.secret_globs(gate.compiled.rules))  # fmt: skip
+        kib = len(json.dumps({"sandbox": plan.settings})) / 1024
         agent = ClaudeAgent(gate, AgentConfig(timeout=300))
         clock = Clock(fake)
         try:
             asyncio.run(one_turn(agent, fake, clock, probe, 1))  # the first start
             spans, took = asyncio.run(one_turn(agent, fake, clock, probe, calls))
         except RuntimeError as exc:
-            return [], kib, str(exc)
+            return [], len(plan.secrets), kib, str(exc)
         print(f"  {hidden:,} hidden: {took:5.2f} s, call median "
               f"{statistics.median(spans) * 1000:6.1f} ms", flush=True)  # fmt: skip
-    return spans, kib, None
+    return spans, len(plan.secrets), kib, None
 
 
 def report_calls(out: dict[str, dict[str, list[float]]], calls: int, turns: int) -> None:
@@ -203,7 +199,7 @@ def report_calls(out: dict[str, dict[str, list[float]]], calls: int, turns: int)
     off = out["off"]["first"] + out["off"]["rest"]
     med_off, p90_off = statistics.median(off), pct(off, 0.9)
     print()
-    for m in ("enforce", "enforce, no scrub"):
+    for m in ("enforce",):
         on = out[m]["first"] + out[m]["rest"]
         med_on, p90_on = statistics.median(on), pct(on, 0.9)
         turn = statistics.median(out[m]["turn"]) - statistics.median(out["off"]["turn"])
@@ -230,8 +226,8 @@ LOOK_ALIKES = (".env.example", "server.pem.md", "id_rsa.pub", "credentials.md", 
 
 
 def grow(top: Path, files: int) -> None:
-    """A tree of `files` files, 20 to a directory and up to 10 directories in each: 1% of the
-    files credentials by name, 1% look-alikes the policy lets Read open, the rest source."""
+    """A tree of `files` files, 20 to a directory and up to 10 directories in each: 0.1% of
+    the files credentials by name, 1% look-alikes the policy lets Read open, the rest source."""
     wanted = -(-files // 20)  # directories
     queue, made, dirs = collections.deque([top]), 0, 1
     top.mkdir(parents=True, exist_ok=True)
@@ -239,7 +235,8 @@ def grow(top: Path, files: int) -> None:
         d = queue.popleft()
         for i in range(min(20, files - made)):
             k, kind = made % 100, made // 100 % 5
-            name = SECRETS[kind] if k == 0 else LOOK_ALIKES[kind] if k == 1 else f"m{i}.py"
+            secret = k == 0 and made % 1000 == 0
+            name = SECRETS[kind] if secret else LOOK_ALIKES[kind] if k == 1 else f"m{i}.py"
             (d / name).touch()
             made += 1
         for j in range(min(10, wanted - dirs)):
@@ -287,7 +284,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=8, help="measured turns per mode")
     ap.add_argument("--runs", type=int, default=3, help="warm runs of plan() per size")
     ap.add_argument("--sizes", default="1000,10000,100000")
-    ap.add_argument("--hidden", default="100,300,1000",
+    ap.add_argument("--hidden", default="100,200,1000,5000",
                     help="files hidden in the project, per measurement ('': skip)")  # fmt: skip
     ap.add_argument("--hidden-calls", type=int, default=10, help="Bash calls per hidden turn")
     ap.add_argument("--skip-cli", action="store_true", help="only plan()")
@@ -303,13 +300,14 @@ def main() -> None:
         if args.hidden:
             print(f"\n# the sandbox with many files hidden, {args.hidden_calls} calls each\n")
             rows = [(n, *many_hidden(n, args.hidden_calls)) for n in _ints(args.hidden)]
-            print("\n| hidden files | settings argument KiB | median ms | p90 ms |")
-            print("|---|---|---|---|")
-            for n, spans, kib, error in rows:
+            print("\n| credential files | paths hidden | settings KiB | median ms | p90 ms |")
+            print("|---|---|---|---|---|")
+            for n, spans, paths, kib, error in rows:
                 if error:
-                    print(f"| {n:,} | {kib:.0f} | {error[:80]} | |")
+                    print(f"| {n:,} | {paths:,} | {kib:.0f} | {error[:80]} | |")
                 else:
-                    print(f"| {n:,} | {kib:.0f} | {statistics.median(spans) * 1000:.1f} | "
+                    print(f"| {n:,} | {paths:,} | {kib:.0f} | "
+                          f"{statistics.median(spans) * 1000:.1f} | "
                           f"{pct(spans, 0.9) * 1000:.1f} |")  # fmt: skip
     per_turn(_ints(args.sizes), args.runs)
 

@@ -10,6 +10,7 @@ is hidden in its own name."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -24,9 +25,11 @@ from leashd.agent.sandbox import (
     CACHES,
     DOMAINS,
     GIT_NEVER_WRITTEN,
+    HIDDEN_PATHS,
     HOME_SECRETS,
     Plan,
     SandboxConfig,
+    SandboxUnavailable,
     agent_env,
     plan,
     scan,
@@ -153,7 +156,10 @@ def test_never_written_git_hooks_and_config_of_repositories_and_leashd_files(tmp
     private = (str(root / "leashd"), str(root / "leashd" / "messages.db"))
     w = World(tmp_path, compiled, dirs=[repo, plain])
     fs = w.plan(SandboxConfig(private=private)).settings["filesystem"]
-    assert fs["denyWrite"] == [*private, *(str(repo / g) for g in GIT_NEVER_WRITTEN)]
+    # (the home of this world is under the system temp directory, which is writable: its
+    # startup files come after, see the next test)
+    expected = [*private, *(str(repo / g) for g in GIT_NEVER_WRITTEN)]
+    assert fs["denyWrite"][: len(expected)] == expected
     assert GIT_NEVER_WRITTEN == (".git/hooks", ".git/config")
     # a worktree's or a submodule's `.git` is a file: the paths are listed all the same (they
     # cannot be made while the turn runs: `.git` is not a directory)
@@ -498,26 +504,36 @@ def test_a_reader_with_nothing_hidden_reports_no_read(tmp_path):
     assert lines(r.blocked(out)) == [("write", "x: Read-only file system")]
 
 
+def test_a_writable_home_keeps_its_startup_files_and_an_unwritable_one_lists_none(tmp_path):
+    from tests.conftest import worlds_dir
+
+    compiled = load_compiled(DEFAULT_POLICIES)
+    w = World(tmp_path, compiled, dirs=[tmp_path / "home"])  # the home itself approved
+    fs = w.plan().settings["filesystem"]
+    for rel in (".bashrc", ".profile", ".zshrc", ".gitconfig", ".ssh", ".config/systemd"):
+        assert str(w.home / rel) in fs["denyWrite"], rel
+    outside_temp = worlds_dir() / f"sandbox-settings-{os.getpid()}"
+    try:
+        w = World(outside_temp, compiled)  # a home outside every writable root
+        fs = w.plan().settings["filesystem"]
+        assert not [p for p in fs["denyWrite"] if p.startswith(str(w.home) + "/.bash")]
+        assert not any(p == str(w.home) or (p.startswith(str(w.home) + "/") and "proj" not in p)
+                       for p in fs["allowWrite"])  # fmt: skip
+    finally:
+        shutil.rmtree(outside_temp, ignore_errors=True)
+
+
 # --- the agent's environment --------------------------------------------------------------
 
 
-def test_every_leashd_variable_is_emptied_and_the_cli_scrubs_under_the_sandbox():
+def test_every_leashd_variable_is_emptied_and_nothing_else_is_touched():
     environ = {"LEASHD_TELEGRAM_BOT_TOKEN": "123:abc", "LEASHD_AUDIT_KEY": "k",
                "leashd_lower": "x", "PATH": "/usr/bin", "ANTHROPIC_API_KEY": "sk",
                "NOT_LEASHD_X": "y"}  # fmt: skip
-    on = agent_env(environ, SandboxConfig(mode="enforce"))
-    off = agent_env(environ, SandboxConfig(mode="off"))
-    emptied = {"LEASHD_TELEGRAM_BOT_TOKEN": "", "LEASHD_AUDIT_KEY": "", "leashd_lower": ""}
-    assert off == emptied
-    assert on == {**emptied, "CLAUDE_CODE_SUBPROCESS_ENV_SCRUB": "1"}
-
-
-def test_a_turn_that_starts_in_plan_mode_is_not_scrubbed():
-    # the scrub forces the CLI's permission mode to default (see agent_env)
-    assert agent_env({}, SandboxConfig(mode="enforce"), "plan") == {}
-    assert agent_env({}, SandboxConfig(mode="enforce"), "default") == {
-        "CLAUDE_CODE_SUBPROCESS_ENV_SCRUB": "1"
-    }
+    # no CLAUDE_CODE_SUBPROCESS_ENV_SCRUB: it leaves empty package.json, .env, .bashrc on disk
+    assert agent_env(environ) == {
+        "LEASHD_TELEGRAM_BOT_TOKEN": "", "LEASHD_AUDIT_KEY": "", "leashd_lower": ""
+    }  # fmt: skip
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -570,3 +586,86 @@ def test_the_module_lists_are_what_the_docs_promise():
     assert not any(rel.startswith("/") or rel.startswith("~") for rel in HOME_SECRETS)
     assert len(set(HOME_SECRETS)) == len(HOME_SECRETS) and len(set(DOMAINS)) == len(DOMAINS)
     assert sandbox.MODES == ("enforce", "off")
+
+
+# --- many secrets: each is a mount at every call -------------------------------------------
+
+
+def test_past_the_cap_the_directories_with_most_secrets_are_hidden_whole(tmp_path):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    certs = w.proj / "tests" / "fixtures" / "certs"
+    certs.mkdir(parents=True)
+    for i in range(300):
+        (certs / f"c{i}.pem").write_text("x")
+    (certs / "README.md").write_text("test certificates")
+    only = w.proj / "keys"
+    only.mkdir()
+    for i in range(5):
+        (only / f"k{i}.key").write_text("x")
+    (w.proj / ".env").write_text("S=1")
+    p = w.plan()
+    deny = p.settings["filesystem"]["denyRead"]
+    # the directory of nothing but keys stands for them; the certificates' directory is
+    # hidden whole (its README with it), and said; the project itself never is
+    assert str(certs) in deny and str(only) in deny and str(w.proj / ".env") in deny
+    assert not [d for d in deny if d.startswith(str(certs) + "/")]
+    assert str(w.proj) not in deny
+    assert len(p.secrets) <= HIDDEN_PATHS
+    assert any(str(certs) in n and "whole" in n for n in p.notes), p.notes
+    assert not any(str(only) in n for n in p.notes)  # hiding it hid nothing more
+
+
+def test_within_the_cap_each_secret_is_hidden_on_its_own(tmp_path):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    keys = w.proj / "keys"
+    keys.mkdir()
+    for i in range(5):
+        (keys / f"k{i}.key").write_text("x")
+    p = w.plan()
+    assert sorted(p.secrets) == sorted(str(keys / f"k{i}.key") for i in range(5))
+    assert p.notes == []
+
+
+def test_secrets_spread_too_thin_to_hide_refuse_the_turn(tmp_path):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    for i in range(HIDDEN_PATHS + 5):  # one per directory, next to ordinary files
+        d = w.proj / f"pkg{i}"
+        d.mkdir()
+        (d / "server.pem").write_text("x")
+        (d / "main.py").write_text("")
+    # one directory over them all would be the project itself: never hidden whole
+    with pytest.raises(SandboxUnavailable, match="too many"):
+        w.plan()
+
+
+def test_secrets_one_to_a_directory_are_hidden_by_a_common_ancestor(tmp_path):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    fixtures = w.proj / "tests" / "fixtures"
+    for i in range(HIDDEN_PATHS + 20):
+        d = fixtures / f"case{i}"
+        d.mkdir(parents=True)
+        (d / "server.pem").write_text("x")
+        (d / "input.json").write_text("{}")
+    (w.proj / "src").mkdir()
+    (w.proj / "src" / "main.py").write_text("")
+    p = w.plan()
+    deny = p.settings["filesystem"]["denyRead"]
+    assert str(fixtures) in deny and str(w.proj / "src") not in deny and str(w.proj) not in deny
+    assert len(p.secrets) <= HIDDEN_PATHS
+    assert any(str(fixtures) in n for n in p.notes)
+
+
+def test_what_package_managers_installed_is_not_walked(tmp_path):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    fixture = w.proj / "node_modules" / "tls-lib" / "test" / "server.pem"
+    fixture.parent.mkdir(parents=True)
+    fixture.write_text("x")
+    venv = w.proj / ".venv"
+    (venv / "lib" / "site").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "lib" / "site" / "key.pem").write_text("x")
+    (w.proj / "deploy.pem").write_text("x")
+    p = w.plan()
+    assert p.secrets == (str(w.proj / "deploy.pem"),)
+    # the policy still refuses to read them by name
+    assert w.read(fixture) == "deny" and w.read(venv / "lib" / "site" / "key.pem") == "deny"

@@ -58,7 +58,7 @@ CACHES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (".m2/repository", ("mvn",)),
     (".gradle/caches", ("gradle",)),
     (".gradle/wrapper", ("gradle",)),
-    (".cache/ms-playwright", ("playwright", "npx")),
+    (".cache/ms-playwright", ("playwright",)),
 )
 
 # Hosts a build reaches: package registries and git hosts. Any other host is asked about.
@@ -140,10 +140,30 @@ HOME_SECRETS: tuple[str, ...] = (
 # (a hook at the user's next commit, `core.hooksPath` or an alias in the config).
 GIT_NEVER_WRITTEN = (".git/hooks", ".git/config")
 
+# When an approved directory holds the home directory: the files that run code at the next
+# login or shell start, or in every later git command, stay unwritable all the same.
+HOME_NEVER_WRITTEN: tuple[str, ...] = (
+    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc",
+    ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".config/fish", ".gitconfig", ".config/git",
+    ".ssh", ".config/systemd", ".config/autostart", ".config/environment.d",
+    ".pam_environment", ".xprofile", ".xsessionrc", ".claude", ".claude.json",
+)  # fmt: skip
+
+# Paths hidden inside the approved directories, at most, each its own mount at every Bash
+# call (bubblewrap's mounts cost time that grows with their square: 100 add about 60 ms to a
+# call, 1,000 add 1.8 s, and past about 3,000 bubblewrap refuses). Past it, the directories
+# holding the most of them are hidden whole (`_collapse`).
+HIDDEN_PATHS = 200
+
 # Entries the scan of the approved directories looks at, at most, per turn. Past it the turn
 # still runs, the user is told that files past the bound are guarded by the policy alone.
 SCAN_ENTRIES = 1_000_000
 _SKIP_DIRS = frozenset({".git/objects"})  # content-addressed: no credential by name there
+# What package managers install: third-party files, whose test keys and sample `.env`s are not
+# the user's credentials (the policy still refuses to read them by name). Not walked: they
+# hold most of a project's files, and hiding their fixtures would cost a mount each.
+DEPENDENCY_DIRS = frozenset({"node_modules", "site-packages", "dist-packages", ".tox", ".nox",
+                             "bower_components", ".pnpm-store", ".yarn"})  # fmt: skip
 
 INSTALL = (
     ("Debian/Ubuntu", "sudo apt-get install bubblewrap socat"),
@@ -194,7 +214,8 @@ def _bwrap_fails(bwrap: str) -> str | None:
     AppArmor profile, a container without them): try it once."""
     try:
         done = subprocess.run(
-            [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--dev", "/dev", "true"],
+            [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--dev", "/dev",
+             shutil.which("true") or "/bin/true"],
             capture_output=True, text=True, timeout=10,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -270,9 +291,12 @@ def plan(
     for d in dirs:
         never_written += [os.path.join(d, g) for g in GIT_NEVER_WRITTEN
                           if os.path.lexists(os.path.join(d, ".git"))]  # fmt: skip
+    if any(_within(home, w) for w in writable):
+        never_written += [os.path.join(home, rel) for rel in HOME_NEVER_WRITTEN]
     started = time.perf_counter()
     found = scan(dirs, home, is_secret, secret_globs, limit)
-    hidden = [*config.private, *_home_secrets(home), *found.paths]
+    secrets, whole = _collapse(found.paths, dirs, HIDDEN_PATHS)
+    hidden = [*config.private, *_home_secrets(home), *secrets]
     settings: dict[str, Any] = {
         "enabled": True,
         # the CLI itself refuses to run a command unsandboxed (bwrap gone mid-run)
@@ -287,14 +311,97 @@ def plan(
         },
         "network": {"allowedDomains": _unique([*DOMAINS, *config.allowed_domains])},
     }
-    out = Plan(settings, found.paths, found.entries, found.complete,
+    out = Plan(settings, tuple(secrets), found.entries, found.complete,
                time.perf_counter() - started)  # fmt: skip
+    if whole:
+        shown = ", ".join(whole[:5]) + (f" and {len(whole) - 5} more" if len(whole) > 5 else "")
+        out.notes.append(
+            f"The approved directories hold {len(found.paths):,} credential files, too many to "
+            f"hide one by one: the sandbox hides these directories whole this turn: {shown}."
+        )
     if not found.complete:
         out.notes.append(
             f"The sandbox looked at the first {limit:,} files of the approved directories for "
             "credentials; files past them are guarded by the policy alone this turn."
         )
     return out
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _collapse(found: Iterable[str], roots: list[str], cap: int) -> tuple[list[str], list[str]]:
+    """At most `cap` paths that hide everything in `found`. Within the cap, `found` itself;
+    past it, first a directory all of whose entries are hidden stands for them (the same
+    for reads, but nothing can be added to it), then, while there are still too many, the
+    directory holding the most hidden paths is hidden whole (the deepest first among equals).
+    An approved directory itself is never hidden: past that, SandboxUnavailable. Returns the
+    paths, and the directories hidden whole that held more than secrets."""
+    found = sorted(set(found))
+    if len(found) <= cap:
+        return found, []
+    hidden = set(found)
+    whole: list[str] = []
+    changed = True
+    while changed:  # exact: a directory of nothing but hidden entries
+        changed = False
+        by_parent: dict[str, int] = {}
+        for p in hidden:
+            by_parent[os.path.dirname(p)] = by_parent.get(os.path.dirname(p), 0) + 1
+        for parent, n in by_parent.items():
+            if parent in roots or not any(_within(parent, r) for r in roots):
+                continue
+            try:
+                total = len(os.listdir(parent))
+            except OSError:
+                continue
+            if total == n:
+                hidden = {p for p in hidden if os.path.dirname(p) != parent} | {parent}
+                changed = True
+    level = 1  # merge by parent first; when no parent holds two, by grandparent, and so on
+    while len(hidden) > cap:
+        groups: dict[str, list[str]] = {}
+        for p in hidden:
+            up = _ancestor(p, level, roots)
+            if up is not None:
+                groups.setdefault(up, []).append(p)
+        merges = sorted((kv for kv in groups.items() if len(kv[1]) >= 2),
+                        key=lambda kv: (-len(kv[1]), -kv[0].count("/")))  # fmt: skip
+        if not merges:
+            if level >= _DEEPEST:
+                raise SandboxUnavailable(
+                    f"the approved directories hold {len(found):,} credential files in too "
+                    f"many places for the sandbox to hide (at most {cap} paths, and never an "
+                    "approved directory whole): move them out of the project, or run with "
+                    "LEASHD_SANDBOX=off, knowing that only the policy then guards them"
+                )
+            level += 1
+            continue
+        for up, inside in merges:
+            if len(hidden) <= cap:
+                break
+            hidden = (hidden - set(inside)) | {up}
+            whole.append(up)
+        level = 1
+    # a path inside a directory hidden whole needs no mount of its own
+    hidden = {p for p in hidden if not any(_within(p, d) and p != d for d in whole)}
+    whole = [w for w in whole if w in hidden]
+    return sorted(hidden), sorted(whole)
+
+
+_DEEPEST = 64
+
+
+def _ancestor(path: str, level: int, roots: list[str]) -> str | None:
+    """The directory `level` steps up from `path`, if it lies strictly inside an approved
+    directory (an approved directory is never hidden whole)."""
+    up = path
+    for _ in range(level):
+        up = os.path.dirname(up)
+    if up in roots or not any(_within(up, r) for r in roots):
+        return None
+    return up
 
 
 def _caches(home: str, which: Callable[[str], str | None]) -> list[str]:
@@ -395,7 +502,11 @@ def scan(
 
 
 def _skipped(path: str) -> bool:
-    return any(path.endswith("/" + s) for s in _SKIP_DIRS)
+    if os.path.basename(path) in DEPENDENCY_DIRS:
+        return True
+    if any(path.endswith("/" + s) for s in _SKIP_DIRS):
+        return True
+    return os.path.isfile(os.path.join(path, "pyvenv.cfg"))  # a virtualenv
 
 
 def secret_globs(rules: Iterable[Any]) -> list[tuple[str, bool]]:
@@ -422,15 +533,13 @@ def secret_globs(rules: Iterable[Any]) -> list[tuple[str, bool]]:
 # --- the agent's environment --------------------------------------------------------------
 
 
-def agent_env(environ: Mapping[str, str], config: SandboxConfig, cli_mode: str = "default"
-              ) -> dict[str, str]:  # fmt: skip
+def agent_env(environ: Mapping[str, str]) -> dict[str, str]:
     """What the agent's CLI gets on top of the daemon's environment. The SDK passes the whole
     environment on and cannot remove a variable, so leashd's own (`LEASHD_*`: the bot token,
-    the audit key, every setting) are emptied. Under the sandbox, the CLI also keeps its own
-    credentials (the API key) from the commands it runs (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB),
-    except in a turn that starts in plan mode: that setting forces the CLI's permission mode
-    to default, and the turn would not plan."""
-    out = {name: "" for name in environ if name.upper().startswith("LEASHD_")}
-    if config.enforced and cli_mode != "plan":
-        out["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
-    return out
+    the audit key, every setting) are emptied.
+
+    Not CLAUDE_CODE_SUBPROCESS_ENV_SCRUB, which would keep the CLI's API key from Bash: it
+    leaves empty files on disk as mount points (an empty `package.json`, `.env` and lockfiles
+    in the project, `.bashrc` and `.gitconfig` in the home) and forces the permission mode to
+    default (no plan mode)."""
+    return {name: "" for name in environ if name.upper().startswith("LEASHD_")}

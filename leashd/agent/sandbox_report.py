@@ -61,21 +61,21 @@ class Reader:
 
     def blocked(self, output: str) -> list[Blocked]:
         blocks, text = _violations(output[:_SCANNED])
-        found: list[Blocked] = []
+        found: dict[Blocked, None] = {}  # in order, each once: the CLI repeats its own lines
         for block in blocks:
             for line in block.splitlines():
                 if line.strip() and len(found) < _LINES:
-                    found.append(Blocked(_kind_of(line), _short(line)))
+                    found[Blocked(_kind_of(line), _short(line))] = None
         for line in text.splitlines():
             if len(found) >= _LINES:
                 break
             if _READ_ONLY in line:
-                found.append(Blocked("write", _short(line)))
+                found[Blocked("write", _short(line))] = None
             elif _NETWORK.search(line):
-                found.append(Blocked("network", _short(line)))
+                found[Blocked("network", _short(line))] = None
             elif (any(d in line for d in _DENIED) or _GONE in line) and self._names_hidden(line):
-                found.append(Blocked("read", _short(line)))
-        return found[:_LINES]
+                found[Blocked("read", _short(line))] = None
+        return list(found)[:_LINES]
 
     def _names_hidden(self, line: str) -> bool:
         if not self._forms:
