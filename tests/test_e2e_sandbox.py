@@ -275,8 +275,9 @@ def test_ordinary_work_still_works(world):
     w.bash(f"{sys.executable} -m pytest -p no:cacheprovider test_app.py; echo rc=$?")
     w.bash("mkdir -p build && cp app.py build/ && ls build; echo tmp > /tmp/leashd-e2e-$$ && "
            "rm /tmp/leashd-e2e-$$ && echo tmpok")  # fmt: skip
-    w.bash("git add app.py && git -c user.name=a -c user.email=a@b commit -qm one && git log "
-           "--oneline | wc -l")  # fmt: skip
+    # `git add -A` past the CLI's mount points (character devices inside the sandbox)
+    w.bash("git add -A && git -c user.name=a -c user.email=a@b commit -qm one && git log "
+           "--oneline | wc -l && git status --porcelain | wc -l")  # fmt: skip
     w.fake.say("done")
     conn = Recorder()
     w.run(conn)
@@ -285,7 +286,10 @@ def test_ordinary_work_still_works(world):
     assert "return a + b" in results[0]
     assert "1 passed" in results[1] and "rc=0" in results[1], results[1]
     assert "app.py" in results[2] and "tmpok" in results[2], results[2]
-    assert results[3].strip().endswith("1"), results[3]  # a commit works
+    assert results[3].split() == ["1", "0"], results[3]  # a commit, and nothing left over
+    committed = subprocess.run(["git", "-C", str(w.proj), "ls-files"], capture_output=True,
+                               text=True, check=True).stdout.split()  # fmt: skip
+    assert "app.py" in committed and ".bashrc" not in committed and ".env" not in committed
     assert w.sandbox_records() == []
     assert not [e for e in conn.events if isinstance(e, SandboxBlocked)]
     # nothing left behind on disk: no mount-point stubs, no settings file of the turn

@@ -9,6 +9,7 @@ is hidden in its own name."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -669,3 +670,51 @@ def test_what_package_managers_installed_is_not_walked(tmp_path):
     assert p.secrets == (str(w.proj / "deploy.pem"),)
     # the policy still refuses to read them by name
     assert w.read(fixture) == "deny" and w.read(venv / "lib" / "site" / "key.pem") == "deny"
+
+
+# --- the files of a turn ---------------------------------------------------------------------
+
+
+def test_the_turns_files_and_the_git_they_give(tmp_path, monkeypatch):
+    import subprocess
+
+    from leashd.agent.sandbox import TurnFiles
+
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    monkeypatch.setenv("HOME", str(w.home))
+    (w.home / ".config" / "git").mkdir(parents=True)
+    (w.home / ".config" / "git" / "ignore").write_text("*.swp")  # the user's own, no newline
+    sub = w.proj / "web"
+    sub.mkdir()
+    subprocess.run(["git", "init", "-q", str(w.proj)], check=True)
+    (sub / ".env").write_text("S=1")
+    (sub / "odd [1].pem").write_text("x")
+    p = w.plan()
+    files = TurnFiles(p, str(sub), {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "a.b",
+                                    "GIT_CONFIG_VALUE_0": "c"})  # fmt: skip
+    try:
+        assert os.stat(files.dir).st_mode & 0o777 == 0o700
+        settings = json.loads(Path(files.settings_path).read_text())["sandbox"]
+        assert files.settings_path in settings["filesystem"]["denyRead"]
+        assert files.dir in settings["filesystem"]["denyWrite"]
+        # the environment's own git setting stays first; the excludes come after it
+        assert files.env["GIT_CONFIG_COUNT"] == "2"
+        assert files.env["GIT_CONFIG_KEY_1"] == "core.excludesFile"
+        excludes = files.env["GIT_CONFIG_VALUE_1"]
+        text = Path(excludes).read_text()
+        assert text.startswith("*.swp\n")
+        assert "/web/.bashrc" in text.splitlines() and "/web/.claude/" in text.splitlines()
+        # git itself agrees: the hidden files and the mount points are ignored, and only them
+        for name in (".env", "odd [1].pem", ".bashrc", ".claude/agents"):
+            target = sub / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+        (sub / "app.py").write_text("")
+        env = {**os.environ, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.excludesFile",
+               "GIT_CONFIG_VALUE_0": excludes}  # fmt: skip
+        shown = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=sub, env=env,
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert shown.split() == ["??", "web/app.py"], shown
+    finally:
+        files.remove()
+    assert not os.path.exists(files.dir)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -155,9 +152,9 @@ class ClaudeAgent:
                               f"{_describe(exc)}"), False  # fmt: skip
         for note in plan.notes if plan is not None else ():
             await _tell(on_event, Notice(note))
-        kept = _SettingsFile(plan) if plan is not None else None
+        kept = os_sandbox.TurnFiles(plan, session.cwd, os.environ) if plan else None
         try:
-            options = self._options(session, resume, bridge, kept.path if kept else None)
+            options = self._options(session, resume, bridge, kept)
             client = ClaudeSDKClient(options)
         except BaseException:
             if kept is not None:
@@ -271,7 +268,7 @@ class ClaudeAgent:
 
     def _options(
         self, session: Session, resume: str | None, bridge: GateBridge,
-        settings: str | None = None,
+        sandbox: os_sandbox.TurnFiles | None = None,
     ) -> Any:  # fmt: skip
         from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
@@ -279,15 +276,16 @@ class ClaudeAgent:
         env = {
             # leashd's own settings and secrets never reach the agent
             **os_sandbox.agent_env(os.environ),
+            **(sandbox.env if sandbox is not None else {}),
             **cfg.env,
             # every Bash call starts in the project directory: the gate decides it from there
             "CLAUDE_BASH_MAINTAIN_PROJECT_WORKING_DIR": "1",
         }
         kwargs: dict[str, Any] = {}
-        if settings is not None:
+        if sandbox is not None:
             # a file, not the SDK's `sandbox=`: that goes on the command line as one argument,
             # and Linux refuses an argument past 128 KiB (about 1,700 hidden paths)
-            kwargs["settings"] = settings
+            kwargs["settings"] = sandbox.settings_path
         if cfg.allowed_tools:
             # `tools` sets which tools exist; `allowed_tools` would let the CLI run them
             # without asking anyone, which is never what a list here means.
@@ -400,25 +398,6 @@ class ClaudeAgent:
         self.gate.sandbox_blocked(turn.session, "Bash", tool_input, lines)
         summary = tool_summary("Bash", tool_input)
         await _tell(on_event, SandboxBlocked(block.tool_use_id, summary, tuple(lines)))
-
-
-class _SettingsFile:
-    """The turn's sandbox, as a settings file the CLI reads when it starts: in a directory of
-    its own (mode 0700) that the sandbox itself keeps commands from reading or writing, so no
-    command can change what a later CLI of this turn would read. Removed when the turn ends."""
-
-    def __init__(self, plan: os_sandbox.Plan) -> None:
-        self.dir = tempfile.mkdtemp(prefix="leashd-turn-")
-        fs = plan.settings["filesystem"]
-        fs["denyRead"] = [*fs["denyRead"], self.dir]
-        fs["denyWrite"] = [*fs["denyWrite"], self.dir]
-        self.path = os.path.join(self.dir, "settings.json")
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"sandbox": plan.settings}, f)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _result_text(content: Any) -> str:

@@ -21,6 +21,7 @@ and `autoAllowBashIfSandboxed` off so that the policy still decides every call.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -150,10 +151,10 @@ HOME_NEVER_WRITTEN: tuple[str, ...] = (
 )  # fmt: skip
 
 # Paths hidden inside the approved directories, at most, each its own mount at every Bash
-# call (bubblewrap's mounts cost time that grows with their square: 100 add about 60 ms to a
-# call, 1,000 add 1.8 s, and past about 3,000 bubblewrap refuses). Past it, the directories
-# holding the most of them are hidden whole (`_collapse`).
-HIDDEN_PATHS = 200
+# call (bubblewrap's mounts cost time that grows with their square: 100 add about 50 ms to a
+# call, 200 about 110 ms, 1,000 about 1.8 s, and past about 3,000 bubblewrap refuses). Past
+# it, the directories holding the most of them are hidden whole (`_collapse`).
+HIDDEN_PATHS = 100
 
 # Entries the scan of the approved directories looks at, at most, per turn. Past it the turn
 # still runs, the user is told that files past the bound are guarded by the policy alone.
@@ -528,6 +529,111 @@ def secret_globs(rules: Iterable[Any]) -> list[tuple[str, bool]]:
             continue
         out += [(g, paths.ignore_case) for g in paths.globs]
     return out
+
+
+# --- the files of a turn --------------------------------------------------------------------
+
+# What the CLI mounts over in the working directory when they do not exist, so that no command
+# makes them (shell startup files, an editor's, git's or an MCP config, Claude Code's own
+# `.claude/` settings, agents, hooks and skills: each runs code later). Inside the sandbox
+# they show as character devices, and `git add -A` refuses them ("can only add regular
+# files"): the turn's git ignores them, as untracked files only (what is tracked stays
+# tracked). The list is Claude Code's and may grow with it: tests/test_e2e_sandbox.py finds
+# out (a fresh repository must show nothing untracked to `git status` inside the sandbox).
+CLI_MOUNT_POINTS: tuple[str, ...] = (
+    ".bash_profile", ".bash_login", ".bashrc", ".profile", ".zprofile", ".zshrc", ".zshenv",
+    ".zlogin", ".gitconfig", ".gitmodules", ".ripgreprc", ".mcp.json", ".idea", ".vscode",
+    ".claude/",
+)  # fmt: skip
+_EXCLUDES_READ = 1 << 20  # bytes of the user's own global gitignore carried over, at most
+
+
+class TurnFiles:
+    """A turn's files, in a directory of its own (mode 0700) that the sandbox keeps every
+    command from writing: the settings the CLI reads when it starts (unreadable to commands
+    too, so no command can change what the CLI reads), and the git excludes of the turn (the
+    user's global ones plus `CLI_MOUNT_POINTS`), given to git through `env`. Removed when
+    the turn ends."""
+
+    def __init__(self, plan: Plan, cwd: str, environ: Mapping[str, str]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="leashd-turn-")
+        try:
+            self.settings_path = os.path.join(self.dir, "settings.json")
+            fs = plan.settings["filesystem"]
+            fs["denyRead"] = [*fs["denyRead"], self.settings_path]
+            fs["denyWrite"] = [*fs["denyWrite"], self.dir]
+            _write(self.settings_path, json.dumps({"sandbox": plan.settings}))
+            excludes = os.path.join(self.dir, "gitignore")
+            _write(excludes, _git_excludes(cwd, environ, plan.secrets))
+            self.env = _git_config_env(environ, "core.excludesFile", excludes)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _git_excludes(cwd: str, environ: Mapping[str, str], hidden: Iterable[str] = ()) -> str:
+    """The user's global gitignore, then the CLI's mount points, anchored where they appear
+    (the working directory, relative to its repository's top), then the files the sandbox
+    hides in that repository (mounted over the same way: and a `git add -A` must not take
+    an untracked `.env` in any case)."""
+    own = ""
+    path = _global_excludes(environ)
+    if path:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                own = f.read(_EXCLUDES_READ)
+        except OSError:
+            own = ""
+    top = cwd
+    while top != "/" and not os.path.lexists(os.path.join(top, ".git")):
+        top = os.path.dirname(top)
+    prefix = "" if top == "/" else os.path.relpath(cwd, top)
+    prefix = "" if prefix == "." else prefix + "/"
+    ours = [f"/{prefix}{name}" for name in CLI_MOUNT_POINTS]
+    if top != "/":
+        ours += [f"/{_glob_escape(os.path.relpath(p, top))}" for p in hidden if _within(p, top)]
+    ours_text = "\n".join(ours)
+    sep = "" if not own or own.endswith("\n") else "\n"
+    return f"{own}{sep}# leashd: the OS sandbox's mount points\n{ours_text}\n"
+
+
+def _glob_escape(path: str) -> str:
+    """A path as a gitignore pattern that matches it alone."""
+    out = "".join("\\" + c if c in "*?[]!#\\ " else c for c in path)
+    return out
+
+
+def _global_excludes(environ: Mapping[str, str]) -> str | None:
+    """Where git reads the user's global excludes: core.excludesFile, else XDG's default."""
+    try:
+        done = subprocess.run(["git", "config", "--global", "--get", "core.excludesFile"],
+                              capture_output=True, text=True, timeout=5)  # fmt: skip
+        if done.returncode == 0 and done.stdout.strip():
+            return os.path.expanduser(done.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    xdg = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(xdg, "git", "ignore")
+
+
+def _git_config_env(environ: Mapping[str, str], key: str, value: str) -> dict[str, str]:
+    """One more git setting through the environment (GIT_CONFIG_COUNT, git 2.31), after any
+    the environment already gives that way."""
+    try:
+        n = int(environ.get("GIT_CONFIG_COUNT", "0") or "0")
+    except ValueError:
+        n = 0
+    return {"GIT_CONFIG_COUNT": str(n + 1), f"GIT_CONFIG_KEY_{n}": key,
+            f"GIT_CONFIG_VALUE_{n}": value}  # fmt: skip
 
 
 # --- the agent's environment --------------------------------------------------------------
