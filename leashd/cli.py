@@ -728,13 +728,13 @@ def audit_tail(path: Path | None, count: int, follow: bool, as_json: bool) -> No
 @click.option("--rule")
 @click.option("--session")
 @click.option("--event", help="An approval event: requested, approved, rejected, expired, ...")
-@click.option("--kind", help="decision, approval, sandbox (what the OS sandbox blocked), ...")
+@click.option("--kind", help="decision, approval, sandbox, policy, void, seal")
 @click.option("--since", type=_When(end=False), help="From: 2026-11-22 or 2026-11-22T10:00 (UTC)")
 @click.option("--until", type=_When(end=True), help="Up to: a date is its whole day (UTC)")
 @click.option("--json", "as_json", is_flag=True, help="The records as JSON Lines.")
 def audit_search(path: Path | None, as_json: bool, **want: Any) -> None:
     """Records with every field given (tool, decision, rule, session, event, kind, time
-    range). `--kind sandbox` lists what the OS sandbox blocked."""
+    range). `--kind sandbox --event blocked` lists what the OS sandbox blocked."""
     log = _log(path)
     if not _existing(log):
         return

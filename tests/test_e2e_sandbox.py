@@ -139,7 +139,8 @@ class World:
         return self.fake.seen()
 
     def sandbox_records(self) -> list[dict]:
-        return [r for r in records(self.audit_path) if r.get("kind") == "sandbox"]
+        return [r for r in records(self.audit_path)
+                if r.get("kind") == "sandbox" and r.get("event") == "blocked"]  # fmt: skip
 
 
 @pytest.fixture
@@ -263,7 +264,9 @@ def test_what_the_sandbox_blocked_is_audited_and_shown(attacked):
 
     from leashd.cli import main
 
-    res = CliRunner().invoke(main, ["audit", "search", str(w.audit_path), "--kind", "sandbox"])
+    res = CliRunner().invoke(
+        main, ["audit", "search", str(w.audit_path), "--kind", "sandbox", "--event", "blocked"]
+    )
     assert res.exit_code == 0, res.output
     assert "sandbox blocked" in res.output and str(w.outside) in res.output
 

@@ -656,7 +656,7 @@ def describe(record: dict[str, Any]) -> str:
         return f"{head} void: records {record.get('voids')} did not take effect"
     if kind == "seal":
         return f"{head} seal: {record.get('damage')} ({record.get('length')} bytes kept)"
-    if kind == "sandbox":
+    if kind == "sandbox" and record.get("event") == "blocked":
         given = record.get("input")
         command = given.get("command") if isinstance(given, dict) else None
         what = "; ".join(str(b) for b in record.get("blocked") or [])
