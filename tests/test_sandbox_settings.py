@@ -718,3 +718,25 @@ def test_the_turns_files_and_the_git_they_give(tmp_path, monkeypatch):
     finally:
         files.remove()
     assert not os.path.exists(files.dir)
+
+
+def test_a_dead_processs_turn_directory_is_removed_and_a_live_ones_kept(tmp_path, monkeypatch):
+    import subprocess
+
+    from leashd.agent.sandbox import TurnFiles
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / f"leashd-turn-{gone.pid}-abc"
+    stale.mkdir()
+    (stale / "settings.json").write_text("{}")
+    live = tmp_path / f"leashd-turn-{os.getppid()}-def"
+    live.mkdir()
+    w = World(tmp_path / "w", load_compiled(DEFAULT_POLICIES))
+    files = TurnFiles(w.plan(), str(w.proj), {})
+    try:
+        assert not stale.exists() and live.exists()
+        assert os.path.basename(files.dir).startswith(f"leashd-turn-{os.getpid()}-")
+    finally:
+        files.remove()

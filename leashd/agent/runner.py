@@ -146,13 +146,13 @@ class ClaudeAgent:
         bridge = GateBridge(self.gate, lambda: state["session"], ask, on_verdict)
         try:
             plan = await self._sandbox(session)
+            kept = os_sandbox.TurnFiles(plan, session.cwd, os.environ) if plan else None
         except Exception as exc:  # never a turn without the sandbox it should have
             log.error("could not set up the sandbox", session=session.id, error=repr(exc))
             return TurnResult("", resume, error=f"the OS sandbox could not be set up: "
                               f"{_describe(exc)}"), False  # fmt: skip
         for note in plan.notes if plan is not None else ():
             await _tell(on_event, Notice(note))
-        kept = os_sandbox.TurnFiles(plan, session.cwd, os.environ) if plan else None
         try:
             options = self._options(session, resume, bridge, kept)
             client = ClaudeSDKClient(options)

@@ -556,7 +556,8 @@ class TurnFiles:
     the turn ends."""
 
     def __init__(self, plan: Plan, cwd: str, environ: Mapping[str, str]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="leashd-turn-")
+        _remove_stale()
+        self.dir = tempfile.mkdtemp(prefix=f"{_TURN_PREFIX}{os.getpid()}-")
         try:
             self.settings_path = os.path.join(self.dir, "settings.json")
             fs = plan.settings["filesystem"]
@@ -572,6 +573,39 @@ class TurnFiles:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_TURN_PREFIX = "leashd-turn-"
+
+
+def _remove_stale() -> None:
+    """The turn directories of processes that are gone (a daemon killed mid-turn): removed, so
+    no later sandbox finds an old turn's settings readable in the temporary directory."""
+    temp = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(temp) if n.startswith(_TURN_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_TURN_PREFIX) :].split("-", 1)[0]
+        path = os.path.join(temp, name)
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            if os.stat(path).st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write(path: str, text: str) -> None:
