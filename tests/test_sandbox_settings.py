@@ -176,7 +176,13 @@ def test_unreadable_are_leashd_files_the_home_credentials_and_the_secrets_found(
     private = (str(w.root / "leashd"),)
     p = w.plan(SandboxConfig(private=private))
     home_secrets = [str(w.home / rel) for rel in HOME_SECRETS]
-    assert p.settings["filesystem"]["denyRead"] == [*private, *home_secrets, str(secret)]
+    # and the places outside the home the default policy names, where they exist here
+    named = [n for n in ("/var/run/secrets", "/run/secrets", "/etc/kubernetes/admin.conf",
+                         "/etc/wireguard", "/etc/shadow", "/etc/gshadow", "/etc/sudoers")
+             if os.path.lexists(n)]  # fmt: skip
+    deny = p.settings["filesystem"]["denyRead"]
+    assert deny[: len(private) + len(home_secrets)] == [*private, *home_secrets]
+    assert sorted(deny[len(private) + len(home_secrets) :]) == sorted([*named, str(secret)])
     assert p.secrets == (str(secret),)
     assert p.complete and p.notes == [] and p.scanned == 3  # config, config/.env, README.md
     for must in (
@@ -291,15 +297,16 @@ def test_a_symlink_is_not_followed_out_of_the_approved_directory(tmp_path, compi
     assert w.read(w.proj / "out" / "d1" / ".env") == "deny"
 
 
-def test_the_limit_stops_the_scan_and_says_so(tmp_path, compiled):
+def test_the_limit_stops_the_scan_and_the_turn(tmp_path, compiled):
     w = World(tmp_path, compiled)
     for i in range(30):
         touch(w.proj / f"f{i:02}.txt")
     touch(w.proj / "zz" / ".env")
-    p = w.plan(limit=10)
-    assert not p.complete and p.scanned == 10
-    assert len(p.notes) == 1 and "first 10 files" in p.notes[0]
-    assert "policy alone" in p.notes[0]
+    found = scan([str(w.proj)], str(w.home), w.is_secret, w.globs, limit=10)
+    assert not found.complete and found.entries == 10
+    # the agent can make files: past the limit the turn is refused, never left to the policy
+    with pytest.raises(SandboxUnavailable, match="LEASHD_SANDBOX=off"):
+        w.plan(limit=10)
     p = w.plan(limit=32)
     assert p.complete and p.notes == [] and p.scanned == 32
     assert p.secrets == (str(w.proj / "zz" / ".env"),)
@@ -527,13 +534,15 @@ def test_a_writable_home_keeps_its_startup_files_and_an_unwritable_one_lists_non
 # --- the agent's environment --------------------------------------------------------------
 
 
-def test_every_leashd_variable_is_emptied_and_nothing_else_is_touched():
+def test_every_leashd_variable_is_emptied_and_uv_copies():
     environ = {"LEASHD_TELEGRAM_BOT_TOKEN": "123:abc", "LEASHD_AUDIT_KEY": "k",
                "leashd_lower": "x", "PATH": "/usr/bin", "ANTHROPIC_API_KEY": "sk",
                "NOT_LEASHD_X": "y"}  # fmt: skip
-    # no CLAUDE_CODE_SUBPROCESS_ENV_SCRUB: it leaves empty package.json, .env, .bashrc on disk
+    # no CLAUDE_CODE_SUBPROCESS_ENV_SCRUB: it leaves empty package.json, .env, .bashrc on disk;
+    # uv copies from its (writable) cache rather than linking it into virtualenvs
     assert agent_env(environ) == {
-        "LEASHD_TELEGRAM_BOT_TOKEN": "", "LEASHD_AUDIT_KEY": "", "leashd_lower": ""
+        "LEASHD_TELEGRAM_BOT_TOKEN": "", "LEASHD_AUDIT_KEY": "", "leashd_lower": "",
+        "UV_LINK_MODE": "copy",
     }  # fmt: skip
 
 
@@ -662,14 +671,15 @@ def test_what_package_managers_installed_is_not_walked(tmp_path):
     fixture.parent.mkdir(parents=True)
     fixture.write_text("x")
     venv = w.proj / ".venv"
-    (venv / "lib" / "site").mkdir(parents=True)
+    certifi = venv / "lib" / "python3.11" / "site-packages" / "certifi" / "cacert.pem"
+    certifi.parent.mkdir(parents=True)
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
-    (venv / "lib" / "site" / "key.pem").write_text("x")
+    certifi.write_text("x")  # hidden, every HTTPS request of the virtualenv would fail
     (w.proj / "deploy.pem").write_text("x")
     p = w.plan()
     assert p.secrets == (str(w.proj / "deploy.pem"),)
     # the policy still refuses to read them by name
-    assert w.read(fixture) == "deny" and w.read(venv / "lib" / "site" / "key.pem") == "deny"
+    assert w.read(fixture) == "deny" and w.read(certifi) == "deny"
 
 
 # --- the files of a turn ---------------------------------------------------------------------
@@ -693,10 +703,14 @@ def test_the_turns_files_and_the_git_they_give(tmp_path, monkeypatch):
     files = TurnFiles(p, str(sub), {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "a.b",
                                     "GIT_CONFIG_VALUE_0": "c"})  # fmt: skip
     try:
-        assert os.stat(files.dir).st_mode & 0o777 == 0o700
+        base = os.path.dirname(os.path.dirname(files.settings_path))
+        assert os.stat(base).st_mode & 0o777 == 0o700
         settings = json.loads(Path(files.settings_path).read_text())["sandbox"]
-        assert files.settings_path in settings["filesystem"]["denyRead"]
-        assert files.dir in settings["filesystem"]["denyWrite"]
+        # every turn's settings unreadable, every turn's files unwritable: a command of one
+        # turn cannot change what the CLI of another turn beside it reads
+        assert os.path.dirname(files.settings_path) in settings["filesystem"]["denyRead"]
+        assert base in settings["filesystem"]["denyWrite"]
+        assert not _within_any(files.excludes_path, settings["filesystem"]["denyRead"])
         # the environment's own git setting stays first; the excludes come after it
         assert files.env["GIT_CONFIG_COUNT"] == "2"
         assert files.env["GIT_CONFIG_KEY_1"] == "core.excludesFile"
@@ -717,10 +731,14 @@ def test_the_turns_files_and_the_git_they_give(tmp_path, monkeypatch):
         assert shown.split() == ["??", "web/app.py"], shown
     finally:
         files.remove()
-    assert not os.path.exists(files.dir)
+    assert not os.path.exists(files.settings_path) and not os.path.exists(files.excludes_path)
 
 
-def test_a_dead_processs_turn_directory_is_removed_and_a_live_ones_kept(tmp_path, monkeypatch):
+def _within_any(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r + "/") for r in roots)
+
+
+def test_a_dead_processs_turn_files_are_removed_and_a_live_ones_kept(tmp_path, monkeypatch):
     import subprocess
 
     from leashd.agent.sandbox import TurnFiles
@@ -728,15 +746,106 @@ def test_a_dead_processs_turn_directory_is_removed_and_a_live_ones_kept(tmp_path
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.Popen(["true"])
     gone.wait()
-    stale = tmp_path / f"leashd-turn-{gone.pid}-abc"
-    stale.mkdir()
-    (stale / "settings.json").write_text("{}")
-    live = tmp_path / f"leashd-turn-{os.getppid()}-def"
-    live.mkdir()
+    base = tmp_path / f"leashd-{os.getuid()}"
+    for part in ("settings", "git"):
+        (base / part).mkdir(parents=True, mode=0o700)
+    base.chmod(0o700)
+    stale = base / "settings" / f"{gone.pid}-abc.json"
+    stale.write_text("{}")
+    live = base / "settings" / f"{os.getppid()}-def.json"
+    live.write_text("{}")
     w = World(tmp_path / "w", load_compiled(DEFAULT_POLICIES))
     files = TurnFiles(w.plan(), str(w.proj), {})
     try:
         assert not stale.exists() and live.exists()
-        assert os.path.basename(files.dir).startswith(f"leashd-turn-{os.getpid()}-")
+        assert os.path.basename(files.settings_path).startswith(f"{os.getpid()}-")
     finally:
         files.remove()
+
+
+def test_turn_files_refuse_a_directory_someone_else_prepared(tmp_path, monkeypatch):
+    from leashd.agent.sandbox import TurnFiles
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (tmp_path / f"leashd-{os.getuid()}").mkdir(mode=0o777)
+    (tmp_path / f"leashd-{os.getuid()}").chmod(0o777)  # open to anyone: not ours alone
+    w = World(tmp_path / "w", load_compiled(DEFAULT_POLICIES))
+    with pytest.raises(SandboxUnavailable, match="0700"):
+        TurnFiles(w.plan(), str(w.proj), {})
+
+
+# --- what the review found ---------------------------------------------------------------------
+
+
+def test_a_marker_file_does_not_make_the_scan_skip_a_secret(tmp_path):
+    # the agent cannot have `sub/.env` unhidden at the next turn by putting a pyvenv.cfg beside it
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    sub = w.proj / "sub"
+    sub.mkdir()
+    (sub / ".env").write_text("S=1")
+    (sub / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert str(sub / ".env") in w.plan().secrets
+
+
+def test_the_places_the_policy_names_in_the_home_are_hidden(tmp_path):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    for rel in (".config/stripe/config.toml", ".wrangler/config/default.toml",
+                ".mozilla/firefox/abc.default/logins.json", ".histfile"):  # fmt: skip
+        (w.home / rel).parent.mkdir(parents=True, exist_ok=True)
+        (w.home / rel).write_text("secret")
+    deny = w.plan().settings["filesystem"]["denyRead"]
+    for rel in (".config/stripe", ".wrangler", ".mozilla/firefox/abc.default/logins.json",
+                ".histfile"):  # fmt: skip
+        assert str(w.home / rel) in deny, rel
+    assert str(w.home / ".config") not in deny  # only what is named
+
+
+def test_past_the_scan_limit_the_turn_is_refused_not_left_to_the_policy(tmp_path):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    for i in range(30):
+        (w.proj / f"f{i}.txt").write_text("")
+    (w.proj / ".env").write_text("S=1")
+    with pytest.raises(SandboxUnavailable, match="more than 10 entries"):
+        w.plan(limit=10)
+
+
+def test_policy_files_and_the_files_beside_leashds_own_are_kept(tmp_path, monkeypatch):
+    from leashd.daemon.app import sandbox_config
+    from leashd.daemon.config import Settings
+
+    monkeypatch.setenv("LEASHD_HOME", str(tmp_path / "lh"))
+    policy = tmp_path / "proj" / "team.yaml"
+    policy.parent.mkdir()
+    policy.write_text("rules: []\n")
+    store = tmp_path / "elsewhere" / "db.sqlite"
+    cfg = sandbox_config(Settings(storage_path=str(store), policy_files=[str(policy), "strict"]))
+    assert cfg.protected == (str(policy),)  # a file: readable, never written
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        assert f"{store}{suffix}" in cfg.private
+    w = World(tmp_path / "w", load_compiled(DEFAULT_POLICIES))
+    fs = w.plan(cfg).settings["filesystem"]
+    assert str(policy) in fs["denyWrite"] and str(policy) not in fs["denyRead"]
+
+
+@pytest.mark.parametrize(
+    "host", ["", "evil.com@github.com", "a b", "github.com;evil.com", "github.com/x", "a\nb"]
+)
+def test_a_host_the_proxy_would_not_spell_is_malformed_and_refused(tmp_path, host):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    d = w.gate.decide(w.session, "SandboxNetworkAccess", {"host": host})
+    assert d.action == "deny" and "malformed" in d.reason, d
+
+
+@pytest.mark.parametrize(
+    ("host", "rule"),
+    [("example.com", "sandbox-network"), ("EXAMPLE.com.", "sandbox-network"),
+     ("localhost", "sandbox-network-local"), ("127.0.0.1", "sandbox-network-local"),
+     ("::1", "sandbox-network-local"), ("[::1]", "sandbox-network-local"),
+     ("192.168.1.10", "sandbox-network-local"),
+     ("169.254.169.254", "metadata-and-admin-endpoints")],
+)  # fmt: skip
+def test_hosts_the_sandbox_asks_about_under_the_default_policy(tmp_path, host, rule):
+    w = World(tmp_path, load_compiled(DEFAULT_POLICIES))
+    d = w.gate.decide(w.session, "SandboxNetworkAccess", {"host": host})
+    assert d.rule_name == rule, d
+    assert d.action == ("require_approval" if rule == "sandbox-network" else "deny")

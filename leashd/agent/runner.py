@@ -345,14 +345,16 @@ class ClaudeAgent:
                     await self._announced(turn, agent_session)
             elif isinstance(msg, AssistantMessage):
                 if msg.parent_tool_use_id is not None:
-                    continue  # a sub-agent's own talk: its tool calls are gated all the same
+                    # a sub-agent's own talk: its tool calls are gated all the same, and what
+                    # the sandbox blocks in its Bash calls is reported like the agent's own
+                    self._remember_bash(turn, msg.content, ToolUseBlock)
+                    continue
                 for block in msg.content:
                     if isinstance(block, TextBlock):
                         texts.append(block.text)
                         await _tell(on_event, Text(block.text))
                     elif isinstance(block, ToolUseBlock):
-                        if block.name == "Bash" and turn.reader is not None:
-                            turn.bash[block.id] = block.input
+                        self._remember_bash(turn, [block], ToolUseBlock)
                         tools.append(block.name)
                         summary = tool_summary(block.name, block.input)
                         await _tell(on_event, ToolStarted(block.id, block.name, summary))
@@ -385,6 +387,16 @@ class ClaudeAgent:
         return TurnResult(
             "\n\n".join(texts), agent_session, error="the agent ended without a result"
         )
+
+    @staticmethod
+    def _remember_bash(turn: _Turn, blocks: Any, tool_use: type) -> None:
+        if turn.reader is None or not isinstance(blocks, list):
+            return
+        for block in blocks:
+            if isinstance(block, tool_use) and block.name == "Bash":
+                turn.bash[block.id] = block.input
+                while len(turn.bash) > 1024:  # results that never came
+                    turn.bash.pop(next(iter(turn.bash)))
 
     async def _blocked(self, turn: _Turn, block: Any, on_event: OnEvent) -> None:
         """What the sandbox refused during an allowed Bash call: audited and shown."""

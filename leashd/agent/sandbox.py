@@ -21,9 +21,12 @@ and `autoAllowBashIfSandboxed` off so that the policy still decides every call.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -38,28 +41,23 @@ MODES: tuple[str, ...] = ("enforce", "off")
 # Caches a build writes to, under the home directory, with the programs that use each: a
 # cache is made writable when it exists, and made (empty) first when one of its programs is
 # installed, since the sandbox can only open a directory that is there when the turn starts.
+# Only caches of downloads: whatever is written here can be used later outside the sandbox, so
+# stores of what runs (pre-commit's hook repositories, Poetry's virtualenvs, Gradle's wrapper
+# distributions, Playwright's browsers) are left out, and so is pnpm's store, which is
+# hard-linked into projects elsewhere. uv's cache is hard-linked into virtualenvs too: it is
+# writable (a build needs it), and the agent's uv is told to copy (UV_LINK_MODE, `agent_env`),
+# but links your own uv made before stay linked (docs/sandbox.md).
 CACHES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (".cache/pip", ("pip", "pip3")),
     (".cache/uv", ("uv",)),
-    (".cache/pypoetry", ("poetry",)),
-    (".cache/pre-commit", ("pre-commit",)),
-    (".cache/hatch", ("hatch",)),
     (".npm", ("npm", "npx")),
     (".cache/yarn", ("yarn",)),
-    (".yarn/berry/cache", ("yarn",)),
-    (".local/share/pnpm/store", ("pnpm",)),
-    (".cache/pnpm", ("pnpm",)),
-    (".bun/install/cache", ("bun",)),
-    (".cache/deno", ("deno",)),
-    (".cache/node-gyp", ("node-gyp",)),
     (".cargo/registry", ("cargo",)),
     (".cargo/git", ("cargo",)),
     ("go/pkg/mod", ("go",)),
     (".cache/go-build", ("go",)),
     (".m2/repository", ("mvn",)),
     (".gradle/caches", ("gradle",)),
-    (".gradle/wrapper", ("gradle",)),
-    (".cache/ms-playwright", ("playwright",)),
 )
 
 # Hosts a build reaches: package registries and git hosts. Any other host is asked about.
@@ -126,6 +124,7 @@ HOME_SECRETS: tuple[str, ...] = (
     ".oci",
     ".fly",
     ".claude/.credentials.json",
+    ".claude/projects",  # the transcripts of every earlier session (what was read in them)
     ".codex/auth.json",
     ".cache/huggingface/token",
     ".huggingface/token",
@@ -147,7 +146,9 @@ HOME_NEVER_WRITTEN: tuple[str, ...] = (
     ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc",
     ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".config/fish", ".gitconfig", ".config/git",
     ".ssh", ".config/systemd", ".config/autostart", ".config/environment.d",
-    ".pam_environment", ".xprofile", ".xsessionrc", ".claude", ".claude.json",
+    ".pam_environment", ".xprofile", ".xsessionrc", ".claude", ".claude.json", ".local/bin",
+    "bin", ".cargo/bin", ".local/lib", ".vimrc", ".config/nvim", ".tmux.conf", ".ipython",
+    ".config/Code", ".npmrc", ".pypirc", ".netrc",
 )  # fmt: skip
 
 # Paths hidden inside the approved directories, at most, each its own mount at every Bash
@@ -160,9 +161,10 @@ HIDDEN_PATHS = 100
 # still runs, the user is told that files past the bound are guarded by the policy alone.
 SCAN_ENTRIES = 1_000_000
 _SKIP_DIRS = frozenset({".git/objects"})  # content-addressed: no credential by name there
-# What package managers install: third-party files, whose test keys and sample `.env`s are not
-# the user's credentials (the policy still refuses to read them by name). Not walked: they
-# hold most of a project's files, and hiding their fixtures would cost a mount each.
+# What package managers install: third-party files, whose test keys and CA bundles
+# (certifi's `cacert.pem`, which pip and requests read) are no credentials of the user's (the
+# policy still refuses to read them by name). Not walked: they hold most of a project's files,
+# and hiding them would break every HTTPS request of a virtualenv.
 DEPENDENCY_DIRS = frozenset({"node_modules", "site-packages", "dist-packages", ".tox", ".nox",
                              "bower_components", ".pnpm-store", ".yarn"})  # fmt: skip
 
@@ -186,6 +188,7 @@ class SandboxConfig:
     allowed_domains: tuple[str, ...] = ()  # added to DOMAINS
     excluded_commands: tuple[str, ...] = ()  # run outside the sandbox: only what the user lists
     private: tuple[str, ...] = ()  # leashd's home, database, audit log, logs, key file
+    protected: tuple[str, ...] = ()  # readable, never written: the policy files
 
     @property
     def enforced(self) -> bool:
@@ -294,10 +297,21 @@ def plan(
                           if os.path.lexists(os.path.join(d, ".git"))]  # fmt: skip
     if any(_within(home, w) for w in writable):
         never_written += [os.path.join(home, rel) for rel in HOME_NEVER_WRITTEN]
+    never_written += [*config.protected]
+    globs = list(secret_globs)
     started = time.perf_counter()
-    found = scan(dirs, home, is_secret, secret_globs, limit)
+    found = scan(dirs, home, is_secret, globs, limit)
+    if not found.complete:
+        # the agent can make files: a limit it could reach must not unhide what lies past it
+        raise SandboxUnavailable(
+            f"the approved directories hold more than {limit:,} entries (what package "
+            "managers install not counted): too many for the sandbox to look through for "
+            "credentials at each turn. Remove what is not needed (or approve a smaller "
+            "directory), or run with LEASHD_SANDBOX=off, knowing that only the policy then "
+            "guards them"
+        )
     secrets, whole = _collapse(found.paths, dirs, HIDDEN_PATHS)
-    hidden = [*config.private, *_home_secrets(home), *secrets]
+    hidden = [*config.private, *_home_secrets(home), *_named(globs, home), *secrets]
     settings: dict[str, Any] = {
         "enabled": True,
         # the CLI itself refuses to run a command unsandboxed (bwrap gone mid-run)
@@ -319,11 +333,6 @@ def plan(
         out.notes.append(
             f"The approved directories hold {len(found.paths):,} credential files, too many to "
             f"hide one by one: the sandbox hides these directories whole this turn: {shown}."
-        )
-    if not found.complete:
-        out.notes.append(
-            f"The sandbox looked at the first {limit:,} files of the approved directories for "
-            "credentials; files past them are guarded by the policy alone this turn."
         )
     return out
 
@@ -423,6 +432,33 @@ def _home_secrets(home: str) -> list[str]:
     return [os.path.join(home, rel) for rel in HOME_SECRETS]
 
 
+_NAMED_MATCHES = 256  # paths one wildcard glob of the policy's may expand to, at most
+
+
+def _named(globs: Iterable[tuple[str, bool]], home: str) -> list[str]:
+    """The places the policies name outright (`~/.config/stripe`, `/run/secrets`,
+    `~/.mozilla/firefox/*/logins.json`) that exist: hidden wherever they are, inside the
+    approved directories or not. Relative names (`.env`, `*.pem`) are the scan's."""
+    import glob as globbing
+
+    out: list[str] = []
+    for pattern, _ignore_case in globs:
+        if pattern.startswith("~/"):
+            path = os.path.join(home, pattern[2:])
+        elif pattern.startswith("/"):
+            path = pattern
+        else:
+            continue
+        path = path.rstrip("/")
+        if "**" in path:
+            continue  # a whole tree's worth: the policy guards it by name
+        if any(c in path for c in "*?["):
+            out += sorted(globbing.glob(path, include_hidden=True))[:_NAMED_MATCHES]
+        elif os.path.lexists(path):
+            out.append(path)
+    return out
+
+
 def _expand(paths: Iterable[str], home: str) -> list[str]:
     out = []
     for p in paths:
@@ -456,7 +492,8 @@ def scan(
 ) -> Scan:
     """Every file or directory under `roots` the policies keep the Read tool from, without
     following symbolic links out (a link is judged by its own name, and hidden as such). A
-    directory found is hidden whole and not walked into. At most `limit` entries."""
+    directory found is hidden whole and not walked into. At most `limit` entries, and as many
+    names the filter lets through to the policy; past either, `complete` is False."""
     from leashd.policy.matchers import MultiPattern
     from leashd.policy.patterns import glob_regex
 
@@ -472,7 +509,7 @@ def scan(
         return path.startswith(home_prefix) and bool(matcher.hits("~/" + path[len(home_prefix) :]))
 
     found: list[str] = []
-    entries = 0
+    entries = asked = 0
     stack = [os.path.realpath(r) for r in roots]
     seen_roots = set()
     while stack:
@@ -490,9 +527,13 @@ def scan(
                 if entries > limit:
                     return Scan(tuple(found), entries - 1, False)
                 path = entry.path
-                if candidate(path) and is_secret(path):
-                    found.append(path)
-                    continue
+                if candidate(path):
+                    asked += 1
+                    if asked > limit // 20:  # each costs a policy decision (tens of µs)
+                        return Scan(tuple(found), entries, False)
+                    if is_secret(path):
+                        found.append(path)
+                        continue
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
                 except OSError:
@@ -503,11 +544,12 @@ def scan(
 
 
 def _skipped(path: str) -> bool:
+    """By name only, never by a marker file: the agent could put a `pyvenv.cfg` beside a
+    secret to have it skipped at the next turn. A hidden file cannot be moved into a skipped
+    directory (its mount makes the rename fail), nor read to be copied there."""
     if os.path.basename(path) in DEPENDENCY_DIRS:
         return True
-    if any(path.endswith("/" + s) for s in _SKIP_DIRS):
-        return True
-    return os.path.isfile(os.path.join(path, "pyvenv.cfg"))  # a virtualenv
+    return any(path.endswith("/" + s) for s in _SKIP_DIRS)
 
 
 def secret_globs(rules: Iterable[Any]) -> list[tuple[str, bool]]:
@@ -549,53 +591,71 @@ _EXCLUDES_READ = 1 << 20  # bytes of the user's own global gitignore carried ove
 
 
 class TurnFiles:
-    """A turn's files, in a directory of its own (mode 0700) that the sandbox keeps every
-    command from writing: the settings the CLI reads when it starts (unreadable to commands
-    too, so no command can change what the CLI reads), and the git excludes of the turn (the
-    user's global ones plus `CLI_MOUNT_POINTS`), given to git through `env`. Removed when
-    the turn ends."""
+    """A turn's files: the settings the CLI reads when it starts, and the git excludes of the
+    turn (the user's global ones plus `CLI_MOUNT_POINTS` and the hidden files), given to git
+    through `env`. Every turn's files live under one directory of this user's (`_base`),
+    which every sandbox keeps commands from writing, and whose settings part every sandbox
+    keeps them from reading: no command, of this turn or of another running beside it, can
+    read or change what a CLI reads. Removed when the turn ends."""
 
     def __init__(self, plan: Plan, cwd: str, environ: Mapping[str, str]) -> None:
-        _remove_stale()
-        self.dir = tempfile.mkdtemp(prefix=f"{_TURN_PREFIX}{os.getpid()}-")
+        base = _base()
+        _remove_stale(base)
+        name = f"{os.getpid()}-{secrets.token_hex(8)}"
+        self.settings_path = os.path.join(base, "settings", f"{name}.json")
+        self.excludes_path = os.path.join(base, "git", name)
         try:
-            self.settings_path = os.path.join(self.dir, "settings.json")
             fs = plan.settings["filesystem"]
-            fs["denyRead"] = [*fs["denyRead"], self.settings_path]
-            fs["denyWrite"] = [*fs["denyWrite"], self.dir]
+            fs["denyRead"] = [*fs["denyRead"], os.path.join(base, "settings")]
+            fs["denyWrite"] = [*fs["denyWrite"], base]
             _write(self.settings_path, json.dumps({"sandbox": plan.settings}))
-            excludes = os.path.join(self.dir, "gitignore")
-            _write(excludes, _git_excludes(cwd, environ, plan.secrets))
-            self.env = _git_config_env(environ, "core.excludesFile", excludes)
+            _write(self.excludes_path, _git_excludes(cwd, environ, plan.secrets))
+            self.env = _git_config_env(environ, "core.excludesFile", self.excludes_path)
         except BaseException:
             self.remove()
             raise
 
     def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        for path in (self.settings_path, self.excludes_path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
-_TURN_PREFIX = "leashd-turn-"
+def _base() -> str:
+    """This user's directory of turn files in the system temp directory (made 0700, and
+    refused when it is anyone else's or a link: another user could have made it first)."""
+    base = os.path.join(tempfile.gettempdir(), f"leashd-{os.getuid()}")
+    for path in (base, os.path.join(base, "settings"), os.path.join(base, "git")):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise SandboxUnavailable(
+                f"{path} is not a directory of this user's alone (mode 0700): leashd keeps "
+                "the sandbox settings of its turns there; remove it and try again"
+            )
+    return base
 
 
-def _remove_stale() -> None:
-    """The turn directories of processes that are gone (a daemon killed mid-turn): removed, so
-    no later sandbox finds an old turn's settings readable in the temporary directory."""
-    temp = tempfile.gettempdir()
-    try:
-        names = [n for n in os.listdir(temp) if n.startswith(_TURN_PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        pid = name[len(_TURN_PREFIX) :].split("-", 1)[0]
-        path = os.path.join(temp, name)
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
+def _remove_stale(base: str) -> None:
+    """The files of turns whose process is gone (a daemon killed mid-turn)."""
+    for part in ("settings", "git"):
+        folder = os.path.join(base, part)
         try:
-            if os.stat(path).st_uid == os.getuid():
-                shutil.rmtree(path, ignore_errors=True)
+            names = os.listdir(folder)
         except OSError:
             continue
+        for name in names:
+            pid = name.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _alive(pid: int) -> bool:
@@ -606,12 +666,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 def _git_excludes(cwd: str, environ: Mapping[str, str], hidden: Iterable[str] = ()) -> str:
@@ -681,5 +735,10 @@ def agent_env(environ: Mapping[str, str]) -> dict[str, str]:
     Not CLAUDE_CODE_SUBPROCESS_ENV_SCRUB, which would keep the CLI's API key from Bash: it
     leaves empty files on disk as mount points (an empty `package.json`, `.env` and lockfiles
     in the project, `.bashrc` and `.gitconfig` in the home) and forces the permission mode to
-    default (no plan mode)."""
-    return {name: "" for name in environ if name.upper().startswith("LEASHD_")}
+    default (no plan mode).
+
+    UV_LINK_MODE=copy: uv links files of its cache into virtualenvs, so a cache file the agent
+    could write would change a virtualenv elsewhere; the agent's uv copies instead."""
+    out = {name: "" for name in environ if name.upper().startswith("LEASHD_")}
+    out["UV_LINK_MODE"] = "copy"
+    return out

@@ -18,7 +18,7 @@ from leashd.daemon.engine import Engine
 from leashd.daemon.middleware import Auth, RateLimit
 from leashd.daemon.storage import Store, open_store
 from leashd.gate.approvals import ApprovalCoordinator
-from leashd.gate.audit import AuditError, AuditLog
+from leashd.gate.audit import AuditError, AuditLog, head_path
 from leashd.gate.audit_key import ENV as KEY_ENV
 from leashd.gate.audit_key import AuditKeyError, load_key
 from leashd.gate.gate import Gate, pending_in_log
@@ -91,7 +91,7 @@ async def build(
         left = [rec["request"] for rec in pending_in_log(audit_path)]
         await store.close_approvals(left, "restart")
         recovered = gate.recover()
-    agent = ClaudeAgent(gate, agent_config(settings))
+    agent = ClaudeAgent(gate, agent_config(settings, list(specs)))
     middleware = [
         Auth(set(settings.allowed_user_ids), open_bot=open_bot),
         RateLimit(settings.rate_limit_rpm, settings.rate_limit_burst),
@@ -137,9 +137,9 @@ def open_audit(settings: Settings) -> AuditLog:
     return audit
 
 
-def agent_config(settings: Settings) -> AgentConfig:
+def agent_config(settings: Settings, policies: list[str] | None = None) -> AgentConfig:
     return AgentConfig(
-        sandbox=sandbox_config(settings),
+        sandbox=sandbox_config(settings, policies),
         max_turns=settings.max_turns,
         system_prompt=settings.system_prompt,
         allowed_tools=list(settings.allowed_tools),
@@ -150,12 +150,15 @@ def agent_config(settings: Settings) -> AgentConfig:
     )
 
 
-def sandbox_config(settings: Settings) -> SandboxConfig:
+def sandbox_config(settings: Settings, policies: list[str] | None = None) -> SandboxConfig:
     """The OS sandbox as configured, with every file of leashd's own to hide from the agent:
     its home (config.yaml with the bot token, the database, the audit log), wherever the
-    settings moved a part of it, and the `.env` the daemon read its settings from."""
-    private = [leashd_home(), settings.path("storage_path"), settings.path("audit_log_path"),
-               settings.path("log_dir")]  # fmt: skip
+    settings moved a part of it (with the files SQLite and the audit log keep beside it),
+    and the `.env` the daemon read its settings from; and the policy files, which the agent
+    may read but never change (the next reload or `leashd run` would load them)."""
+    storage, audit = settings.path("storage_path"), settings.path("audit_log_path")
+    private = [leashd_home(), storage, audit, settings.path("log_dir"), Path(head_path(audit))]
+    private += [Path(f"{storage}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
     if settings.audit_key_file:
         private.append(Path(settings.audit_key_file).expanduser())
     dotenv = Path.cwd() / ".env"
@@ -167,7 +170,11 @@ def sandbox_config(settings: Settings) -> SandboxConfig:
         allowed_domains=tuple(settings.sandbox_allowed_domains),
         excluded_commands=tuple(settings.sandbox_excluded_commands),
         private=tuple(dict.fromkeys(os.path.realpath(p) for p in private)),
-    )
+        protected=tuple(dict.fromkeys(
+            os.path.realpath(p) for p in (policies if policies is not None else
+                                          settings.policy_files) if os.path.isfile(p)
+        )),
+    )  # fmt: skip
 
 
 def ensure_dir(path: str | Path) -> str:

@@ -441,6 +441,9 @@ class Gate:
             "session": session.id, "chat": session.chat, "cwd": session.cwd,
             "tool": tool if isinstance(tool, str) else repr(tool),
             **capped_input(tool_input), "event": "blocked", "blocked": blocked[:20],
+            # what the program printed, not a report of the kernel's: a command can print
+            # these words without the sandbox having refused anything
+            "source": "output",
         }  # fmt: skip
         seq = None
         try:

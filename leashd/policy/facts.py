@@ -41,6 +41,9 @@ WEB_TOOLS = ("WebFetch", "WebSearch")
 # What Claude Code's OS sandbox asks when a command it runs reaches a host outside the
 # sandbox's allowed domains (docs/sandbox.md): a network call, decided by its host.
 SANDBOX_NETWORK = "SandboxNetworkAccess"
+# A host as the sandbox's proxy names it: a DNS name, an IPv4 address, or an IPv6 address
+# (bracketed or not, with a zone); anything else (`a@b`, `a b`, `a;b`, a path) is malformed.
+_HOST_SPELLING = re.compile(r"[A-Za-z0-9_.-]+|\[?[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?\]?")
 BUILTIN_TOOLS = frozenset(
     {
         "Bash",
@@ -616,6 +619,8 @@ def _other(tool: str, tool_input: Mapping[str, Any], ctx: Context) -> Unit:
         _url_facts(url, ctx, paths, hosts)
     elif tool == SANDBOX_NETWORK:
         host = _bounded(_need_str(tool_input, "host", tool), "a host")
+        if not _HOST_SPELLING.fullmatch(host):
+            raise MalformedCall(f"{tool}: {host!r} is not a host name or an address")
         port = tool_input.get("port")
         where = f"{host}:{port}" if isinstance(port, int) and not isinstance(port, bool) else host
         if ":" in host and not host.startswith("["):

@@ -33,7 +33,7 @@ _PATH_TOOLS = (
     r"^(?:Bash|Read|NotebookRead|LS|Write|Edit|MultiEdit|NotebookEdit|Glob|Grep|WebFetch)\Z"
     r"|^mcp__(?s:.)+?__(?s:.)"
 )
-_HOST_TOOLS = r"^(?:Bash|WebFetch)\Z|^mcp__(?s:.)+?__(?s:.)"
+_HOST_TOOLS = r"^(?:Bash|WebFetch|SandboxNetworkAccess)\Z|^mcp__(?s:.)+?__(?s:.)"
 _NOTHING = r"[^\s\S]"  # a regex no string contains
 _WHERE_SETS = {
     "anywhere": frozenset({"inside", "outside", "temp", "system", "unknown"}),

@@ -107,6 +107,8 @@ class Witnesses:
                 yield {"tool": tool, "input": {"pattern": "a", "path": p, **inputs}}
         elif tool == "WebFetch":
             yield {"tool": tool, "input": {"url": f"https://{host or 'example.com'}/", **inputs}}
+        elif tool == "SandboxNetworkAccess":
+            yield {"tool": tool, "input": {"host": host or "example.com", **inputs}}
         else:
             base = dict(inputs)
             if host:
