@@ -152,13 +152,14 @@ HOME_NEVER_WRITTEN: tuple[str, ...] = (
 )  # fmt: skip
 
 # Paths hidden inside the approved directories, at most, each its own mount at every Bash
-# call (bubblewrap's mounts cost time that grows with their square: 100 add about 50 ms to a
+# call (bubblewrap's mounts cost time that grows with their square: 100 add 60 to 80 ms to a
 # call, 200 about 110 ms, 1,000 about 1.8 s, and past about 3,000 bubblewrap refuses). Past
 # it, the directories holding the most of them are hidden whole (`_collapse`).
 HIDDEN_PATHS = 100
 
-# Entries the scan of the approved directories looks at, at most, per turn. Past it the turn
-# still runs, the user is told that files past the bound are guarded by the policy alone.
+# Entries the scan of the approved directories looks at, at most, per turn (and a twentieth of
+# that in names it asks the policy about). Past it the turn does not start: the agent can make
+# files, and a bound it could reach must not leave what lies past it unhidden.
 SCAN_ENTRIES = 1_000_000
 _SKIP_DIRS = frozenset({".git/objects"})  # content-addressed: no credential by name there
 # What package managers install: third-party files, whose test keys and CA bundles
