@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from leashd.daemon.commands import register as register_daemon_commands
+from leashd.daemon.workspace_commands import ws_group
 from leashd.gate import audit as audit_log
 from leashd.gate.sandbox import apply_sandbox
 from leashd.policy import PolicyError, artifact, load_policies
@@ -744,6 +745,7 @@ def audit_search(path: Path | None, as_json: bool, **want: Any) -> None:
 
 
 register_daemon_commands(main)
+main.add_command(ws_group)
 
 if __name__ == "__main__":
     main()

@@ -109,11 +109,14 @@ ASK = 'ask publish cmd "npm publish" reason "Publishing is for humans"\ndefault 
 _CHILD = textwrap.dedent(
     """
     import asyncio, json, sys
+    import structlog
     from leashd.daemon.app import build
     from leashd.daemon.config import Settings
     from leashd.gate.gate import Session
 
     settings = Settings(**json.loads(sys.argv[1]))
+    # the daemon's INFO events go to stderr: stdout says only where the child is
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
     async def main():
         daemon = await build(settings, approvers={"me"})

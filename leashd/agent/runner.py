@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -63,6 +64,9 @@ class AgentConfig:
     timeout: float = 3600.0
     streaming: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    # Tries of a model request after a transient API failure: the CLI's CLAUDE_CODE_MAX_RETRIES
+    # (None: whatever the CLI has, its variable or its default of 10). See `_retry_notice`.
+    retries: int | None = None
     # the OS sandbox under every Bash call: on unless configured off (LEASHD_SANDBOX=off)
     sandbox: os_sandbox.SandboxConfig = field(default_factory=os_sandbox.SandboxConfig)
 
@@ -109,15 +113,40 @@ class ClaudeAgent:
         daemon dies): the next turn then continues it. When the CLI no longer has the
         conversation `resume` names, `on_lost(resume)` is awaited and the prompt runs in a
         new conversation; without `on_lost` that is an error instead, never a silent start
-        over."""
-        result, lost = await self._attempt(session, prompt, resume, on_event, ask, on_conversation)
-        if not lost or on_lost is None:
+        over.
+
+        Transient API failures (overloaded, 5xx, a lost connection) are retried by the CLI
+        itself, request by request with exponential backoff, up to `AgentConfig.retries`
+        times: a retry re-sends the one model request that failed, never the prompt, so no
+        tool runs twice and the conversation goes on. Each retry is told as a `Notice`."""
+        log.info("agent_execute_started", session=session.id, mode=session.mode,
+                 resumed=resume is not None)  # fmt: skip
+        started = time.monotonic()
+        result: TurnResult | None = None
+        try:
+            result, lost = await self._attempt(
+                session, prompt, resume, on_event, ask, on_conversation
+            )
+            if not lost or on_lost is None:
+                return result
+            assert resume is not None
+            log.warning("the agent's conversation is gone", session=session.id,
+                        conversation=resume)  # fmt: skip
+            await on_lost(resume)
+            result, _ = await self._attempt(session, prompt, None, on_event, ask, on_conversation)
             return result
-        assert resume is not None
-        log.warning("the agent's conversation is gone", session=session.id, conversation=resume)
-        await on_lost(resume)
-        result, _ = await self._attempt(session, prompt, None, on_event, ask, on_conversation)
-        return result
+        finally:
+            log.info(
+                "agent_execute_completed",
+                session=session.id,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                # the CLI's running total for the conversation (the engine's
+                # request_completed has this turn's share)
+                conversation_cost_usd=result.cost_usd if result is not None else 0.0,
+                turns=result.num_turns if result is not None else 0,
+                error=result.error if result is not None else "cancelled",
+                interrupted=result.interrupted if result is not None else True,
+            )
 
     async def _attempt(
         self,
@@ -273,10 +302,12 @@ class ClaudeAgent:
         from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
         cfg = self.config
+        retries = {} if cfg.retries is None else {"CLAUDE_CODE_MAX_RETRIES": str(cfg.retries)}
         env = {
             # leashd's own settings and secrets never reach the agent
             **os_sandbox.agent_env(os.environ),
             **(sandbox.env if sandbox is not None else {}),
+            **retries,
             **cfg.env,
             # every Bash call starts in the project directory: the gate decides it from there
             "CLAUDE_BASH_MAINTAIN_PROJECT_WORKING_DIR": "1",
@@ -343,6 +374,11 @@ class ClaudeAgent:
                 if msg.subtype == "init":
                     agent_session = msg.data.get("session_id") or agent_session
                     await self._announced(turn, agent_session)
+                elif msg.subtype == "api_retry":
+                    log.info("agent_api_retry", session=turn.session.id,
+                             attempt=msg.data.get("attempt"), status=msg.data.get("error_status"),
+                             delay_ms=msg.data.get("retry_delay_ms"))  # fmt: skip
+                    await _tell(on_event, Notice(_retry_notice(msg.data)))
             elif isinstance(msg, AssistantMessage):
                 if msg.parent_tool_use_id is not None:
                     # a sub-agent's own talk: its tool calls are gated all the same, and what
@@ -410,6 +446,26 @@ class ClaudeAgent:
         self.gate.sandbox_blocked(turn.session, "Bash", tool_input, lines)
         summary = tool_summary("Bash", tool_input)
         await _tell(on_event, SandboxBlocked(block.tool_use_id, summary, tuple(lines)))
+
+
+def _retry_notice(data: dict[str, Any]) -> str:
+    """What the user is told when the CLI tries a failed model request again (its
+    `api_retry` message): why, when, and how many tries are left."""
+    status = data.get("error_status")
+    kind = data.get("error")
+    if kind == "overloaded":
+        why = "the API is overloaded"
+    elif kind == "rate_limit":
+        why = "the API's rate limit was reached"
+    elif status is None:
+        why = "the connection to the API failed"
+    else:
+        why = "the API request failed"
+    code = f" ({status})" if status is not None else ""
+    delay = (data.get("retry_delay_ms") or 0) / 1000
+    attempt, most = data.get("attempt"), data.get("max_retries")
+    of = f" {attempt} of {most}" if attempt is not None and most is not None else ""
+    return f"{why}{code}; trying again in {delay:.1f} s (retry{of})"
 
 
 def _result_text(content: Any) -> str:

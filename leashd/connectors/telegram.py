@@ -348,7 +348,8 @@ class TelegramConnector:
                              for e in tool_input["edits"] if isinstance(e, dict))  # fmt: skip
         if req.tool != "Bash" and summary.startswith(req.tool + " "):
             summary = summary[len(req.tool) + 1 :]
-        return approval_text(req.tool, summary, body, rule, reason, similar, self.timeout)
+        # the request's own wait: a policy can set it (strict waits 120 s)
+        return approval_text(req.tool, summary, body, rule, reason, similar, req.timeout)
 
     def _ended(self, request: str, line: str) -> None:
         """Mark an approval message with how it ended; its buttons go."""

@@ -22,6 +22,7 @@ from leashd.gate.audit import AuditError, AuditLog, head_path
 from leashd.gate.audit_key import ENV as KEY_ENV
 from leashd.gate.audit_key import AuditKeyError, load_key
 from leashd.gate.gate import Gate, pending_in_log
+from leashd.policy.loader import DEFAULT_POLICIES
 
 log = structlog.get_logger(__name__)
 
@@ -61,16 +62,18 @@ async def build(
     daemon lock, says True; None (`leashd run`) recovers only when no daemon holds the lock,
     so that a run beside a live daemon never records that daemon's waiting approvals as
     ended by a restart (the daemon could approve one after)."""
+    dirs = directories if directories is not None else settings.approved_directories
+    specs = policies if policies is not None else settings.policy_files
+    log.info("engine_building", policies=list(specs) or list(DEFAULT_POLICIES),
+             directories=len(dirs), storage=settings.storage_backend)  # fmt: skip
     audit_path = settings.path("audit_log_path")
     audit = open_audit(settings)
     approvals = None
     if approvers is not None:
         approvals = ApprovalCoordinator(
-            approvers, settings.approval_timeout_seconds, audit,
+            approvers, explicit_approval_timeout(settings), audit,
             anyone_in_chat=open_bot and not approvers,
         )  # fmt: skip
-    dirs = directories if directories is not None else settings.approved_directories
-    specs = policies if policies is not None else settings.policy_files
     try:
         gate = Gate.from_specs(
             specs, audit, approvals=approvals, approved_dirs=dirs, home=os.path.expanduser("~")
@@ -111,7 +114,19 @@ async def build(
     # full garbage collections skip it. A collection runs on whichever thread allocates, the
     # gate's decision thread included, and the event loop waits for it.
     gc.freeze()
+    log.info("engine_built", rules=len(gate.compiled.rules), policies=list(gate.specs),
+             approval_timeout=approvals.timeout_for(gate.policy_timeout) if approvals else None,
+             recovered=recovered)  # fmt: skip
     return Daemon(settings, audit, gate, approvals, store, agent, engine, recovered)
+
+
+def explicit_approval_timeout(settings: Settings) -> float | None:
+    """LEASHD_APPROVAL_TIMEOUT_SECONDS when it was given (config.yaml, .env, the environment,
+    a flag: `load_config` validates only the keys given, so they are the fields set), else
+    None: then the policies' `approval_timeout_seconds` decides, and past it the default."""
+    if "approval_timeout_seconds" in settings.model_fields_set:
+        return settings.approval_timeout_seconds
+    return None
 
 
 def open_audit(settings: Settings) -> AuditLog:
@@ -147,6 +162,7 @@ def agent_config(settings: Settings, policies: list[str] | None = None) -> Agent
         mcp_servers=dict(settings.mcp_servers),
         timeout=settings.agent_timeout_seconds,
         streaming=settings.streaming_enabled,
+        retries=settings.agent_retries,
     )
 
 

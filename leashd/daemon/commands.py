@@ -30,14 +30,58 @@ def load_or_exit(**overrides: Any) -> Config:
     return config
 
 
-def _logs(config: Config, *, console: bool) -> None:
-    """The rotating JSON file under LOG_DIR; on the console, warnings only (the console is
-    the answer's, in `run`)."""
+# Where a turn's failure is logged and also returned with the turn (`TurnResult.error`, or
+# the engine's "Something went wrong"), which `run` prints in its own words.
+_TOLD_BY_THE_RUN = ("leashd.agent.runner", "leashd.daemon.engine")
+
+
+def _logs(config: Config, *, console: bool, told_by_run: bool = False) -> None:
+    """The rotating JSON file under LOG_DIR; on the console, warnings and errors only (the
+    console is the answer's, in `run`). With `told_by_run`, errors of the turn itself stay
+    in the file: the run says them once, cleanly, and a structlog line before that saying
+    the same is noise. Every other warning and error still reaches the console."""
+    import logging
+
     from leashd.daemon.logs import configure
 
     s = config.settings
     configure(s.log_level, s.path("log_dir"), console=console, console_level="WARNING",
               max_bytes=s.log_max_bytes, backups=s.log_backup_count)  # fmt: skip
+    if console and told_by_run:
+
+        def shown(record: logging.LogRecord) -> bool:
+            return record.levelno < logging.ERROR or not record.name.startswith(_TOLD_BY_THE_RUN)
+
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:  # the console's, not the file's
+                handler.addFilter(shown)
+
+
+def _require_credentials() -> None:
+    """Exit 2 when the model cannot be reached for want of credentials, saying how to log in
+    for leashd (the CLI's own "Please run /login" means nothing here): checked before
+    anything starts, with `leashd doctor`'s check."""
+    from pathlib import Path
+
+    from leashd.daemon.doctor import credentials
+
+    if credentials(os.environ, Path.home()).status != "fail":
+        return
+    from leashd.agent.runner import bundled_cli
+
+    cli = bundled_cli() or "claude"
+    click.echo(
+        "leashd: no credentials for the model. leashd runs the Claude Code CLI bundled with it,"
+        " which needs one of:\n"
+        "  - an API key (console.anthropic.com): export ANTHROPIC_API_KEY=sk-ant-...\n"
+        f"  - a Claude subscription: log in with `{cli} auth login`,\n"
+        f"    or make a token with `{cli} setup-token` and export CLAUDE_CODE_OAUTH_TOKEN=...\n"
+        "  - Amazon Bedrock or Google Vertex AI: CLAUDE_CODE_USE_BEDROCK=1 or "
+        "CLAUDE_CODE_USE_VERTEX=1\n"
+        "`leashd doctor` checks it.",
+        err=True,
+    )
+    sys.exit(2)
 
 
 def _require_sandbox(config: Config) -> None:
@@ -84,9 +128,10 @@ def run_cmd(prompt: str, directory: str, session: str | None, new: bool,
         raise click.UsageError("--new starts a named session afresh: it needs --session NAME")
     config = load_or_exit()
     _require_sandbox(config)
+    _require_credentials()
     if prompt == "-":
         prompt = sys.stdin.read()
-    _logs(config, console=True)
+    _logs(config, console=True, told_by_run=True)
     code = asyncio.run(
         run_once(config.settings, prompt, directory=directory, session=session, new=new,
                  policies=list(policies))
@@ -102,11 +147,19 @@ def run_cmd(prompt: str, directory: str, session: str | None, new: bool,
 @click.option("--mode", type=click.Choice(["default", "plan", "auto"]), help="Default mode.")
 @click.option("--policy", "policies", multiple=True, help="Policy name or file (repeatable).")
 @click.option("-y", "--yes", is_flag=True, help="Ask nothing: flags, else current values.")
+@click.option(
+    "--allow-broad-dir",
+    is_flag=True,
+    help="Let / or your home directory (or a directory above it) be approved.",
+)
 def init_cmd(directories: tuple[str, ...], token: str | None, no_telegram: bool,
              user_ids: tuple[str, ...], mode: str | None, policies: tuple[str, ...],
-             yes: bool) -> None:  # fmt: skip
+             yes: bool, allow_broad_dir: bool) -> None:  # fmt: skip
     """Write ~/.leashd/config.yaml: where the agent may work, the Telegram bot and who may
-    use it, the default mode and the policies. Asks for what the flags do not give."""
+    use it, the default mode and the policies. Asks for what the flags do not give.
+
+    Never approves a directory unasked: `-y` needs `--dir` unless the file already has
+    some; `/` and the home directory itself need --allow-broad-dir."""
     from leashd.daemon import wizard
     from leashd.daemon.config import ConfigError
 
@@ -127,8 +180,16 @@ def init_cmd(directories: tuple[str, ...], token: str | None, no_telegram: bool,
     except ConfigError as exc:
         click.echo(f"leashd init: {exc}", err=True)
         sys.exit(2)
+    if yes and not directories and not now.directories:
+        click.echo("leashd init: -y approves no directory on its own: pass --dir DIR "
+                   "(repeatable) for the directories the agent may work in", err=True)  # fmt: skip
+        sys.exit(2)
+
+    def check_directories(text: str) -> list[str]:
+        return wizard.check_directories(text, allow_broad=allow_broad_dir)
+
     new = wizard.Answers(
-        directories=given(wizard.check_directories, directories, now.directories),
+        directories=given(check_directories, directories, now.directories),
         token=None if no_telegram else given(wizard.check_token, token, now.token),
         user_ids=given(wizard.check_user_ids, user_ids, now.user_ids),
         mode=mode or now.mode,
@@ -137,9 +198,7 @@ def init_cmd(directories: tuple[str, ...], token: str | None, no_telegram: bool,
     if not yes:
         flags = {"dirs": directories, "token": token or no_telegram, "ids": user_ids,
                  "mode": mode, "policy": policies}  # fmt: skip
-        _ask(new, asked={k: bool(v) for k, v in flags.items()})
-    if not new.directories:
-        new.directories = wizard.check_directories(".")
+        _ask(new, asked={k: bool(v) for k, v in flags.items()}, allow_broad=allow_broad_dir)
     try:
         path = wizard.save(new)
     except ConfigError as exc:
@@ -171,7 +230,7 @@ def _sandbox_mode() -> str:
     return str(value or "enforce").strip().lower()
 
 
-def _ask(a: Any, asked: dict[str, bool]) -> None:
+def _ask(a: Any, asked: dict[str, bool], allow_broad: bool = False) -> None:
     """Fill `a` (wizard.Answers) by prompting for what no flag gave; each prompt re-asks
     until its check passes."""
     from leashd.daemon import wizard
@@ -187,10 +246,12 @@ def _ask(a: Any, asked: dict[str, bool]) -> None:
         return proc
 
     if not asked["dirs"]:
+        here = os.getcwd()
+        offered = here if allow_broad or not wizard.too_broad(here) else None
         a.directories = click.prompt(
             "Directories the agent may work in (comma-separated)",
-            default=", ".join(a.directories) or os.getcwd(),
-            value_proc=checked(wizard.check_directories),
+            default=", ".join(a.directories) or offered,
+            value_proc=checked(lambda t: wizard.check_directories(t, allow_broad=allow_broad)),
         )
     if not asked["token"]:
         keep = " (Enter keeps the current one, 'none' removes it)" if a.token else ""
@@ -246,6 +307,7 @@ def start_cmd(foreground: bool) -> None:
     config = load_or_exit()
     _refuse_if_running()
     _require_sandbox(config)
+    _require_credentials()
     if config.settings.telegram_bot_token is None and not foreground:
         click.echo(
             "leashd: no Telegram bot token is set, so the daemon talks through this "
@@ -272,6 +334,7 @@ def restart_cmd() -> None:
         )
         sys.exit(2)
     _require_sandbox(config)  # before the running daemon is stopped: it could not come back
+    _require_credentials()
     try:
         before = process.stop(60)
     except TimeoutError as exc:
@@ -401,8 +464,18 @@ def _edit_dirs(change: str, directory: str) -> tuple[str, bool]:
 
 @click.command("add-dir")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-def add_dir_cmd(directory: str) -> None:
+@click.option("--allow-broad-dir", is_flag=True,
+              help="Approve / or the home directory (or one above it) all the same.")  # fmt: skip
+def add_dir_cmd(directory: str, allow_broad_dir: bool) -> None:
     """Approve a directory for the agent to work in (config.yaml)."""
+    from leashd.daemon.wizard import too_broad
+
+    broad = too_broad(directory)
+    if broad is not None and not allow_broad_dir:
+        click.echo(f"leashd: {directory} is {broad}: the agent could reach every project and "
+                   "private file under it. Name a project directory, or pass "
+                   "--allow-broad-dir to approve it anyway", err=True)  # fmt: skip
+        sys.exit(2)
     real, new = _edit_dirs("add_dir", directory)
     click.echo(f"Approved {real}{_tell_daemon()}." if new else f"{real} was already approved.")
 
@@ -427,7 +500,7 @@ def dirs_cmd() -> None:
         click.echo(d)
     if not config.settings.approved_directories:
         click.echo("(none: `leashd add-dir DIR`)")
-    click.echo(f"[{src.layer}: {src.where}]", err=True)
+    click.echo(f"[{src.layer}: {src.where}]")
 
 
 @click.command("doctor")

@@ -64,6 +64,10 @@ class Settings(BaseModel):
     streaming_enabled: bool = True
     streaming_throttle_seconds: float = Field(1.5, ge=0)
     agent_timeout_seconds: float = Field(3600.0, gt=0)
+    # Tries of a model request again after a transient API failure (overloaded, 5xx, a lost
+    # connection), with exponential backoff. The bundled CLI retries (at most 15); not set:
+    # its own CLAUDE_CODE_MAX_RETRIES, else its default of 10.
+    agent_retries: int | None = Field(None, ge=0, le=15)
     default_mode: Literal["default", "plan", "auto"] = "default"
     mcp_servers: Annotated[dict[str, dict[str, Any]], NoDecode] = Field(default_factory=dict)
     # The OS sandbox under every Bash call (docs/sandbox.md): off only on purpose.

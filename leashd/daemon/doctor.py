@@ -26,11 +26,12 @@ CLI_TIMEOUT = 30.0  # seconds: the bundled CLI starts in under one; a hung one f
 TELEGRAM_TIMEOUT = 5.0
 TELEGRAM_API = "https://api.telegram.org"
 
-# What lets the Claude Code CLI reach a model, besides a `claude login`: the check reports
+# What lets the Claude Code CLI reach a model, besides a `claude auth login`: the check reports
 # the name, never the value.
 CREDENTIAL_VARIABLES = (
     ("ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
     ("CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
+    ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN (a gateway's token)"),
     ("CLAUDE_CODE_USE_BEDROCK", "Amazon Bedrock (CLAUDE_CODE_USE_BEDROCK)"),
     ("CLAUDE_CODE_USE_VERTEX", "Google Vertex AI (CLAUDE_CODE_USE_VERTEX)"),
 )
@@ -108,7 +109,7 @@ def claude_cli(timeout: float = CLI_TIMEOUT) -> Check:
 
 
 def credentials(environ: Mapping[str, str], home: Path, platform: str | None = None) -> Check:
-    """What the CLI will log in to the model with: a variable, or a `claude login` file."""
+    """What the CLI will log in to the model with: a variable, or a `claude auth login` file."""
     for name, shown in CREDENTIAL_VARIABLES:
         if environ.get(name, "").strip():
             return Check("credentials", "ok", f"{shown} (environment)")
@@ -116,15 +117,16 @@ def credentials(environ: Mapping[str, str], home: Path, platform: str | None = N
     stored = config_dir / ".credentials.json"
     try:
         if stored.is_file() and stored.stat().st_size > 0:
-            return Check("credentials", "ok", f"{stored} (claude login)")
+            return Check("credentials", "ok", f"{stored} (claude auth login)")
     except OSError:
         pass
     if (platform or sys.platform) == "darwin":
         # there the CLI keeps its login in the Keychain, which leashd does not read
-        return Check("credentials", "n/a", "none in the environment; a `claude login` on "
+        return Check("credentials", "n/a", "none in the environment; a `claude auth login` on "
                      "macOS is in the Keychain, not checked here")  # fmt: skip
     return Check("credentials", "fail", "none: set ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN"
-                 " from `claude setup-token`), or run `claude login`")  # fmt: skip
+                 " from `claude setup-token`), or log in with `claude auth login` of the CLI "
+                 "leashd bundles")  # fmt: skip
 
 
 def sandbox(config: Config | None) -> Check:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import os
+import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -37,6 +40,9 @@ COMMANDS = {
     "/help": "this list",
 }
 _MODE_COMMANDS = {"/plan": "plan", "/edit": "auto", "/default": "default"}
+# A command word as Telegram defines bot commands: "/" and 1-32 letters, digits or "_", maybe
+# "@botname" in groups. Anything else starting with "/" is text (a path: /usr/bin/python).
+_COMMAND_WORD = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]+)?")
 LOST_CONVERSATION = "The previous conversation could not be found; starting a new one."
 SANDBOX_OFF = (
     "⚠️ The OS sandbox is off (LEASHD_SANDBOX=off): only the policy guards what Bash runs, and "
@@ -144,12 +150,15 @@ class Engine:
         text = msg.text.strip()
         if not text:
             return
-        if text.startswith("/"):
-            word, _, arg = text.partition(" ")
-            word = word.split("@", 1)[0].lower()  # /status@leashd_bot in groups
-            if word in COMMANDS:
-                await self._command(msg.connector, msg.chat, word, arg.strip())
+        word, arg = command_of(text)
+        if word is not None:
+            if word not in COMMANDS:
+                await msg.connector.send(msg.chat, unknown_command(word))
                 return
+            await self._command(msg.connector, msg.chat, word, arg)
+            if word not in _MODE_COMMANDS or not arg:
+                return
+            text = arg  # /plan TEXT: the mode is set, and the agent starts on TEXT in it
         state = self._chats.setdefault(msg.chat, _Chat())
         if state.task is not None and not state.task.done():
             choice = await msg.connector.busy(msg.chat, text)
@@ -184,10 +193,16 @@ class Engine:
     async def session_for(self, chat: str) -> SessionRow:
         row = await self.store.current_session(chat)
         if row is None:
-            directory = self._home_dir()
-            row = await self.store.new_session(chat, directory, self.default_mode)
+            return await self.new_session(chat, self._home_dir(), self.default_mode)
         state = self._chats.setdefault(chat, _Chat())
         state.session = row
+        return row
+
+    async def new_session(self, chat: str, directory: str, mode: str) -> SessionRow:
+        """A new current session for the chat (the old one stays in the store)."""
+        row = await self.store.new_session(chat, directory, mode)
+        self._chats.setdefault(chat, _Chat()).session = row
+        log.info("session_created", chat=chat, session=row.id, directory=directory, mode=mode)
         return row
 
     def _home_dir(self) -> str:
@@ -199,6 +214,29 @@ class Engine:
 
     async def _turn(self, connector: Connector, chat: str, state: _Chat, text: str) -> None:
         row = await self.session_for(chat)
+        started = time.monotonic()
+        log.info("request_started", chat=chat, session=row.id, mode=row.mode,
+                 connector=connector.name)  # fmt: skip
+
+        def completed(**how: object) -> None:
+            ms = round((time.monotonic() - started) * 1000)
+            log.info("request_completed", chat=chat, session=row.id, duration_ms=ms, **how)
+
+        try:
+            result = await self._converse(connector, chat, state, row, text)
+        except asyncio.CancelledError:
+            completed(cost_usd=None, error="cancelled")
+            raise
+        except Exception as exc:
+            completed(cost_usd=None, error=repr(exc))
+            raise
+        completed(cost_usd=result.cost_usd, error=result.error, interrupted=result.interrupted,
+                  input_tokens=result.input_tokens, output_tokens=result.output_tokens)  # fmt: skip
+
+    async def _converse(
+        self, connector: Connector, chat: str, state: _Chat, row: SessionRow, text: str
+    ) -> TurnResult:
+        """The turn itself: the agent run on `text`, remembered in the store and shown."""
         await self._warn_sandbox_off(connector, chat, row)
         await self.store.add_message(MessageRow(row.id, "user", text))
         session = Session(str(row.id), chat, row.directory, row.mode)
@@ -271,6 +309,7 @@ class Engine:
                        result.output_tokens)
         )  # fmt: skip
         await connector.result(chat, result)
+        return result
 
     async def _warn_sandbox_off(self, connector: Connector, chat: str, row: SessionRow) -> None:
         """With the OS sandbox configured off, the first turn of each session this engine runs
@@ -306,8 +345,7 @@ class Engine:
             mode = old.mode if old else self.default_mode
             if old is not None and self.approvals is not None:
                 self.approvals.clear_session(str(old.id))
-            row = await self.store.new_session(chat, directory, mode)
-            self._chats.setdefault(chat, _Chat()).session = row
+            await self.new_session(chat, directory, mode)
             await connector.send(chat, "New conversation started.")
         elif word == "/dir":
             text, choices = await self._dir(chat, arg)
@@ -316,6 +354,8 @@ class Engine:
             await connector.send(chat, await self.status(chat))
         else:
             lines = [f"{c} — {d}" for c, d in COMMANDS.items()]
+            lines.append("/plan, /edit or /default followed by text: that mode, and the agent "
+                         "starts on the text.")  # fmt: skip
             await connector.send(chat, "\n".join(lines))
 
     async def _dir(self, chat: str, arg: str) -> tuple[str, list[tuple[str, str]]]:
@@ -341,8 +381,7 @@ class Engine:
         if self.running(chat):
             return "A turn is running; /cancel it or wait before switching directories.", []
         # a new directory is a new conversation: the agent's history belongs to the old one
-        row = await self.store.new_session(chat, target, row.mode)
-        self._chats.setdefault(chat, _Chat()).session = row
+        await self.new_session(chat, target, row.mode)
         return f"Working in {target} (new conversation).", []
 
     async def status(self, chat: str) -> str:
@@ -390,6 +429,29 @@ class Engine:
         connector = self._asked.pop(req.id, None)
         if connector is not None:
             await connector.expired(req)
+
+
+def command_of(text: str) -> tuple[str | None, str]:
+    """The command a message starts with (lower case, without @botname) and the text after
+    it; (None, text) when it is no command. A first word that is not a command word
+    (/usr/bin/python, /tmp/x.log) or names something on disk (/tmp, /etc) is a message."""
+    if not text.startswith("/"):
+        return None, text
+    first, *rest = text.split(maxsplit=1)
+    arg = rest[0].strip() if rest else ""
+    m = _COMMAND_WORD.fullmatch(first)
+    if m is None:
+        return None, text
+    word = "/" + m.group(1).lower()
+    if word not in COMMANDS and os.path.lexists(first):
+        return None, text
+    return word, arg
+
+
+def unknown_command(word: str) -> str:
+    near = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.75)
+    hint = f"did you mean {near[0]}? " if near else ""
+    return f"Unknown command {word}: {hint}/help lists them."
 
 
 def result_summary(result: TurnResult) -> str:

@@ -67,7 +67,7 @@ async def run_once(
         if new and session:
             # afresh: a new current session for the name (the old one stays in the store, as
             # after /clear), in the directory of this run
-            row = await daemon.store.new_session(chat, directory, daemon.engine.default_mode)
+            row = await daemon.engine.new_session(chat, directory, daemon.engine.default_mode)
         if row is not None and row.directory != directory:
             await connector.send(
                 chat, f"leashd: session {session!r} works in {row.directory}, not {directory}"

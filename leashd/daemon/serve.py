@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,10 +20,11 @@ import structlog
 
 from leashd.daemon import process
 from leashd.daemon.app import Daemon, build
-from leashd.daemon.config import load_config
+from leashd.daemon.config import Settings, load_config
 from leashd.daemon.reload import Reloaded, reload_configuration
 from leashd.gate.audit import AuditError
 from leashd.policy.errors import PolicyError
+from leashd.policy.loader import DEFAULT_POLICIES
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +50,7 @@ async def serve_terminal(out: TextIO | None = None) -> int:
         except AuditError as exc:
             print(f"leashd: the audit log cannot be continued: {exc}", file=sys.stderr)
             return 2
+        _starting(settings, "terminal")
         terminal = TerminalConnector(daemon.engine, out)
         if daemon.recovered:
             print(f"leashd: {daemon.recovered} approval(s) left waiting by a daemon that died "
@@ -103,6 +106,7 @@ async def serve_telegram() -> int:
         except AuditError as exc:
             print(f"leashd: the audit log cannot be continued: {exc}", file=sys.stderr)
             return 2
+        _starting(settings, "telegram")
         app = tg.application(token.get_secret_value(), settings.telegram_base_url)
         connector = tg.TelegramConnector(
             daemon.engine, app, allowed=allowed, open_bot=settings.telegram_open_bot,
@@ -159,6 +163,14 @@ async def serve_telegram() -> int:
                     await tg.disconnect(app)
                     log.info("leashd stopped")
     return code
+
+
+def _starting(settings: Settings, connector: str) -> None:
+    """The daemon is built and starts serving: what it serves with, at INFO."""
+    log.info("daemon_starting", connector=connector, pid=os.getpid(),
+             directories=list(settings.approved_directories),
+             policies=list(settings.policy_files or DEFAULT_POLICIES), sandbox=settings.sandbox,
+             default_mode=settings.default_mode)  # fmt: skip
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -39,16 +39,39 @@ def _items(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def check_directories(text: str) -> list[str]:
+def check_directories(text: str, *, allow_broad: bool = False) -> list[str]:
+    """Existing directories, real paths; `/`, the home directory and those above it only
+    with `allow_broad` (`init --allow-broad-dir`)."""
     dirs = []
     for item in _items(text):
         real = os.path.realpath(os.path.expanduser(item))
         if not os.path.isdir(real):
             raise ConfigError(f"{item} is not a directory")
+        broad = None if allow_broad else too_broad(real)
+        if broad is not None:
+            raise ConfigError(
+                f"{item} is {broad}: the agent could reach every project and private file "
+                "under it. Name a project directory, or pass --allow-broad-dir to approve "
+                "it anyway"
+            )
         dirs.append(real)
     if not dirs:
         raise ConfigError("name at least one directory the agent may work in")
     return list(dict.fromkeys(dirs))
+
+
+def too_broad(directory: str) -> str | None:
+    """What makes a directory too broad to approve without asking twice, or None: the root,
+    the home directory itself, or a directory that holds the home directory."""
+    real = os.path.realpath(directory)
+    home = os.path.realpath(os.path.expanduser("~"))
+    if real == os.path.dirname(real):
+        return "the root directory"
+    if real == home:
+        return "your home directory"
+    if home.startswith(real.rstrip(os.sep) + os.sep):
+        return f"above your home directory ({home})"
+    return None
 
 
 def check_token(text: str) -> str:
@@ -86,7 +109,11 @@ def check_policies(text: str) -> list[str]:
     specs = _items(text)
     if not specs:
         raise ConfigError(f"name at least one policy (built in: {', '.join(BUILTIN_NAMES)})")
-    specs = [s if s in BUILTIN_NAMES else os.path.realpath(os.path.expanduser(s)) for s in specs]
+    from leashd.policy.loader import builtin_name
+
+    # a 0.x checkout path to a built-in (`policies/strict.yaml`, no such file) is stored as the
+    # built-in's name; a file of the user's as its real path
+    specs = [builtin_name(s) or os.path.realpath(os.path.expanduser(s)) for s in specs]
     try:
         load_policies(specs)
     except PolicyError as exc:

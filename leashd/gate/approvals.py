@@ -49,6 +49,8 @@ _RUNS_OTHERS = frozenset(
     }
 )  # fmt: skip
 _PYTHON = re.compile(r"python\d+(\.\d+)*")
+# How long a request waits when neither the setting nor the policies say (docs/gate.md).
+DEFAULT_TIMEOUT = 300.0
 REFUSED_WINDOW = 60.0  # seconds in which one person's refused presses become one record more
 _REFUSERS = 1024  # people tracked at once; beyond, the rest share one window ("*")
 _NAMED = 32  # people the shared window's record names (a bound on the record, not the count)
@@ -132,6 +134,7 @@ class ApprovalRequest:
     deadline: float = 0.0  # on the event loop's clock: no answer counts after it
     # The whole tool input, for the approver to see in full (the audit keeps a capped copy).
     tool_input: Any = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT  # seconds it waits, to say so to the approver
 
 
 @dataclass(frozen=True)
@@ -179,13 +182,16 @@ class ApprovalCoordinator:
     def __init__(
         self,
         approvers: set[str] | frozenset[str],
-        timeout: float,
+        timeout: float | None,
         audit: AuditLog,
         on_expired: Notify | None = None,
         *,
         anyone_in_chat: bool = False,
         refused_window: float = REFUSED_WINDOW,
     ) -> None:
+        """`timeout`: seconds every request waits, when it is set explicitly (the setting
+        LEASHD_APPROVAL_TIMEOUT_SECONDS in any layer); None leaves it to each request (the
+        policies' `approval_timeout_seconds`, `request(timeout=)`), else DEFAULT_TIMEOUT."""
         self.approvers = frozenset(approvers)
         self.refused_window = refused_window
         self._refused: dict[str, _Refusals] = {}
@@ -199,6 +205,13 @@ class ApprovalCoordinator:
         self._similar: dict[str, set[Scope]] = {}  # session -> scopes approved as similar
         self._closed = False
         self._telling: set[asyncio.Task[None]] = set()  # expiry notices on their way
+
+    def timeout_for(self, policy: float | None) -> float:
+        """Seconds a request waits: the explicit setting, over the policies' value, over
+        DEFAULT_TIMEOUT."""
+        if self.timeout is not None:
+            return self.timeout
+        return policy if policy is not None else DEFAULT_TIMEOUT
 
     def pending(self, session: str | None = None) -> list[ApprovalRequest]:
         return [r for r in self._pending.values() if session is None or r.session == session]
@@ -221,13 +234,16 @@ class ApprovalCoordinator:
         ask: Notify | None = None,
         details: dict[str, Any] | None = None,
         tool_input: Any = None,
+        timeout: float | None = None,
     ) -> tuple[ApprovalRequest | None, Resolution]:
         """Ask, and wait for the answer. `ask` shows the request to the approvers (the
         connector); if it fails, or has not shown it when the time is up, the answer is no.
         Returns the request (None when an earlier "approve similar" answered it) and how it
-        ended; only an approver's yes, before the deadline, approves."""
+        ended; only an approver's yes, before the deadline, approves. `timeout`: the
+        policies' wait, which an explicit setting overrides (`timeout_for`)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        wait = self.timeout_for(timeout)
+        deadline = loop.time() + wait
         req = ApprovalRequest(
             id=secrets.token_urlsafe(18),
             session=session,
@@ -239,6 +255,7 @@ class ApprovalCoordinator:
             details=dict(details or {}),
             deadline=deadline,
             tool_input=tool_input,
+            timeout=wait,
         )
         if self._closed:
             return req, self._end(req, Resolution(False, "shutdown"))

@@ -656,6 +656,11 @@ def describe(record: dict[str, Any]) -> str:
         return f"{head} void: records {record.get('voids')} did not take effect"
     if kind == "seal":
         return f"{head} seal: {record.get('damage')} ({record.get('length')} bytes kept)"
+    if kind == "git":  # the user's own /git (leashd/git/suite.py)
+        argv = record.get("argv")
+        shown = " ".join(str(a) for a in argv) if isinstance(argv, list) else "git"
+        return (f"{head} git by {record.get('by', '?')} {record.get('who', '-')} in "
+                f"{record.get('cwd')}: {shown} (exit {record.get('exit')})")  # fmt: skip
     if kind == "sandbox" and record.get("event") == "blocked":
         given = record.get("input")
         command = given.get("command") if isinstance(given, dict) else None

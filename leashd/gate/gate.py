@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -39,6 +40,9 @@ from leashd.policy.ir import STRICTNESS
 from leashd.policy.loader import DEFAULT_POLICIES, load_compiled
 
 log = structlog.get_logger("leashd.gate")
+# The same logger as the standard library has it (the daemon logs through it): whether DEBUG
+# is on, asked before a decision's log line is built.
+_stdlib_log = logging.getLogger("leashd.gate")
 
 _QUICK_INPUT = 16384  # characters of an input whose remembered decision is used on the loop
 MAX_UNITS_RECORDED = 64  # a record lists at most this many units (and says how many there were)
@@ -134,6 +138,14 @@ class Gate:
     @property
     def approved_dirs(self) -> tuple[str, ...]:
         return self._dirs
+
+    @property
+    def policy_timeout(self) -> float:
+        """The policies' `approval_timeout_seconds` (merged key by key, the last file that
+        sets it wins; 300 when none does): how long an approval asked now waits, unless the
+        setting LEASHD_APPROVAL_TIMEOUT_SECONDS was given (ApprovalCoordinator.timeout_for).
+        Read at each request, so a reload's new value holds for the approvals asked after."""
+        return float(self.compiled.policy.settings.approval_timeout_seconds)
 
     def add_dir(self, path: str) -> str:
         """Approve a directory (`/dir`, `add-dir`). It must exist; returns it resolved. The
@@ -356,6 +368,7 @@ class Gate:
             ask=show,
             details=details,
             tool_input=call.tool_input,
+            timeout=self.policy_timeout,
         )
         call.request = req
         bus.emit(
@@ -369,7 +382,8 @@ class Gate:
             who=result.who,
         )
         action = "allow" if result.approved else "deny"
-        reason = _approval_reason(result, approvals.timeout)
+        waited = req.timeout if req is not None else approvals.timeout_for(self.policy_timeout)
+        reason = _approval_reason(result, waited)
         return self._final(call, action, reason, "approval", result)
 
     # --- the record, then the answer --------------------------------------------------------
@@ -457,6 +471,12 @@ class Gate:
 
     def _tell(self, call: _Call, verdict: Verdict) -> None:
         try:
+            if _stdlib_log.isEnabledFor(logging.DEBUG):  # a cached check; the call costs µs
+                decision = verdict.decision
+                log.debug("tool_decision", session=call.session.id, tool=call.tool,
+                          decision=verdict.action, layer=verdict.layer,
+                          rule=decision.rule_name if decision is not None else None,
+                          seq=verdict.seq)  # fmt: skip
             self._emit_verdict(call.session, call.tool, verdict)
         except (KeyboardInterrupt, SystemExit):
             raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 from leashd.policy import artifact
@@ -20,10 +22,39 @@ def builtin_path(name: str) -> Path:
     return data_dir("policies") / f"{name}.yaml"
 
 
-def resolve_policy(spec: str) -> Path:
-    """A built-in name (`default`) or a path to a policy file."""
+# How leashd 0.x, run from its checkout, named its built-in policies (its README's
+# `LEASHD_POLICY_FILES=policies/strict.yaml`); the policies now ship inside the package.
+_CHECKOUT_PATH = re.compile(
+    r"(?:\./)?(?:leashd/)?policies/(?P<name>"
+    + "|".join(re.escape(n) for n in BUILTIN_NAMES)
+    + r")\.(?:yaml|yml|leash)"
+)
+_log = logging.getLogger("leashd.policy")  # stderr when nothing configured logging
+
+
+def builtin_name(spec: str) -> str | None:
+    """The built-in policy `spec` stands for: a built-in name, or a path into leashd 0.x's
+    checkout (`policies/strict.yaml`) when no file is there, which is said as a warning.
+    None: `spec` is a file of the user's (a path that exists is always the file)."""
     if spec in BUILTIN_NAMES:
-        return builtin_path(spec)
+        return spec
+    found = _CHECKOUT_PATH.fullmatch(spec)
+    if found is None or Path(spec).exists():
+        return None
+    name = found["name"]
+    _log.warning(
+        "%s: no such file; using the built-in policy %r, as leashd 0.x did from its "
+        "checkout (name it %r to say so)", spec, name, name,
+    )  # fmt: skip
+    return name
+
+
+def resolve_policy(spec: str) -> Path:
+    """A built-in name (`default`), a 0.x checkout path to a built-in (`builtin_name`), or
+    a path to a policy file."""
+    name = builtin_name(spec)
+    if name is not None:
+        return builtin_path(name)
     path = Path(spec)
     if not path.exists():
         raise PolicyError(
@@ -65,8 +96,9 @@ def load_compiled(specs: list[str] | tuple[str, ...] = (), use_re2: bool = True)
     verified: set[int] = set()
     offset = 0
     for spec in specs or DEFAULT_POLICIES:
-        path = resolve_policy(spec)
-        ready = artifact.load_current(spec, path) if spec in BUILTIN_NAMES else None
+        name = builtin_name(spec)
+        path = builtin_path(name) if name is not None else resolve_policy(spec)
+        ready = artifact.load_current(name, path) if name is not None else None
         if ready is not None:
             policy, plan = ready.policy, ready.plan
             verified.update(range(offset, offset + plan.size))
