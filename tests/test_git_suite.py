@@ -125,12 +125,12 @@ def test_only_in_an_approved_directory(world):
 
 def test_long_output_goes_as_a_document(world):
     suite, repo, _, _ = world
-    (repo / "big.txt").write_text("".join(f"line {i}\n" for i in range(2000)))
+    (repo / "big.txt").write_text("".join(f"line {i}\n" for i in range(20000)))
     git(repo, "add", "big.txt")
     r = run(suite, repo, "diff --staged")
     assert r.ok and r.document is not None
     name, content = r.document
-    assert name == "git-diff.txt" and b"line 1999" in content
+    assert name == "git-diff.txt" and b"+line 19999\n" in content  # all of it, past one read
     assert len(r.text) <= SHOWN_CHARS + 60 and "attached" in r.text
 
 
@@ -162,3 +162,13 @@ def test_the_audit_log_keeps_the_users_git_and_says_whose_it_was(world):
     (rec,) = [r for r in records(tmp / "audit.jsonl") if r.get("kind") == "git"]
     assert rec["by"] == "user" and rec["argv"][:2] == ["git", "log"]
     assert "git by user 42" in describe(rec) and "(exit 0)" in describe(rec)
+
+
+def test_output_past_the_bound_is_cut_and_says_so(world, monkeypatch):
+    suite, repo, _, _ = world
+    monkeypatch.setattr("leashd.git.suite.OUTPUT_BYTES", 5000)
+    (repo / "big.txt").write_text("".join(f"line {i}\n" for i in range(20000)))
+    git(repo, "add", "big.txt")
+    r = run(suite, repo, "diff --staged")
+    assert r.document is not None
+    assert len(r.document[1]) < 6000 and r.document[1].endswith(b"(cut at 5,000 bytes)")

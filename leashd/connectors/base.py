@@ -19,6 +19,10 @@ class Connector(Protocol):
         (label, message) pairs a connector may offer as buttons; choosing one sends that
         message as the user. The text names them too, for connectors without buttons."""
 
+    async def document(self, chat: str, name: str, data: bytes) -> None:
+        """A file (long output of a command): Telegram sends it as a document; the terminal
+        and headless runs print it."""
+
     async def event(self, chat: str, event: AgentEvent) -> None:
         """Something the agent did while its turn runs: text, a tool starting or done."""
 

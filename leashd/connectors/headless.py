@@ -30,6 +30,9 @@ class HeadlessConnector:
     async def send(self, chat: str, text: str, choices: Sequence[tuple[str, str]] = ()) -> None:
         print(text, file=self.err, flush=True)
 
+    async def document(self, chat: str, name: str, data: bytes) -> None:
+        print(f"── {name} ──\n{data.decode('utf-8', 'replace')}", file=self.err, flush=True)
+
     async def event(self, chat: str, event: AgentEvent) -> None:
         if isinstance(event, ToolStarted):
             what = f"{event.tool}: {event.summary}".rstrip(": ")

@@ -157,6 +157,13 @@ class TelegramConnector:
                 "send",
             )
 
+    async def document(self, chat: str, name: str, data: bytes) -> None:
+        """A file in the chat (long output of /git), in order with the messages."""
+        self._flush(chat)
+        self._outbox(chat).submit(
+            lambda: self.bot.send_document(int(chat), InputFile(data, filename=name)), "send"
+        )
+
     async def event(self, chat: str, event: AgentEvent) -> None:
         live = self._live.setdefault(chat, _Live())
         if isinstance(event, TextDelta):

@@ -86,6 +86,10 @@ class TerminalConnector:
         self._say(text)
         self._settle()  # a notice while idle (a reload) ends with the prompt again
 
+    async def document(self, chat: str, name: str, data: bytes) -> None:
+        self._say(f"── {name} ──\n{data.decode('utf-8', 'replace')}")
+        self._settle()
+
     async def event(self, chat: str, event: AgentEvent) -> None:
         self._watch_turn()
         if isinstance(event, Text):

@@ -14,6 +14,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
@@ -26,6 +27,8 @@ from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Press
 from leashd.gate.events import Event
 from leashd.gate.gate import Gate, Session
 from leashd.gate.modes import MODES
+from leashd.git.suite import GitSuite
+from leashd.git.suite import Reply as GitReply
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +38,27 @@ COMMANDS = {
     "/default": "default mode: the policy decides, you approve what it asks about",
     "/dir": "show the approved directories, or switch: /dir N or /dir PATH",
     "/status": "the session: mode, directory, cost so far, what is running",
+    "/git": "git here: /git status, branch, checkout, diff, log, add, commit, push, pull, merge",
     "/clear": "start a new conversation",
     "/cancel": "stop the running turn and drop queued messages",
     "/help": "this list",
 }
 _MODE_COMMANDS = {"/plan": "plan", "/edit": "auto", "/default": "default"}
+_GIT_CHANGES_TREE = frozenset({"checkout", "merge", "pull", "add", "commit", "resolve"})
+RESOLVE_PROMPT = (
+    "A `git merge` in this repository stopped on conflicts in: {files}. Resolve each conflict: "
+    "read both sides and what each branch meant, keep both intents where they can live "
+    "together, remove every conflict marker, and `git add` each resolved file. Do not commit "
+    "and do not abort the merge: the user reviews your resolution and commits it."
+)
+
+
+class _Followed(str):
+    """A message whose turn has something to do after it (`then`, awaited when it ends)."""
+
+    then: Any = None
+
+
 # A command word as Telegram defines bot commands: "/" and 1-32 letters, digits or "_", maybe
 # "@botname" in groups. Anything else starting with "/" is text (a path: /usr/bin/python).
 _COMMAND_WORD = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]+)?")
@@ -81,6 +100,8 @@ class Engine:
         self._asked: dict[str, Connector] = {}  # request id -> where it was shown
         self._told_sandbox_off: set[int] = set()  # session rows warned (see _warn_sandbox_off)
         self._handle = chain(list(middleware or []), self._dispatch)
+        # the user's own git, in the session's directory, audited as theirs
+        self.git = GitSuite(lambda: self.gate.approved_dirs, self._audit_git)
         gate.bus.subscribe("approval.requested", self._approval_requested)
         gate.bus.subscribe("approval.resolved", self._approval_resolved)
 
@@ -155,7 +176,7 @@ class Engine:
             if word not in COMMANDS:
                 await msg.connector.send(msg.chat, unknown_command(word))
                 return
-            await self._command(msg.connector, msg.chat, word, arg)
+            await self._command(msg.connector, msg.chat, word, arg, msg.user)
             if word not in _MODE_COMMANDS or not arg:
                 return
             text = arg  # /plan TEXT: the mode is set, and the agent starts on TEXT in it
@@ -181,6 +202,9 @@ class Engine:
             connector, text = state.queue.pop(0)
             try:
                 await self._turn(connector, chat, state, text)
+                then = getattr(text, "then", None)
+                if then is not None:
+                    await then()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one failed turn must not stop the chat
@@ -329,8 +353,11 @@ class Engine:
 
     # --- commands -----------------------------------------------------------------------------
 
-    async def _command(self, connector: Connector, chat: str, word: str, arg: str) -> None:
-        if word in _MODE_COMMANDS:
+    async def _command(self, connector: Connector, chat: str, word: str, arg: str,
+                       user: str = "-") -> None:  # fmt: skip
+        if word == "/git":
+            await self._git(connector, chat, arg, user)
+        elif word in _MODE_COMMANDS:
             row = await self.session_for(chat)
             mode = _MODE_COMMANDS[word]
             self._chats[chat].session = await self.store.update_session(replace(row, mode=mode))
@@ -357,6 +384,55 @@ class Engine:
             lines.append("/plan, /edit or /default followed by text: that mode, and the agent "
                          "starts on the text.")  # fmt: skip
             await connector.send(chat, "\n".join(lines))
+
+    async def _git(self, connector: Connector, chat: str, arg: str, user: str) -> None:
+        row = await self.session_for(chat)
+        sub = arg.split()[0].lower() if arg.split() else ""
+        if self.running(chat) and sub in _GIT_CHANGES_TREE:
+            # the agent is working in this tree: a checkout or merge under it would mix the two
+            await connector.send(chat, f"A turn is running; /cancel it or wait before /git {sub}.")
+            return
+        if sub == "resolve":
+            await self._git_resolve(connector, chat, row.directory)
+            return
+        reply = await self.git.handle(row.directory, arg, who=user, session=str(row.id),
+                                      chat=chat)  # fmt: skip
+        await self._show_git(connector, chat, reply)
+
+    async def _show_git(self, connector: Connector, chat: str, reply: GitReply) -> None:
+        await connector.send(chat, reply.text, list(reply.actions))
+        if reply.document is not None:
+            document = getattr(connector, "document", None)
+            if document is not None:
+                await document(chat, *reply.document)
+
+    async def _git_resolve(self, connector: Connector, chat: str, directory: str) -> None:
+        """AI conflict resolution: an agent turn (under the gate, like any) resolves a stopped
+        merge's conflicts and stages them; then the user sees what it staged, and commits,
+        retries or aborts."""
+        conflicts = await self.git.conflicts(directory)
+        if not conflicts:
+            await connector.send(chat, "No merge is waiting on conflicts here.")
+            return
+        names = ", ".join(conflicts)
+        await connector.send(chat, f"The agent resolves the conflicts in {names}; you see its "
+                                   "resolution before anything is committed.")  # fmt: skip
+
+        async def then() -> None:
+            await self._show_git(connector, chat, await self.git.resolution(directory))
+
+        prompt = _Followed(RESOLVE_PROMPT.format(files=names))
+        prompt.then = then
+        state = self._chats.setdefault(chat, _Chat())
+        state.queue.append((connector, prompt))
+        if state.task is None or state.task.done():
+            state.task = asyncio.create_task(self._drain(chat, state))
+
+    def _audit_git(self, fields: dict[str, Any]) -> None:
+        try:
+            self.gate.audit.append("git", fields)
+        except Exception as exc:  # the git ran; its record could not be written: said loudly
+            log.error("could not audit the user's git", error=repr(exc), argv=fields.get("argv"))
 
     async def _dir(self, chat: str, arg: str) -> tuple[str, list[tuple[str, str]]]:
         """The reply to /dir, and the switches it offers as (label, command) choices."""

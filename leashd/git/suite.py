@@ -23,7 +23,7 @@ SUBCOMMANDS = ("status", "branch", "checkout", "diff", "log", "add", "commit", "
 USAGE = (
     "/git status · branch [NEW] · checkout BRANCH | -b NEW · diff [--staged] [--stat] [PATH…] · "
     "log [N] · add -A | PATH… · commit -m MESSAGE · push [REMOTE [BRANCH]] · pull · "
-    "merge BRANCH | --abort"
+    "merge BRANCH | --abort · resolve (the agent resolves a merge's conflicts)"
 )
 TIMEOUT = 60.0  # seconds for a local command
 NETWORK_TIMEOUT = 180.0  # push and pull
@@ -119,6 +119,8 @@ class GitSuite:
                 raise Usage("/git add takes -A or the paths to add.")
             return ["add", "--", *self._paths(paths, cwd)]
         if sub == "commit":
+            if args == ["--no-edit"]:  # a merge's own message, after its conflicts are resolved
+                return ["commit", "--no-edit"]
             if len(args) >= 2 and args[0] == "-m":
                 message = " ".join(args[1:]).strip()
                 if message:
@@ -138,6 +140,38 @@ class GitSuite:
         if len(args) == 1 and not args[0].startswith("-"):
             return ["merge", "--no-edit", _ref(args[0])]
         raise Usage("/git merge takes one branch (or --abort).")
+
+    async def conflicts(self, cwd: str) -> tuple[str, ...]:
+        """The paths a stopped merge left in conflict (none outside an approved directory)."""
+        where = self._inside(cwd)
+        if where is None:
+            return ()
+        code, out = await self._run(["diff", "--name-only", "--diff-filter=U"], where, TIMEOUT)
+        return tuple(p for p in out.splitlines() if p.strip()) if code == 0 else ()
+
+    async def resolution(self, cwd: str) -> Reply:
+        """After the agent's turn on a merge's conflicts: what it staged, what is left in
+        conflict, and the buttons to commit the merge, try again or abort it."""
+        where = self._inside(cwd)
+        if where is None:
+            return Reply(f"{cwd} is not in an approved directory.", ok=False)
+        left = await self.conflicts(where)
+        _, diff = await self._run(["diff", "--cached", "--no-ext-diff", "--no-textconv"], where,
+                                  TIMEOUT)  # fmt: skip
+        again = ("🔁 Retry", "/git resolve")
+        abort = ("✋ Abort the merge", "/git merge --abort")
+        if left:
+            shown = "\n".join(f"• {p}" for p in left)
+            return Reply(f"Still in conflict:\n{shown}", ok=False, actions=(again, abort),
+                         conflicts=left)  # fmt: skip
+        head = "The agent's resolution (staged, not committed):\n"
+        actions = (("✅ Commit the merge", "/git commit --no-edit"), again, abort)
+        body = diff.strip() or "(no changes staged)"
+        if len(head) + len(body) > SHOWN_CHARS:
+            cut = body[:SHOWN_CHARS].rsplit("\n", 1)[0]
+            return Reply(f"{head}{cut}\n… the whole diff is attached.", actions=actions,
+                         document=("merge-resolution.diff", diff.encode()))  # fmt: skip
+        return Reply(head + body, actions=actions)
 
     def _inside(self, cwd: str) -> str | None:
         real = os.path.realpath(cwd)
@@ -174,8 +208,10 @@ class GitSuite:
             return 127, f"git could not run: {exc}"
         try:
             assert proc.stdout is not None
-            data = await asyncio.wait_for(proc.stdout.read(OUTPUT_BYTES + 1), timeout)
+            data = await asyncio.wait_for(_read_up_to(proc.stdout, OUTPUT_BYTES + 1), timeout)
             cut = len(data) > OUTPUT_BYTES
+            if cut:
+                proc.kill()  # the rest is not wanted: git must not block on a full pipe
             await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
             proc.kill()
@@ -183,7 +219,7 @@ class GitSuite:
             return 124, f"git {argv[0]} did not finish within {timeout:g} s and was stopped."
         text = data[:OUTPUT_BYTES].decode("utf-8", "replace")
         if cut:
-            text += f"\n… (cut at {OUTPUT_BYTES >> 20} MiB)"
+            text += f"\n… (cut at {OUTPUT_BYTES:,} bytes)"
         return proc.returncode or 0, text
 
     def _record(self, who: str, session: str, chat: str, cwd: str, argv: list[str],
@@ -233,6 +269,19 @@ class GitSuite:
         elif sub == "add":
             return (("📝 Commit", "/git commit"), ("🔍 Staged diff", "/git diff --staged"))
         return ()
+
+
+async def _read_up_to(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Everything up to EOF, or `limit` bytes (a single `read(n)` returns what is there)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(min(1 << 16, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _none(sub: str, args: list[str]) -> None:
