@@ -388,3 +388,39 @@ def test_an_open_bot_lets_anyone_use_it_and_approve_in_their_own_chat(world, bot
     tg.wait_message(anyone, "Done.")
     assert (world.proj / "open.txt").read_text() == "x"
     assert approvals(world)[-1] == ("approved", str(anyone))
+
+
+def test_git_from_the_phone_with_buttons_a_document_and_the_users_records(world, bot):
+    """`/git` through the fake Bot API against a real repository: status with its buttons, a
+    button press that stages, a commit, long output as a document, each run audited as the
+    owner's own."""
+    tg, proj = bot.tg, world.proj
+    ident = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
+             "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}  # fmt: skip
+    subprocess.run(["git", "init", "-q", "-b", "main", str(proj)], check=True)
+    (proj / ".gitignore").write_text(".env\n")
+    (proj / "big.txt").write_text("".join(f"row {i}\n" for i in range(3000)))
+    bot.start(**ident)
+
+    bot.says("/git status")
+    status = tg.wait_message(OWNER, "README.md", buttons=True)
+    q = tg.press(OWNER, OWNER, status["message_id"], bot.button(status, "➕ Add all"))
+    tg.wait_answer(q)
+    staged = tg.wait_message(OWNER, "", buttons=True, after=status["message_id"])
+    assert bot.button(staged, "📝 Commit")
+    bot.says("/git diff --staged")
+    tg.wait_for(lambda: any(m.get("document") for m in tg.bot_messages(OWNER)), 30, "a document")
+    (doc,) = [m["document"] for m in tg.bot_messages(OWNER) if m.get("document")]
+    assert doc["filename"] == "git-diff.txt" and b"+row 2999" in doc["data"]
+    bot.says("/git commit -m from the phone")
+    tg.wait_message(OWNER, "from the phone", buttons=True)
+    log = subprocess.run(["git", "-C", str(proj), "log", "--format=%s"], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert log.strip() == "from the phone"
+    tracked = subprocess.run(["git", "-C", str(proj), "ls-files"], capture_output=True,
+                             text=True, check=True).stdout.split()  # fmt: skip
+    assert "README.md" in tracked and ".env" not in tracked
+    git_records = [r for r in world.records() if r.get("kind") == "git"]
+    assert [r["event"] for r in git_records] == ["status", "add", "diff", "commit"]
+    assert {(r["by"], r["who"]) for r in git_records} == {("user", str(OWNER))}
+    assert world.fake.requests == []  # none of it went to the model
