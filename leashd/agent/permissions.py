@@ -183,7 +183,7 @@ class GateBridge:
         allowed = self._allowed.pop(tool_use_id, None)
         if not is_error:
             return
-        text = _result_text(content)
+        text = result_text(content)
         if not NOT_EXECUTED.match(text):
             return
         if allowed is not None:
@@ -275,11 +275,12 @@ def _not_run_reason(said: str) -> str:
     return f"the CLI did not execute it: {said[:300]}"
 
 
-def _result_text(content: Any) -> str:
+def result_text(content: Any, sep: str = " ") -> str:
+    """A tool result's text, its parts joined by `sep`."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        return sep.join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return ""
 
 

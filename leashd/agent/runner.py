@@ -33,7 +33,7 @@ from leashd.agent.events import (
     TurnResult,
     tool_summary,
 )
-from leashd.agent.permissions import HOOK_TIMEOUT, GateBridge
+from leashd.agent.permissions import HOOK_TIMEOUT, GateBridge, result_text
 from leashd.agent.sandbox_report import Reader
 from leashd.gate.approvals import Notify
 from leashd.gate.gate import Gate, Session, Verdict
@@ -439,7 +439,7 @@ class ClaudeAgent:
         tool_input = turn.bash.pop(block.tool_use_id, None)
         if tool_input is None or turn.reader is None:
             return
-        found = turn.reader.blocked(_result_text(block.content))
+        found = turn.reader.blocked(result_text(block.content, "\n"))
         if not found:
             return
         lines = [str(b) for b in found]
@@ -466,14 +466,6 @@ def _retry_notice(data: dict[str, Any]) -> str:
     attempt, most = data.get("attempt"), data.get("max_retries")
     of = f" {attempt} of {most}" if attempt is not None and most is not None else ""
     return f"{why}{code}; trying again in {delay:.1f} s (retry{of})"
-
-
-def _result_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def _tokens(usage: dict[str, Any], key: str) -> int:
