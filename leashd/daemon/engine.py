@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,12 +54,6 @@ RESOLVE_PROMPT = (
 )
 
 
-class _Followed(str):
-    """A message whose turn has something to do after it (`then`, awaited when it ends)."""
-
-    then: Any = None
-
-
 # A command word as Telegram defines bot commands: "/" and 1-32 letters, digits or "_", maybe
 # "@botname" in groups. Anything else starting with "/" is text (a path: /usr/bin/python).
 _COMMAND_WORD = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]+)?")
@@ -69,10 +64,20 @@ SANDBOX_OFF = (
 )
 
 
+@dataclass(frozen=True)
+class _Queued:
+    """A message waiting for its turn; `then`, when given, is awaited after the turn ends
+    (the resolution of /git resolve is shown after the agent's turn)."""
+
+    connector: Connector
+    text: str
+    then: Callable[[], Awaitable[None]] | None = None
+
+
 @dataclass
 class _Chat:
     task: asyncio.Task[None] | None = None
-    queue: list[tuple[Connector, str]] = field(default_factory=list)
+    queue: list[_Queued] = field(default_factory=list)
     session: SessionRow | None = None
 
 
@@ -183,7 +188,7 @@ class Engine:
         state = self._chats.setdefault(msg.chat, _Chat())
         if state.task is not None and not state.task.done():
             choice = await msg.connector.busy(msg.chat, text)
-            state.queue.append((msg.connector, text))
+            state.queue.append(_Queued(msg.connector, text))
             if state.task is None or state.task.done():
                 # The turn ended while the user chose (queue or interrupt): nothing would drain
                 # the queue any more, so the message runs now (test_e2e_repl found it stuck).
@@ -194,17 +199,17 @@ class Engine:
             else:
                 await msg.connector.send(msg.chat, "Queued: it runs when this turn ends.")
             return
-        state.queue.append((msg.connector, text))
+        state.queue.append(_Queued(msg.connector, text))
         state.task = asyncio.create_task(self._drain(msg.chat, state))
 
     async def _drain(self, chat: str, state: _Chat) -> None:
         while state.queue:
-            connector, text = state.queue.pop(0)
+            item = state.queue.pop(0)
+            connector = item.connector
             try:
-                await self._turn(connector, chat, state, text)
-                then = getattr(text, "then", None)
-                if then is not None:
-                    await then()
+                await self._turn(connector, chat, state, item.text)
+                if item.then is not None:
+                    await item.then()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one failed turn must not stop the chat
@@ -421,10 +426,8 @@ class Engine:
         async def then() -> None:
             await self._show_git(connector, chat, await self.git.resolution(directory))
 
-        prompt = _Followed(RESOLVE_PROMPT.format(files=names))
-        prompt.then = then
         state = self._chats.setdefault(chat, _Chat())
-        state.queue.append((connector, prompt))
+        state.queue.append(_Queued(connector, RESOLVE_PROMPT.format(files=names), then))
         if state.task is None or state.task.done():
             state.task = asyncio.create_task(self._drain(chat, state))
 
