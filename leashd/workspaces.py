@@ -8,7 +8,11 @@ kept them too, in the same shape):
         description: the product
 
 A session in a workspace may work in all its directories, and the agent is told what they are
-(`context`): each one's path, and for a repository its current branch.
+(`context`): each one's path, and for a repository its current branch. `/ws` in a chat and
+`leashd ws` change the file through `add` and `remove` alike, so both refuse the same things:
+a directory that does not exist, and `/`, the home directory or one above it (the agent could
+reach every project and private file under it). `usable` checks a workspace again when a
+session enters it and at each of its turns.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ import yaml
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _KEYS = {"directories", "description"}
+# The words of `/ws` itself (`/ws add`, `/ws remove`, `/ws leave`): a workspace so named could
+# not be entered from a chat, so none is made with one of them.
+RESERVED = frozenset({"add", "remove", "leave"})
 
 
 class WorkspaceError(Exception):
@@ -89,6 +96,9 @@ def add(name: str, directories: list[str], description: str | None = None,
     """Make a workspace, or add directories to one. Each must be a directory; kept resolved."""
     if not _NAME.fullmatch(name):
         raise WorkspaceError(f"{name!r} is not a workspace name (letters, digits, `_`, `.`, `-`)")
+    if name.lower() in RESERVED:
+        raise WorkspaceError(f"{name!r} is a word of /ws itself ({', '.join(sorted(RESERVED))}): "
+                             "name the workspace otherwise")  # fmt: skip
     if not directories:
         raise WorkspaceError("a workspace needs at least one directory")
     resolved = []
@@ -96,6 +106,7 @@ def add(name: str, directories: list[str], description: str | None = None,
         real = os.path.realpath(os.path.expanduser(d))
         if not os.path.isdir(real):
             raise WorkspaceError(f"{d} is not a directory")
+        _refuse_broad(d, real)
         resolved.append(real)
     spaces = load(path)
     old = spaces.get(name)
@@ -130,6 +141,36 @@ def remove(name: str, directories: list[str] | None = None, path: Path | None = 
         del spaces[name]
     _save(spaces, path)
     return spaces.get(name)
+
+
+def usable(ws: Workspace) -> Workspace:
+    """The workspace as a session may work in it now: each directory resolved, and each still
+    a directory that `add` would take. Raises WorkspaceError naming the first that is not: a
+    session never works in a workspace with a directory less (or more) than its file names."""
+    if not ws.directories:
+        raise WorkspaceError(f"workspace {ws.name!r} has no directories")
+    dirs = []
+    for d in ws.directories:
+        real = os.path.realpath(os.path.expanduser(d))
+        if not os.path.isabs(os.path.expanduser(d)):
+            raise WorkspaceError(f"{d} of workspace {ws.name!r} is not an absolute path")
+        if not os.path.isdir(real):
+            raise WorkspaceError(f"{d} of workspace {ws.name!r} is not a directory any more")
+        _refuse_broad(d, real, ws.name)
+        dirs.append(real)
+    return Workspace(ws.name, tuple(dict.fromkeys(dirs)), ws.description)
+
+
+def _refuse_broad(given: str, real: str, name: str | None = None) -> None:
+    """The rule `leashd init` and `add-dir` apply (leashd/daemon/wizard.py), with no way
+    around it here: a workspace is approved for a session without a second question."""
+    from leashd.daemon.wizard import too_broad
+
+    broad = too_broad(real)
+    if broad is not None:
+        of = f" of workspace {name!r}" if name else ""
+        raise WorkspaceError(f"{given}{of} is {broad}: the agent could reach every project "
+                             "and private file under it; name project directories")  # fmt: skip
 
 
 def context(ws: Workspace) -> str:

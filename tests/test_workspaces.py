@@ -8,7 +8,16 @@ import sys
 
 import pytest
 
-from leashd.workspaces import Workspace, WorkspaceError, add, context, default_path, load, remove
+from leashd.workspaces import (
+    Workspace,
+    WorkspaceError,
+    add,
+    context,
+    default_path,
+    load,
+    remove,
+    usable,
+)
 
 
 @pytest.fixture
@@ -90,3 +99,27 @@ def test_the_agents_context_names_every_directory(home):
     text = context(w)
     assert "workspace 's' (two apps)" in text and "on branch trunk" in text
     assert text.count("\n- ") == 2
+
+
+def test_the_cli_never_takes_the_root_the_home_or_a_word_of_ws(home, monkeypatch):
+    monkeypatch.setenv("HOME", str(home / "api"))  # a home of its own: `ws` sees it too
+    for args, words in ((["x", "/"], "is the root directory"),
+                        (["x", str(home / "api")], "is your home directory"),
+                        (["x", str(home)], "above your home directory"),
+                        (["leave", str(home / "web")], "a word of /ws itself")):  # fmt: skip
+        r = ws(home, "add", *args)
+        assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
+    assert load() == {}
+
+
+def test_usable_resolves_and_checks_each_directory_again(home):
+    link = home / "link-to-web"
+    link.symlink_to(home / "web")
+    ok = usable(Workspace("s", (str(home / "api"), str(link)), "d"))
+    assert ok == Workspace("s", (str(home / "api"), str(home / "web")), "d")
+    for dirs, words in (((str(home / "gone"),), "is not a directory any more"),
+                        (("api",), "is not an absolute path"),
+                        (("/",), "is the root directory"),
+                        ((), "has no directories")):  # fmt: skip
+        with pytest.raises(WorkspaceError, match=words):
+            usable(Workspace("s", dirs))

@@ -166,7 +166,8 @@ class ClaudeAgent:
 
         async def on_verdict(tool: str, tool_input: Any, verdict: Verdict) -> None:
             if tool == PLAN_TOOL and verdict.allowed and state["session"].mode == "plan":
-                state["session"] = Session(session.id, session.chat, session.cwd, "default")
+                # the same session in default mode: its own directories (a workspace's) stay
+                state["session"] = replace(session, mode="default")
                 await self._left_plan(session.id, on_event)
             elif not verdict.allowed:
                 summary = tool_summary(tool, tool_input)
@@ -283,13 +284,14 @@ class ClaudeAgent:
             return None
         gate = self.gate
         home = gate.home or os.path.expanduser("~")
-        probe = Session(session.id, session.chat, session.cwd, "default")
+        probe = replace(session, mode="default")
 
         def is_secret(path: str) -> bool:
             return gate.decide(probe, "Read", {"file_path": path}).action == "deny"
 
         globs = os_sandbox.secret_globs(gate.compiled.rules)
-        dirs = gate.approved_dirs or (session.cwd,)
+        # the session's own directories (its workspace's) are writable in its turns alone
+        dirs = gate.approved_dirs_for(session) or (session.cwd,)
         plan = await asyncio.to_thread(os_sandbox.plan, cfg, dirs, home, is_secret, globs)
         log.debug("sandbox", session=session.id, hidden=len(plan.secrets),
                   scanned=plan.scanned, seconds=round(plan.seconds, 3))  # fmt: skip
@@ -321,10 +323,7 @@ class ClaudeAgent:
             # `tools` sets which tools exist; `allowed_tools` would let the CLI run them
             # without asking anyone, which is never what a list here means.
             kwargs["tools"] = list(cfg.allowed_tools)
-        if cfg.system_prompt:
-            kwargs["system_prompt"] = {
-                "type": "preset", "preset": "claude_code", "append": cfg.system_prompt
-            }  # fmt: skip
+        kwargs["system_prompt"] = system_prompt(cfg.system_prompt, session.context)
         return ClaudeAgentOptions(
             cwd=session.cwd,
             env=env,
@@ -446,6 +445,19 @@ class ClaudeAgent:
         self.gate.sandbox_blocked(turn.session, "Bash", tool_input, lines)
         summary = tool_summary("Bash", tool_input)
         await _tell(on_event, SandboxBlocked(block.tool_use_id, summary, tuple(lines)))
+
+
+def system_prompt(configured: str | None, context: str) -> dict[str, str]:
+    """The SDK's `system_prompt` for a turn: Claude Code's own prompt, then the configured
+    text, then the session's context (its workspace).
+
+    Always the claude_code preset: left out, the SDK passes `--system-prompt ""` and the CLI
+    runs on a one-line agent prompt without Claude Code's instructions for its tools."""
+    text = "\n\n".join(p for p in (configured, context) if p)
+    prompt = {"type": "preset", "preset": "claude_code"}
+    if text:
+        prompt["append"] = text
+    return prompt
 
 
 def _retry_notice(data: dict[str, Any]) -> str:

@@ -11,14 +11,16 @@ import contextlib
 import difflib
 import os
 import re
+import shlex
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
+from leashd import workspaces
 from leashd.agent.events import AgentEvent, ModeChanged, TurnResult
 from leashd.agent.runner import ClaudeAgent
 from leashd.connectors.base import Connector
@@ -30,6 +32,7 @@ from leashd.gate.gate import Gate, Session
 from leashd.gate.modes import MODES
 from leashd.git.suite import GitSuite
 from leashd.git.suite import Reply as GitReply
+from leashd.workspaces import Workspace, WorkspaceError
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +41,8 @@ COMMANDS = {
     "/edit": "auto mode: edits inside the project go ahead without asking",
     "/default": "default mode: the policy decides, you approve what it asks about",
     "/dir": "show the approved directories, or switch: /dir N or /dir PATH",
+    "/ws": "workspaces: /ws lists them, /ws NAME works in all of one's directories, /ws leave; "
+    "/ws add NAME DIR…, /ws remove NAME [DIR…]",
     "/status": "the session: mode, directory, cost so far, what is running",
     "/git": "git here: /git status, branch, checkout, diff, log, add, commit, push, pull, merge",
     "/clear": "start a new conversation",
@@ -58,6 +63,11 @@ RESOLVE_PROMPT = (
 # "@botname" in groups. Anything else starting with "/" is text (a path: /usr/bin/python).
 _COMMAND_WORD = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]+)?")
 LOST_CONVERSATION = "The previous conversation could not be found; starting a new one."
+WS_USAGE = (
+    "/ws lists the workspaces; /ws NAME works in one (all its directories); /ws leave leaves "
+    "it; /ws add NAME DIR… [-d DESCRIPTION] makes one or adds to it; /ws remove NAME [DIR…] "
+    "removes it or some of its directories."
+)
 SANDBOX_OFF = (
     "⚠️ The OS sandbox is off (LEASHD_SANDBOX=off): only the policy guards what Bash runs, and "
     "a command it allows runs with all of your user's rights."
@@ -227,11 +237,14 @@ class Engine:
         state.session = row
         return row
 
-    async def new_session(self, chat: str, directory: str, mode: str) -> SessionRow:
+    async def new_session(self, chat: str, directory: str, mode: str,
+                          workspace: str | None = None,
+                          workspace_dirs: tuple[str, ...] = ()) -> SessionRow:  # fmt: skip
         """A new current session for the chat (the old one stays in the store)."""
-        row = await self.store.new_session(chat, directory, mode)
+        row = await self.store.new_session(chat, directory, mode, workspace, workspace_dirs)
         self._chats.setdefault(chat, _Chat()).session = row
-        log.info("session_created", chat=chat, session=row.id, directory=directory, mode=mode)
+        log.info("session_created", chat=chat, session=row.id, directory=directory, mode=mode,
+                 workspace=workspace)  # fmt: skip
         return row
 
     def _home_dir(self) -> str:
@@ -267,8 +280,17 @@ class Engine:
     ) -> TurnResult:
         """The turn itself: the agent run on `text`, remembered in the store and shown."""
         await self._warn_sandbox_off(connector, chat, row)
+        try:
+            row, session, changed = await self._turn_session(chat, state, row)
+        except WorkspaceError as exc:
+            # fail closed: a workspace that cannot be used is never worked in with a
+            # directory less or more; the turn does not run, and the user is told why
+            said = f"Not run: {exc}. /ws leave works without the workspace."
+            await connector.send(chat, said)
+            return TurnResult("", row.agent_session_id, error=said)
+        if changed:
+            await connector.send(chat, changed)
         await self.store.add_message(MessageRow(row.id, "user", text))
-        session = Session(str(row.id), chat, row.directory, row.mode)
         mode: str | None = None  # a mode the agent itself switched to during the turn
 
         def latest(row: SessionRow) -> SessionRow:
@@ -340,6 +362,49 @@ class Engine:
         await connector.result(chat, result)
         return result
 
+    async def _turn_session(self, chat: str, state: _Chat, row: SessionRow
+                            ) -> tuple[SessionRow, Session, str | None]:  # fmt: skip
+        """The gate's session for a turn of `row`, the row as stored after, and a notice for
+        the user. A session in a workspace gets the workspace as its file has it now: its
+        directories (approved for this session alone) and its context for the agent. A
+        change to the file since the session last worked in it is audited before it takes
+        effect and said (the notice). Raises WorkspaceError when the workspace cannot be
+        used: the file does not load, the workspace or one of its directories is gone, the
+        session's own directory is no longer in it, the change cannot be audited."""
+        session = Session(str(row.id), chat, row.directory, row.mode)
+        if row.workspace is None:
+            return row, session, None
+        ws, context = await asyncio.to_thread(_workspace_now, row.workspace)
+        if not _inside(row.directory, (*self.gate.approved_dirs, *ws.directories)):
+            raise WorkspaceError(
+                f"this session's directory {row.directory} is no longer in workspace "
+                f"{ws.name!r}: /ws {ws.name} starts again in it"
+            )
+        notice = None
+        if ws.directories != row.workspace_dirs:
+            self._audit_workspace("workspace_changed", chat, ws, str(row.id),
+                                  before=list(row.workspace_dirs))  # fmt: skip
+            notice = _changed(ws, row.workspace_dirs)
+            row = replace(row, workspace_dirs=ws.directories)
+            state.session = row = await self.store.update_session(row)
+        return row, replace(session, dirs=ws.directories, context=context), notice
+
+    def _audit_workspace(self, event: str, chat: str, ws: Workspace, session: str | None = None,
+                         **more: Any) -> None:  # fmt: skip
+        """A session's approved directories change (entered, changed, left): recorded before
+        it takes effect, like an approved directory added (Gate.add_dir). Raises
+        WorkspaceError when the record cannot be written: nothing is approved unrecorded."""
+        fields = {"event": event, "chat": chat, **({"session": session} if session else {}),
+                  "workspace": ws.name, "dirs": list(ws.directories), **more}  # fmt: skip
+        try:
+            self.gate.audit.append("sandbox", fields)
+        except Exception as exc:
+            log.error("could not audit a workspace change", chat=chat, error=repr(exc))
+            raise WorkspaceError(
+                f"the audit log cannot be written, so the directories of workspace {ws.name!r} "
+                f"are not approved: {exc}"
+            ) from None
+
     async def _warn_sandbox_off(self, connector: Connector, chat: str, row: SessionRow) -> None:
         """With the OS sandbox configured off, the first turn of each session this engine runs
         starts with a warning. Counted per session row and per engine rather than by the
@@ -377,10 +442,15 @@ class Engine:
             mode = old.mode if old else self.default_mode
             if old is not None and self.approvals is not None:
                 self.approvals.clear_session(str(old.id))
-            await self.new_session(chat, directory, mode)
+            # a new conversation in the same place: the same workspace, if any
+            await self.new_session(chat, directory, mode, old.workspace if old else None,
+                                   old.workspace_dirs if old else ())  # fmt: skip
             await connector.send(chat, "New conversation started.")
         elif word == "/dir":
             text, choices = await self._dir(chat, arg)
+            await connector.send(chat, text, choices)
+        elif word == "/ws":
+            text, choices = await self._ws(chat, arg)
             await connector.send(chat, text, choices)
         elif word == "/status":
             await connector.send(chat, await self.status(chat))
@@ -398,11 +468,19 @@ class Engine:
             await connector.send(chat, f"A turn is running; /cancel it or wait before /git {sub}.")
             return
         if sub == "resolve":
-            await self._git_resolve(connector, chat, row.directory)
+            await self._git_resolve(connector, chat, row)
             return
-        reply = await self.git.handle(row.directory, arg, who=user, session=str(row.id),
-                                      chat=chat)  # fmt: skip
+        reply = await self._git_for(row).handle(row.directory, arg, who=user,
+                                                session=str(row.id), chat=chat)  # fmt: skip
         await self._show_git(connector, chat, reply)
+
+    def _git_for(self, row: SessionRow) -> GitSuite:
+        """/git for the session: in a workspace, its directories are the user's to run git
+        in too (as the session last worked in them; the user's own action, audited as such)."""
+        if not row.workspace_dirs:
+            return self.git
+        dirs = row.workspace_dirs
+        return GitSuite(lambda: (*self.gate.approved_dirs, *dirs), self._audit_git)
 
     async def _show_git(self, connector: Connector, chat: str, reply: GitReply) -> None:
         await connector.send(chat, reply.text, list(reply.actions))
@@ -411,11 +489,12 @@ class Engine:
             if document is not None:
                 await document(chat, *reply.document)
 
-    async def _git_resolve(self, connector: Connector, chat: str, directory: str) -> None:
+    async def _git_resolve(self, connector: Connector, chat: str, row: SessionRow) -> None:
         """AI conflict resolution: an agent turn (under the gate, like any) resolves a stopped
         merge's conflicts and stages them; then the user sees what it staged, and commits,
         retries or aborts."""
-        conflicts = await self.git.conflicts(directory)
+        directory, git = row.directory, self._git_for(row)
+        conflicts = await git.conflicts(directory)
         if not conflicts:
             await connector.send(chat, "No merge is waiting on conflicts here.")
             return
@@ -424,7 +503,7 @@ class Engine:
                                    "resolution before anything is committed.")  # fmt: skip
 
         async def then() -> None:
-            await self._show_git(connector, chat, await self.git.resolution(directory))
+            await self._show_git(connector, chat, await git.resolution(directory))
 
         state = self._chats.setdefault(chat, _Chat())
         state.queue.append(_Queued(connector, RESOLVE_PROMPT.format(files=names), then))
@@ -438,9 +517,10 @@ class Engine:
             log.error("could not audit the user's git", error=repr(exc), argv=fields.get("argv"))
 
     async def _dir(self, chat: str, arg: str) -> tuple[str, list[tuple[str, str]]]:
-        """The reply to /dir, and the switches it offers as (label, command) choices."""
-        dirs = self.gate.approved_dirs
+        """The reply to /dir, and the switches it offers as (label, command) choices. In a
+        workspace, its directories are listed too, and a switch stays in the workspace."""
         row = await self.session_for(chat)
+        dirs = tuple(dict.fromkeys((*self.gate.approved_dirs, *row.workspace_dirs)))
         if not arg:
             shown = [f"{i}. {d}{'  (current)' if d == row.directory else ''}"
                      for i, d in enumerate(dirs, 1)]  # fmt: skip
@@ -460,8 +540,115 @@ class Engine:
         if self.running(chat):
             return "A turn is running; /cancel it or wait before switching directories.", []
         # a new directory is a new conversation: the agent's history belongs to the old one
-        await self.new_session(chat, target, row.mode)
+        await self.new_session(chat, target, row.mode, row.workspace, row.workspace_dirs)
         return f"Working in {target} (new conversation).", []
+
+    # --- workspaces (leashd/workspaces.py) ---------------------------------------------------
+
+    async def _ws(self, chat: str, arg: str) -> tuple[str, list[tuple[str, str]]]:
+        """The reply to /ws, and the choices it offers as (label, command) pairs."""
+        try:
+            words = shlex.split(arg)
+        except ValueError as exc:
+            return f"Cannot read that: {exc}.\n{WS_USAGE}", []
+        row = await self.session_for(chat)
+        if not words:
+            return await self._ws_list(row)
+        sub = words[0].lower()
+        if sub == "leave" and len(words) == 1:
+            return await self._ws_leave(chat, row)
+        if sub in ("add", "remove"):
+            return await self._ws_edit(chat, row, sub, words[1:])
+        if len(words) == 1:
+            return await self._ws_enter(chat, row, words[0])
+        return WS_USAGE, []
+
+    async def _ws_list(self, row: SessionRow) -> tuple[str, list[tuple[str, str]]]:
+        leave = [(f"↩ Leave {row.workspace}", "/ws leave")] if row.workspace else []
+        here = (f"This session works in workspace {row.workspace} (/ws leave leaves it).\n"
+                if row.workspace else "")  # fmt: skip
+        try:
+            spaces = await asyncio.to_thread(workspaces.load)
+        except WorkspaceError as exc:
+            return f"{here}The workspaces file cannot be used: {exc}", leave
+        if not spaces:
+            return (f"{here}No workspaces yet: /ws add NAME DIR… makes one (or `leashd ws add` "
+                    "on the computer).", leave)  # fmt: skip
+        lines, choices = [], []
+        for ws in spaces.values():
+            about = f" — {ws.description}" if ws.description else ""
+            current = "  (this session)" if ws.name == row.workspace else ""
+            lines.append(f"• {ws.name}: {', '.join(ws.directories)}{about}{current}")
+            if ws.name.lower() not in workspaces.RESERVED:  # a hand-written file's: see add
+                mark = "• " if ws.name == row.workspace else ""
+                choices.append((f"{mark}{ws.name}", f"/ws {ws.name}"))
+        head = f"{here}Workspaces (/ws NAME works in all of one's directories):"
+        return "\n".join([head, *lines]), choices + leave
+
+    async def _ws_enter(self, chat: str, row: SessionRow, name: str
+                        ) -> tuple[str, list[tuple[str, str]]]:  # fmt: skip
+        if self.running(chat):
+            return "A turn is running; /cancel it or wait before switching workspaces.", []
+        try:
+            ws, context = await asyncio.to_thread(_workspace_now, name)
+            self._audit_workspace("workspace_entered", chat, ws)
+        except WorkspaceError as exc:
+            return f"Not switched: {exc}.", []
+        # a new place is a new conversation, in the workspace's first directory
+        await self.new_session(chat, ws.directories[0], row.mode, ws.name, ws.directories)
+        return (f"Working in workspace {ws.name}, in {ws.directories[0]} (new conversation); "
+                f"the agent may work in all its directories.\n{context}", [])  # fmt: skip
+
+    async def _ws_leave(self, chat: str, row: SessionRow) -> tuple[str, list[tuple[str, str]]]:
+        if row.workspace is None:
+            return "This session works in no workspace; /ws lists them.", []
+        if self.running(chat):
+            return "A turn is running; /cancel it or wait before leaving the workspace.", []
+        try:
+            stay = _inside(row.directory, self.gate.approved_dirs)
+            directory = row.directory if stay else self._home_dir()
+        except RuntimeError as exc:
+            return f"Not left: {exc}.", []
+        gone = Workspace(row.workspace, row.workspace_dirs)
+        with contextlib.suppress(WorkspaceError):  # narrower: it may go unrecorded, not wider
+            self._audit_workspace("workspace_left", chat, gone, str(row.id))
+        await self.new_session(chat, directory, row.mode)
+        return f"Left workspace {row.workspace}: working in {directory} (new conversation).", []
+
+    async def _ws_edit(self, chat: str, row: SessionRow, sub: str, words: list[str]
+                       ) -> tuple[str, list[tuple[str, str]]]:  # fmt: skip
+        """/ws add and /ws remove: the file changed as `leashd ws` changes it (the same
+        checks), relative directories taken from the session's directory."""
+        description = None
+        if sub == "add":
+            for flag in ("-d", "--description"):
+                if flag in words[:-1]:
+                    i = words.index(flag)
+                    description, words = words[i + 1], words[:i] + words[i + 2 :]
+        if not words or (sub == "add" and len(words) < 2) or words[0].startswith("-"):
+            return WS_USAGE, []
+        name = words[0]
+        dirs = [os.path.join(row.directory, os.path.expanduser(d)) for d in words[1:]]
+        if name == row.workspace and self.running(chat):
+            return ("A turn is running in this workspace; /cancel it or wait before changing "
+                    "it.", [])  # fmt: skip
+        try:
+            if sub == "add":
+                left: Workspace | None = await asyncio.to_thread(
+                    workspaces.add, name, dirs, description
+                )
+            else:
+                left = await asyncio.to_thread(workspaces.remove, name, dirs)
+        except WorkspaceError as exc:
+            return f"Nothing changed: {exc}.", []
+        text = (f"Workspace {name} removed." if left is None else
+                f"Workspace {name}: {', '.join(left.directories)}.")  # fmt: skip
+        if name != row.workspace:
+            return text, []
+        if left is None:  # the session's own workspace is gone: it leaves it now
+            left_text, _ = await self._ws_leave(chat, row)
+            return f"{text}\n{left_text}", []
+        return f"{text}\nThis session works in it: the change holds from its next turn.", []
 
     async def status(self, chat: str) -> str:
         row = await self.session_for(chat)
@@ -471,6 +658,11 @@ class Engine:
         queued = len(state.queue) if state else 0
         lines = [
             f"Session {row.id} in {row.directory}",
+            *(
+                [f"Workspace: {row.workspace} ({', '.join(row.workspace_dirs)})"]
+                if row.workspace
+                else []
+            ),
             f"Mode: {row.mode}",
             f"Turn: {'running' if self.running(chat) else 'idle'}"
             + (f", {queued} queued" if queued else ""),
@@ -525,6 +717,33 @@ def command_of(text: str) -> tuple[str | None, str]:
     if word not in COMMANDS and os.path.lexists(first):
         return None, text
     return word, arg
+
+
+def _workspace_now(name: str) -> tuple[Workspace, str]:
+    """Workspace `name` as its file has it now, checked (`workspaces.usable`), and what the
+    agent is told of it. Reads the file and runs git: called on a thread."""
+    ws = workspaces.load().get(name)
+    if ws is None:
+        raise WorkspaceError(f"there is no workspace {name!r} (/ws lists them)")
+    ws = workspaces.usable(ws)
+    return ws, workspaces.context(ws)
+
+
+def _inside(path: str, dirs: Iterable[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == d or real.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def _changed(ws: Workspace, before: tuple[str, ...]) -> str:
+    """What the user is told when the workspace's directories changed since the session
+    last worked in it (its file edited, a directory's link pointing elsewhere)."""
+    gained = [d for d in ws.directories if d not in before]
+    lost = [d for d in before if d not in ws.directories]
+    parts = ([f"now also {', '.join(gained)}"] if gained else []) + (
+        [f"no longer {', '.join(lost)}"] if lost else []
+    )
+    return (f"Workspace {ws.name} changed since this session last worked in it: "
+            f"{'; '.join(parts) or 'its directories are in another order'}.")  # fmt: skip
 
 
 def unknown_command(word: str) -> str:

@@ -1,14 +1,15 @@
 """Sessions, messages and approvals: SQLite through aiosqlite (WAL), or memory for tests.
 
 A chat has one current session at a time (`/clear` starts another; the old one is kept). A
-session remembers its directory, its mode and the agent's own session id, so the
-conversation resumes after the daemon restarts. The schema is versioned (`PRAGMA
+session remembers its directory, its mode, its workspace and the agent's own session id, so
+the conversation resumes after the daemon restarts. The schema is versioned (`PRAGMA
 user_version`) and migrated forward in order at open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,11 @@ class SessionRow:
     updated_at: float = 0.0
     # what the agent reports as its conversation's cost so far (it counts resumed turns too)
     agent_cost_usd: float = 0.0
+    # The workspace the session works in (leashd/workspaces.py), and its directories as the
+    # session last worked in them: a change to the file since is noticed and said, never
+    # taken on silently (Engine._workspace_now).
+    workspace: str | None = None
+    workspace_dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,9 @@ class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def current_session(self, chat: str) -> SessionRow | None: ...
-    async def new_session(self, chat: str, directory: str, mode: str) -> SessionRow: ...
+    async def new_session(self, chat: str, directory: str, mode: str,
+                          workspace: str | None = None,
+                          workspace_dirs: tuple[str, ...] = ()) -> SessionRow: ...  # fmt: skip
     async def update_session(self, row: SessionRow) -> SessionRow: ...
     async def add_message(self, msg: MessageRow) -> None: ...
     async def messages(self, session_id: int) -> list[MessageRow]: ...
@@ -108,6 +116,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX approvals_session ON approvals(session_id);
     """,
     "ALTER TABLE sessions ADD COLUMN agent_cost_usd REAL NOT NULL DEFAULT 0;",
+    # a session's workspace: its name, and its directories as a JSON list
+    """
+    ALTER TABLE sessions ADD COLUMN workspace TEXT;
+    ALTER TABLE sessions ADD COLUMN workspace_dirs TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -148,36 +161,44 @@ class SqliteStore:
     async def current_session(self, chat: str) -> SessionRow | None:
         async with self.db.execute(
             "SELECT id, chat, directory, mode, agent_session_id, created_at, updated_at, "
-            "agent_cost_usd FROM sessions WHERE chat = ? AND current = 1",
+            "agent_cost_usd, workspace, workspace_dirs FROM sessions "
+            "WHERE chat = ? AND current = 1",
             (chat,),
         ) as cur:
             row = await cur.fetchone()
-        return SessionRow(*row) if row else None
+        if not row:
+            return None
+        return SessionRow(*row[:-1], _dirs_of(row[-1]))
 
-    async def new_session(self, chat: str, directory: str, mode: str) -> SessionRow:
+    async def new_session(self, chat: str, directory: str, mode: str,
+                          workspace: str | None = None,
+                          workspace_dirs: tuple[str, ...] = ()) -> SessionRow:  # fmt: skip
         now = time.time()
         db = self.db
         await db.execute("UPDATE sessions SET current = 0 WHERE chat = ? AND current = 1", (chat,))
         cur = await db.execute(
-            "INSERT INTO sessions (chat, directory, mode, current, created_at, updated_at) "
-            "VALUES (?, ?, ?, 1, ?, ?)",
-            (chat, directory, mode, now, now),
+            "INSERT INTO sessions (chat, directory, mode, current, created_at, updated_at, "
+            "workspace, workspace_dirs) VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
+            (chat, directory, mode, now, now, workspace, json.dumps(list(workspace_dirs))),
         )
         await db.commit()
         assert cur.lastrowid is not None
-        return SessionRow(cur.lastrowid, chat, directory, mode, None, now, now)
+        return SessionRow(cur.lastrowid, chat, directory, mode, None, now, now, 0.0, workspace,
+                          tuple(workspace_dirs))  # fmt: skip
 
     async def update_session(self, row: SessionRow) -> SessionRow:
         row = replace(row, updated_at=time.time())
         cur = await self.db.execute(
             "UPDATE sessions SET directory = ?, mode = ?, agent_session_id = ?, updated_at = ?, "
-            "agent_cost_usd = ? WHERE id = ?",
+            "agent_cost_usd = ?, workspace = ?, workspace_dirs = ? WHERE id = ?",
             (
                 row.directory,
                 row.mode,
                 row.agent_session_id,
                 row.updated_at,
                 row.agent_cost_usd,
+                row.workspace,
+                json.dumps(list(row.workspace_dirs)),
                 row.id,
             ),
         )
@@ -251,6 +272,19 @@ class SqliteStore:
         return float(row[0]), int(row[1]), int(row[2])
 
 
+def _dirs_of(text: str | None) -> tuple[str, ...]:
+    """A session's workspace directories as stored. What does not read as a list of paths
+    reads as none: the next turn of a session in a workspace then finds them changed, says
+    so and takes the workspace's directories from its file (never more than it names)."""
+    try:
+        dirs = json.loads(text or "[]")
+    except ValueError:
+        return ()
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        return ()
+    return tuple(dirs)
+
+
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
     async with db.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
@@ -285,10 +319,13 @@ class MemoryStore:
         sid = self._current.get(chat)
         return self._sessions.get(sid) if sid is not None else None
 
-    async def new_session(self, chat: str, directory: str, mode: str) -> SessionRow:
+    async def new_session(self, chat: str, directory: str, mode: str,
+                          workspace: str | None = None,
+                          workspace_dirs: tuple[str, ...] = ()) -> SessionRow:  # fmt: skip
         async with self._lock:
             now = time.time()
-            row = SessionRow(len(self._sessions) + 1, chat, directory, mode, None, now, now)
+            row = SessionRow(len(self._sessions) + 1, chat, directory, mode, None, now, now,
+                             0.0, workspace, tuple(workspace_dirs))  # fmt: skip
             self._sessions[row.id] = row
             self._current[chat] = row.id
             return row

@@ -666,6 +666,10 @@ def describe(record: dict[str, Any]) -> str:
         command = given.get("command") if isinstance(given, dict) else None
         what = "; ".join(str(b) for b in record.get("blocked") or [])
         return f"{head} sandbox blocked: {record.get('tool')} {command or ''} -- {what}"
+    if kind == "sandbox" and record.get("workspace"):  # a session entered, left, saw a change
+        dirs = record.get("dirs")
+        shown = ", ".join(str(d) for d in dirs) if isinstance(dirs, list) else ""
+        return f"{head} sandbox {record.get('event')} {record.get('workspace')}: {shown}".rstrip()
     if kind != "decision":  # a policy reload, an approved directory added or removed
         more = record.get("path") or record.get("error") or record.get("specs") or ""
         return f"{head} {kind} {record.get('event')} {more}".rstrip()

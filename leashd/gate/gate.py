@@ -51,12 +51,20 @@ _SHOWN = 500  # characters of a unit or a summary kept in records and events
 
 @dataclass
 class Session:
-    """What the gate knows of a session: who it talks to, where it works, its mode."""
+    """What the gate knows of a session: who it talks to, where it works (and the directories
+    approved for it alone), its mode."""
 
     id: str
     chat: str
     cwd: str
     mode: str = "default"
+    # Directories approved for this session alone, on top of the gate's: its workspace's
+    # (leashd/workspaces.py). Inside them for its calls and writable in its turns' OS
+    # sandbox; another chat's session, with dirs of its own or none, never gains them.
+    dirs: tuple[str, ...] = ()
+    # What the agent is told of where it works (the workspace's directories and branches),
+    # appended to its system prompt for this session's turns; the gate does not read it.
+    context: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,13 @@ class Gate:
     @property
     def approved_dirs(self) -> tuple[str, ...]:
         return self._dirs
+
+    def approved_dirs_for(self, session: Session) -> tuple[str, ...]:
+        """The directories `session` may work in: the gate's, then the session's own."""
+        if not session.dirs:
+            return self._dirs
+        own = (_directory(d, self.home) for d in session.dirs)
+        return tuple(dict.fromkeys((*self._dirs, *own)))
 
     @property
     def policy_timeout(self) -> float:
@@ -265,7 +280,7 @@ class Gate:
         if size > _QUICK_INPUT or not self._deciding.acquire(blocking=False):
             return None
         try:
-            ev = self._evaluators.get((session.cwd, session.mode))
+            ev = self._evaluators.get(_key(session))
             found = ev.remembered(tool, tool_input) if ev is not None else None
             if found is None:
                 return None
@@ -549,12 +564,13 @@ class Gate:
         return len(left)
 
     def _evaluator(self, session: Session) -> Evaluator:
-        key = (session.cwd, session.mode)
+        key = _key(session)
         evaluators = self._evaluators
         ev = evaluators.get(key)
         if ev is None:
-            ctx = Context.create(session.cwd, self.home, self._dirs, session.mode)
-            if not self._dirs:  # no approved directory: nothing is inside
+            dirs = self.approved_dirs_for(session)
+            ctx = Context.create(session.cwd, self.home, dirs, session.mode)
+            if not dirs:  # no approved directory: nothing is inside
                 ctx = replace(ctx, approved_dirs=("/\x00none",))
             if self.temp_dirs is not None:
                 ctx = replace(ctx, temp_dirs=self.temp_dirs)
@@ -563,6 +579,11 @@ class Gate:
                 evaluators.clear()
             evaluators[key] = ev
         return ev
+
+
+def _key(session: Session) -> tuple[str, str, tuple[str, ...]]:
+    """What an evaluator is made for: one session's directories never decide another's."""
+    return (session.cwd, session.mode, session.dirs)
 
 
 def _directory(path: str, home: str | None) -> str:
@@ -633,6 +654,7 @@ def _record(
         "session": session.id,
         "chat": session.chat,
         "cwd": session.cwd,
+        **({"session_dirs": list(session.dirs)} if session.dirs else {}),
         "mode": session.mode,
         "tool": tool if isinstance(tool, str) else repr(tool),
         **call.kept,

@@ -234,6 +234,8 @@ class GitSuite:
     async def _reply(self, sub: str, args: list[str], argv: list[str], code: int, out: str,
                      cwd: str) -> Reply:  # fmt: skip
         body = out.strip() or ("(nothing)" if code == 0 else f"git exited {code}")
+        if argv[:2] == ["merge", "--abort"] and code == 0 and not out.strip():
+            body = "The merge was aborted: the branch and its files are as they were before it."
         if sub == "merge" and code != 0 and argv[1] != "--abort":
             _, listed = await self._run(["diff", "--name-only", "--diff-filter=U"], cwd, TIMEOUT)
             conflicts = tuple(p for p in listed.splitlines() if p.strip())
