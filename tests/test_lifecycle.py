@@ -164,7 +164,7 @@ def test_the_note_reaches_stderr_of_the_cli(tmp_path):
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "using the built-in policy 'strict'" in p.stderr
-    assert "Strict keeps this session offline" in p.stdout
+    assert "Uses the network; strict asks first" in p.stdout  # strict's own reason
 
 
 def test_a_checkout_path_that_exists_is_always_the_file(tmp_path, monkeypatch, caplog):
