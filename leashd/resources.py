@@ -22,14 +22,24 @@ def data_dir(name: str) -> Path:
     raise FileNotFoundError(f"leashd data directory {name!r} is missing from this install")
 
 
+# What a policy's compiled form and its lint results are derived from: the compiler, its
+# analyses and the shell stage (and the bounds they keep). The daemon, the gate, the CLI and
+# the hook only use those results, so a change there leaves compiled/ current.
+COMPILER_SOURCES = ("policy", "shell", "limits.py", "resources.py")
+
+
 @lru_cache(maxsize=1)
 def source_fingerprint() -> str:
-    """A hash of leashd's own source, every module: what is derived from a policy and
-    stored (compiled/, the lint cache) is only reused by the same code. Raises OSError when
-    the source cannot be read."""
+    """A hash of the source of leashd's compiler (COMPILER_SOURCES): what is derived from a
+    policy and stored (compiled/, the lint cache) is only reused by the same code. Raises
+    OSError when the source cannot be read."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    paths: list[Path] = []
+    for part in COMPILER_SOURCES:
+        p = root / part
+        paths.extend(p.rglob("*.py") if p.is_dir() else [p])
+    for path in sorted(paths):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 

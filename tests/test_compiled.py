@@ -218,3 +218,30 @@ def test_a_glob_named_like_the_source_file_is_not_relocated(tmp_path):
     assert ready.policy.rules[0].paths.globs == ("team.yaml",)
     assert ready.policy.rules[0].span.file == str(source)
     assert ready.policy == load_file(source)
+
+
+def test_only_the_compilers_source_makes_compiled_files_stale(tmp_path):
+    # compiled/ and the lint cache are derived from the compiler and the shell stage; a change
+    # to the daemon, the CLI or the hook must leave them current, one to the compiler must not
+    import importlib.util
+    from pathlib import Path
+
+    import leashd
+
+    root = tmp_path / "leashd"
+    shutil.copytree(
+        Path(leashd.__file__).parent, root, ignore=shutil.ignore_patterns("__pycache__")
+    )
+
+    def fingerprint() -> str:
+        spec = importlib.util.spec_from_file_location("copied_resources", root / "resources.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.source_fingerprint()
+
+    before = fingerprint()
+    for outside in ("daemon/engine.py", "cli/__init__.py", "gate/gate.py", "hook/run.py"):
+        (root / outside).write_text((root / outside).read_text() + "\n# edited\n")
+    assert fingerprint() == before
+    (root / "shell" / "parser.py").write_text((root / "shell/parser.py").read_text() + "\n#\n")
+    assert fingerprint() != before

@@ -120,7 +120,8 @@ def test_init_reads_the_0x_telegram_block_and_writes_it_flat(home):
     assert leashd("init", "-y").exit_code == 0
     data = saved(home)
     assert "telegram" not in data
-    assert data["telegram_bot_token"] == TOKEN and data["allowed_user_ids"] == ["42"]
+    # moved as written (`[42]`), which the daemon reads as ["42"]
+    assert data["telegram_bot_token"] == TOKEN and data["allowed_user_ids"] == [42]
 
 
 # --- init with prompts ---------------------------------------------------------------------

@@ -30,10 +30,15 @@ from .conftest import corpus_rows
         (
             "rules:\n  - name: a\n    action: deny\n    command_patterns: ['(']\n",
             4,
-            24,
+            25,  # the `(` inside the quotes
             "bad regex",
         ),
-        ("rules:\n  - name: a\n    action: deny\n    tools: 3\n", 4, 12, "must be a string"),
+        (
+            "rules:\n  - name: a\n    action: deny\n    tools: 3\n",
+            4,
+            12,
+            "`tools` takes a string or a list of strings, not a number",
+        ),
         ("settings:\n  default_action: yes\n", 2, 19, "default_action must be one of"),
         (
             "rules:\n  - name: a\n    action: deny\n  - name: a\n    action: allow\n",
@@ -41,7 +46,7 @@ from .conftest import corpus_rows
             5,
             "duplicate rule name",
         ),
-        ("rules: [\n", 2, 1, "invalid YAML"),
+        ("rules: [\n", 1, 9, "the file ends inside a list"),
         ("rules:\n  - name: a\n    tools: [Read]\n", 2, 5, "rule 'a' needs an 'action'"),
         ("rules:\n  - action: deny\n", 2, 5, "a rule needs a 'name'"),
         ("version: '1'\nrulez: []\n", 2, 1, "did you mean 'rules'"),
@@ -56,7 +61,7 @@ from .conftest import corpus_rows
         ("settings:\n  default_actoin: deny\n", 2, 3, "did you mean 'default_action'"),
         ("rules:\n  - name: a\n    action: deny\n    commands: ['']\n", 4, 16, "is empty"),
         ("settings:\n  approval_timeout_seconds: -5\n", 2, 29, "positive integer"),
-        ("rules: {a: 1}\n", 1, 8, "rules must be a list"),
+        ("rules: {a: 1}\n", 1, 8, "`rules` takes a list of rules, not a mapping"),
         (
             "rules:\n  - name: a\n    action: allow\n    commands: ['git ** $ push']\n",
             4,

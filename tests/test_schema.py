@@ -1,5 +1,6 @@
 """`leashd policy schema`: the JSON Schema of the YAML format accepts every policy the loader
-accepts and rejects the structural mistakes the loader rejects."""
+accepts and rejects the structural mistakes the loader rejects; `--suite`: the same for test
+suites."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 from leashd.cli import main
 from leashd.policy.errors import PolicyError
 from leashd.policy.loader import BUILTIN_NAMES, builtin_path
-from leashd.policy.schema import policy_schema
+from leashd.policy.schema import policy_schema, suite_schema, suite_schema_text
+from leashd.policy.suite_file import parse_suite
+from leashd.policy.testsuite import builtin_suites, read_suite
 from leashd.policy.yaml_frontend import RULE_KEYS, parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,3 +126,123 @@ def test_top_level_keys_mean_the_same_to_schema_and_loader(top, ok):
     doc = {**top, "settings": {"default_action": "deny"}}
     assert loader_ok(doc) == ok
     assert schema_ok(doc) == ok
+
+
+# --- test suites --------------------------------------------------------------------------------
+
+SUITE_VALIDATOR = jsonschema.Draft202012Validator(suite_schema())
+
+
+def suite_loader_ok(tmp_path: Path, doc) -> bool:
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    try:
+        read_suite(path)
+    except PolicyError:
+        return False
+    return True
+
+
+def test_the_suite_schema_is_valid_json_schema_and_docs_hold_it():
+    jsonschema.Draft202012Validator.check_schema(suite_schema())
+    shipped = (ROOT / "docs" / "suite.schema.json").read_text()
+    assert suite_schema_text() == shipped, (
+        "docs/suite.schema.json is stale: leashd policy schema --suite -o docs/suite.schema.json"
+    )
+
+
+@pytest.mark.parametrize("path", builtin_suites(), ids=lambda p: p.stem)
+def test_every_built_in_suite_validates(path):
+    doc = yaml.safe_load(path.read_text())
+    assert [e.message for e in SUITE_VALIDATOR.iter_errors(doc)] == []
+
+
+_CASE = {"command": "ls", "expect": "allow"}
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"cases": [{"command": "ls", "exepct": "allow"}]},  # a typo of a key
+        {"cases": [{"command": "ls", "expect": "ask"}]},
+        {"cases": [{"command": "ls"}]},  # no expect
+        {"cases": [{"tool": "Read", "expect": "deny"}]},  # a tool case without its input
+        {"cases": [{"expect": "deny"}]},  # neither a command nor a tool
+        {"cases": [{"command": "ls", "input": {"command": "ls"}, "expect": "deny"}]},
+        {"cases": [{"command": "ls", "tool": "Read", "expect": "deny"}]},
+        {"cases": [{"tool": "Read", "input": "a.py", "expect": "deny"}]},
+        {"cases": [{"command": "ls", "expect": "deny", "rule": ["a"]}]},
+        {"cases": ["ls"]},
+        {"cases": {"a": _CASE}},
+        {"policies": ["default"]},  # no cases
+        {"policies": [], "cases": []},
+        {"policies": [3], "cases": []},
+        {"sandbox": "yes", "cases": []},
+        {"context": {"cwd": "project"}, "cases": []},  # relative: depends on where it runs
+        {"context": {"home": "~/me"}, "cases": []},
+        {"context": {"approved_dir": ["/x"]}, "cases": []},
+        {"context": {"approved_dirs": [5]}, "cases": []},
+        {"context": {"mode": "yolo"}, "cases": []},
+        {"context": ["/x"], "cases": []},
+        {"casez": [], "cases": []},
+    ],
+)
+def test_suite_mistakes_fail_both_schema_and_loader(tmp_path, doc):
+    assert not SUITE_VALIDATOR.is_valid(doc)
+    assert not suite_loader_ok(tmp_path, doc)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"cases": []},
+        {"cases": [_CASE]},
+        {"policies": "strict", "cases": [_CASE]},
+        {"policies": ["default", "dev-tools"], "sandbox": False, "cases": [_CASE]},
+        {"cases": [{**_CASE, "tool": "Bash", "name": "a listing", "rule": None}]},
+        {"cases": [{"tool": "Read", "input": {"file_path": "a"}, "expect": "deny", "rule": "x"}]},
+        {"cases": [{"tool": "mcp__fs__read", "input": {}, "expect": "require_approval"}]},
+        {
+            "context": {
+                "cwd": "~/project",
+                "home": "/home/me",
+                "approved_dirs": ["~/project", "/srv/data"],
+                "mode": "plan",
+            },
+            "cases": [_CASE],
+        },
+        {"context": {"approved_dirs": "/srv"}, "cases": [_CASE]},
+        {"context": {}, "cases": [_CASE]},
+    ],
+)
+def test_suites_both_accept(tmp_path, doc):
+    assert SUITE_VALIDATOR.is_valid(doc), list(SUITE_VALIDATOR.iter_errors(doc))
+    assert suite_loader_ok(tmp_path, doc)
+
+
+_case_values = st.one_of(
+    st.sampled_from(["ls", "Bash", "Read", "allow", "deny", "ask", "require_approval", ""]),
+    st.none(),
+    st.booleans(),
+    st.integers(0, 3),
+    st.lists(st.sampled_from(["a", "b"]), max_size=2),
+    st.fixed_dictionaries({}, optional={"file_path": st.just("a.py"), "command": st.just("ls")}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["command", "tool", "input", "expect", "rule", "name", "exepct"]),
+        _case_values,
+        max_size=5,
+    )
+)
+def test_schema_and_reader_agree_on_every_case(case):
+    doc = {"cases": [case]}
+    try:
+        parse_suite(yaml.safe_dump(doc), Path("suite.yaml"))
+        read_ok = True
+    except PolicyError:
+        read_ok = False
+    assert SUITE_VALIDATOR.is_valid(doc) == read_ok, case

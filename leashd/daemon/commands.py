@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from leashd.cli.lazy import LazyGroup, examples
+
 if TYPE_CHECKING:
     from leashd.daemon.config import Config
 
@@ -103,7 +105,13 @@ def _sandbox_or_exit(mode: str) -> None:
         sys.exit(2)
 
 
-@click.command("run")
+@click.command(
+    "run",
+    epilog=examples(
+        "leashd run -p 'what does this repository do?' --dir ~/src/app",
+        "echo 'fix the failing test' | leashd run -p - --session fix",
+    ),
+)
 @click.option("-p", "--prompt", required=True, help="What to ask the agent ('-': read stdin).")
 @click.option(
     "--dir",
@@ -139,7 +147,13 @@ def run_cmd(prompt: str, directory: str, session: str | None, new: bool,
     sys.exit(code)
 
 
-@click.command("init")
+@click.command(
+    "init",
+    epilog=examples(
+        "leashd init",
+        "leashd init -y --dir ~/src/app --no-telegram",
+    ),
+)
 @click.option("--dir", "directories", multiple=True, help="An approved directory (repeatable).")
 @click.option("--token", help="The Telegram bot token from @BotFather.")
 @click.option("--no-telegram", is_flag=True, help="Remove the bot token: use the terminal.")
@@ -280,7 +294,7 @@ def _ask(a: Any, asked: dict[str, bool], allow_broad: bool = False) -> None:
         )
 
 
-@click.command("config")
+@click.command("config", epilog=examples("leashd config", "leashd config --keys"))
 @click.option("--keys", is_flag=True, help="List the settings this version knows.")
 def config_cmd(keys: bool) -> None:
     """Print every setting as resolved, and where each value came from (secrets redacted)."""
@@ -298,7 +312,7 @@ def config_cmd(keys: bool) -> None:
         click.echo(f"{name:<{width}}  {value}  [{where}]")
 
 
-@click.command("start")
+@click.command("start", epilog=examples("leashd start", "leashd start -f"))
 @click.option("-f", "--foreground", is_flag=True, help="Run here instead of in the background.")
 def start_cmd(foreground: bool) -> None:
     """Start the daemon. With a Telegram bot token it goes to the background (the bot is how
@@ -320,7 +334,7 @@ def start_cmd(foreground: bool) -> None:
     _background(config)
 
 
-@click.command("restart")
+@click.command("restart", epilog=examples("leashd restart"))
 def restart_cmd() -> None:
     """Stop the daemon (gracefully) and start it again in the background."""
     from leashd.daemon import process
@@ -378,7 +392,7 @@ def _background(config: Config) -> None:
     click.echo(f"leashd started (pid {started.pid}); its output goes to {out}.")
 
 
-@click.command("stop")
+@click.command("stop", epilog=examples("leashd stop", "leashd stop --timeout 60"))
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for it.")
 def stop_cmd(timeout: float) -> None:
     """Stop the daemon gracefully: approvals still waiting are denied and audited."""
@@ -397,7 +411,7 @@ def stop_cmd(timeout: float) -> None:
         click.echo("leashd is not running.")
 
 
-@click.command("status")
+@click.command("status", epilog=examples("leashd status"))
 def status_cmd() -> None:
     """Whether the daemon runs, and where; whether the OS sandbox is on. Exit 3 when the
     daemon is not running."""
@@ -462,7 +476,7 @@ def _edit_dirs(change: str, directory: str) -> tuple[str, bool]:
     return result
 
 
-@click.command("add-dir")
+@click.command("add-dir", epilog=examples("leashd add-dir ~/src/app"))
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--allow-broad-dir", is_flag=True,
               help="Approve / or the home directory (or one above it) all the same.")  # fmt: skip
@@ -480,7 +494,7 @@ def add_dir_cmd(directory: str, allow_broad_dir: bool) -> None:
     click.echo(f"Approved {real}{_tell_daemon()}." if new else f"{real} was already approved.")
 
 
-@click.command("remove-dir")
+@click.command("remove-dir", epilog=examples("leashd remove-dir ~/src/old-app"))
 @click.argument("directory")
 def remove_dir_cmd(directory: str) -> None:
     """Withdraw a directory's approval (config.yaml)."""
@@ -491,7 +505,7 @@ def remove_dir_cmd(directory: str) -> None:
     click.echo(f"Removed {real}{_tell_daemon()}.")
 
 
-@click.command("dirs")
+@click.command("dirs", epilog=examples("leashd dirs"))
 def dirs_cmd() -> None:
     """The approved directories, as resolved from every configuration layer."""
     config = load_or_exit()
@@ -503,7 +517,7 @@ def dirs_cmd() -> None:
     click.echo(f"[{src.layer}: {src.where}]")
 
 
-@click.command("doctor")
+@click.command("doctor", epilog=examples("leashd doctor"))
 def doctor_cmd() -> None:
     """Check everything a run needs, one line each: the Claude Code CLI, credentials for the
     model, the OS sandbox, the approved directories, the policies, the audit log, Telegram.
@@ -516,12 +530,22 @@ def doctor_cmd() -> None:
     sys.exit(0 if doctor.passed(checks) else 1)
 
 
-@click.group("service")
+@click.group(
+    "service",
+    cls=LazyGroup,
+    epilog=examples("leashd service install", "leashd service show"),
+)
 def service_group() -> None:
     """Run the daemon as a systemd user service (Linux)."""
 
 
-@service_group.command("install")
+@service_group.command(
+    "install",
+    epilog=examples(
+        "leashd service install",
+        "leashd service install --no-enable",
+    ),
+)
 @click.option("--enable/--no-enable", default=True, show_default=True,
               help="Start it now and at every login.")  # fmt: skip
 def service_install_cmd(enable: bool) -> None:
@@ -547,7 +571,7 @@ def service_install_cmd(enable: bool) -> None:
         )
 
 
-@service_group.command("uninstall")
+@service_group.command("uninstall", epilog=examples("leashd service uninstall"))
 def service_uninstall_cmd() -> None:
     """Stop the service and remove its unit."""
     from leashd.daemon import service
@@ -560,7 +584,7 @@ def service_uninstall_cmd() -> None:
     _report_steps(out.steps, must=False)
 
 
-@service_group.command("show")
+@service_group.command("show", epilog=examples("leashd service show > ~/leashd.service"))
 def service_show_cmd() -> None:
     """Print the unit `install` would write."""
     from leashd.daemon import service
@@ -577,9 +601,3 @@ def _report_steps(steps: list[tuple[str, bool, str]], must: bool = True) -> None
             click.echo("The unit is written; run that command yourself once systemd's user "
                        "instance is available.", err=True)  # fmt: skip
             sys.exit(1)
-
-
-def register(main: click.Group) -> None:
-    for cmd in (run_cmd, init_cmd, config_cmd, start_cmd, restart_cmd, stop_cmd, status_cmd,
-                doctor_cmd, add_dir_cmd, remove_dir_cmd, dirs_cmd, service_group):  # fmt: skip
-        main.add_command(cmd)

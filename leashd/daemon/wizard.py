@@ -135,32 +135,49 @@ def current(data: dict[str, Any] | None = None) -> Answers:
 
 
 def save(answers: Answers, path: Path | None = None) -> Path:
-    """Merge the answers into the config file (other keys kept) and write it, after
-    checking that the whole file is a valid configuration."""
+    """Write the answers into the config file, changing only the settings they change: its
+    comments and every other key stay as written (leashd 0.x's `telegram:` block is written
+    flat). Nothing is written unless the whole file is a valid configuration."""
     if answers.token and not answers.user_ids:
         raise ConfigError(
             "a bot token needs the Telegram user ids allowed to use it, or anyone who finds "
             "the bot could drive the agent: message @userinfobot in Telegram for yours"
         )
-    data = _flatten(config_file.read(path))
-    data["approved_directories"] = list(answers.directories)
-    for key, value in (("telegram_bot_token", answers.token),
-                       ("allowed_user_ids", answers.user_ids)):  # fmt: skip
-        if value:
-            data[key] = value
+    where = path or config_file.config_path()
+
+    def change(doc: config_file.Document) -> None:
+        doc.flatten("telegram")
+        doc.set("approved_directories", list(answers.directories), config_file.same_directory)
+        for name, value in (("telegram_bot_token", answers.token),
+                            ("allowed_user_ids", answers.user_ids)):  # fmt: skip
+            if value:
+                doc.set(name, value)
+            else:
+                doc.delete(name)
+        if doc.new or doc.get("default_mode") is not None or answers.mode != "default":
+            doc.set("default_mode", answers.mode)
+        if list(answers.policies) == list(DEFAULT_POLICIES):
+            doc.delete("policy_files")  # follow the built-in default as it evolves
         else:
-            data.pop(key, None)
-    data["default_mode"] = answers.mode
-    if list(answers.policies) == list(DEFAULT_POLICIES):
-        data.pop("policy_files", None)  # follow the built-in default as it evolves
-    else:
-        data["policy_files"] = list(answers.policies)
-    try:
-        Settings.model_validate(data)
-    except ValidationError as exc:
-        where = str(path or config_file.config_path())
-        raise ConfigError(explain(exc, {k: Source("config.yaml", where) for k in data})) from None
-    return config_file.write(data, path)
+            doc.set("policy_files", list(answers.policies), _same_policy)
+
+    def check(data: dict[str, Any]) -> None:
+        flat = _flatten(data)
+        try:
+            Settings.model_validate(flat)
+        except ValidationError as exc:
+            raise ConfigError(
+                explain(exc, {k: Source("config.yaml", str(where)) for k in flat})
+            ) from None
+
+    return config_file.edit(change, where, check)
+
+
+def _same_policy(written: Any, wanted: Any) -> bool:
+    from leashd.policy.loader import builtin_name
+
+    text = str(written)
+    return (builtin_name(text) or os.path.realpath(os.path.expanduser(text))) == wanted
 
 
 def _flatten(data: dict[str, Any]) -> dict[str, Any]:

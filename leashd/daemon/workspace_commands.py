@@ -6,10 +6,24 @@ import sys
 
 import click
 
+from leashd.cli.lazy import LazyGroup, examples
+from leashd.plural import plural
 
-@click.group("ws")
+
+@click.group(
+    "ws",
+    cls=LazyGroup,
+    epilog=examples(
+        "leashd ws add shop ~/src/api ~/src/web -d 'the shop: API and web app'",
+        "leashd ws list",
+    ),
+)
 def ws_group() -> None:
     """Workspaces: named groups of directories the agent works across (workspaces.yaml)."""
+
+
+def _directories(n: int) -> str:
+    return plural(n, "directory", "directories")
 
 
 def _fail(exc: Exception) -> None:
@@ -17,7 +31,13 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
-@ws_group.command("add")
+@ws_group.command(
+    "add",
+    epilog=examples(
+        "leashd ws add shop ~/src/api ~/src/web",
+        "leashd ws add shop ~/src/docs -d 'the shop and its docs'",
+    ),
+)
 @click.argument("name")
 @click.argument("directories", nargs=-1, required=True)
 @click.option("--description", "-d", help="What the workspace is, for the agent.")
@@ -30,10 +50,10 @@ def ws_add(name: str, directories: tuple[str, ...], description: str | None) -> 
     except WorkspaceError as exc:
         _fail(exc)
         return
-    click.echo(f"{ws.name}: {len(ws.directories)} directories ({default_path()})")
+    click.echo(f"{ws.name}: {_directories(len(ws.directories))} ({default_path()})")
 
 
-@ws_group.command("list")
+@ws_group.command("list", epilog=examples("leashd ws list"))
 def ws_list() -> None:
     """Every workspace, a line each."""
     from leashd.workspaces import WorkspaceError, default_path, load
@@ -47,10 +67,10 @@ def ws_list() -> None:
         click.echo(f"(no workspaces: `leashd ws add NAME DIR…`; {default_path()})")
     for ws in spaces.values():
         about = f" — {ws.description}" if ws.description else ""
-        click.echo(f"{ws.name}: {len(ws.directories)} directories{about}")
+        click.echo(f"{ws.name}: {_directories(len(ws.directories))}{about}")
 
 
-@ws_group.command("show")
+@ws_group.command("show", epilog=examples("leashd ws show shop"))
 @click.argument("name")
 def ws_show(name: str) -> None:
     """A workspace's directories, and each repository's branch, as the agent is told."""
@@ -67,7 +87,13 @@ def ws_show(name: str) -> None:
     click.echo(context(spaces[name]))
 
 
-@ws_group.command("remove")
+@ws_group.command(
+    "remove",
+    epilog=examples(
+        "leashd ws remove shop ~/src/docs",
+        "leashd ws remove shop",
+    ),
+)
 @click.argument("name")
 @click.argument("directories", nargs=-1)
 def ws_remove(name: str, directories: tuple[str, ...]) -> None:
@@ -80,4 +106,4 @@ def ws_remove(name: str, directories: tuple[str, ...]) -> None:
         _fail(exc)
         return
     click.echo(f"{name}: removed" if left is None else
-               f"{name}: {len(left.directories)} directories left")  # fmt: skip
+               f"{name}: {_directories(len(left.directories))} left")  # fmt: skip

@@ -35,6 +35,7 @@ from leashd.gate.audit_chain import (
     record_hash,
     same_hash,
 )
+from leashd.plural import plural
 
 Status = Literal["intact", "unchecked", "damaged", "missing", "unreadable"]
 # Records past the head that a crash can explain: a writer holds its lock from the write to
@@ -169,15 +170,18 @@ def verify(path: str | Path, key: bytes | None = None) -> Verdict:
         return Verdict(
             False,
             w.seq,
-            f"{w.seq} records, links intact, but {w.unchecked} keyed records (key {ids}) were "
-            "not checked: no key was given (LEASHD_AUDIT_KEY or audit_key_file)",
+            f"{plural(w.seq, 'record')}, links intact, but {plural(w.unchecked, 'keyed record')}"
+            f" (key {ids}) {'was' if w.unchecked == 1 else 'were'} not checked: no key was "
+            "given (LEASHD_AUDIT_KEY or audit_key_file)",
             status="unchecked",
             **at_end,
         )
     how = "HMAC chain intact" if w.keyed and key is not None else "chain intact"
     sealed = sum(1 for n in notices if "sealed damage" in n)
     more = f"; {sealed} sealed damage (see the notices)" if sealed else ""
-    return Verdict(True, w.seq, f"{w.seq} records, {how}{more}", status="intact", **at_end)
+    return Verdict(
+        True, w.seq, f"{plural(w.seq, 'record')}, {how}{more}", status="intact", **at_end
+    )
 
 
 def _head_problem(head: Head, w: _Walk) -> str | None:

@@ -13,10 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 from leashd.policy.errors import PolicyError
-from leashd.policy.testsuite import builtin_suites
 from leashd.resources import data_dir
 
 
@@ -122,8 +119,12 @@ def parse_line(raw: bytes, number: int = 0) -> Line:
 
 def from_suite(path: Path) -> list[Call]:
     """The cases of a policy test suite (`policies/tests/*.yaml`)."""
+    import yaml  # here: `policy eval` reads JSON Lines only, and starts without PyYAML
+
+    from leashd.policy import yaml_fast
+
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml_fast.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"cannot read test suite: {exc}", str(path)) from None
     cases = doc.get("cases") if isinstance(doc, dict) else None
@@ -161,6 +162,8 @@ def corpus_files() -> list[Path]:
 
 def builtin_calls() -> list[Call]:
     """Every built-in suite's cases and every shipped corpus call."""
+    from leashd.policy.testsuite import builtin_suites
+
     return unique([c for p in builtin_suites() for c in from_suite(p)] + load(corpus_files()))
 
 

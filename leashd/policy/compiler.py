@@ -19,7 +19,7 @@ from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.facts import Context, Unit
 from leashd.policy.ir import Policy, Rule
 from leashd.policy.matchers import MaskMatcher, MultiPattern
-from leashd.policy.plan import KINDS, Plan, build_plan, tool_mask
+from leashd.policy.plan import KINDS, Entry, Plan, build_plan, tool_mask
 from leashd.policy.plan import indices as bits
 from leashd.policy.reference import input_text
 
@@ -28,6 +28,29 @@ _MEMO_LIMIT = 16384
 
 def _lowest(mask: int) -> int:
     return (mask & -mask).bit_length() - 1
+
+
+class _PerProgram:
+    """The argv matcher of each program, built the first time a unit of that program is
+    decided: the built-ins name some 500 programs and a call uses a few, and building every
+    set up front was most of the time `leashd policy eval` took to load a policy."""
+
+    def __init__(self, entries: dict[str, list[Entry]], use_re2: bool):
+        self._entries = entries
+        self._use_re2 = use_re2
+        self._built: dict[str, MaskMatcher] = {}
+
+    def get(self, program: str) -> MaskMatcher | None:
+        m = self._built.get(program)
+        if m is None and program in self._entries:
+            # two threads may both build it: the same matcher, one of them kept
+            m = self._built[program] = MaskMatcher(
+                self._entries[program], self._use_re2, portable=True
+            )
+        return m
+
+    def values(self) -> list[MaskMatcher]:
+        return list(self._built.values())
 
 
 class CompiledPolicy:
@@ -47,10 +70,7 @@ class CompiledPolicy:
         self._opaque_true = p.opaque_true
         self._wrapper_true = p.wrapper_true
         self._deny = p.deny
-        self._argv_by_program = {
-            name: MaskMatcher(entries, use_re2, portable=True)
-            for name, entries in p.argv_by_program.items()
-        }
+        self._argv_by_program = _PerProgram(p.argv_by_program, use_re2)
         self._argv_wild = MaskMatcher(p.argv_wild, use_re2, portable=True)
         self._flags = MaskMatcher(p.flags, use_re2, portable=True)
         self._complex_flags = p.complex_flags

@@ -1,17 +1,25 @@
-"""Policy names and files -> one merged Policy."""
+"""Policy names and files -> one merged Policy.
+
+A built-in policy comes from its compiled file (`compiled/`, artifact.py) while that is
+current, so `leashd policy eval | explain | lint` of the built-ins parse no YAML: a file of
+the user's that holds a built-in's exact bytes under its name (a copy of `default.yaml`)
+too. Anything else is read by its front-end, imported when first needed.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from leashd.policy import artifact
 from leashd.policy.compiler import CompiledPolicy, compile_policy
-from leashd.policy.errors import PolicyError
+from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.ir import Policy, merge
 from leashd.policy.plan import Plan, build_plan, concat
-from leashd.policy.yaml_frontend import load_yaml
 from leashd.resources import data_dir
 
 BUILTIN_NAMES = ("default", "strict", "permissive", "dev-tools", "autonomous")
@@ -30,6 +38,7 @@ _CHECKOUT_PATH = re.compile(
     + r")\.(?:yaml|yml|leash)"
 )
 _log = logging.getLogger("leashd.policy")  # stderr when nothing configured logging
+T = TypeVar("T")
 
 
 def builtin_name(spec: str) -> str | None:
@@ -56,33 +65,91 @@ def resolve_policy(spec: str) -> Path:
     if name is not None:
         return builtin_path(name)
     path = Path(spec)
-    if not path.exists():
-        raise PolicyError(
-            f"no such policy file, and not a built-in policy ({', '.join(BUILTIN_NAMES)})",
-            spec,
-            0,
-            0,
-        )
+    if not path.exists() or path.is_dir():
+        raise _not_a_policy_file(spec, path)
     return path
+
+
+def _not_a_policy_file(spec: str, path: Path) -> PolicyError:
+    """The error of a policy named by a path that is no file: said of the whole file (no
+    line, no column), and for a bare word, which built-in it may have meant."""
+    if path.is_dir():
+        return PolicyError("a directory, not a policy file", spec)
+    if path.suffix or "/" in spec:
+        return PolicyError("no such policy file", spec)
+    import difflib
+
+    hint = difflib.get_close_matches(spec, BUILTIN_NAMES, n=1)
+    names = f"did you mean {hint[0]!r}?" if hint else ", ".join(BUILTIN_NAMES)
+    return PolicyError(f"no such policy file, and not a built-in policy ({names})", spec)
 
 
 def load_file(path: str | Path) -> Policy:
     """A policy file, by its extension: .yaml/.yml or .leash."""
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):
+        from leashd.policy.yaml_frontend import load_yaml  # PyYAML: only when needed
+
         return load_yaml(path)
     if path.suffix == ".leash":
         from leashd.policy.leash_frontend import load_leash  # Lark: only when needed
 
         return load_leash(path)
     raise PolicyError(
-        f"unknown policy format {path.suffix!r}: use .yaml, .yml or .leash", str(path), 0, 0
+        f"unknown policy format {path.suffix!r}: use .yaml, .yml or .leash", str(path)
     )
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    policy: Policy
+    plan: Plan | None  # known when it came from a compiled file (its examples verified)
+
+
+def _load(spec: str) -> _Loaded:
+    """One policy: from its compiled file when that is current for it, else its source."""
+    name = builtin_name(spec)
+    path = builtin_path(name) if name is not None else resolve_policy(spec)
+    if name is None and path.suffix == ".yaml" and path.stem in BUILTIN_NAMES and _small(path):
+        name = path.stem  # used only when the bytes are the built-in's (load_current checks)
+    ready = artifact.load_current(name, path) if name is not None else None
+    if ready is not None:
+        return _Loaded(ready.policy, ready.plan)
+    return _Loaded(load_file(path), None)
+
+
+def _small(path: Path) -> bool:
+    """A regular file no larger than a policy may be (load_current reads it whole)."""
+    from leashd.policy.limits import MAX_FILE_BYTES
+
+    try:
+        return path.is_file() and path.stat().st_size <= MAX_FILE_BYTES
+    except OSError:
+        return False
 
 
 def load_policies(specs: list[str] | tuple[str, ...] = ()) -> Policy:
     """Load and concatenate policies in order; none given means the built-in defaults."""
-    return merge([load_file(resolve_policy(s)) for s in (specs or DEFAULT_POLICIES)])
+    return merge([x.policy for x in _each(specs or DEFAULT_POLICIES, _load)])
+
+
+def _each(specs: list[str] | tuple[str, ...], load: Callable[[str], T]) -> list[T]:
+    """`load` of every spec; when any fails, one error with the errors of every file (a file
+    that fails hides none of the next files' errors)."""
+    out: list[T] = []
+    errors: list[PolicyError] = []
+    failed: list[PolicyError] = []
+    for spec in specs:
+        try:
+            out.append(load(spec))
+        except PolicyError as exc:
+            failed.append(exc)
+            errors.extend(exc.errors if isinstance(exc, PolicyErrors) else [exc])
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        raise PolicyErrors(errors)
+    return out
 
 
 def load_compiled(specs: list[str] | tuple[str, ...] = (), use_re2: bool = True) -> CompiledPolicy:
@@ -96,16 +163,13 @@ def load_compiled(specs: list[str] | tuple[str, ...] = (), use_re2: bool = True)
     verified: set[int] = set()
     offset = 0
     for spec in specs or DEFAULT_POLICIES:
-        name = builtin_name(spec)
-        path = builtin_path(name) if name is not None else resolve_policy(spec)
-        ready = artifact.load_current(name, path) if name is not None else None
-        if ready is not None:
-            policy, plan = ready.policy, ready.plan
+        loaded = _load(spec)
+        plan = loaded.plan
+        if plan is not None:
             verified.update(range(offset, offset + plan.size))
         else:
-            policy = load_file(path)
-            plan = build_plan(policy)
-        policies.append(policy)
+            plan = build_plan(loaded.policy)
+        policies.append(loaded.policy)
         plans.append(plan)
         offset += plan.size
     return compile_policy(

@@ -42,7 +42,7 @@ def needs_re(pattern: str) -> bool:
                     return True
                 i += 2 if pattern[i] == "\\" else 1
             i += 1
-        elif _RE_ONLY_OUTSIDE_CLASSES.match(pattern, i):
+        elif c in "({" and _RE_ONLY_OUTSIDE_CLASSES.match(pattern, i):  # each starts so
             return True
         else:
             i += 1

@@ -7,15 +7,21 @@ levels, access, where) with a description per key. The YAML front-end takes its 
 from these models, so the schema cannot accept a key the loader rejects or miss one it
 accepts. `leashd policy schema` prints `policy_schema()`.
 
+Test suites (`policies/tests/*.yaml`, docs/testing.md) are modelled the same way, and
+`leashd policy schema --suite` prints `suite_schema()`; the suite reader (suite_file.py) takes
+its key lists from these models too.
+
 The front-end still checks what a schema cannot say (regexes that compile, globs, lint codes,
 duplicate names) and reports it with the line and column.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from leashd.policy.ir import Access, Action, RiskLevel, Where
 
@@ -152,3 +158,122 @@ def policy_schema() -> dict[str, Any]:
     schema = YamlPolicy.model_json_schema(by_alias=True)
     schema.update(title="leashd policy", description="A leashd YAML policy file.")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+# --- test suites ------------------------------------------------------------------------------
+
+# A directory of the simulated world: absolute, or under its home (`~/project`). A relative
+# one would be resolved against wherever `leashd policy test` happens to run.
+SUITE_DIR_PATTERN = r"^(/|~$|~/)"
+HOME_PATTERN = r"^/"
+SuiteDir = Annotated[str, Field(pattern=SUITE_DIR_PATTERN)]
+SUITE_DEFAULT_CWD = "/home/dev/project"
+SUITE_DEFAULT_HOME = "/home/dev"
+
+
+class YamlSuiteContext(_Strict):
+    cwd: SuiteDir | SkipJsonSchema[None] = Field(
+        None,
+        description=f"The session's working directory: absolute or under `~` (default"
+        f" {SUITE_DEFAULT_CWD}). Relative paths in calls are resolved against it.",
+    )
+    home: Annotated[str, Field(pattern=HOME_PATTERN)] | SkipJsonSchema[None] = Field(
+        None,
+        description=f"The home directory `~` stands for: absolute (default {SUITE_DEFAULT_HOME}).",
+    )
+    approved_dirs: (
+        SuiteDir | Annotated[list[SuiteDir], Field(min_length=1)] | SkipJsonSchema[None]
+    ) = Field(
+        None,
+        description="The directories the agent may work in (the sandbox's boundary): absolute"
+        " or under `~` (default: the working directory).",
+    )
+    mode: Mode | SkipJsonSchema[None] = Field(
+        None, description="The session mode rules with `modes` hold in (default: default)."
+    )
+
+
+class YamlSuiteCase(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["command"],
+                    "not": {"required": ["input"]},
+                    "properties": {"tool": {"const": "Bash"}},
+                },
+                {"required": ["tool", "input"], "not": {"required": ["command"]}},
+            ]
+        },
+    )
+
+    name: str | SkipJsonSchema[None] = Field(
+        None, description="What the case checks (default: the command)."
+    )
+    command: str | SkipJsonSchema[None] = Field(
+        None, description="A Bash command: short for `tool: Bash, input: {command: ...}`."
+    )
+    tool: str | SkipJsonSchema[None] = Field(
+        None,
+        description="The Claude Code tool called (Read, Write, WebFetch, mcp__server__tool, ...);"
+        " with `input`.",
+    )
+    input: dict[str, Any] | SkipJsonSchema[None] = Field(
+        None, description="The tool's input, as the agent sends it (`{file_path: .env}`)."
+    )
+    expect: Action = Field(description="The decision the call must get.")
+    rule: str | None = Field(
+        None,
+        description="The rule that must decide it; null: no rule (the policy's default action"
+        " or the sandbox decides). Left out: only the decision is checked.",
+    )
+
+
+class YamlSuite(_Strict):
+    policies: str | Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None,
+        description="The policies under test, in order: built-in names (`default`) or files"
+        " (`team.yaml`, `team.leash`) relative to the suite's directory. Default: default and"
+        " dev-tools.",
+    )
+    context: YamlSuiteContext | SkipJsonSchema[None] = Field(
+        None, description="The world every call runs in: directories and session mode."
+    )
+    sandbox: bool | SkipJsonSchema[None] = Field(
+        None,
+        description="Decide with the sandbox as the gate does (default: true): writes outside"
+        " the approved directories are denied, reads outside them asked or denied.",
+    )
+    cases: list[YamlSuiteCase] = Field(description="Calls and the decisions they must get.")
+
+
+def suite_schema() -> dict[str, Any]:
+    # Keys left out are not null: `rule: null` says something else than no `rule`.
+    schema = _without_null_defaults(YamlSuite.model_json_schema(by_alias=True))
+    schema.update(
+        title="leashd policy test suite",
+        description="A leashd policy test suite: calls and the decisions and rules they must get.",
+    )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """A schema as `leashd policy schema` prints it and docs/*.schema.json hold it."""
+    return json.dumps(schema, indent=2) + "\n"
+
+
+def suite_schema_text() -> str:
+    return schema_text(suite_schema())
+
+
+def _without_null_defaults(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _without_null_defaults(v)
+            for k, v in node.items()
+            if not (k == "default" and v is None)
+        }
+    if isinstance(node, list):
+        return [_without_null_defaults(v) for v in node]
+    return node

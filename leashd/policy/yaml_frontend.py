@@ -8,6 +8,7 @@ reported as FILE:LINE:COL; a policy with any error is rejected whole, never load
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 import re
@@ -50,6 +51,7 @@ from leashd.policy.schema import (
     YamlSettings,
     keys,
 )
+from leashd.policy.yaml_errors import SourceText, compose, scalar_offsets
 
 # The keys each mapping accepts come from the format's models, so `policy schema` and the
 # loader always agree on them.
@@ -64,10 +66,18 @@ MODES = ("default", "plan", "auto")
 
 
 class _Reader:
-    def __init__(self, file: str):
+    """Reads nodes into values and collects every error, each at its node. Given the text
+    (the YAML front-end), an error carries its source line for the caret and a bad regex
+    points at its offending character; the .leash front-end builds nodes of its own text,
+    and shows its lines itself."""
+
+    def __init__(self, file: str, text: str | None = None):
         self.file = file
         self.errors: list[PolicyError] = []
-        self._construct = yaml.SafeLoader("").construct_object
+        self.source = SourceText(text) if text is not None else None
+        self.keys_checked = False  # duplicate keys were reported for the whole document
+        self._loader = yaml.SafeLoader("")
+        self._unreadable: set[int] = set()  # nodes whose value could not be read
 
     def span(self, node: Node) -> Span:
         return Span(
@@ -75,24 +85,85 @@ class _Reader:
         )
 
     def error(self, node: Node, message: str) -> None:
+        if id(node) in self._unreadable:  # said once: that its value cannot be read
+            return
         s = self.span(node)
-        self.errors.append(PolicyError(message, s.file, s.line, s.column))
+        self.error_at(s.line, s.column, message)
+
+    def error_at(self, line: int, column: int, message: str) -> None:
+        source = self.source.line(line) if self.source is not None else None
+        self.errors.append(PolicyError(message, self.file, line, column, source))
 
     def value(self, node: Node) -> Any:
-        return self._construct(node, deep=True)
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except RecursionError:
+            raise
+        except Exception:  # a tag PyYAML cannot construct, `!!int abc`, an unhashable key
+            self._loader.recursive_objects.clear()
+            self._loader.deep_construct = False
+            culprit, why = self._culprit(node)
+            if id(culprit) not in self._unreadable:
+                self.error(culprit, why)
+            self._unreadable.update((id(node), id(culprit)))
+            return _UNREADABLE
 
-    def mapping(self, node: Node, what: str) -> dict[str, tuple[Node, Node]] | None:
+    def _readable(self, node: Node) -> bool:
+        try:
+            self._loader.construct_object(node, deep=True)
+            return True
+        except RecursionError:
+            raise
+        except Exception:
+            self._loader.recursive_objects.clear()
+            self._loader.deep_construct = False
+            return False
+
+    def _culprit(self, node: Node) -> tuple[Node, str]:
+        """The innermost node under `node` whose value cannot be read, and why."""
+        for child in _children(node):
+            if not self._readable(child):
+                return self._culprit(child)
+        tag = str(node.tag)
+        shown = tag.replace("tag:yaml.org,2002:", "!!")
+        if tag == "tag:yaml.org,2002:merge":
+            return node, "merge keys (`<<`) are not supported in a policy: write the keys out"
+        if tag not in self._loader.yaml_constructors:
+            return node, (
+                f"unknown tag {shown!r}: a policy holds plain YAML values (strings, numbers, "
+                "true/false, lists and mappings)"
+            )
+        if isinstance(node, MappingNode):
+            for k, _ in node.value:
+                if not isinstance(k, ScalarNode):  # a list or a mapping cannot be a key
+                    return k, f"a key must be a string, a number or true/false, not {_kind_of(k)}"
+        if isinstance(node, ScalarNode):
+            return node, f"{str(node.value)[:40]!r} cannot be read as {shown}"
+        return node, f"{_kind_of(node)} cannot be read as {shown}"
+
+    def kind(self, node: Node) -> str:
+        """What a node is, as a type error names it."""
+        if isinstance(node, ScalarNode):
+            v = self.value(node)
+            return "an unreadable value" if v is _UNREADABLE else _kind_of(node, v)
+        return _kind_of(node)
+
+    def mapping(
+        self, node: Node, what: str, shape: str = ""
+    ) -> dict[str, tuple[Node, Node]] | None:
         if not isinstance(node, MappingNode):
-            self.error(node, f"{what} must be a mapping")
+            self.error(node, f"{_takes(what)} a mapping{shape}, not {self.kind(node)}")
             return None
         out: dict[str, tuple[Node, Node]] = {}
         for k, v in node.value:
             key = self.value(k) if isinstance(k, ScalarNode) else None
             if not isinstance(key, str):
-                self.error(k, f"{what}: keys must be strings")
+                self.error(k, f"{what}: a key must be a string, not {self.kind(k)}")
                 continue
             if key in out:
-                self.error(k, f"{what}: duplicate key {key!r}")
+                if not self.keys_checked:
+                    first = out[key][0].start_mark.line + 1
+                    self.error(k, f"duplicate key {key!r} (first at line {first})")
                 continue
             out[key] = (k, v)
         return out
@@ -109,46 +180,137 @@ class _Reader:
     def string(self, node: Node, what: str) -> str | None:
         v = self.value(node) if isinstance(node, ScalarNode) else None
         if not isinstance(v, str):
-            self.error(node, f"{what} must be a string")
+            self.error(node, f"{_takes(what)} a string, not {self.kind(node)}")
             return None
         if SURROGATE.search(v):
             self.error(node, f"{what} is not valid Unicode (it holds a lone surrogate)")
             return None
         return v
 
-    def strings(self, node: Node, what: str) -> list[tuple[str, Node]] | None:
-        """A string or a list of strings, each with its node."""
-        if isinstance(node, ScalarNode):
+    def strings(
+        self, node: Node, what: str, item: str | None = None
+    ) -> list[tuple[str, Node]] | None:
+        """A string or a list of strings (each an `item`), each with its node."""
+        if isinstance(node, ScalarNode) and isinstance(self.value(node), str):
             s = self.string(node, what)
             return None if s is None else [(s, node)]
         if not isinstance(node, SequenceNode):
-            self.error(node, f"{what} must be a string or a list of strings")
+            self.error(node, f"{_takes(what)} a string or a list of strings, not {self.kind(node)}")
             return None
         out = []
-        for item in node.value:
-            s = self.string(item, f"each item of {what}")
+        for one in node.value:
+            s = self.string(one, item or f"an item of {_named(what)}")
             if s is not None:
-                out.append((s, item))
+                out.append((s, one))
         if not node.value:
             self.error(node, f"{what} is empty: it would match nothing")
         return out
 
+    def regex_error(self, node: Node, pattern: str, exc: re.error, what: str) -> None:
+        """A regex that does not compile, with the caret at the character `re` names."""
+        message = f"bad regex in {what}: {exc.msg}"
+        if self.source is None or exc.pos is None:
+            self.error(node, f"{message} at position {exc.pos}: {pattern!r}")
+            return
+        exact = isinstance(node, ScalarNode) and node.value == pattern
+        offsets = scalar_offsets(self.source.text, node) if exact else None  # type: ignore[arg-type]
+        if offsets is not None and 0 <= exc.pos < len(offsets):
+            self.error_at(*self.source.position(offsets[exc.pos]), message)
+            return
+        why = {
+            ">": "a folded block's columns are not the pattern's",
+            "|": "its indentation is not told exactly",
+            '"': "its escapes keep the column from being exact",
+        }.get(getattr(node, "style", None) or "", "its line folds keep the column from being exact")
+        self.error(
+            node,
+            f"{message} at position {exc.pos} of the pattern {pattern!r} (the caret marks "
+            f"where the string starts: {why})",
+        )
+
+
+_UNREADABLE = object()  # a value YAML can write and a policy cannot hold
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _kind_of(node: Node, value: Any = None) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, bytes):
+        return "binary data"
+    return f"a {type(value).__name__}"
+
+
+def _named(what: str) -> str:
+    """A key as a message names it: `tools`, `paths.match`; a phrase stays a phrase."""
+    return f"`{what}`" if re.fullmatch(r"[a-z_.]+", what) else what
+
+
+def _takes(what: str) -> str:
+    """`tools` takes ..., an item of `tools` must be ..."""
+    named = _named(what)
+    return f"{named} takes" if named != what else f"{what} must be"
+
+
+def _duplicate_keys(r: _Reader, root: Node | None) -> None:
+    """Every key written twice in one mapping, anywhere in the document (YAML's loaders keep
+    the last silently). Walked without recursion, each node once."""
+    stack = [root] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            first: dict[tuple[str, str], Node] = {}
+            for k, v in node.value:
+                if isinstance(k, ScalarNode):
+                    key = (str(k.tag), str(k.value))
+                    if key in first:
+                        line = first[key].start_mark.line + 1
+                        r.error(k, f"duplicate key {k.value!r} (first at line {line})")
+                    else:
+                        first[key] = k
+                stack.extend((v, k))
+        elif isinstance(node, SequenceNode):
+            stack.extend(reversed(node.value))
+    r.keys_checked = True
+
 
 def parse_yaml(text: str, file: str = "<policy>") -> Policy:
-    """Parse YAML policy text into the IR, or raise PolicyErrors listing every problem."""
+    """Parse YAML policy text into the IR, or raise PolicyErrors listing every problem, in
+    the order of the text, each with its source line."""
     check_text_size(text, file)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        raise PolicyError(f"invalid YAML: {exc.problem or exc}", file, line, col) from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"invalid YAML: {exc}", file, 1, 1) from None
+        root = compose(text, file)
     except RecursionError:
         raise PolicyError("invalid YAML: nested too deeply", file, 1, 1) from None
+    r = _Reader(file, text)
     try:
-        policy = build_policy(root, file)
+        _duplicate_keys(r, root)
+        policy = build_policy(root, file, r)
+    except PolicyErrors as exc:
+        raise PolicyErrors(sorted(exc.errors, key=lambda e: (e.line, e.column))) from None
     except RecursionError:
         raise PolicyError("values nested too deeply", file, 1, 1) from None
     check_not_empty(policy, file)
@@ -160,9 +322,10 @@ def build_policy(root: Node | None, file: str, reader: _Reader | None = None) ->
     does) -> the IR. Every check happens here, so both front-ends produce the same IR and
     the same errors, at the place each node says it came from."""
     r = reader or _Reader(file)
+    found = len(r.errors)
     for node in long_strings(root):
         r.error(node, too_long(f"the string {node.value[:16]!r}…"))
-    if r.errors:  # refused before any of them is compiled as a pattern
+    if len(r.errors) > found:  # refused before any of them is compiled as a pattern
         raise PolicyErrors(r.errors)
     if root is None or (isinstance(root, ScalarNode) and r.value(root) is None):
         return Policy(rules=(), sources=(file,))  # `---` or `~` alone: no policy either
@@ -176,7 +339,8 @@ def build_policy(root: Node | None, file: str, reader: _Reader | None = None) ->
     if "version" in top:
         v = r.value(top["version"][1])
         if isinstance(v, bool) or not isinstance(v, int | float | str):
-            r.error(top["version"][1], f"version must be a string or a number, not {v!r}")
+            node = top["version"][1]
+            r.error(node, f"`version` takes a string or a number, not {r.kind(node)}")
         elif not is_format_version(v):
             # a policy for a format this leashd does not know could mean anything
             r.error(
@@ -203,7 +367,7 @@ def build_policy(root: Node | None, file: str, reader: _Reader | None = None) ->
                 names.setdefault(rule.name, rule.span)
                 rules.append(rule)
         elif not (isinstance(node, ScalarNode) and r.value(node) is None):
-            r.error(node, "rules must be a list")
+            r.error(node, f"`rules` takes a list of rules, not {r.kind(node)}")
     if r.errors:
         raise PolicyErrors(r.errors)
     return Policy(rules=tuple(rules), settings=settings, sources=(file,))
@@ -233,7 +397,10 @@ def _settings(r: _Reader, node: Node) -> Settings:
         n = m["approval_timeout_seconds"][1]
         v = r.value(n)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            r.error(n, f"approval_timeout_seconds must be a positive integer, not {v!r}")
+            shown = repr(v) if isinstance(v, int | float) else r.kind(n)
+            r.error(
+                n, f"`approval_timeout_seconds` takes a positive integer (seconds), not {shown}"
+            )
         else:
             values["approval_timeout_seconds"] = v
     return Settings(**values)
@@ -248,7 +415,7 @@ def _regexes(r: _Reader, node: Node, what: str) -> tuple[Regex, ...] | None:
         try:
             re.compile(pattern)
         except re.error as exc:
-            r.error(n, f"bad regex in {what}: {exc.msg} at position {exc.pos}: {pattern!r}")
+            r.regex_error(n, pattern, exc, what)
             continue
         out.append(Regex(pattern=pattern, span=r.span(n)))
     return tuple(out)
@@ -309,7 +476,7 @@ def argv_pattern_text(p: ArgvPattern) -> str | None:
 
 
 def _argv_pattern(r: _Reader, node: Node, what: str) -> ArgvPattern | None:
-    if isinstance(node, ScalarNode):
+    if isinstance(node, ScalarNode) and isinstance(r.value(node), str):
         text = r.string(node, what)
         if text is None:
             return None
@@ -317,12 +484,15 @@ def _argv_pattern(r: _Reader, node: Node, what: str) -> ArgvPattern | None:
             r.error(node, f"{what} is empty")
             return None
         return _checked_end(r, node, argv_pattern_from_text(text, r.span(node)), what)
-    if not isinstance(node, SequenceNode) or not node.value:
-        r.error(node, f"{what} must be a string or a non-empty list of tokens")
+    if not isinstance(node, SequenceNode):
+        r.error(node, f"{_takes(what)} a string or a list of tokens, not {r.kind(node)}")
+        return None
+    if not node.value:
+        r.error(node, f"{what} is empty")
         return None
     tokens: list[tuple[str, ...]] = []
     for tok in node.value:
-        alts = r.strings(tok, f"a token of {what}")
+        alts = r.strings(tok, f"a token of {what}", f"a word of {what}")
         if alts is None:
             return None
         for a, n in alts:
@@ -350,6 +520,9 @@ def _checked_end(r: _Reader, node: Node, p: ArgvPattern, what: str) -> ArgvPatte
 
 
 def _paths(r: _Reader, node: Node) -> PathCondition | None:
+    if isinstance(node, ScalarNode) and not isinstance(r.value(node), str):
+        r.error(node, f"`paths` takes a string, a list or a mapping, not {r.kind(node)}")
+        return None
     if not isinstance(node, MappingNode):
         globs = _globs(r, node, "paths")
         return None if globs is None else PathCondition(globs=globs, span=r.span(node))
@@ -376,14 +549,15 @@ def _paths(r: _Reader, node: Node) -> PathCondition | None:
     if "ignore_case" in m:
         v = r.value(m["ignore_case"][1])
         if not isinstance(v, bool):
-            r.error(m["ignore_case"][1], "paths.ignore_case must be true or false")
+            node = m["ignore_case"][1]
+            r.error(node, f"`paths.ignore_case` takes true or false, not {r.kind(node)}")
         else:
             kwargs["ignore_case"] = v
     return PathCondition(**kwargs)
 
 
 def _examples(r: _Reader, node: Node) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
-    m = r.mapping(node, "examples")
+    m = r.mapping(node, "examples", " (match, not_match)")
     if m is None:
         return (), ()
     r.check_keys(m, EXAMPLES_KEYS, "examples")
@@ -393,7 +567,7 @@ def _examples(r: _Reader, node: Node) -> tuple[tuple[Example, ...], tuple[Exampl
             continue
         seq = m[key][1]
         if not isinstance(seq, SequenceNode):
-            r.error(seq, f"examples.{key} must be a list")
+            r.error(seq, f"`examples.{key}` takes a list, not {r.kind(seq)}")
             continue
         for item in seq.value:
             ex = _example(r, item)
@@ -403,11 +577,15 @@ def _examples(r: _Reader, node: Node) -> tuple[tuple[Example, ...], tuple[Exampl
 
 
 def _example(r: _Reader, node: Node) -> Example | None:
-    if isinstance(node, ScalarNode):
+    if isinstance(node, ScalarNode) and isinstance(r.value(node), str):
         cmd = r.string(node, "an example")
         return (
             None if cmd is None else Example(tool="Bash", input={"command": cmd}, span=r.span(node))
         )
+    if not isinstance(node, MappingNode):
+        r.error(node, f"an example must be a command string or a mapping (tool, input), "
+                      f"not {r.kind(node)}")  # fmt: skip
+        return None
     m = r.mapping(node, "an example")
     if m is None:
         return None
@@ -417,8 +595,10 @@ def _example(r: _Reader, node: Node) -> Example | None:
         return None
     tool = r.string(m["tool"][1], "example tool")
     value = r.value(m["input"][1])
+    if value is _UNREADABLE:
+        return None
     if not isinstance(value, dict):
-        r.error(m["input"][1], "example input must be a mapping")
+        r.error(m["input"][1], f"example input must be a mapping, not {r.kind(m['input'][1])}")
         return None
     problem = _not_json(value)
     if problem:  # a tool input is JSON: a date or NaN could never be sent, nor printed back
@@ -483,9 +663,14 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
         kw["argv"] = (p,) if p else None
     if "commands" in m:
         seq = m["commands"][1]
-        items = seq.value if isinstance(seq, SequenceNode) else [seq]
-        pats = [_argv_pattern(r, it, "an item of commands") for it in items]
-        kw["argv"] = tuple(p for p in pats if p is not None)
+        if isinstance(seq, SequenceNode) or (
+            isinstance(seq, ScalarNode) and isinstance(r.value(seq), str)
+        ):
+            items = seq.value if isinstance(seq, SequenceNode) else [seq]
+            pats = [_argv_pattern(r, it, "an item of commands") for it in items]
+            kw["argv"] = tuple(p for p in pats if p is not None)
+        else:
+            r.error(seq, f"`commands` takes a string or a list of commands, not {r.kind(seq)}")
     simple: dict[str, Callable[[_Reader, Node, str], Any]] = {
         "command_patterns": _regexes,
         "path_patterns": _regexes,
@@ -510,10 +695,10 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
         if key in m:
             v = r.value(m[key][1])
             if not isinstance(v, bool):
-                r.error(m[key][1], f"{key} must be true or false")
+                r.error(m[key][1], f"`{key}` takes true or false, not {r.kind(m[key][1])}")
             kw[key] = v if isinstance(v, bool) else None
     if "input" in m:
-        im = r.mapping(m["input"][1], "input")
+        im = r.mapping(m["input"][1], "input", " (field: regex)")
         if im is not None:
             pairs = []
             for key, (_, vnode) in im.items():

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from leashd.policy.analysis.regions import Region, Regions
 from leashd.policy.analysis.relations import Relations
 from leashd.policy.analysis.witness import Witnesses
+from leashd.policy.ir import STRICTNESS
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Anomaly:
     detail: str = ""
     example: dict | None = None
     decider: int | None = None  # the rule that decides the example (conflicts)
+    whole: bool = True  # the example as a whole gets the decider's action (conflicts)
 
 
 _UNION_KINDS = ("tools", "modes", "argv", "flags", "command", "path_regex", "paths", "hosts",
@@ -80,8 +82,29 @@ def find_anomalies(
                 pairs.append(Anomaly("exception", i, (j,), "alternatives"))
                 continue
             found = witnesses.common(ri, rj, rel)
+            looser_first = STRICTNESS[ri.rule.action] < STRICTNESS[rj.rule.action]
+            if looser_first and (found is None or not found.whole):
+                # No call yet that the looser rule first decides more loosely: ask what the
+                # commands' texts allow (stricter first, a call found is decided strictly,
+                # and none found is no finding).
+                answer = rel.text_answer(ri, rj)
+                if answer is not None and answer.apart:
+                    continue  # they never meet on a command's text (shelltext.py)
+                if answer is not None:
+                    better = witnesses.common(ri, rj, rel, answer.examples())
+                    if better is not None and (found is None or better.whole):
+                        found = better
             if found is not None:
-                pairs.append(Anomaly("conflict", j, (i,), example=found[0], decider=found[1]))
+                pairs.append(
+                    Anomaly(
+                        "conflict",
+                        j,
+                        (i,),
+                        example=found.call,
+                        decider=found.decider,
+                        whole=found.whole,
+                    )
+                )
             else:
                 pairs.append(
                     Anomaly(

@@ -23,7 +23,8 @@ from leashd.policy.ir import Policy, Span
 from leashd.resources import library_versions, source_fingerprint
 
 _KEEP = 64  # result files kept; the oldest beyond are removed
-_FIELDS = ("kind", "severity", "rule", "related", "message", "location", "example")
+_FIELDS = ("kind", "severity", "rule", "related", "message", "location", "example",
+           "related_spans")  # fmt: skip
 
 
 def cache_dir() -> Path:

@@ -18,6 +18,12 @@ class LintRule:
     why: str
     example: str
     fix: str
+    title: str = ""  # one line: SARIF's shortDescription, a code-scanning alert's headline
+
+    @property
+    def description(self) -> str:
+        """The whole story in one paragraph (SARIF's fullDescription)."""
+        return f"{self.summary} {self.why}"
 
     def page(self) -> str:
         return (
@@ -49,6 +55,7 @@ CATALOG: tuple[LintRule, ...] = (
         "Move the shadowed rule before the rules that cover it (the finding names them), or "
         "narrow those rules so they no longer match its calls. If the rule is not needed, "
         "remove it.",
+        title="Rule can never fire: earlier rules decide every call it matches",
     ),
     LintRule(
         "L102",
@@ -69,6 +76,7 @@ CATALOG: tuple[LintRule, ...] = (
 """,
         "Remove the redundant rule, or move it before the covering rule if it is meant to "
         "give its calls its own name and reason in the audit log.",
+        title="Rule never decides anything: earlier rules with its action cover it",
     ),
     LintRule(
         "L103",
@@ -92,6 +100,7 @@ CATALOG: tuple[LintRule, ...] = (
 """,
         "Put the stricter rule first when the overlap must get its action (denies before "
         "allows), or narrow one rule so the two no longer overlap.",
+        title="Rules overlap and their order decides the shared calls",
     ),
     LintRule(
         "L104",
@@ -111,6 +120,7 @@ CATALOG: tuple[LintRule, ...] = (
   action: require_approval
 """,
         "Nothing, when the exception is meant. Otherwise reorder or narrow the rules.",
+        title="An earlier rule carves an exception out of a later one",
     ),
     LintRule(
         "L105",
@@ -128,6 +138,7 @@ CATALOG: tuple[LintRule, ...] = (
 """,
         "Fix the contradiction: use `paths` for file tools, `commands`/`argv` for shell "
         "commands, and check the pattern can match at all.",
+        title="Rule matches nothing",
     ),
     LintRule(
         "L201",
@@ -142,6 +153,7 @@ CATALOG: tuple[LintRule, ...] = (
   action: require_approval
 """,
         "Use the name the finding suggests, or a wildcard (`mcp__github__*`).",
+        title="Unknown tool name",
     ),
     LintRule(
         "L301",
@@ -158,6 +170,7 @@ CATALOG: tuple[LintRule, ...] = (
   action: deny
 """,
         "Close the class, remove the empty alternative, or move the anchor.",
+        title="Pattern cannot mean what it says",
     ),
     LintRule(
         "L302",
@@ -177,6 +190,7 @@ CATALOG: tuple[LintRule, ...] = (
     match: ["git push -f"]      # L302: -f is not --force to this rule
 """,
         "Fix the rule (add the missing spelling) or the example.",
+        title="A rule's example does not do what it says",
     ),
     LintRule(
         "L303",
@@ -198,6 +212,7 @@ CATALOG: tuple[LintRule, ...] = (
         "Name the programs the rule is about (`commands: [sed]`), so the pattern only runs on "
         "their units, or rewrite it without the construct (a lookahead can often be spelled "
         "out as the alternatives it allows).",
+        title="Regex needs a backtracking engine and runs on every command",
     ),
     LintRule(
         "L401",
@@ -217,6 +232,7 @@ CATALOG: tuple[LintRule, ...] = (
 """,
         "Rewrite the condition without lookarounds (often as `argv` tokens or `flags`), or "
         "check the pair by hand and keep the finding ignored (`--ignore L401`).",
+        title="The analysis could not decide a question",
     ),
 )
 

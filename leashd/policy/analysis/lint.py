@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from leashd import limits
@@ -39,6 +39,8 @@ class Finding:
     message: str
     location: Span
     example: dict[str, Any] | None = None
+    # Where the `related` rules are, in the same order (SARIF's relatedLocations).
+    related_spans: tuple[Span, ...] = ()
 
     @property
     def code(self) -> str:
@@ -92,6 +94,7 @@ def _row(f: Finding) -> dict[str, Any]:
         "message": f.message,
         "location": f.location.model_dump(),
         "example": f.example,
+        "related_spans": [s.model_dump() for s in f.related_spans],
     }
 
 
@@ -106,6 +109,7 @@ def _from_row(r: dict[str, Any]) -> Finding:
         str(r["message"]),
         cache.span_of(r["location"]),
         r["example"] if isinstance(r["example"], dict) else None,
+        tuple(cache.span_of(s) for s in r["related_spans"]),
     )
 
 
@@ -139,7 +143,11 @@ def _lint(policy: Policy, progress: Callable[[int, int], None] | None) -> list[F
                                f"nothing: {why}", r.span))  # fmt: skip
     live = [i for i in range(len(policy.rules)) if i not in vacuous]
     anomalies = find_anomalies(regions, Witnesses(compiled, regions), progress, only=live)
-    out.extend(f for a in anomalies if (f := _finding(policy, a)) is not None)
+    spans = {r.name: r.span for r in policy.rules}
+    for a in anomalies:
+        f = _finding(policy, a)
+        if f is not None:  # with the places of the rules it names
+            out.append(replace(f, related_spans=tuple(spans[n] for n in f.related)))
     ignored = {r.name: set(r.lint_ignore) for r in policy.rules if r.lint_ignore}
     out = [f for f in out if f.code not in ignored.get(f.rule, ())]
     order = {s: n for n, s in enumerate(SEVERITIES)}
@@ -191,7 +199,11 @@ def _finding(policy: Policy, a: Anomaly) -> Finding | None:
         shown = _show(a.example)
         decider = rules[a.decider] if a.decider is not None else first
         side = "looser" if looser_first else "stricter"
-        if decider is first:
+        if decider is first and not a.whole:
+            # a unit of the call is decided by `first`, but another unit decides the call
+            how = (f"which decides the overlap: a unit of {shown} gets {first.action} (the "
+                   "call itself gets a stricter decision from another of its units)")  # fmt: skip
+        elif decider is first:
             how = f"which decides the overlap: {shown} gets {first.action}"
         else:  # the call found in the overlap is decided by a rule before both
             how = f"but the call found in the overlap, {shown}, is decided before both, by "
@@ -219,7 +231,11 @@ def _finding(policy: Policy, a: Anomaly) -> Finding | None:
 def _show(call: dict[str, Any]) -> str:
     inp = call.get("input", {})
     if call.get("tool") == "Bash" and "command" in inp:
-        return f"`{inp['command']}`"
+        # characters a terminal would not show as themselves, escaped (the example keeps them)
+        shown = "".join(
+            c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(inp["command"])
+        )
+        return f"`{shown}`"
     return f"{call.get('tool')} {inp}"
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from leashd.policy import patterns
-from leashd.policy.analysis import automata
+from leashd.policy.analysis import automata, shelltext
 from leashd.policy.analysis.argvlang import ArgvLang
 from leashd.policy.analysis.automata import DFA, Pattern, Unanalyzable
-from leashd.policy.analysis.charsets import Partition
+from leashd.policy.analysis.charsets import Intervals, Partition
 from leashd.policy.ir import PathCondition, Policy, Rule
 
 # A language: a conjunction of unions of DFAs (each DFA one regex). () is every string.
@@ -83,6 +83,7 @@ class _Kind:
     def __init__(self, name: str):
         self.name = name
         self.parsed: dict[tuple[str, bool], Pattern | Unanalyzable] = {}
+        self.sets: list[Intervals] = []  # further character sets the partition must tell apart
         self.partition: Partition | None = None
         self._dfas: dict[tuple[str, bool], DFA] = {}
         self.universe: DFA | None = None
@@ -97,7 +98,7 @@ class _Kind:
                     self.parsed[key] = exc
 
     def freeze(self) -> None:
-        sets = []
+        sets = list(self.sets)
         ascii_words = False
         for p in self.parsed.values():
             if isinstance(p, Pattern):
@@ -133,6 +134,21 @@ class Regions:
         self.policy = policy
         self.kinds = {k: _Kind(k) for k in ("tools", *LANG_KINDS, "globs", "input")}
         plans = [self._plan(r) for r in policy.rules]
+        # Argv rules against command regexes: the words of each argv alternative, and the
+        # characters the shell's quoting tells apart, join the command kind (shelltext.py).
+        self.texts = any(r.command_patterns is not None for r in policy.rules)
+        if self.texts:
+            command = self.kinds["command"]
+            command.sets.extend(shelltext.SETS)
+            tokens = {
+                (alts, r.action == "require_approval" and n > 0)
+                for r in policy.rules
+                for p in r.argv or ()
+                for n, alts in enumerate(p.tokens)
+                if alts not in (("**",), ("$",))
+            }
+            # each token's characters (its automaton is built when a question asks)
+            command.add([(patterns.token_word_regex(a, lenient), False) for a, lenient in tokens])
         for kind, regexes in (extra or {}).items():
             self.kinds[kind].add(regexes)
         for kind in self.kinds.values():

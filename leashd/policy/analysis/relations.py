@@ -11,10 +11,16 @@ it, since one path may satisfy one rule and another path the other.
 
 from __future__ import annotations
 
-from leashd.policy.analysis import automata, wordglobs
-from leashd.policy.analysis.argvlang import ArgvLang, Words
+import shlex
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from leashd.policy import patterns
+from leashd.policy.analysis import automata, shelltext, wordglobs
+from leashd.policy.analysis.argvlang import ArgvLang, Words, WordSet
 from leashd.policy.analysis.automata import DFA, Unanalyzable
 from leashd.policy.analysis.regions import LANG_KINDS, Lang, PathLang, Region, Regions
+from leashd.policy.ir import STRICTNESS
 from leashd.shell.wrappers import wrapper_argv
 
 # What `counterexample` answers when the automata are too large to walk: "not proved" (not
@@ -337,6 +343,196 @@ class Relations:
         except Unanalyzable:
             return False  # not proved
 
+    # --- command texts --------------------------------------------------------------------------
+
+    def _build(self, key: tuple, make):
+        """A memoised automaton; `Unanalyzable` (too large) is remembered and raised again."""
+        if key not in self._memo:
+            try:
+                self._memo[key] = make()
+            except Unanalyzable as exc:
+                self._memo[key] = exc
+        got = self._memo[key]
+        if isinstance(got, Unanalyzable):
+            raise got
+        return got
+
+    def _argv_words(self, r: Region, sep: str, shadows: bool = False) -> DFA:
+        """The words of the units r's argv matches, joined by `sep` (shelltext.words_regex)."""
+        assert r.argv is not None
+        partition = self.regions.kinds["command"].partition
+
+        def make() -> DFA:
+            rx = shelltext.words_regex(r.argv.alts, sep, shadows)
+            return automata.search_dfa(automata.parse(rx), partition)
+
+        return self._build(("argv-words", r.index, sep, shadows), make)
+
+    def _texts(self, r: Region | None, shadows: bool, plain: bool) -> shelltext.Texts:
+        """The texts of the units r's argv matches (r None: of any unit)."""
+        tau = self._spelling(plain)
+
+        def make() -> shelltext.Texts:
+            words = self._argv_words(r, shelltext.SEP, shadows) if r is not None else None
+            return shelltext.Texts(tau, words)
+
+        return self._build(("texts", r.index if r else None, shadows, plain), make)
+
+    def _texts_of_words(self, d: DFA, plain: bool) -> shelltext.Texts:
+        """The texts of the units whose words text (`Unit.words_text`) `d` accepts, a
+        program run by a path included (its text spells the path, its words the name)."""
+        tau = self._spelling(plain, shadows=True)
+        key = ("texts-of-words", id(d), plain)
+        return self._build(key, lambda: shelltext.Texts(tau, d, " "))
+
+    def text_answer(self, a: Region, b: Region) -> TextAnswer | None:
+        """Can a unit of one rule have a text the other's regexes find? None: not a question
+        about texts (a rule says nothing about a unit's words nor its text, or a regex is one
+        the automata cannot hold). Each rule must name a program or have regexes; one of them
+        must have regexes, and a rule with regexes and no argv is read on its text alone."""
+        if not self.regions.texts or a.rule.action == b.rule.action:
+            return None
+        if a.rule.command_patterns is None and b.rule.command_patterns is None:
+            return None
+        for r in (a, b):
+            has_text = r.rule.command_patterns is not None
+            if has_text and r.langs.get("command") is None:
+                return None  # a regex the automata cannot hold: no claim from it
+            if not has_text and r.argv is None:
+                return None
+        key = ("text", a.index, b.index)
+        if key not in self._memo:
+            try:
+                self._memo[key] = self._text_answer(a, b)
+            except Unanalyzable:
+                self._memo[key] = TextAnswer(False)
+        return self._memo[key]  # type: ignore[return-value]
+
+    def _text_answer(self, a: Region, b: Region) -> TextAnswer:
+        # A program run by a path is two units with one text, `.venv/bin/npm test` and, as
+        # the rules for npm see it, `npm test`. Where the rule with argv names programs
+        # only (so never the path itself), is the looser one, and the other looks at the
+        # text alone, the unit of the path is that other rule's in either order: the
+        # strictest decision of the call does not depend on theirs, and the unit under
+        # the bare name need not be modelled.
+        shadows = True
+        if len([r for r in (a, b) if r.argv is not None]) == 1:
+            named = a if a.argv is not None else b
+            text = b if named is a else a
+            shadows = not (
+                _names_programs(named)
+                and all(getattr(text.rule, c) is None for c in _UNIT_CONDITIONS)
+                and STRICTNESS[named.rule.action] < STRICTNESS[text.rule.action]
+            )
+        deny = next((r for r in (a, b) if r.deny_subjects and r.rule.command_patterns), None)
+        other = (b if deny is a else a) if deny is not None else None
+        questions = [self._own_text(a, b, shadows, plain=False)]
+        if deny is not None and other is not None:
+            questions.append(self._own_words(other, deny, plain=False))
+            questions.append(self._pipeline(other, deny, shadows, plain=False))
+        if all(q is None for q in questions):
+            return TextAnswer(True)
+
+        def examples() -> Iterator[str]:
+            """Commands from the overlap, cheapest first, made only as they are asked for."""
+            seen = set()
+            searches = [
+                lambda: self._by_path(a, b) if shadows else None,
+                lambda: self._own_text(a, b, shadows, plain=True),
+                lambda: self._own_words(other, deny, plain=True) if deny else None,
+                lambda: self._pipeline(other, deny, shadows, plain=True) if deny else None,
+            ]
+            for search in searches:
+                try:
+                    got = search()
+                except Unanalyzable:
+                    continue
+                if got and got != shelltext.NOT_MODELLED and got not in seen:
+                    seen.add(got)
+                    yield got
+
+        return TextAnswer(False, examples)
+
+    def _one_word(self) -> DFA:
+        """Texts of one unquoted word with no slash, nothing the shell reads specially."""
+        rx = r"^[^ \t\n\r\f\v'\"\\$`{}<>&|;()#/\x00]+\Z"
+        return automata.search_dfa(automata.parse(rx), self._partition())
+
+    def _by_path(self, a: Region, b: Region) -> str | None:
+        """A program run by a path whose directories spell what the rule with regexes finds,
+        and whose name and words are the other rule's: `git\\x1cstatus/npm publish` is also
+        `npm publish` (a shadow unit with the path's text). A guess: the evaluator checks it."""
+        named, text = (a, b) if a.argv is not None else (b, a)
+        if named.argv is None or text.argv is not None:
+            return None
+        (union,) = text.langs.get("command") or ((),)
+        word = self._build(("one-word",), self._one_word)
+        for d in union:
+            head = automata.find(d, [word], lambda x, ys: x and ys[0])  # one plain word
+            if not head:
+                continue
+            words = self.argv_meet(named.argv, named.argv)  # the rule's own words
+            if words:
+                tail = " ".join(shlex.quote(w.replace(patterns.DYN, "x")) for w in words)
+                return f"{head}/{tail}"
+        return None
+
+    def _conditions(self, r: Region, shadows: bool, plain: bool) -> list[shelltext.Machine]:
+        """r's conditions on a unit's own text, as machines over it."""
+        out: list[shelltext.Machine] = [
+            self._texts(r if r.argv is not None else None, shadows, plain)
+        ]
+        out.extend(shelltext.any_of(u) for u in r.langs.get("command") or ())
+        return out
+
+    def _partition(self):
+        return self.regions.kinds["command"].partition
+
+    def _own_text(self, a: Region, b: Region, shadows: bool, plain: bool) -> str | None:
+        """A unit text both rules' conditions hold on (None: there is none)."""
+        machines = self._conditions(a, shadows, plain) + self._conditions(b, shadows, plain)
+        return shelltext.find_text(self._partition(), machines, budget=_budget(plain))
+
+    def _own_words(self, other: Region, deny: Region, plain: bool) -> str | None:
+        """A unit of `other` whose words `deny`'s regexes find (as a command: its words
+        quoted, or a text of `other`'s regexes), if `deny`'s other conditions allow it."""
+        deny_text = [shelltext.any_of(u) for u in deny.langs.get("command") or ()]
+        extra = [shelltext.OfDFA(self._argv_words(deny, " "))] if deny.argv is not None else []
+        if other.argv is not None:
+            first = shelltext.OfDFA(self._argv_words(other, " "))
+            got = shelltext.find_text(
+                self._partition(), [first, *extra, *deny_text], budget=_budget(plain)
+            )
+            return None if got is None else " ".join(shlex.quote(w) for w in got.split(" "))
+        # a text `other`'s regexes find whose words `deny`'s find
+        own = [shelltext.any_of(u) for u in other.langs.get("command") or ()]
+        (deny_union,) = deny.langs.get("command") or ((),)
+        for d in deny_union:
+            machines = [self._texts_of_words(d, plain), *own]
+            got = shelltext.find_text(self._partition(), machines, budget=_budget(plain))
+            if got is not None:
+                return got
+        return None
+
+    def _pipeline(self, other: Region, deny: Region, shadows: bool, plain: bool) -> str | None:
+        """A plain pipeline whose every stage `other` matches and whose text `deny`'s
+        regexes find; NOT_MODELLED when `deny` has conditions that hold unit by unit."""
+        if any(getattr(deny.rule, c) is not None for c in _UNIT_CONDITIONS):
+            return shelltext.NOT_MODELLED
+        pipe = [shelltext.any_of(u) for u in deny.langs.get("command") or ()]
+        stage = self._conditions(other, shadows, plain)
+        return shelltext.find_text(
+            self._partition(), stage, pipe, pipeline=True, compound=not plain, budget=_budget(plain)
+        )
+
+    def _spelling(self, plain: bool, shadows: bool = False) -> shelltext.Spelling:
+        key = ("spelling", plain, shadows)
+        if key not in self._memo:
+            partition = self.regions.kinds["command"].partition
+            assert partition is not None
+            self._memo[key] = shelltext.spelling(partition, plain, shadows)
+        return self._memo[key]  # type: ignore[return-value]
+
     # --- overlap ------------------------------------------------------------------------------
 
     def disjoint(self, a: Region, b: Region) -> str | None:
@@ -369,6 +565,42 @@ class Relations:
             if self.common("input", a.input[key], b.input[key]) is None:
                 return "input"
         return None
+
+
+@dataclass(frozen=True)
+class TextAnswer:
+    """Whether two rules can meet on a command's text (shelltext.py). `apart`: proved they
+    never do, on a unit's own text and words nor on a plain pipeline of the looser rule's
+    units; otherwise `examples`, commands from the overlap the transducer says the parser
+    reads that way (to be checked by the evaluator), possibly none."""
+
+    apart: bool
+    examples: Callable[[], Iterator[str]] = lambda: iter(())
+
+
+# Conditions of a deny rule that hold or fail unit by unit (besides its regexes): with one,
+# its regexes meeting a pipeline's text do not make it match every stage.
+_UNIT_CONDITIONS = ("argv", "flags", "paths", "path_patterns", "hosts", "env", "fed_by", "opaque",
+                    "wrapper", "input")  # fmt: skip
+
+
+# Product states a search for an example may visit (a question that decides: many more).
+_EXAMPLE_BUDGET = 4000
+
+
+def _budget(plain: bool) -> int:
+    return _EXAMPLE_BUDGET if plain else shelltext.QUESTION_BUDGET
+
+
+def _names_programs(r: Region) -> bool:
+    """Does every argv alternative of the rule name its program by a literal name (which
+    a unit's program, when run by a path that is not a system directory, never is)?"""
+    assert r.argv is not None
+    return all(
+        isinstance(tok := alt.tokens[0], WordSet)
+        and all(patterns.is_literal(g) and "/" not in g for g in tok.globs)
+        for alt in r.argv.alts
+    )
 
 
 def _choices(unions: list[tuple[DFA, ...]], limit: int = 256):

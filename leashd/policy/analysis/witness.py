@@ -13,10 +13,12 @@ the built-in suites and corpora use; nothing there needs to exist on this machin
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from leashd.policy.analysis.regions import Region, Regions
 from leashd.policy.compiler import CompiledPolicy
+from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context, extract
 from leashd.policy.patterns import DYN, SEP
 
@@ -47,11 +49,21 @@ _TOOL_PATH_FIELDS = {
 }
 
 
+_MORE = 6
+
+
+class Witness(NamedTuple):
+    call: dict[str, Any]
+    decider: int  # the rule that decides the unit both rules match
+    whole: bool  # the whole call gets the decider's action
+
+
 class Witnesses:
     def __init__(self, compiled: CompiledPolicy, regions: Regions):
         self.compiled = compiled
         self.regions = regions
         self.ctx = Context.create(cwd=PROJECT, home=HOME, approved_dirs=[PROJECT])
+        self.evaluator = Evaluator(compiled, self.ctx)
 
     def deciders(self, call: dict[str, Any], a: int, b: int) -> list[int]:
         """For each unit of `call` both rules match, the rule that decides it (the first
@@ -71,22 +83,53 @@ class Witnesses:
                 out.append(decider)
         return out
 
-    def common(self, ra: Region, rb: Region, rel) -> tuple[dict[str, Any], int] | None:
+    def common(
+        self, ra: Region, rb: Region, rel, texts: Iterable[str] | None = None
+    ) -> Witness | None:
         """A call both rules match, and the rule that decides it; one decided by the earlier
-        of the two where there is one. None if no such call was found."""
+        of the two where there is one, and then one whose decision is that rule's (no other
+        unit of the call is decided more strictly, so the finding's "`X` gets allow" holds
+        for the whole call: `whole`). None if no such call was found. `texts`: try only
+        these commands (relations.TextAnswer.examples)."""
         first = min(ra.index, rb.index)
         fallback = None
-        for call in self._candidates(ra, rb, rel):
+        more = _MORE  # candidates tried for a whole call once one the earlier rule decides
+        for call in self._candidates(ra, rb, rel, texts):
             deciders = self.deciders(call, ra.index, rb.index)
             if first in deciders:
-                return call, first
-            if deciders and fallback is None:
-                fallback = (call, min(deciders))
+                if self._decided_by(call, first):
+                    return Witness(call, first, True)
+                if fallback is None or fallback.decider != first:
+                    fallback = Witness(call, first, False)
+            elif deciders and fallback is None:
+                fallback = Witness(call, min(deciders), False)
+            if fallback is not None and fallback.decider == first:
+                more -= 1
+                if more < 0:
+                    break
         return fallback
+
+    def _decided_by(self, call: dict[str, Any], index: int) -> bool:
+        """Does the whole call get rule `index`'s action (the strictest of its units')?"""
+        if self.compiled.rules[index].action == "deny":
+            return True  # nothing is stricter
+        try:
+            decision = self.evaluator.evaluate(call["tool"], call["input"])
+        except Exception:
+            return False
+        return decision.action == self.compiled.rules[index].action
 
     # --- candidates -----------------------------------------------------------------------
 
-    def _candidates(self, ra: Region, rb: Region, rel):
+    def _candidates(self, ra: Region, rb: Region, rel, texts: Iterable[str] | None = None):
+        if texts is not None:
+            flags = self._one("flags", ra, rb, rel)
+            extra = [w for w in (flags or "").split(SEP) if w]
+            for text in texts:
+                yield {"tool": "Bash", "input": {"command": text}}
+                if extra:  # a flag condition the text question left out
+                    yield {"tool": "Bash", "input": {"command": " ".join([text, *extra])}}
+            return
         for r in (ra, rb):
             for ex in r.rule.examples_match:
                 yield {"tool": ex.tool, "input": dict(ex.input)}
@@ -185,8 +228,17 @@ class Witnesses:
             else:
                 tails.append(" " + shlex.quote(p))
                 tails.append(" < " + shlex.quote(p))
-        if host:
-            tails.append(f" https://{host}/")
+        urls = [f" https://{host}/"] if host else []
+        if host is None:
+            # hosts no one host satisfies both: a unit has several (one each)
+            each = [
+                rel.common("hosts", lang, ()) for r in (ra, rb) if (lang := r.langs.get("hosts"))
+            ]
+            if len(each) == 2 and all(each):
+                urls.append("".join(f" https://{h}/" for h in each))
+        path_tails = tails[1:]
+        tails.extend(urls)
+        tails.extend(p + url for p in path_tails for url in urls)  # a path and a host
         for prefix in prefixes:
             for tail in tails:
                 command = (prefix + base).strip() + tail

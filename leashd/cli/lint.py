@@ -1,0 +1,129 @@
+"""`leashd policy lint` and `leashd policy rule`: findings about policies, and their pages."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from leashd.cli.lazy import examples
+from leashd.cli.options import exit_with, format_option
+from leashd.policy.analysis.catalog import CATALOG, document, lookup, selected
+from leashd.policy.analysis.lint import lint
+from leashd.policy.analysis.report import FORMATS, failing, render
+from leashd.policy.errors import PolicyError
+from leashd.policy.loader import load_policies
+
+
+def _codes(value: str | None) -> list[str]:
+    items = [x.strip() for x in (value or "").split(",") if x.strip()]
+    for x in items:
+        if not any(r.code.startswith(x.upper()) or r.kind == x.lower() for r in CATALOG):
+            raise click.BadParameter(f"{x!r} is no lint code, code prefix or name")
+    return items
+
+
+class _Progress:
+    """A progress bar on a terminal, once the lint has taken longer than a second."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.shown = False
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.tty or time.perf_counter() - self.start < 1.0:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\rlint [{bar}] {done}/{total} rules")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
+@click.command(
+    "lint",
+    epilog=examples(
+        "leashd policy lint",
+        "leashd policy lint team.yaml --strict --select L1,L2",
+        "leashd policy lint team.yaml --format sarif -o lint.sarif",
+    ),
+)
+@click.argument("files", nargs=-1, metavar="[FILE|NAME]...")
+@format_option(*FORMATS)
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
+@click.option("--select", help="Only these codes, code prefixes or names (comma-separated).")
+@click.option("--ignore", help="Not these codes, code prefixes or names (comma-separated).")
+@click.option("--show-info", is_flag=True, help="Also print info findings (text format).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option(
+    "--no-cache", is_flag=True, help="Analyse afresh, without reading or writing the cache."
+)
+def lint_cmd(
+    files: tuple[str, ...],
+    fmt: str,
+    strict: bool,
+    select: str | None,
+    ignore: str | None,
+    show_info: bool,
+    output: str | None,
+    no_cache: bool = False,
+) -> None:
+    """Find rules that never fire, overlap, match nothing or fail their examples.
+
+    No FILE: the configured policies (the built-in default + dev-tools). Exit 0 when
+    nothing fails, 1 on errors (and warnings with --strict), 2 when a policy cannot be
+    loaded."""
+    selected_codes, ignored_codes = _codes(select), _codes(ignore)
+    try:
+        pol = load_policies(list(files))
+        progress = _Progress()
+        try:
+            findings = lint(pol, progress, use_cache=not no_cache)
+        finally:
+            progress.close()
+    except PolicyError as exc:
+        exit_with(exc)
+    findings = [f for f in findings if selected(f.code, selected_codes, ignored_codes)]
+    report = render(findings, fmt, show_info)
+    if output:
+        Path(output).write_text(report, encoding="utf-8")
+    else:
+        click.echo(report, nl=False)
+    sys.exit(1 if failing(findings, strict) else 0)
+
+
+@click.command(
+    "rule",
+    epilog=examples(
+        "leashd policy rule",
+        "leashd policy rule L101",
+        "leashd policy rule shadowed",
+        "leashd policy rule --all > docs/lint-rules.md",
+    ),
+)
+@click.argument("code", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Every page, as docs/lint-rules.md.")
+def rule_cmd(code: str | None, show_all: bool) -> None:
+    """Explain a lint code (`L101` or `shadowed`): what, why, an example, the fix. With no
+    CODE, list every code."""
+    if show_all:
+        click.echo(document(), nl=False)
+        return
+    if code is None:
+        for r in CATALOG:
+            click.echo(f"{r.code}  {r.kind:<16} {r.severity:<8} {r.summary.split('. ')[0]}")
+        return
+    found = lookup(code)
+    if found is None:
+        click.echo(f"no lint rule {code!r}; `leashd policy rule` lists them", err=True)
+        sys.exit(2)
+    click.echo(found.page(), nl=False)
