@@ -288,5 +288,12 @@ def test_what_lint_says_about_a_pair_holds_for_every_call(first, second, command
     for f in found:
         if f.kind == "conflict" and f.severity == "warning":
             command = f.example["input"]["command"]
+            if "the call itself gets a stricter decision" in f.message:
+                # only a unit of it was found: that unit is the earlier rule's
+                compiled = compile_policy(pol, verify=False)
+                facts = extract("Bash", {"command": command}, EXAMPLE_CONTEXT)
+                assert any(compiled.first_match(u, EXAMPLE_CONTEXT) == 0 for u in facts.units)
+                assert order.index(decide(pol, command)) > order.index(first[2]), f
+                continue
             assert decide(pol, command) == first[2], f
             assert decide(swapped, command) == second[2], f

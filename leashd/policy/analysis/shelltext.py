@@ -250,7 +250,7 @@ def spelling(partition: Partition, plain: bool = False, shadows: bool = False) -
         b.add(target, TEXT, _SQ, inside)
         b.add(inside, TEXT, _IN_SQ, inside)
         b.add(inside, TEXT, _SQ, done)
-        accepting = {u, gap, done, pre, sq, dq}
+        accepting = {u, gap, done}
     else:
         b.add(gap, TEXT, _REDIRECT_START, SINK)  # a redirection: `2>&1`, `<<EOF`, `{fd}>x`
         # a comment: tree-sitter may read words out of it (`a #\\<nl>\\<nl>b`)
