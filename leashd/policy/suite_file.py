@@ -9,7 +9,6 @@ agree on them; the format is described in docs/testing.md.
 
 from __future__ import annotations
 
-import datetime
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from leashd.policy.schema import (
     YamlSuiteContext,
     keys,
 )
-from leashd.policy.yaml_errors import SourceText, syntax_error
+from leashd.policy.yaml_errors import SourceText, syntax_error, value_kind
 
 SUITE_KEYS = keys(YamlSuite)
 CONTEXT_KEYS = keys(YamlSuiteContext)
@@ -482,19 +481,7 @@ _UNREADABLE = object()
 
 
 def _kind_of_value(v: Any) -> str:
-    if v is _UNREADABLE:
-        return "an unreadable value"
-    if v is None:
-        return "an empty value"
-    if isinstance(v, bool):
-        return "true/false"
-    if isinstance(v, int | float):
-        return "a number"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, datetime.date):
-        return "a date"
-    return f"a {type(v).__name__}"
+    return "an unreadable value" if v is _UNREADABLE else value_kind(v)
 
 
 def _quote_hint(node: Node) -> str:

@@ -12,8 +12,10 @@ and a byte order mark takes no column.
 
 from __future__ import annotations
 
+import datetime
 import re
 from bisect import bisect_right
+from typing import Any
 
 import yaml
 from yaml.nodes import ScalarNode
@@ -607,3 +609,20 @@ def _escape(text: str, i: int, chars: list[str], offsets: list[int]) -> int:
             offsets.append(off)
         return j
     return -1
+
+
+def value_kind(value: Any) -> str:
+    """How an error names the type of a value read from YAML: "a number", "true/false", …"""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, bytes):
+        return "binary data"
+    return f"a {type(value).__name__}"

@@ -8,7 +8,6 @@ reported as FILE:LINE:COL; a policy with any error is rejected whole, never load
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import math
 import re
@@ -51,7 +50,7 @@ from leashd.policy.schema import (
     YamlSettings,
     keys,
 )
-from leashd.policy.yaml_errors import SourceText, compose, scalar_offsets
+from leashd.policy.yaml_errors import SourceText, compose, scalar_offsets, value_kind
 
 # The keys each mapping accepts come from the format's models, so `policy schema` and the
 # loader always agree on them.
@@ -245,19 +244,7 @@ def _kind_of(node: Node, value: Any = None) -> str:
         return "a mapping"
     if isinstance(node, SequenceNode):
         return "a list"
-    if value is None:
-        return "an empty value"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, datetime.date):
-        return "a date"
-    if isinstance(value, bytes):
-        return "binary data"
-    return f"a {type(value).__name__}"
+    return value_kind(value)
 
 
 def _named(what: str) -> str:
