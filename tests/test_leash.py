@@ -99,7 +99,7 @@ def test_a_leash_policy_means_what_the_same_yaml_means():
         ('deny x cmd ["git"\n', 1, 18, "the file ends inside a list"),
         ("deny x match Read {a: 1\n", 1, 24, "the file ends inside `{ }`"),
         ("deny x reason\n", 1, 14, "the file ends too early: expected a string"),
-        ("deny x regex '('\n", 1, 14, "bad regex"),
+        ("deny x regex '('\n", 1, 15, "bad regex"),  # the caret under the `(` itself
         ('deny x cmd "a"\ndeny x cmd "b"\n', 2, 1, "duplicate rule name 'x'"),
         ('deny x paths "a["\n', 1, 14, "bad glob"),
         ('deny x cmd "git $ push"\n', 1, 12, "must be the last token"),

@@ -1,6 +1,8 @@
 """YAML policy errors as ruff shows them: FILE:LINE:COL, the source line, a caret under the
 column, leashd's words for PyYAML's problems, and every error of a file at once."""
 
+import json
+import re
 import subprocess
 import sys
 
@@ -309,6 +311,34 @@ def test_a_regex_the_caret_cannot_reach_exactly_points_at_the_string_and_says_so
     assert at(err) == (5, 9)  # the `>`: a folded block's lines are not the pattern's
     assert "at position 2 of the pattern 'ab(c'" in err.message
     assert "the caret marks where the string starts" in err.message
+
+
+# Characters a .leash string may hold around the broken group, written raw or escaped.
+_LEASH_CHARS = st.sampled_from(["a", "é", "'", '"', "\\", "\t", "😀", " ", "."])
+
+
+def _leash_string(text: str, quote: str) -> str:
+    if quote == "'":
+        return "'" + text.replace("'", "''") + "'"
+    return json.dumps(text)  # JSON escapes: \", \\, \t, \u00e9 and surrogate pairs
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=st.lists(_LEASH_CHARS, max_size=6).map("".join),
+    quote=st.sampled_from(["'", '"']),
+)
+def test_a_leash_regex_has_its_caret_at_the_offending_character(tmp_path_factory, before, quote):
+    """An unclosed group after any mix of escapes: the caret is under its `(` in the source."""
+    pattern = re.escape(before) + "(x"
+    line = f"deny r tools Bash regex {_leash_string(pattern, quote)}\n"
+    path = tmp_path_factory.mktemp("leash") / "p.leash"
+    path.write_text(line, encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        load_file(path)
+    err = info.value
+    assert "missing ), unterminated subpattern" in err.message
+    assert (err.line, line[err.column - 1]) == (1, "("), str(err)
 
 
 # --- wrong types name the accepted types -----------------------------------------------------

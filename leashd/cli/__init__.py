@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from leashd import __version__
 from leashd.cli.lazy import CONTEXT, LazyGroup, examples
 
 _DAEMON = "leashd.daemon.commands"
@@ -41,9 +42,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The commands that run the agent, checked for it before they start (leashd-policy lacks it).
+NEEDS_AGENT = dict.fromkeys(("run", "start", "restart", "doctor", "service"), "claude_agent_sdk")
+
+
 @click.group(
     cls=LazyGroup,
     lazy=COMMANDS,
+    requires=NEEDS_AGENT,
     context_settings=CONTEXT,
     epilog=examples(
         "leashd policy explain -- 'git push --force'",
@@ -51,6 +57,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "leashd COMMAND -h",
     ),
 )
-@click.version_option(package_name="leashd")
+@click.version_option(version=__version__, prog_name="leashd")
 def main() -> None:
     """leashd: a safety gate between an AI coding agent and your machine."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,15 @@ import click
 # Every command takes -h as --help; subcommands inherit it from the root's context.
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
+# Packages only the daemon needs. leashd-policy (packaging/leashd-policy), the policy tools
+# alone, installs without them; a daemon command run there says so in one line.
+DAEMON_ONLY = frozenset({"claude_agent_sdk", "telegram", "httpx", "aiosqlite", "ruamel"})
+
+
+def _missing_daemon_package(exc: ModuleNotFoundError) -> str | None:
+    top = (exc.name or "").partition(".")[0]
+    return top if top in DAEMON_ONLY else None
+
 
 class LazyGroup(click.Group):
     """A group whose commands are `lazy`: name -> ("module:attribute", short help). Every
@@ -26,10 +36,17 @@ class LazyGroup(click.Group):
     its first sentence whole, never cut at 45 characters."""
 
     def __init__(
-        self, *args: Any, lazy: Mapping[str, tuple[str, str]] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        lazy: Mapping[str, tuple[str, str]] | None = None,
+        requires: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        # command -> a package it cannot run without, looked for before the command starts
+        # (so `leashd start` in leashd-policy says what is missing, not that a key is).
+        self.requires = dict(requires or {})
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -41,20 +58,33 @@ class LazyGroup(click.Group):
 
     def _load(self, ctx: click.Context, name: str) -> click.Command:
         where, short_help = self.lazy[name]
+        needed = self.requires.get(name)
+        if needed is not None and importlib.util.find_spec(needed) is None:
+            missing = ModuleNotFoundError(f"No module named {needed!r}", name=needed)
+            raise _needs_daemon(f"{ctx.command_path} {name}", missing)
         module_name, _, attribute = where.partition(":")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
-            # The daemon's commands need packages the policy tools do without.
-            raise click.ClickException(
-                f"`{ctx.command_path} {name}` cannot start: {exc}. Is leashd installed with "
-                "every dependency (pip install leashd)?"
-            ) from exc
+        except ModuleNotFoundError as exc:
+            raise _needs_daemon(f"{ctx.command_path} {name}", exc) from exc
         command = getattr(module, attribute)
         if not isinstance(command, click.Command):  # pragma: no cover - a wrong map entry
             raise TypeError(f"{where} is not a click command")
         command.short_help = short_help  # the listing reads the same before and after
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # A daemon command imports its packages as it goes (lazily, for a fast start), so a
+        # missing one surfaces here rather than at the command's import.
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            if _missing_daemon_package(exc) is None:
+                raise
+            sub = ctx.invoked_subcommand
+            raise _needs_daemon(
+                f"{ctx.command_path} {sub}" if sub else ctx.command_path, exc
+            ) from exc
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -82,6 +112,16 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _needs_daemon(command: str, exc: ModuleNotFoundError) -> click.ClickException:
+    if _missing_daemon_package(exc) is None:
+        return click.ClickException(f"`{command}` cannot start: {exc}")
+    return click.ClickException(
+        f"`{command}` needs the daemon's packages ({exc.name} is not installed). This "
+        "installation has the policy tools alone (leashd-policy); `pip install leashd` "
+        "installs the whole product."
+    )
 
 
 def examples(*lines: str) -> str:

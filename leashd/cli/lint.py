@@ -11,9 +11,9 @@ import click
 from leashd.cli.lazy import examples
 from leashd.cli.options import exit_with, format_option
 from leashd.policy.analysis.catalog import CATALOG, document, lookup, selected
-from leashd.policy.analysis.lint import lint
+from leashd.policy.analysis.lint import Finding, lint
 from leashd.policy.analysis.report import FORMATS, failing, render
-from leashd.policy.errors import PolicyError
+from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.loader import load_policies
 
 
@@ -67,6 +67,12 @@ class _Progress:
 @click.option(
     "--no-cache", is_flag=True, help="Analyse afresh, without reading or writing the cache."
 )
+@click.option(
+    "--affected",
+    is_flag=True,
+    help="FILEs are files that changed: lint each stack of the project (.leashd.toml or "
+    "[tool.leashd]) that uses one, and each file in no stack alone (the pre-commit hook).",
+)
 def lint_cmd(
     files: tuple[str, ...],
     fmt: str,
@@ -76,22 +82,43 @@ def lint_cmd(
     show_info: bool,
     output: str | None,
     no_cache: bool = False,
+    affected: bool = False,
 ) -> None:
     """Find rules that never fire, overlap, match nothing or fail their examples.
 
-    No FILE: the configured policies (the built-in default + dev-tools). Exit 0 when
-    nothing fails, 1 on errors (and warnings with --strict), 2 when a policy cannot be
-    loaded."""
+    The FILEs form one stack, in order. No FILE: the project's stacks (`stacks` in
+    .leashd.toml or pyproject's [tool.leashd]), else the configured policies (the built-in
+    default + dev-tools). Exit 0 when nothing fails, 1 on errors (and warnings with
+    --strict), 2 when a policy cannot be loaded."""
     selected_codes, ignored_codes = _codes(select), _codes(ignore)
+    findings: list[Finding] = []
+    seen: set[tuple[str, str, str]] = set()
+    errors: list[PolicyError] = []
     try:
-        pol = load_policies(list(files))
-        progress = _Progress()
-        try:
-            findings = lint(pol, progress, use_cache=not no_cache)
-        finally:
-            progress.close()
+        stacks = _stacks(files, affected)
     except PolicyError as exc:
         exit_with(exc)
+    for specs in stacks:  # every stack is linted: one that fails to load stops no other
+        try:
+            pol = load_policies(list(specs))
+            progress = _Progress()
+            try:
+                found = lint(pol, progress, use_cache=not no_cache)
+            finally:
+                progress.close()
+        except PolicyErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        except PolicyError as exc:
+            errors.append(exc)
+            continue
+        for f in found:  # a file in two stacks: its own findings once
+            key = (f.code, str(f.location), f.message)
+            if key not in seen:
+                seen.add(key)
+                findings.append(f)
+    if errors:
+        exit_with(PolicyErrors(errors))
     findings = [f for f in findings if selected(f.code, selected_codes, ignored_codes)]
     report = render(findings, fmt, show_info)
     if output:
@@ -99,6 +126,19 @@ def lint_cmd(
     else:
         click.echo(report, nl=False)
     sys.exit(1 if failing(findings, strict) else 0)
+
+
+def _stacks(files: tuple[str, ...], affected: bool) -> list[tuple[str, ...]]:
+    if files and not affected:
+        return [files]
+    from leashd.cli.project import affected_stacks, find_project
+
+    project = find_project()
+    if affected:
+        return [specs for _name, specs in affected_stacks(project, list(files))]
+    if project.stacks:
+        return list(project.stacks.values())
+    return [()]  # the configured policies
 
 
 @click.command(

@@ -49,6 +49,7 @@ def _case_json(r: CaseResult) -> dict[str, Any]:
         "leashd policy test policies/tests/team.yaml --coverage --min-coverage 90",
         "leashd policy test --format junit > policy-tests.xml",
         "leashd policy test policies/tests/team.yaml --coverage --html coverage/",
+        "leashd policy test --affected policies/team.yaml   # the suites that test it",
     ),
 )
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
@@ -65,6 +66,12 @@ def _case_json(r: CaseResult) -> dict[str, Any]:
     type=click.Path(file_okay=False),
     help="Also write an HTML coverage report into this directory (index.html).",
 )
+@click.option(
+    "--affected",
+    is_flag=True,
+    help="FILEs are files that changed: run the suites among them and every suite of the "
+    "project that tests one of them (what the pre-commit hook runs).",
+)
 @format_option("text", "json", "junit")
 def test_cmd(
     files: tuple[str, ...],
@@ -73,14 +80,19 @@ def test_cmd(
     min_coverage: float | None = None,
     html_dir: str | None = None,
     fmt: str = "text",
+    affected: bool = False,
 ) -> None:
-    """Run policy test suites (the built-in policies' suites by default).
+    """Run policy test suites: the FILEs; with none, the project's suites (`suites` in
+    .leashd.toml or pyproject's [tool.leashd]), else the built-in policies' suites.
 
     Exit 0 when every case passes (and coverage is at least --min-coverage), 1 otherwise,
     2 when a suite or its policies cannot be loaded."""
-    paths = [Path(f) for f in files] or builtin_suites()
     rules_seen: list[Rule] = []
     try:
+        paths = _suites_to_run(files, affected)
+        if not paths:
+            click.echo("no suite tests the changed files")
+            return
         results = run_suites(paths, rules_seen)  # every suite file's errors at once
     except PolicyError as exc:
         exit_with(exc)
@@ -118,6 +130,17 @@ def test_cmd(
     else:
         _print_text(results, failed, len(paths), cov, min_coverage)
     sys.exit(1 if failed or low else 0)
+
+
+def _suites_to_run(files: tuple[str, ...], affected: bool) -> list[Path]:
+    if files and not affected:
+        return [Path(f) for f in files]
+    from leashd.cli.project import affected_suites, find_project
+
+    project = find_project()
+    if affected:
+        return affected_suites(project, list(files))
+    return project.suite_files() if project.source is not None else builtin_suites()
 
 
 def _print_text(

@@ -110,6 +110,28 @@ def string_value(tok: Token) -> tuple[str, str | None]:
     return text, None
 
 
+def string_columns(tok: Token) -> list[int]:
+    """The 1-based column each character of a string token's text is written at (an escape,
+    `''` or `\\u00e9`, is at its backslash or first quote), so an error inside the text, a
+    regex's, can put its caret under the very character."""
+    raw, start = str(tok), tok.column or 1
+    columns: list[int] = []
+    i = 1
+    while i < len(raw) - 1:
+        columns.append(start + i)
+        if tok.type == "SQ_STRING":
+            i += 2 if raw.startswith("''", i) else 1
+        elif raw[i] != "\\":
+            i += 1
+        elif raw[i + 1 : i + 2] != "u":
+            i += 2
+        elif re.match(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]", raw[i:]):
+            i += 12  # a surrogate pair: one character
+        else:
+            i += 6
+    return columns
+
+
 def _is_float(number: str) -> bool:
     return any(c in number for c in ".eE")
 
@@ -331,11 +353,16 @@ class _Builder:
             self.error(tok, problem)
         return text
 
+    def string_node(self, tree: Tree) -> ScalarNode:
+        node = self.scalar(self.string(tree), tree)
+        node.columns = string_columns(tree.children[0])  # type: ignore[attr-defined]
+        return node
+
     def value(self, item: Tree | Token, flat: bool = True) -> Node | None:
         """A value as a node: a string, a list (flattened unless `flat` is False, for argv
         tokens), a bare word, or a `let` name."""
         if isinstance(item, Tree) and item.data == "string":
-            return self.scalar(self.string(item), item)
+            return self.string_node(item)
         if isinstance(item, Tree) and item.data == "word":
             return self.scalar(str(item.children[0]), item)
         if isinstance(item, Tree) and item.data == "ref":

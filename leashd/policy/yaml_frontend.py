@@ -208,6 +208,10 @@ class _Reader:
     def regex_error(self, node: Node, pattern: str, exc: re.error, what: str) -> None:
         """A regex that does not compile, with the caret at the character `re` names."""
         message = f"bad regex in {what}: {exc.msg}"
+        columns = getattr(node, "columns", None)  # a .leash string: where each character is
+        if columns is not None and exc.pos is not None and 0 <= exc.pos < len(columns):
+            self.error_at(self.span(node).line, columns[exc.pos], message)
+            return
         if self.source is None or exc.pos is None:
             self.error(node, f"{message} at position {exc.pos}: {pattern!r}")
             return
