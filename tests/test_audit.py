@@ -214,16 +214,21 @@ def test_audit_commands(tmp_path, home):
         audit.append("decision", {"session": "s2", "tool": "Read", "decision": "deny",
                                   "rule": "credential-files", "reason": "Secrets"})  # fmt: skip
         audit.append("approval", {"session": "s1", "event": "approved", "who": "42"})
+        audit.append("decision", {"session": "s1", "tool": "Bash", "rule": "pushes",
+                                  "decision": "require_approval", "reason": "Asks"})  # fmt: skip
     runner = CliRunner()
     ok = runner.invoke(main, ["audit", "verify", str(log)])
-    assert ok.exit_code == 0 and "3 records, chain intact" in ok.output
+    assert ok.exit_code == 0 and "4 records, chain intact" in ok.output
+    for word in ("ask", "require_approval"):  # the language's word and the record's
+        asked = runner.invoke(main, ["audit", "search", str(log), "--decision", word, "--json"])
+        assert [json.loads(x)["rule"] for x in asked.output.splitlines()] == ["pushes"]
     found = runner.invoke(main, ["audit", "search", str(log), "--decision", "deny", "--json"])
     assert found.exit_code == 0
     assert [json.loads(x)["rule"] for x in found.output.splitlines()] == ["credential-files"]
     by_session = runner.invoke(main, ["audit", "search", str(log), "--session", "s1"])
-    assert by_session.output.count("\n") == 2 and "approved" in by_session.output
-    tail = runner.invoke(main, ["audit", "tail", str(log), "-n", "1", "--json"])
-    assert json.loads(tail.output)["event"] == "approved"
+    assert by_session.output.count("\n") == 3 and "approved" in by_session.output
+    tail = runner.invoke(main, ["audit", "tail", str(log), "-n", "2", "--json"])
+    assert json.loads(tail.output.splitlines()[0])["event"] == "approved"
 
     log.write_bytes(log.read_bytes().replace(b'"decision":"deny"', b'"decision":"allow"'))
     bad = runner.invoke(main, ["audit", "verify", str(log)])

@@ -8,12 +8,15 @@ user sees: which commits the hooks let through, what they print, and how much th
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import leashd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "packaging" / "pre-commit"))
@@ -156,6 +159,15 @@ def test_the_environment_is_the_policy_tools_alone(project: Path, hooks: dict[st
     start = subprocess.run([env / "bin" / "leashd", "start"], capture_output=True, text=True)
     assert start.returncode == 1
     assert "pip install leashd" in start.stderr and "Traceback" not in start.stderr
+    # what CI runs with it: a SARIF report that names the tool's version
+    sarif = subprocess.run(
+        [env / "bin" / "leashd", "policy", "lint", "policies/team.yaml", "--format", "sarif"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert sarif.returncode == 0, sarif.stderr
+    assert json.loads(sarif.stdout)["runs"][0]["tool"]["driver"]["version"] == leashd.__version__
 
 
 def test_a_stack_is_linted_whole_whichever_file_is_staged(project: Path, hooks: dict[str, str]):

@@ -342,9 +342,11 @@ def test_an_approved_host_is_reached(world):
     w.fake.say("done")
     conn = Recorder(answers=["approve"])
     w.run(conn)
-    assert [r.tool for r in conn.asked] == ["SandboxNetworkAccess"]
-    assert any(h.startswith(b"GET / ") for h in w.listener.hits), w.listener.hits
-    assert "reached" in next(iter(w.fake.tool_results().values()))
+    # what curl printed and what the user was told: the story of a failure, when there is one
+    story = (w.fake.tool_results(), conn.sent, w.listener.hits)
+    assert [r.tool for r in conn.asked] == ["SandboxNetworkAccess"], story
+    assert any(h.startswith(b"GET / ") for h in w.listener.hits), story
+    assert "reached" in next(iter(w.fake.tool_results().values())), story
 
 
 def test_with_the_sandbox_off_the_user_is_told_and_writes_go_through(world):

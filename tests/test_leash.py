@@ -537,7 +537,10 @@ def test_every_command_that_takes_a_policy_takes_a_leash_file(tmp_path):
     policy = str(tmp_path / "team.leash")
     runner = CliRunner()
 
-    explain = runner.invoke(main, ["policy", "explain", "--policy", policy, "--", "frobnicate"])
+    full = ["--explain", "full"]  # every rule tried, with what did not hold
+    explain = runner.invoke(
+        main, ["policy", "explain", *full, "--policy", policy, "--", "frobnicate"]
+    )
     assert explain.exit_code == 0 and "team.leash:4:1" in explain.output, explain.output
     # conditions are named in the words the rule was written in
     assert "cmd does not hold" in explain.output and "argv does not" not in explain.output

@@ -207,8 +207,10 @@ def audit_tail(path: Path | None, count: int, follow: bool, fmt: str) -> None:
 @click.option("--tool", help="A tool name: Bash, Read, mcp__server__tool, …")
 @click.option(
     "--decision",
-    type=click.Choice(["allow", "deny", "require_approval"]),
-    help="The decision a record holds.",
+    type=click.Choice(["allow", "deny", "require_approval", "ask"]),
+    # `ask` as the .leash language and Claude Code say it; records hold require_approval
+    callback=lambda _ctx, _param, v: "require_approval" if v == "ask" else v,
+    help="The decision a record holds (ask: require_approval).",
 )
 @click.option("--rule", help="The name of the rule that decided.")
 @click.option("--session", help="A session id.")

@@ -24,4 +24,6 @@ def demo() -> None:
             sys.exit(exc.code)
     click.echo()
     click.echo(f"$ leashd policy explain -- '{SAMPLE}'")
-    ctx.invoke(explain_cmd, command=(SAMPLE,))
+    ctx.invoke(explain_cmd, command=(SAMPLE,))  # the short form: what decided each unit
+    click.echo()
+    click.echo("More: --explain notes (what leashd saw), fails (near misses), full (every rule).")

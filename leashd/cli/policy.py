@@ -18,10 +18,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rule": ("leashd.cli.lint:rule_cmd", "Explain a lint code: what, why, an example, the fix."),
     "explain": (
         "leashd.cli.decide:explain_cmd",
-        "Show how a call is decided: its units, each rule tried, what decided.",
+        "Show how a call is decided: each unit, the rule that decided it and where.",
     ),
     "eval": ("leashd.cli.decide:eval_cmd", "Decide each tool call of a JSON Lines stream."),
-    "test": ("leashd.cli.suites:test_cmd", "Run policy test suites (the built-ins' by default)."),
+    "test": (
+        "leashd.cli.suites:test_cmd",
+        "Run policy test suites (the project's, else the built-ins').",
+    ),
     "diff": ("leashd.cli.diff:diff_cmd", "What changing policy OLD into NEW does to calls."),
     "compile": (
         "leashd.cli.artifacts:compile_cmd",

@@ -21,7 +21,6 @@ same. `coverage` tells which rules decided some case; coverage_html.py draws it.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.ir import Rule
 from leashd.policy.loader import load_compiled
+from leashd.policy.locations import shown_file
 from leashd.policy.suite_file import UNSET, Suite, read_suite
 from leashd.resources import data_dir
 
@@ -131,35 +131,11 @@ def format_failure(r: CaseResult) -> str:
 
 
 def shown_path(file: str, mark_builtin: bool = False) -> str:
-    """A file as messages show it: relative to the current directory when it is under it;
-    a built-in policy elsewhere (an installed leashd) by its name, `default.yaml` (with
-    `mark_builtin`: `built-in default.yaml`); else as it was given."""
-    if file.startswith("<"):
-        return file
-    try:
-        absolute = os.path.abspath(file)
-        cwd = os.getcwd()
-    except OSError:
-        return file
-    if _under(absolute, cwd):
-        return os.path.relpath(absolute, cwd)
-    builtin = _builtin_dir()
-    if builtin is not None and _under(absolute, builtin):
-        name = os.path.relpath(absolute, builtin)
-        return f"built-in {name}" if mark_builtin else name
-    return file
-
-
-def _under(path: str, directory: str) -> bool:
-    return path.startswith(directory.rstrip(os.sep) + os.sep)
-
-
-@functools.cache
-def _builtin_dir() -> str | None:
-    try:
-        return os.path.abspath(data_dir("policies"))
-    except FileNotFoundError:
-        return None
+    """A file as messages show it (`locations.shown_file`: a built-in policy by its name, a
+    file under the current directory relative to it, else absolute); with `mark_builtin`, a
+    built-in one as `built-in default.yaml`."""
+    name, builtin, _ = shown_file(file)
+    return f"built-in {name}" if builtin and mark_builtin else name
 
 
 def builtin_suites() -> list[Path]:

@@ -15,11 +15,11 @@ import hashlib
 import json
 import os
 from collections import Counter
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from leashd import __version__
 from leashd.plural import plural
 from leashd.policy.analysis.catalog import BY_CODE, CATALOG
 from leashd.policy.analysis.lint import Finding
@@ -186,7 +186,7 @@ def sarif(findings: list[Finding], root: str | Path | None = None) -> dict[str, 
         "tool": {
             "driver": {
                 "name": "leashd",
-                "version": version("leashd"),
+                "version": __version__,  # leashd or leashd-policy: the same
                 "informationUri": "https://pypi.org/project/leashd/",
                 "rules": rules,
             }
