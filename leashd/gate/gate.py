@@ -686,6 +686,21 @@ def _record(
     return rec
 
 
+def decision_record(
+    session: Session,
+    tool: Any,
+    action: str,
+    reason: str,
+    layer: str,
+    kept: dict[str, Any],
+    decision: Decision | None = None,
+) -> dict[str, Any]:
+    """The audit record of one decision made outside `Gate.check` (the Claude Code hook
+    answers for the CLI), built exactly as the gate builds its own; `kept` is the input as
+    the record keeps it (`capped_input`)."""
+    return _record(_Call(session, tool, None, kept, decision), action, reason, layer, None)
+
+
 def _log_safely(message: str, exc: BaseException, session: str) -> None:
     """Log a failure; logging itself failing (a closed stdout, an unprintable name) must not
     turn a deny into an exception."""

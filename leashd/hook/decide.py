@@ -11,10 +11,11 @@
   `default` (the policy decides as written).
 - Answers: allow -> "allow", deny -> "deny" with the reason, require_approval -> "ask"
   (Claude Code's own prompt; leashd does not see the person's answer).
-- Records: one `decision` record per call, built as the gate builds its own (`_record`), with
-  `by: "claude-code-hook"`, `chat: "claude-code"`, the Claude Code session id, `tool_use_id`
-  and `permission_mode`; an ask is recorded as `decision: "ask"` with `policy_decision:
-  "require_approval"`. A record that cannot be written turns the answer into a deny.
+- Records: one `decision` record per call, built as the gate builds its own
+  (`decision_record`), with `by: "claude-code-hook"`, `chat: "claude-code"`, the Claude Code
+  session id, `tool_use_id` and `permission_mode`; an ask is recorded as `decision: "ask"`
+  with `policy_decision: "require_approval"`. A record that cannot be written turns the
+  answer into a deny.
 
 Whatever goes wrong (input, configuration, policy, audit, an exception) answers deny.
 """
@@ -33,7 +34,7 @@ from typing import Any
 from leashd.daemon.config import ConfigError, Settings, load_config
 from leashd.gate.audit import AuditError, AuditLog, capped_input
 from leashd.gate.audit_key import AuditKeyError, load_key
-from leashd.gate.gate import Gate, Session, _Call, _record
+from leashd.gate.gate import Gate, Session, decision_record
 from leashd.hook.place import leashd_home
 from leashd.hook.protocol import BadInput, HookCall, answer, deny, parse
 from leashd.policy.decision import Decision
@@ -99,7 +100,7 @@ class HookDecider:
             session_id, tool = _salvage(stdin)
             session = Session(session_id, CHAT, cwd)
             kept = {"input_excerpt": stdin[:500].decode("utf-8", "replace")}
-            rec = _record(_Call(session, tool, None, kept), "deny", str(bad), "input", None)
+            rec = decision_record(session, tool, "deny", str(bad), "input", kept)
             rec["by"] = BY
             return self._recorded(audit, rec, deny(str(bad)))
         dirs = () if settings.approved_directories else (_project(env, call),)
@@ -118,8 +119,7 @@ class HookDecider:
         if took > LATE_AFTER and action != "deny":
             action, layer = "deny", "hook"
             reason = f"decided after {took:.0f} s, too late for the hook to answer"
-        rec = _record(_Call(session, call.tool, call.tool_input, kept, decision),
-                      action, reason, layer, None)  # fmt: skip
+        rec = decision_record(session, call.tool, action, reason, layer, kept, decision)
         rec["by"] = BY
         rec["permission_mode"] = call.permission_mode
         if call.tool_use_id is not None:
