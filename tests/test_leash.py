@@ -275,6 +275,7 @@ def _rule(draw, n: int):
         reason=opt(_text),
         description=opt(_text),
         risk_level=draw(st.sampled_from(["low", "medium", "high", "critical"])),
+        approver=draw(st.sampled_from(["human", "ai"])),
         tools=opt(_some("Bash", "Read", "mcp__x__*", "odd tool")),
         mcp_servers=opt(_some("github", "db*")),
         command_patterns=opt(_regexes),

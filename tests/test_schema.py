@@ -90,7 +90,9 @@ _values = st.one_of(
     _words,
     st.lists(_words, min_size=1, max_size=3),
     st.booleans(),
-    st.sampled_from(["allow", "deny", "require_approval", "read", "inside", "plan", "high"]),
+    st.sampled_from(
+        ["allow", "deny", "require_approval", "read", "inside", "plan", "high", "ai", "human"]
+    ),
     st.fixed_dictionaries({}, optional={"match": _words, "access": st.sampled_from(["read", "x"])}),
 )
 

@@ -30,7 +30,8 @@ class ToolStarted:
 @dataclass(frozen=True)
 class ToolDone:
     tool_use_id: str
-    is_error: bool
+    is_error: bool  # for Bash: the command exited non-zero ("Exit code N" leads the output)
+    output: str = ""  # what the tool returned, its last OUTPUT_KEPT characters
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class TurnResult:
 AgentEvent = (
     TextDelta | Text | ToolStarted | ToolDone | ToolDenied | SandboxBlocked | Notice | ModeChanged
 )
+
+
+OUTPUT_KEPT = 4000  # characters of a tool's output an event carries (a test run's failures)
 
 
 def tool_summary(tool: str, tool_input: Any) -> str:

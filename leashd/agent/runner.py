@@ -21,6 +21,7 @@ import structlog
 
 from leashd.agent import sandbox as os_sandbox
 from leashd.agent.events import (
+    OUTPUT_KEPT,
     AgentEvent,
     ModeChanged,
     Notice,
@@ -402,7 +403,9 @@ class ClaudeAgent:
                                 block.tool_use_id, bool(block.is_error), block.content
                             )
                             await self._blocked(turn, block, on_event)
-                            await _tell(on_event, ToolDone(block.tool_use_id, bool(block.is_error)))
+                            output = result_text(block.content, "\n")[-OUTPUT_KEPT:]
+                            done = ToolDone(block.tool_use_id, bool(block.is_error), output)
+                            await _tell(on_event, done)
             elif isinstance(msg, ResultMessage):
                 usage = msg.usage or {}
                 error = None

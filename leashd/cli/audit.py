@@ -201,6 +201,7 @@ def audit_tail(path: Path | None, count: int, follow: bool, fmt: str) -> None:
         "leashd audit search --decision deny --since 2026-11-22",
         "leashd audit search --kind sandbox --event blocked",
         "leashd audit search --rule credential-files --format json",
+        "leashd audit search --approver ai",
     ),
 )
 @_log_arg
@@ -213,6 +214,11 @@ def audit_tail(path: Path | None, count: int, follow: bool, fmt: str) -> None:
     help="The decision a record holds (ask: require_approval).",
 )
 @click.option("--rule", help="The name of the rule that decided.")
+@click.option(
+    "--approver",
+    type=click.Choice(["ai", "human"]),
+    help="Decisions answered by the AI approver, or by a person.",
+)
 @click.option("--session", help="A session id.")
 @click.option("--event", help="An approval event: requested, approved, rejected, expired, ...")
 @click.option("--kind", help="decision, approval, sandbox, policy, void, seal")
@@ -225,6 +231,16 @@ def audit_search(path: Path | None, fmt: str, **want: Any) -> None:
     log = _log(path)
     if not _existing(log):
         return
+    approver = want.pop("approver", None)
     for record in audit_log.records(log):
-        if audit_log.matches(record, **want):
+        if audit_log.matches(record, **want) and _answered_by(record, approver):
             _show(record, fmt)
+
+
+def _answered_by(record: dict[str, Any], approver: str | None) -> bool:
+    if approver is None:
+        return True
+    by_ai = record.get("approved_by") == "ai"
+    if approver == "ai":
+        return by_ai
+    return not by_ai and record.get("approval") is not None

@@ -15,7 +15,14 @@ from leashd.cli.options import exit_with, format_option, policy_option, world, w
 from leashd.gate.sandbox import apply_sandbox
 from leashd.policy.calls import read_lines
 from leashd.policy.compiler import CompiledPolicy
-from leashd.policy.decision import Decision, Step, UnitDecision, malformed, strictest
+from leashd.policy.decision import (
+    Decision,
+    Step,
+    UnitDecision,
+    ai_withheld,
+    malformed,
+    strictest,
+)
 from leashd.policy.errors import PolicyError
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context, Unit
@@ -243,7 +250,7 @@ def _print_explain(d: Decision, level: str | None, evaluator: Evaluator) -> None
     if depth >= 1:
         for note in d.notes:
             click.echo(f"note: {note}")
-    action_w = max((len(ud.action) for ud in d.units), default=0)
+    action_w = max((len(_action_text(ud)) for ud in d.units), default=0)
     name_w = max((len(_decider(ud)) for ud in d.units), default=0)
     for i, ud in enumerate(d.units, 1):
         click.echo(f"unit {i}: {ud.unit.describe()}" + (" (wrapper)" if ud.unit.wrapper else ""))
@@ -255,18 +262,36 @@ def _print_explain(d: Decision, level: str | None, evaluator: Evaluator) -> None
         elif depth == 3:
             _print_steps(ud.steps, near_misses(evaluator, ud))
         where = _where(ud.rule)
-        row = f"  {ud.action:<{action_w}}  {_decider(ud):<{name_w}}  {where or ''}"
+        row = f"  {_action_text(ud):<{action_w}}  {_decider(ud):<{name_w}}  {where or ''}"
         click.echo(row.rstrip())
         click.echo(f"  {'':<{action_w}}  {ud.reason}")
+        withheld = ai_withheld(ud)
+        if withheld is not None:
+            click.echo(f"  {'':<{action_w}}  a human answers: {withheld}")
     if d.units:
         click.echo()
     click.echo(_decision_line(d))
 
 
+def _action_text(ud: UnitDecision) -> str:
+    """The unit's action, with who answers when its rule names the AI approver:
+    `require_approval (ai)`, or `(human)` when something keeps the AI out."""
+    if ud.approver == "ai":
+        return f"{ud.action} (ai)"
+    return f"{ud.action} (human)" if ai_withheld(ud) is not None else ud.action
+
+
+def _call_action_text(d: Decision) -> str:
+    """The call's action, saying who answers when any unit's rule names the AI approver
+    (the call is the AI's only when every unit that asks is)."""
+    named = any(ud.approver == "ai" or ai_withheld(ud) is not None for ud in d.units)
+    return f"{d.action} ({d.approver})" if named and d.approver is not None else d.action
+
+
 def _decision_line(d: Decision) -> str:
     number = _deciding_unit(d)
     by = d.rule.name if d.rule is not None else _layer_words(d.layer)
-    line = f"decision: {d.action} by {by}"
+    line = f"decision: {_call_action_text(d)} by {by}"
     if number is None:
         return f"{line}: {d.reason}"  # no unit above says why
     return f"{line} (unit {number})" if len(d.units) > 1 else line
@@ -332,6 +357,7 @@ def explain_json(d: Decision, level: str | None, evaluator: Evaluator) -> dict[s
     where = _where(d.rule)
     out["location"] = where.to_json() if where is not None else None
     out["layer"] = d.layer
+    out["approver"] = d.approver  # who answers: null (not asked), "human" or "ai"
     out["deciding_unit"] = _deciding_unit(d)
     out["explain"] = level or "short"
     if depth >= 1:
@@ -348,9 +374,13 @@ def _unit_json(ud: UnitDecision, depth: int, evaluator: Evaluator) -> dict[str, 
         "rule": ud.rule.name if ud.rule else None,
         "layer": ud.layer,
         "reason": ud.reason,
+        "approver": ud.approver,
         "location": where.to_json() if where is not None else None,
         "wrapper": ud.unit.wrapper,
     }
+    withheld = ai_withheld(ud)
+    if withheld is not None:  # the rule names the AI, and a human answers: why
+        out["approver_withheld"] = withheld
     if depth >= 1:
         out["facts"] = _facts_json(ud.unit)
     if depth >= 2:

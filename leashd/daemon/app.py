@@ -12,6 +12,8 @@ import structlog
 
 from leashd.agent.runner import AgentConfig, ClaudeAgent
 from leashd.agent.sandbox import SandboxConfig
+from leashd.approvers.ai import AIApprover
+from leashd.approvers.breaker import Limits
 from leashd.daemon import process
 from leashd.daemon.config import Settings, leashd_home
 from leashd.daemon.engine import Engine
@@ -45,6 +47,22 @@ class Daemon:
         self.audit.close()
 
 
+def ai_approver(settings: Settings) -> AIApprover | None:
+    """The AI approver the settings ask for (LEASHD_AUTO_APPROVER), or None."""
+    if not settings.auto_approver:
+        return None
+    limits = Limits(
+        max_approvals=settings.auto_approver_max_calls,
+        window=settings.auto_approver_window_seconds,
+        max_denials=settings.auto_approver_max_denials,
+    )
+    return AIApprover(
+        model=settings.auto_approver_model,
+        timeout=settings.auto_approver_timeout_seconds,
+        limits=limits,
+    )
+
+
 async def build(
     settings: Settings,
     *,
@@ -76,8 +94,9 @@ async def build(
         )  # fmt: skip
     try:
         gate = Gate.from_specs(
-            specs, audit, approvals=approvals, approved_dirs=dirs, home=os.path.expanduser("~")
-        )
+            specs, audit, approvals=approvals, approved_dirs=dirs,
+            home=os.path.expanduser("~"), ai=ai_approver(settings),
+        )  # fmt: skip
     except BaseException:
         # a policy that does not load (PolicyError): the caller reports it; leave nothing open
         audit.close()

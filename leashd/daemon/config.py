@@ -75,6 +75,14 @@ class Settings(BaseModel):
     sandbox_writable: StrList = Field(default_factory=list)  # added to the build caches
     sandbox_allowed_domains: StrList = Field(default_factory=list)  # added to the registries
     sandbox_excluded_commands: StrList = Field(default_factory=list)  # run unsandboxed
+    # Unattended work (docs/tasks.md). The AI approver answers the calls a rule routes to it
+    # (`approver: ai`); its breaker hands a task back to a human past these limits.
+    auto_approver: bool = False
+    auto_approver_model: str | None = None
+    auto_approver_max_calls: int = Field(50, ge=1)  # AI approvals within the window
+    auto_approver_window_seconds: float = Field(3600.0, gt=0)
+    auto_approver_max_denials: int = Field(3, ge=1)  # AI denials in a row
+    auto_approver_timeout_seconds: float = Field(60.0, gt=0)
 
     @field_validator(
         "approved_directories", "allowed_user_ids", "policy_files", "allowed_tools",

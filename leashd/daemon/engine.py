@@ -673,6 +673,8 @@ class Engine:
             if self.agent.config.sandbox.enforced
             else "Sandbox: OFF — only the policy guards what Bash runs (LEASHD_SANDBOX=off)",
         ]
+        if self.gate.ai is not None:
+            lines.append(approver_line(self.gate.breaker_state(Session(str(row.id), chat, ""))))
         return "\n".join(lines)
 
     # --- approvals into the store --------------------------------------------------------------
@@ -700,6 +702,17 @@ class Engine:
         connector = self._asked.pop(req.id, None)
         if connector is not None:
             await connector.expired(req)
+
+
+def approver_line(breaker: dict[str, Any] | None) -> str:
+    """The AI approver's state in one line (`/status`, `/tasks`)."""
+    if breaker is None:
+        return "AI approver: on (not asked yet)"
+    counts = (f"{breaker['approvals_in_window']} approvals in the window, "
+              f"{breaker['denials_in_a_row']} denials in a row")  # fmt: skip
+    if breaker["state"] == "tripped":
+        return f"AI approver: stood down ({breaker['why']}); a human answers ({counts})"
+    return f"AI approver: on ({counts})"
 
 
 def command_of(text: str) -> tuple[str | None, str]:

@@ -121,6 +121,54 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sessions ADD COLUMN workspace TEXT;
     ALTER TABLE sessions ADD COLUMN workspace_dirs TEXT NOT NULL DEFAULT '[]';
     """,
+    # tasks (leashd/tasks): one row per task, one per run of a phase, and what happened
+    """
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat TEXT NOT NULL,
+        directory TEXT NOT NULL,
+        description TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        status TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        retries INTEGER NOT NULL DEFAULT 0,
+        max_retries INTEGER NOT NULL,
+        agent_session_id TEXT,
+        spec TEXT NOT NULL DEFAULT '',
+        plan TEXT NOT NULL DEFAULT '',
+        failures TEXT NOT NULL DEFAULT '',
+        test_command TEXT NOT NULL DEFAULT '',
+        branch TEXT,
+        pr_url TEXT,
+        escalation TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX tasks_chat ON tasks(chat);
+    CREATE TABLE task_phases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id INTEGER NOT NULL REFERENCES tasks(id),
+        phase TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        output TEXT NOT NULL DEFAULT '',
+        started_at REAL NOT NULL,
+        ended_at REAL
+    );
+    CREATE INDEX task_phases_task ON task_phases(task_id);
+    CREATE TABLE task_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id INTEGER NOT NULL REFERENCES tasks(id),
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX task_events_task ON task_events(task_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -141,7 +189,7 @@ class SqliteStore:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
-            await _migrate(db, self.path)
+            await migrate(db, self.path)
         except BaseException:
             await db.close()
             raise
@@ -285,7 +333,7 @@ def _dirs_of(text: str | None) -> tuple[str, ...]:
     return tuple(dirs)
 
 
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+async def migrate(db: aiosqlite.Connection, path: Path) -> None:
     async with db.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0

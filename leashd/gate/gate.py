@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import Any, Literal
 
 import structlog
 
+from leashd.approvers.ai import AIApprover, CallContext
+from leashd.approvers.routing import why_not_ai
 from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Notify, Resolution
 from leashd.gate.audit import AuditError, AuditLog, capped_input
 from leashd.gate.events import EventBus, printable
@@ -47,6 +50,8 @@ _stdlib_log = logging.getLogger("leashd.gate")
 _QUICK_INPUT = 16384  # characters of an input whose remembered decision is used on the loop
 MAX_UNITS_RECORDED = 64  # a record lists at most this many units (and says how many there were)
 _SHOWN = 500  # characters of a unit or a summary kept in records and events
+_RECENT_CALLS = 8  # decisions of a session the AI approver is shown
+_RECENT_SESSIONS = 256  # sessions whose recent decisions are kept
 
 
 @dataclass
@@ -65,6 +70,10 @@ class Session:
     # What the agent is told of where it works (the workspace's directories and branches),
     # appended to its system prompt for this session's turns; the gate does not read it.
     context: str = ""
+    # The task this session's turn works on (leashd/tasks), if any: the AI approver is told
+    # it (`task`: its id, phase and description) and keeps one breaker per task (`task_id`).
+    task_id: str = ""
+    task: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ class _Call:
     kept: dict[str, Any] = field(default_factory=dict)  # the input as the record keeps it
     decision: Decision | None = None
     request: ApprovalRequest | None = None
+    ai: dict[str, Any] | None = None  # what the AI approver did with it, for the record
 
 
 class Gate:
@@ -116,8 +126,13 @@ class Gate:
         bus: EventBus | None = None,
         specs: Iterable[str] = (),
         temp_dirs: Iterable[str] | None = None,
+        ai: AIApprover | None = None,
     ) -> None:
         self.compiled = compiled
+        # answers the calls a rule routes to it (`approver: ai`), within the hard floor
+        # (approvers/routing.py); None: every question goes to a human
+        self.ai = ai
+        self._recent: OrderedDict[str, deque[str]] = OrderedDict()  # per session, for the AI
         self.audit = audit
         self.approvals = approvals
         self.sandbox = sandbox or SandboxConfig()
@@ -344,9 +359,15 @@ class Gate:
             )
 
     async def _approve(self, call: _Call, decision: Decision, ask: Notify | None) -> Verdict:
+        if self.ai is not None and why_not_ai(call.tool, decision) is None:
+            answered = await self._ask_ai(self.ai, call, decision)
+            if answered is not None:
+                return answered
         approvals = self.approvals
         if approvals is None or ask is None:
-            reason = f"needs approval, and nobody can be asked here: {decision.reason}"
+            fallback = call.ai.get("fallback") if call.ai else None
+            why = f" (the AI approver stood down: {fallback})" if fallback else ""
+            reason = f"needs approval, and nobody can be asked here{why}: {decision.reason}"
             return self._final(call, "deny", reason, "approval")
         session, tool = call.session, call.tool
         summary = summarize(tool, call.tool_input, decision)
@@ -401,6 +422,75 @@ class Gate:
         reason = _approval_reason(result, waited)
         return self._final(call, action, reason, "approval", result)
 
+    async def _ask_ai(self, ai: AIApprover, call: _Call, decision: Decision) -> Verdict | None:
+        """The AI approver's verdict, or None when a human must answer after all (its breaker
+        is tripped, or it failed: that trips it)."""
+        session = call.session
+        breaker = ai.breaker(session.task_id or f"session:{session.id}")
+        if not breaker.closed:
+            call.ai = {"fallback": breaker.tripped, "breaker": breaker.state()}
+            return None
+        ctx = CallContext(
+            tool=str(call.tool),
+            tool_input=call.tool_input,
+            summary=summarize(call.tool, call.tool_input, decision)[:_SHOWN],
+            rule=decision.rule_name,
+            rule_reason=decision.reason,
+            cwd=session.cwd,
+            task=session.task,
+            recent=tuple(self._recent.get(session.id, ())),
+        )
+        judgement = await ai.judge(ctx)
+        breaker.record(judgement.outcome, judgement.reason)
+        call.ai = {
+            "approved_by": "ai",
+            "approver_outcome": judgement.outcome,
+            "approver_reason": judgement.reason,
+            "approver_cost_usd": round(judgement.cost_usd, 6),
+            "breaker": breaker.state(),
+            **({"approver_model": ai.model} if ai.model else {}),
+        }
+        self.bus.emit(
+            "approval.ai",
+            session=session.id,
+            chat=session.chat,
+            tool=call.tool,
+            outcome=judgement.outcome,
+            reason=judgement.reason,
+            breaker=breaker.state(),
+        )
+        if judgement.outcome == "error":
+            call.ai["fallback"] = breaker.tripped or judgement.reason
+            return None
+        if judgement.approved:
+            return self._final(
+                call, "allow", f"approved by the AI approver: {judgement.reason}", "approval",
+                Resolution(True, "ai-approved", "ai", judgement.reason),
+            )  # fmt: skip
+        return self._final(
+            call, "deny", f"denied by the AI approver: {judgement.reason}", "approval",
+            Resolution(False, "ai-denied", "ai", judgement.reason),
+        )  # fmt: skip
+
+    def breaker_state(self, session: Session) -> dict[str, Any] | None:
+        """The AI approver's breaker for `session`'s task (or the session), if it has one."""
+        if self.ai is None:
+            return None
+        return self.ai.state(session.task_id or f"session:{session.id}")
+
+    def _remember(self, call: _Call, action: str) -> None:
+        """The session's last decisions, for the AI approver's context (bounded both ways)."""
+        if self.ai is None:
+            return
+        recent = self._recent.get(call.session.id)
+        if recent is None:
+            if len(self._recent) >= _RECENT_SESSIONS:
+                self._recent.popitem(last=False)
+            recent = self._recent[call.session.id] = deque(maxlen=_RECENT_CALLS)
+        decision = call.decision
+        shown = summarize(call.tool, call.tool_input, decision) if decision else str(call.tool)
+        recent.append(f"{action}: {shown[:200]}")
+
     # --- the record, then the answer --------------------------------------------------------
 
     def _final(
@@ -434,6 +524,8 @@ class Gate:
             verdict = Verdict(
                 verdict_action, reason, layer, decision, req, resolution, record["seq"]
             )
+        with contextlib.suppress(Exception):  # context for the AI; never a reason to fail
+            self._remember(call, verdict.action)
         self._tell(call, verdict)
         return verdict
 
@@ -677,6 +769,8 @@ def _record(
             units = sorted(units, key=lambda u: -STRICTNESS[u.action])[:MAX_UNITS_RECORDED]
             rec["units_total"] = len(decision.units)
         rec["units"] = [_unit_record(u) for u in units]
+    if call.ai is not None:
+        rec.update(call.ai)
     if req is not None:
         rec["request"] = req.id
     if resolution is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from leashd.policy.facts import Unit
-from leashd.policy.ir import STRICTNESS, Action, Rule
+from leashd.policy.facts import SANDBOX_NETWORK, Unit
+from leashd.policy.ir import STRICTNESS, Action, Approver, Rule
 
 Layer = str  # "policy", "default", "sandbox", "opaque", "input", "limit"
 
@@ -28,6 +28,37 @@ class UnitDecision:
     layer: Layer = "policy"
     steps: tuple[Step, ...] = ()
 
+    @property
+    def approver(self) -> Approver | None:
+        """Who answers this unit (None: it is not asked). `ai` only when a require_approval
+        rule naming `approver: ai` decided it and nothing keeps the AI out (`ai_withheld`)."""
+        if self.action != "require_approval":
+            return None
+        if self.rule is None or self.rule.approver != "ai" or ai_withheld(self) is not None:
+            return "human"
+        return "ai"
+
+
+def ai_withheld(ud: UnitDecision) -> str | None:
+    """Why a unit asked about by a rule naming `approver: ai` still goes to a human, or None
+    when it does not (or the rule names no AI). As DESIGN.md has it: a deny is never
+    overridable, opaque units and paths outside the approved directories never reach an AI,
+    and the field means something on require_approval rules only. (The gate's own floor,
+    leashd/approvers/routing.py, must agree: explain shows this one.)"""
+    rule = ud.rule
+    if rule is None or rule.approver != "ai" or ud.action != "require_approval":
+        return None
+    if ud.unit.opaque is not None:
+        return "an opaque command never goes to the AI approver"
+    if ud.unit.tool == SANDBOX_NETWORK:
+        return "the OS sandbox asks about a host: only a human answers that"
+    if rule.action != "require_approval" or ud.layer != "policy":
+        return f"rule {rule.name!r} does not ask ({rule.action}): the approver is for ask rules"
+    outside = next((p for p in ud.unit.paths if p.where != "inside"), None)
+    if outside is not None:
+        return f"{outside.shown()} is not inside the approved directories: never for the AI"
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -42,6 +73,16 @@ class Decision:
     @property
     def rule_name(self) -> str | None:
         return self.rule.name if self.rule is not None else None
+
+    @property
+    def approver(self) -> Approver | None:
+        """Who answers the call (None: it is not asked). `ai` only when every unit that asks
+        goes to the AI: `git push && rm -r x` has the human's question if either does. The
+        deciding rule alone (`rule.approver`) does not say it: it is one unit's."""
+        if self.action != "require_approval":
+            return None
+        asking = [u for u in self.units if u.action == "require_approval"]
+        return "ai" if asking and all(u.approver == "ai" for u in asking) else "human"
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {

@@ -15,6 +15,9 @@ ACTIONS: tuple[Action, ...] = ("allow", "deny", "require_approval")
 # deny > require_approval > allow: a call is as strict as its strictest part.
 STRICTNESS: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
 RiskLevel = Literal["low", "medium", "high", "critical"]
+# Who answers a rule's require_approval: a human (through a connector), or the AI approver.
+Approver = Literal["human", "ai"]
+APPROVERS: tuple[Approver, ...] = ("human", "ai")
 Access = Literal["read", "write", "any"]
 Where = Literal["anywhere", "inside", "outside", "temp", "system"]
 
@@ -95,6 +98,9 @@ class Rule(_Frozen):
     reason: str | None = None
     description: str | None = None
     risk_level: RiskLevel = "medium"
+    # Who answers when this rule asks. Only a require_approval rule's counts: the gate
+    # ignores it on allow and deny rules (a deny is never overridable), and lint warns.
+    approver: Approver = "human"
     # Conditions: None means "not constrained". Each holds if any of its alternatives does.
     tools: tuple[str, ...] | None = None
     mcp_servers: tuple[str, ...] | None = None

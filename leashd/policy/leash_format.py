@@ -28,7 +28,7 @@ _KEYWORD = {
     "access": "access", "where": "where", "via": "via", "regex": "regex",
     "path_regex": "path-regex", "hosts": "hosts", "mcp": "mcp", "modes": "modes", "env": "env",
     "fed_by": "fed-by", "reason": "reason", "description": "description", "risk": "risk",
-    "lint_ignore": "lint-ignore", "cmd": "cmd", "argv": "argv",
+    "lint_ignore": "lint-ignore", "cmd": "cmd", "argv": "argv", "approver": "approver",
 }  # fmt: skip
 
 

@@ -58,15 +58,20 @@ _LIST_CLAUSES = {
     "fed_by": "fed_by",
     "lint_ignore": "lint_ignore",
 }
-_SINGLE_CLAUSES = {"reason": "reason", "description": "description", "risk": "risk_level"}
+_SINGLE_CLAUSES = {
+    "reason": "reason",
+    "description": "description",
+    "risk": "risk_level",
+    "approver": "approver",
+}
 _PATH_CLAUSES = {"paths": "match", "except": "except"}
 _PATH_WORDS = {"access": "access", "where": "where", "via": "via"}
 KEYWORDS = (
     "policy", "version", "description", "default", "approval-timeout", "include", "let",
     "allow", "deny", "ask", "tool", "tools", "cmd", "argv", "flags", "paths", "except",
     "access", "where", "ignore-case", "via", "regex", "path-regex", "hosts", "mcp", "modes",
-    "env", "fed-by", "opaque", "wrapper", "input", "reason", "risk", "match", "no-match",
-    "lint-ignore",
+    "env", "fed-by", "opaque", "wrapper", "input", "approver", "reason", "risk", "match",
+    "no-match", "lint-ignore",
 )  # fmt: skip
 
 

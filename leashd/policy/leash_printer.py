@@ -251,6 +251,8 @@ def clauses(r: Rule, names: Names | None = None) -> list[Clause]:
         add("hosts " + nm.value(r.hosts), "hosts", count=len(r.hosts))
     for i, (key, rx) in enumerate(r.input or ()):
         add(f"input {word(key)} ~ {raw(rx.pattern)}", "input", i)
+    if r.approver != "human":  # a human answers unless the rule says otherwise
+        add("approver " + r.approver, "approver")
     if r.reason is not None:
         add("reason " + quote(r.reason), "reason")
     if r.description is not None:

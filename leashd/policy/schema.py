@@ -2,10 +2,10 @@
 
 The YAML surface is not the IR: a rule says `commands: ["git push|fetch"]` where the IR holds
 argv token tuples, `tool` and `tools` both become `tools`, `examples` splits into two lists.
-So the surface has its own models here, built from the IR's vocabularies (actions, risk
-levels, access, where) with a description per key. The YAML front-end takes its key lists
-from these models, so the schema cannot accept a key the loader rejects or miss one it
-accepts. `leashd policy schema` prints `policy_schema()`.
+So the surface has its own models here, built from the IR's vocabularies (actions,
+approvers, risk levels, access, where) with a description per key. The YAML front-end takes
+its key lists from these models, so the schema cannot accept a key the loader rejects or miss
+one it accepts. `leashd policy schema` prints `policy_schema()`.
 
 Test suites (`policies/tests/*.yaml`, docs/testing.md) are modelled the same way, and
 `leashd policy schema --suite` prints `suite_schema()`; the suite reader (suite_file.py) takes
@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from leashd.policy.ir import Access, Action, RiskLevel, Where
+from leashd.policy.ir import Access, Action, Approver, RiskLevel, Where
 
 Mode = Literal["default", "plan", "auto"]
 Strings = str | list[str]
@@ -86,6 +86,11 @@ class YamlExamples(_Strict):
 class YamlRule(_Strict):
     name: str = Field(description="Unique in the policy; decisions and the audit log name it.")
     action: Action = Field(description="What a matching call gets.")
+    approver: Approver | None = Field(
+        None,
+        description="Who answers when the rule asks (require_approval): `human` (the default)"
+        " or `ai`, the AI approver when it is enabled. Ignored on allow and deny rules.",
+    )
     reason: str | None = Field(None, description="Shown to the user and the agent.")
     description: str | None = Field(None, description="What the rule is for.")
     risk_level: RiskLevel | None = None

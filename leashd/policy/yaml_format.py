@@ -3,8 +3,9 @@
 The layout:
 - keys in the order of the format (the schema): `version, name, description, settings,
   rules`; in a rule `name, description, reason, risk_level`, its conditions, `action,
-  examples, lint_ignore`; in `paths`, `examples` and an example, theirs. Keys a policy does
-  not have come after, in the order written (a file that is not a policy keeps its order);
+  approver, examples, lint_ignore`; in `paths`, `examples` and an example, theirs. Keys a
+  policy does not have come after, in the order written (a file that is not a policy keeps
+  its order);
 - 2 spaces per level, a list's dashes 2 spaces in from its key;
 - a list on one line, `[a, b]`, when it fits in 100 columns and holds no comment (nor a
   block string); one element per line otherwise. In a policy a mapping below a rule's keys
@@ -502,7 +503,7 @@ def _key_orders() -> dict[str, tuple[str, ...]]:
     )
 
     first = ("name", "description", "reason", "risk_level")
-    last = ("action", "examples", "lint_ignore")
+    last = ("action", "approver", "examples", "lint_ignore")  # `approver` qualifies `action`
     conditions = tuple(k for k in keys(YamlRule) if k not in first + last)
     return {
         "policy": tuple(keys(YamlPolicy)),

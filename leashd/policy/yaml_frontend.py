@@ -2,8 +2,9 @@
 
 Accepts every leashd 0.x policy unchanged (name, tool/tools, command_patterns, path_patterns,
 action, reason, description, risk_level, settings.default_action,
-settings.approval_timeout_seconds) and the conditions leashd adds. Every problem is
-reported as FILE:LINE:COL; a policy with any error is rejected whole, never loaded in part.
+settings.approval_timeout_seconds), the conditions leashd adds, and who answers a rule that
+asks (`approver`). Every problem is reported as FILE:LINE:COL; a policy with any error is
+rejected whole, never loaded in part.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from leashd.policy.analysis.catalog import lookup
 from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.ir import (
     ACTIONS,
+    APPROVERS,
+    Approver,
     ArgvPattern,
     Example,
     PathCondition,
@@ -622,6 +625,32 @@ def _not_json(value: Any) -> str | None:
 SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: JSON allows it, UTF-8 not
 
 
+def _did_you_mean(value: Any, words: tuple[str, ...]) -> str:
+    """` (did you mean 'ai'?)` for a misspelt word of a fixed set (`AI`, `humna`), else ''."""
+    if not isinstance(value, str):
+        return ""
+    folded = value.strip().lower()  # `AI` and `Human ` are near no word to difflib
+    hints = [folded] if folded in words else difflib.get_close_matches(folded, words, n=1)
+    return f" (did you mean {hints[0]!r}?)" if hints else ""
+
+
+def _approver(r: _Reader, node: Node, what: str) -> Approver | None:
+    """Who answers the rule when it asks: `human` or `ai`. Allowed on any rule (the gate
+    ignores it on allow and deny, and lint says so), so a misrouted deny still loads."""
+    v = r.value(node)
+    if v in APPROVERS:
+        return v
+    if isinstance(v, str):
+        r.error(
+            node,
+            f"bad approver {v!r} in {what}: use one of {', '.join(APPROVERS)}"
+            f"{_did_you_mean(v, APPROVERS)}",
+        )
+    else:
+        r.error(node, f"`approver` takes {' or '.join(APPROVERS)}, not {r.kind(node)}")
+    return None
+
+
 def _rule(r: _Reader, node: Node) -> Rule | None:
     m = r.mapping(node, "a rule")
     if m is None:
@@ -639,7 +668,9 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
         action = r.value(m["action"][1])
         if action not in ACTIONS:
             r.error(
-                m["action"][1], f"bad action {action!r} in {what}: use one of {', '.join(ACTIONS)}"
+                m["action"][1],
+                f"bad action {action!r} in {what}: use one of {', '.join(ACTIONS)}"
+                f"{_did_you_mean(action, ACTIONS)}",
             )
     kw: dict[str, Any] = {}
     if "tool" in m and "tools" in m:
@@ -710,6 +741,8 @@ def _rule(r: _Reader, node: Node) -> Rule | None:
             r.error(m["risk_level"][1], f"risk_level must be one of {', '.join(RISK_LEVELS)}")
         else:
             kw["risk_level"] = v
+    if "approver" in m:
+        kw["approver"] = _approver(r, m["approver"][1], what)
     if "lint_ignore" in m:
         got = r.strings(m["lint_ignore"][1], "lint_ignore")
         if got is not None:

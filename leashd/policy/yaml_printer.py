@@ -65,6 +65,8 @@ def rule_dict(r: Rule) -> dict[str, Any]:
     if r.input is not None:
         d["input"] = {k: rx.pattern for k, rx in r.input}
     d["action"] = r.action
+    if r.approver != "human":  # next to the action it qualifies
+        d["approver"] = r.approver
     if r.lint_ignore:
         d["lint_ignore"] = names_of(r.lint_ignore)
     if r.examples_match or r.examples_not_match:
