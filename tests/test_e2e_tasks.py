@@ -197,7 +197,11 @@ def test_retries_exhausted_pause_the_task_with_choices(github):
         assert task.status == "paused" and task.phase == "test"
         ((said, choices),) = told.escalations
         assert "the tests still fail after 0 retries" in said
-        assert [c[0].split(":")[-1] for c in choices] == ["retry", "more", "cancel"]
+        assert [c[1] for c in choices] == [
+            f"/task retry {task.id}",
+            f"/task more {task.id}",
+            f"/task cancel {task.id}",
+        ]
         assert github.pulls == []  # no pull request for work that fails its tests
 
 

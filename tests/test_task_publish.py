@@ -611,3 +611,22 @@ def test_the_fake_refuses_what_github_refuses(home, github):
         assert c.get("/repos/acme/widgets/pulls", params={"head": "acme:other"}).json() == []
         assert c.get("/repos/acme/widgets").json()["default_branch"] == "main"
     assert len(github.requests) == 8
+
+
+def test_a_credential_file_in_the_work_tree_is_never_pushed(tmp_path, home, github):
+    """The agent's work goes to a remote: a `.env` or a key lying untracked in the checkout is
+    left out of the commit (and said), whatever else is committed."""
+    bare = make_remote(tmp_path)
+    github.add_repo("acme/widgets", git_dir=bare)
+    proj = clone(tmp_path, bare)
+    agent_works(proj)
+    (proj / ".env").write_text("API_KEY=sk-live-do-not-push\n")
+    (proj / "deploy_key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    result = run(proj, config(github))
+    assert result.pr_url is not None
+    assert set(result.withheld) == {".env", "deploy_key.pem"}
+    pushed = git(bare, "ls-tree", "-r", "--name-only", BRANCH)
+    assert ".env" not in pushed.split() and "deploy_key.pem" not in pushed.split()
+    assert "web/health.py" in pushed.split()
+    assert "Left out of the commit, as credentials: " in result.summary()
+    assert (proj / ".env").exists()  # left where it was, untracked

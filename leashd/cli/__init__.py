@@ -39,11 +39,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Workspaces: named groups of directories.",
     ),
     "hook": ("leashd.hook.cli:hook", "leashd's policies in your own Claude Code sessions."),
+    "task": (
+        "leashd.daemon.task_commands:task_cmd",
+        "Run a task unattended: spec, plan, implement, test, pull request.",
+    ),
+    "tasks": (
+        "leashd.daemon.task_commands:tasks_group",
+        "The tasks: status, phase, time, cost; `show ID` for one.",
+    ),
 }
 
 
 # The commands that run the agent, checked for it before they start (leashd-policy lacks it).
-NEEDS_AGENT = dict.fromkeys(("run", "start", "restart", "doctor", "service"), "claude_agent_sdk")
+NEEDS_AGENT = dict.fromkeys(
+    ("run", "task", "start", "restart", "doctor", "service"), "claude_agent_sdk"
+)
 
 
 @click.group(

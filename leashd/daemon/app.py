@@ -14,6 +14,7 @@ from leashd.agent.runner import AgentConfig, ClaudeAgent
 from leashd.agent.sandbox import SandboxConfig
 from leashd.approvers.ai import AIApprover
 from leashd.approvers.breaker import Limits
+from leashd.approvers.plans import PlanReviewer
 from leashd.daemon import process
 from leashd.daemon.config import Settings, leashd_home
 from leashd.daemon.engine import Engine
@@ -25,6 +26,9 @@ from leashd.gate.audit_key import ENV as KEY_ENV
 from leashd.gate.audit_key import AuditKeyError, load_key
 from leashd.gate.gate import Gate, pending_in_log
 from leashd.policy.loader import DEFAULT_POLICIES
+from leashd.tasks.orchestrator import Orchestrator, TaskSettings
+from leashd.tasks.publish import GitHubConfig, publish
+from leashd.tasks.store import Task, TaskStore
 
 log = structlog.get_logger(__name__)
 
@@ -39,9 +43,13 @@ class Daemon:
     agent: ClaudeAgent
     engine: Engine
     recovered: int = 0  # approvals found pending from a daemon that died, now denied
+    tasks: Orchestrator | None = None  # /task, when LEASHD_TASK_ORCHESTRATOR is on
 
     async def close(self) -> None:
         await self.engine.stop()
+        if self.tasks is not None:
+            await self.tasks.stop()
+            await self.tasks.store.close()
         await self.gate.bus.drain()
         await self.store.close()
         self.audit.close()
@@ -114,6 +122,9 @@ async def build(
         await store.close_approvals(left, "restart")
         recovered = gate.recover()
     agent = ClaudeAgent(gate, agent_config(settings, list(specs)))
+    tasks = None
+    if settings.task_orchestrator:
+        tasks = await task_orchestrator(settings, audit, approvals, gate)
     middleware = [
         Auth(set(settings.allowed_user_ids), open_bot=open_bot),
         RateLimit(settings.rate_limit_rpm, settings.rate_limit_burst),
@@ -126,6 +137,7 @@ async def build(
         default_dir=default_dir,
         default_mode=settings.default_mode,
         middleware=middleware,  # type: ignore[arg-type]
+        tasks=tasks,
     )
     if approvals is not None:
         approvals.on_expired = engine.expired
@@ -136,7 +148,46 @@ async def build(
     log.info("engine_built", rules=len(gate.compiled.rules), policies=list(gate.specs),
              approval_timeout=approvals.timeout_for(gate.policy_timeout) if approvals else None,
              recovered=recovered)  # fmt: skip
-    return Daemon(settings, audit, gate, approvals, store, agent, engine, recovered)
+    return Daemon(settings, audit, gate, approvals, store, agent, engine, recovered, tasks)
+
+
+async def task_orchestrator(
+    settings: Settings, audit: AuditLog, approvals: ApprovalCoordinator | None, gate: Gate
+) -> Orchestrator:
+    """The task orchestrator: its store beside the sessions, one gate per (policy, directory)
+    sharing the daemon's audit log, approvals and AI approver, its pull requests on GitHub."""
+    path = settings.path("storage_path") if settings.storage_backend == "sqlite" else ":memory:"
+    store = TaskStore(path)
+    await store.open()
+    agents: dict[tuple[str, str], ClaudeAgent] = {}
+
+    def agent_for(policy: str, directory: str) -> ClaudeAgent:
+        if (policy, directory) not in agents:
+            task_gate = Gate.from_specs(
+                [policy], audit, approvals=approvals, approved_dirs=[directory],
+                home=os.path.expanduser("~"), ai=gate.ai,
+            )  # fmt: skip
+            agents[policy, directory] = ClaudeAgent(task_gate, agent_config(settings, [policy]))
+        return agents[policy, directory]
+
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+    github = GitHubConfig(api_url=settings.github_api_url.rstrip("/"), token=token)
+
+    async def publish_task(task: Task, body: str) -> tuple[str | None, str | None, str]:
+        r = await publish(task.directory, task.id, task.description, body, github=github)
+        return r.branch, r.pr_url, r.summary()
+
+    reviewer = None
+    if settings.auto_plan_reviewer:
+        reviewer = PlanReviewer(model=settings.auto_plan_model,
+                                max_rounds=settings.auto_plan_max_rounds)  # fmt: skip
+    task_settings = TaskSettings(
+        max_retries=settings.task_max_retries,
+        phase_timeout=settings.task_phase_timeout_seconds,
+        backoff=settings.task_retry_backoff_seconds,
+        policy=settings.task_policy,
+    )
+    return Orchestrator(store, agent_for, task_settings, publish_task, reviewer)
 
 
 def explicit_approval_timeout(settings: Settings) -> float | None:

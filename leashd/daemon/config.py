@@ -83,6 +83,19 @@ class Settings(BaseModel):
     auto_approver_window_seconds: float = Field(3600.0, gt=0)
     auto_approver_max_denials: int = Field(3, ge=1)  # AI denials in a row
     auto_approver_timeout_seconds: float = Field(60.0, gt=0)
+    # The AI plan reviewer: approves a task's plan, or sends it back (at most so many rounds)
+    auto_plan_reviewer: bool = False
+    auto_plan_model: str | None = None
+    auto_plan_max_rounds: int = Field(3, ge=1)
+    # /task: spec -> explore -> validate -> plan -> implement -> test -> PR, unattended
+    task_orchestrator: bool = False
+    task_policy: str = "autonomous"  # the policy implement and test run under
+    task_max_retries: int = Field(3, ge=0)  # test failures sent back to implement
+    task_phase_timeout_seconds: float = Field(1800.0, gt=0)
+    task_retry_backoff_seconds: float = Field(5.0, ge=0)  # doubles with each retry
+    # Where a task's pull request is opened (GitHub Enterprise: https://HOST/api/v3)
+    github_token: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
 
     @field_validator(
         "approved_directories", "allowed_user_ids", "policy_files", "allowed_tools",

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -26,6 +26,8 @@ from leashd.agent.runner import ClaudeAgent
 from leashd.connectors.base import Connector
 from leashd.daemon.middleware import Incoming, Middleware, chain
 from leashd.daemon.storage import ApprovalRow, MessageRow, SessionRow, Store
+from leashd.daemon.task_chat import OFF as TASKS_OFF
+from leashd.daemon.task_chat import ChatReporter, cancel_task, task_command, tasks_list
 from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Press
 from leashd.gate.events import Event
 from leashd.gate.gate import Gate, Session
@@ -33,6 +35,9 @@ from leashd.gate.modes import MODES
 from leashd.git.suite import GitSuite
 from leashd.git.suite import Reply as GitReply
 from leashd.workspaces import Workspace, WorkspaceError
+
+if TYPE_CHECKING:
+    from leashd.tasks.orchestrator import Orchestrator
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +51,9 @@ COMMANDS = {
     "/status": "the session: mode, directory, cost so far, what is running",
     "/git": "git here: /git status, branch, checkout, diff, log, add, commit, push, pull, merge",
     "/clear": "start a new conversation",
-    "/cancel": "stop the running turn and drop queued messages",
+    "/task": "an unattended task: /task DESCRIPTION runs spec → plan → implement → test → PR",
+    "/tasks": "the chat's tasks: phase, time, cost per phase, pull request",
+    "/cancel": "stop the running turn (and the chat's task) and drop queued messages",
     "/help": "this list",
 }
 _MODE_COMMANDS = {"/plan": "plan", "/edit": "auto", "/default": "default"}
@@ -102,6 +109,7 @@ class Engine:
         default_dir: str | None,
         default_mode: str = "default",
         middleware: list[Middleware] | None = None,
+        tasks: Orchestrator | None = None,
     ) -> None:
         if default_mode not in MODES:
             raise ValueError(f"unknown mode {default_mode!r}")
@@ -111,6 +119,7 @@ class Engine:
         self.approvals = approvals
         self.default_dir = default_dir
         self.default_mode = default_mode
+        self.tasks = tasks  # the task orchestrator, when LEASHD_TASK_ORCHESTRATOR is on
         self._chats: dict[str, _Chat] = {}
         self._asked: dict[str, Connector] = {}  # request id -> where it was shown
         self._told_sandbox_off: set[int] = set()  # session rows warned (see _warn_sandbox_off)
@@ -434,7 +443,13 @@ class Engine:
             await connector.send(chat, f"Mode: {mode} — {COMMANDS[word].split(': ', 1)[1]}")
         elif word == "/cancel":
             stopped = await self.cancel(chat)
-            await connector.send(chat, "Cancelled." if stopped else "Nothing is running.")
+            task = await cancel_task(self.tasks, chat) if self.tasks is not None else None
+            said = f"Task {task.id} cancelled." if task is not None else ""
+            if stopped:
+                said = f"Cancelled. {said}".strip()
+            await connector.send(chat, said or "Nothing is running.")
+        elif word in ("/task", "/tasks"):
+            await self._task(connector, chat, word, arg)
         elif word == "/clear":
             await self.cancel(chat)
             old = await self.store.current_session(chat)
@@ -459,6 +474,38 @@ class Engine:
             lines.append("/plan, /edit or /default followed by text: that mode, and the agent "
                          "starts on the text.")  # fmt: skip
             await connector.send(chat, "\n".join(lines))
+
+    async def _task(self, connector: Connector, chat: str, word: str, arg: str) -> None:
+        if self.tasks is None:
+            await connector.send(chat, TASKS_OFF)
+            return
+        if word == "/tasks":
+            row = await self.session_for(chat)
+            breaker = None
+            if self.gate.ai is not None:
+                breaker = approver_line(self.gate.breaker_state(Session(str(row.id), chat, "")))
+            await connector.send(chat, await tasks_list(self.tasks, chat, breaker))
+            return
+        row = await self.session_for(chat)
+        said = await task_command(self.tasks, self.reporter(connector, chat), row.directory, arg)
+        if said:
+            await connector.send(chat, said)
+
+    def reporter(self, connector: Connector, chat: str) -> ChatReporter:
+        """Where a task of `chat` reports, and how its calls are put to a human."""
+
+        async def ask(req: ApprovalRequest) -> None:
+            self._asked[req.id] = connector
+            await connector.ask(req)
+
+        return ChatReporter(connector, chat, ask if self.approvals is not None else None)
+
+    async def recover_tasks(self, connector: Connector) -> int:
+        """After a start: the tasks a dead daemon left running go on, each told in its chat."""
+        if self.tasks is None:
+            return 0
+        resumed = await self.tasks.recover(lambda t: self.reporter(connector, t.chat))
+        return len(resumed)
 
     async def _git(self, connector: Connector, chat: str, arg: str, user: str) -> None:
         row = await self.session_for(chat)

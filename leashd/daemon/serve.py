@@ -56,6 +56,8 @@ async def serve_terminal(out: TextIO | None = None) -> int:
             print(f"leashd: {daemon.recovered} approval(s) left waiting by a daemon that died "
                   "were recorded as denied", file=out)  # fmt: skip
         repl = asyncio.create_task(terminal.run())
+        resumed = asyncio.create_task(daemon.engine.recover_tasks(terminal), name="recover tasks")
+        resumed.add_done_callback(_log_failure)
         try:
             await _until_stopped(daemon, repl, lambda r: terminal.send(CHAT, r.message))
         finally:
@@ -128,8 +130,15 @@ async def serve_telegram() -> int:
             nonlocal menu
             if await tg.connect(app, stopping):
                 log.info("telegram connected", bot=app.bot.username)
-                menu = asyncio.create_task(retrying(connector.commands, "setMyCommands"))
+                menu = asyncio.create_task(
+                    retrying(connector.commands, "setMyCommands"), name="the command menu"
+                )
                 menu.add_done_callback(_log_failure)
+                # tasks a dead daemon left running go on, each told in its chat
+                resumed = asyncio.create_task(
+                    daemon.engine.recover_tasks(connector), name="recover tasks"
+                )
+                resumed.add_done_callback(_log_failure)
                 await tg.watch(app, stopping)
 
         code = 0
@@ -175,7 +184,7 @@ def _starting(settings: Settings, connector: str) -> None:
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("telegram refused the command menu", error=str(task.exception()))
+        log.warning("a start-up step failed", step=task.get_name(), error=str(task.exception()))
 
 
 async def _until_stopped(

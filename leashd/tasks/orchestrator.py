@@ -18,7 +18,6 @@ reviewer and the AI approver live in approvers/, the pull request in tasks/publi
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -107,6 +106,15 @@ class Orchestrator:
         self._running[task.id] = job
         job.add_done_callback(lambda _: self._running.pop(task.id, None))
         return job
+
+    async def stop(self) -> None:
+        """The daemon stops: running phases end (their tasks stay `running`, so the next
+        start resumes them where they were)."""
+        jobs = [j for j in self._running.values() if not j.done()]
+        for job in jobs:
+            job.cancel()
+        if jobs:
+            await asyncio.gather(*jobs, return_exceptions=True)
 
     async def cancel(self, task_id: int) -> Task | None:
         """Cancel a task: its running phase is stopped, it is marked cancelled."""
@@ -339,17 +347,17 @@ class Orchestrator:
     ) -> Task:
         task = await self.store.save(replace(task, status="paused", escalation=why))
         await self.store.event(task.id, "escalated", why)
-        choices = [(f"task:{task.id}:retry", "Run the phase again")]
+        # (label, the message a button sends): the chat's own `/task` answers
+        n = task.id
+        choices = [("Run the phase again", f"/task retry {n}")]
         if plan:
-            choices = [
-                (f"task:{task.id}:approve", "Approve the plan"),
-                (f"task:{task.id}:revise", "Revise (reply with what to change)"),
-            ]
+            choices = [("Approve the plan", f"/task approve {n}")]
+            why += f"\n\nTo send it back: /task revise {n} WHAT TO CHANGE"
         if retryable:
-            choices.append(
-                (f"task:{task.id}:more", f"Allow {self.settings.max_retries} more retries")
-            )
-        choices.append((f"task:{task.id}:cancel", "Cancel the task"))
+            more = self.settings.max_retries
+            label = f"Allow {plural(more, 'more retry', 'more retries')}"
+            choices.append((label, f"/task more {n}"))
+        choices.append(("Cancel the task", f"/task cancel {n}"))
         await reporter.escalate(task, f"Task {task.id} paused at {task.phase}: {why}", choices)
         return task
 
@@ -458,7 +466,3 @@ class _suppress_cancel:
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
         return kind is not None and issubclass(kind, asyncio.CancelledError)
-
-
-def elapsed(task: Task) -> float:
-    return (task.updated_at if not task.active else time.time()) - task.created_at

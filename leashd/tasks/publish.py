@@ -133,6 +133,8 @@ class PublishResult:
     next_steps: str | None = None
     commit: str | None = None  # the commit this run made; None: nothing was left to commit
     base: str | None = None  # the branch the pull request targets
+    # files left out of the commit because the default policy guards them as credentials
+    withheld: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One message for the user."""
@@ -141,6 +143,9 @@ class PublishResult:
             lines.append(f"Pull request: {self.pr_url} ({self.branch} → {self.base}).")
         if self.commit:
             lines.append(f"Committed the work as {self.commit[:12]} on {self.branch}.")
+        if self.withheld:
+            lines.append("Left out of the commit, as credentials: " + ", ".join(self.withheld)
+                         + ".")  # fmt: skip
         if self.reused:
             said = {REUSED_BRANCH: f"the branch {self.branch}",
                     REUSED_PUSH: "the commit already on the remote",
@@ -150,6 +155,25 @@ class PublishResult:
         if self.next_steps:
             lines.append(self.next_steps)
         return "\n".join(lines)
+
+
+def _credentials(repo: str, names: list[str]) -> list[str]:
+    """The files among `names` (relative to `repo`) the default policy denies reading as
+    credentials or leashd's own files."""
+    from leashd.policy.evaluator import Evaluator
+    from leashd.policy.facts import Context
+    from leashd.policy.loader import load_compiled
+
+    root = os.path.realpath(repo)
+    evaluator = Evaluator(
+        load_compiled(["default"]), Context.create(cwd=root, approved_dirs=[root])
+    )
+    guarded = []
+    for name in names:
+        decision = evaluator.evaluate("Read", {"file_path": os.path.join(root, name)})
+        if decision.action == "deny" and decision.layer == "policy":
+            guarded.append(name)
+    return guarded
 
 
 # --- running git and gh -----------------------------------------------------------------------
@@ -372,7 +396,8 @@ async def publish(
     next_steps = await step.run(body, base)
     return PublishResult(branch=branch, pushed=step.pushed, pr_url=step.pr_url,
                          reused=tuple(step.reused), next_steps=next_steps,
-                         commit=step.commit, base=step.base)  # fmt: skip
+                         commit=step.commit, base=step.base,
+                         withheld=tuple(step.withheld))  # fmt: skip
 
 
 class _Publish:
@@ -392,6 +417,7 @@ class _Publish:
         self.commit: str | None = None
         self.base: str | None = None
         self.reused: list[str] = []
+        self.withheld: list[str] = []
 
     async def git(self, *args: str, timeout: float = GIT_TIMEOUT) -> _Ran:
         return await _run(["git", *args], self.cwd, timeout)
@@ -430,6 +456,9 @@ class _Publish:
         added = await self.git("add", "--all")
         if not added.ok:
             return f"git add failed on {self.branch}: {added.why()}. Nothing was committed."
+        problem = await self._withhold_credentials()
+        if problem is not None:
+            return problem
         staged = await self.git("diff", "--cached", "--quiet")
         if staged.code == 1:
             identity = await self._identity()
@@ -447,6 +476,23 @@ class _Publish:
             return f"The branch {self.branch} has no commit and there is no work to commit."
         if staged.code == 1:
             self.commit = head.out.strip()
+        return None
+
+    async def _withhold_credentials(self) -> str | None:
+        """Unstage what the built-in default policy guards as a credential (`.env`, keys,
+        tokens): the agent's work is pushed to a remote, a secret lying in the work tree must
+        not go with it. Checked as a read of each staged file would be."""
+        listed = await self.git("diff", "--cached", "--name-only", "-z", "--diff-filter=ACMR")
+        if not listed.ok:
+            return f"git diff failed on {self.branch}: {listed.why()}. Nothing was committed."
+        names = [n for n in listed.out.split("\0") if n]
+        guarded = await asyncio.to_thread(_credentials, self.cwd, names)
+        if guarded:
+            unstaged = await self.git("reset", "--quiet", "--", *guarded)
+            if not unstaged.ok:
+                return (f"Could not leave the credential files {', '.join(guarded)} out of "
+                        f"the commit: {unstaged.why()}. Nothing was committed.")  # fmt: skip
+            self.withheld = guarded
         return None
 
     async def _identity(self) -> list[str]:

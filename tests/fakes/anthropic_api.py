@@ -69,8 +69,8 @@ class FakeAnthropic:
         self.reply(*([text(note)] if note else []), block)
         return block["id"]
 
-    def hang(self) -> None:
-        self._script.append(Reply([text("thinking it over")], hang=True))
+    def hang(self, when: Callable[[dict], bool] | None = None) -> None:
+        self._script.append(Reply([text("thinking it over")], hang=True, when=when))
 
     def fail(self, status: int = 500) -> None:
         self._script.append(Reply(status=status))
