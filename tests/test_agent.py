@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import signal
 
@@ -12,12 +13,14 @@ import pytest
 
 from leashd.agent.events import ModeChanged, TextDelta, ToolDenied, ToolStarted
 from leashd.agent.runner import AgentConfig, ClaudeAgent, bundled_cli
+from leashd.approvers.plans import PlanReviewer
 from leashd.daemon.engine import Engine
 from leashd.daemon.storage import MemoryStore
 from leashd.gate.approvals import ApprovalCoordinator
-from leashd.gate.audit import AuditLog
+from leashd.gate.audit import AuditLog, records
 from leashd.gate.gate import Gate
 from tests.conftest import agent_world
+from tests.fakes.anthropic_api import text, tool
 
 pytestmark = pytest.mark.skipif(bundled_cli() is None, reason="no bundled Claude Code CLI")
 
@@ -349,3 +352,36 @@ def test_a_mode_changed_during_a_turn_outlives_the_turn(setup):
     assert conn.results[-1].error is None
     assert stored(e).mode == "plan"
     assert stored(e).agent_session_id == conn.results[-1].agent_session_id
+
+
+def _reviewing(body: dict) -> bool:
+    return "plan reviewer of leashd" in json.dumps(body.get("system", ""))
+
+
+def test_the_ai_plan_reviewer_sends_a_plan_back_once_then_approves_it(setup):
+    """Plan mode with LEASHD_AUTO_PLAN_REVIEWER: the model's review stands in for the tap.
+    The plan sent back reaches the agent as the reason; the revised plan is approved, the
+    session leaves plan mode, and nobody was asked."""
+    fake, proj, engine, audit = setup
+    agent_said = lambda body: not _reviewing(body)  # noqa: E731
+    fake.reply(tool("ExitPlanMode", {"plan": "1. rewrite the whole module"}), when=agent_said)
+    fake.reply(text('{"decision": "revise", "feedback": "only touch add()"}'), when=_reviewing)
+    fake.reply(tool("ExitPlanMode", {"plan": "1. fix add()"}), when=agent_said)
+    fake.reply(text('{"decision": "approve", "feedback": "minimal"}'), when=_reviewing)
+    fake.reply(tool("Write", {"file_path": str(proj / "calc.py"), "content": "ok"}),
+               when=agent_said)  # fmt: skip
+    fake.reply(text("done"), when=agent_said)
+    e = engine("plan")
+    e.gate.reviewer = PlanReviewer(timeout=120)
+    conn = Recorder(answers=["approve"])
+    turn(e, conn, "fix add")
+    assert (proj / "calc.py").read_text() == "ok"
+    assert [r.tool for r in conn.asked] == ["Write"]  # the plan was never put to the human
+    sent_back = [b for b in fake.requests if agent_said(b)][1]
+    assert "only touch add()" in json.dumps(sent_back["messages"])
+    reviewed = [r for r in records(audit.path) if r.get("approver_role") == "plan-reviewer"]
+    assert [(r["decision"], r["approver_outcome"]) for r in reviewed] == [
+        ("deny", "revise"),
+        ("allow", "approved"),
+    ]
+    assert "Mode: default" in asyncio.run(e.status("c1"))

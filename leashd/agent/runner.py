@@ -52,6 +52,15 @@ _NOT_FOUND = "No conversation found with session ID"
 # The CLI's own permission modes for ours: the gate decides every call in all of them; `plan`
 # also tells the model to propose before it acts.
 _CLI_MODE = {"default": "default", "plan": "plan", "auto": "default"}
+
+
+def _cli_mode(session: Session) -> str:
+    """The CLI's permission mode for a session. A task's read-only phases are read-only at
+    the gate; the CLI's own plan mode would have the model present its plan for a tap nobody
+    is there to give."""
+    return "default" if session.task_id else _CLI_MODE.get(session.mode, "default")
+
+
 _STOP_GRACE = 10.0  # seconds an interrupted CLI gets to wind down before it is stopped
 
 
@@ -329,7 +338,7 @@ class ClaudeAgent:
             cwd=session.cwd,
             env=env,
             resume=resume,
-            permission_mode=_CLI_MODE.get(session.mode, "default"),
+            permission_mode=_cli_mode(session),
             max_turns=cfg.max_turns,
             disallowed_tools=list(cfg.disallowed_tools),
             mcp_servers=dict(cfg.mcp_servers),

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from leashd.approvers.breaker import Breaker, Limits, Outcome
+from leashd.approvers.breaker import Breaker, Breakers, Limits, Outcome
 from leashd.approvers.model import ModelAnswer, ask_model
 
 AskModel = Callable[[str, str], Awaitable[ModelAnswer]]
@@ -101,19 +101,15 @@ class AIApprover:
     timeout: float = 60.0
     limits: Limits = field(default_factory=Limits)
     ask: AskModel | None = None  # None: the real model call (approvers/model.py)
-    _breakers: dict[str, Breaker] = field(default_factory=dict)
+    _breakers: Breakers | None = None
 
     def breaker(self, scope: str) -> Breaker:
-        found = self._breakers.get(scope)
-        if found is None:
-            if len(self._breakers) >= 4096:  # scopes end; their breakers need not outlive them
-                self._breakers.pop(next(iter(self._breakers)))
-            found = self._breakers[scope] = Breaker(self.limits)
-        return found
+        if self._breakers is None:
+            self._breakers = Breakers(self.limits)
+        return self._breakers(scope)
 
     def state(self, scope: str) -> dict[str, Any] | None:
-        found = self._breakers.get(scope)
-        return found.state() if found is not None else None
+        return self._breakers.state(scope) if self._breakers is not None else None
 
     async def judge(self, ctx: CallContext) -> Judgement:
         """The model's judgement of one call. Never raises: a failure is an `error`."""

@@ -75,3 +75,24 @@ class Breaker:
             "approvals_in_window": len(self._approvals),
             "denials_in_a_row": self._denials,
         }
+
+
+@dataclass
+class Breakers:
+    """One breaker per scope, made on first use; old scopes are forgotten past a bound (a
+    scope is a task or a session, and they end)."""
+
+    limits: Limits = field(default_factory=Limits)
+    _by_scope: dict[str, Breaker] = field(default_factory=dict)
+
+    def __call__(self, scope: str) -> Breaker:
+        found = self._by_scope.get(scope)
+        if found is None:
+            if len(self._by_scope) >= 4096:
+                self._by_scope.pop(next(iter(self._by_scope)))
+            found = self._by_scope[scope] = Breaker(self.limits)
+        return found
+
+    def state(self, scope: str) -> dict[str, Any] | None:
+        found = self._by_scope.get(scope)
+        return found.state() if found is not None else None

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from leashd.approvers.ai import AskModel
+from leashd.approvers.breaker import Breakers, Limits
 from leashd.approvers.model import ModelAnswer, ask_model
 
 SYSTEM = """\
@@ -59,6 +60,9 @@ class PlanReviewer:
     timeout: float = 120.0
     max_rounds: int = 3
     ask: AskModel | None = None
+    # the same breakers as the approver's: errors, or sending back plan after plan, trip them
+    breakers: Breakers = field(default_factory=lambda: Breakers(Limits(max_denials=10**9)))
+    rounds: dict[str, int] = field(default_factory=dict)  # plans sent back per scope
 
     async def review(self, task: str, spec: str, plan: str) -> Review:
         nonce = secrets.token_hex(16)

@@ -220,8 +220,10 @@ class TelegramConnector:
         chat = req.chat
         self._flush(chat)
         text = self._approval(req)
+        # a plan is sent back rather than rejected: a reply to it says what to change
+        no = "✏️ Revise (reply: what to change)" if req.tool == PLAN_TOOL else "❌ Reject"
         buttons = [[InlineKeyboardButton("✅ Approve", callback_data=f"ap:y:{req.id}"),
-                    InlineKeyboardButton("❌ Reject", callback_data=f"ap:n:{req.id}")]]  # fmt: skip
+                    InlineKeyboardButton(no, callback_data=f"ap:n:{req.id}")]]  # fmt: skip
         if req.similar is not None:
             label = f"✅ Approve similar: {req.similar}"
             buttons.append([InlineKeyboardButton(label[:60], callback_data=f"ap:s:{req.id}")])

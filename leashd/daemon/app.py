@@ -71,6 +71,13 @@ def ai_approver(settings: Settings) -> AIApprover | None:
     )
 
 
+def plan_reviewer(settings: Settings) -> PlanReviewer | None:
+    """The AI plan reviewer the settings ask for (LEASHD_AUTO_PLAN_REVIEWER), or None."""
+    if not settings.auto_plan_reviewer:
+        return None
+    return PlanReviewer(model=settings.auto_plan_model, max_rounds=settings.auto_plan_max_rounds)
+
+
 async def build(
     settings: Settings,
     *,
@@ -104,6 +111,7 @@ async def build(
         gate = Gate.from_specs(
             specs, audit, approvals=approvals, approved_dirs=dirs,
             home=os.path.expanduser("~"), ai=ai_approver(settings),
+            reviewer=plan_reviewer(settings),
         )  # fmt: skip
     except BaseException:
         # a policy that does not load (PolicyError): the caller reports it; leave nothing open
@@ -177,17 +185,13 @@ async def task_orchestrator(
         r = await publish(task.directory, task.id, task.description, body, github=github)
         return r.branch, r.pr_url, r.summary()
 
-    reviewer = None
-    if settings.auto_plan_reviewer:
-        reviewer = PlanReviewer(model=settings.auto_plan_model,
-                                max_rounds=settings.auto_plan_max_rounds)  # fmt: skip
     task_settings = TaskSettings(
         max_retries=settings.task_max_retries,
         phase_timeout=settings.task_phase_timeout_seconds,
         backoff=settings.task_retry_backoff_seconds,
         policy=settings.task_policy,
     )
-    return Orchestrator(store, agent_for, task_settings, publish_task, reviewer)
+    return Orchestrator(store, agent_for, task_settings, publish_task, gate.reviewer)
 
 
 def explicit_approval_timeout(settings: Settings) -> float | None:

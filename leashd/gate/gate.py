@@ -29,11 +29,12 @@ from typing import Any, Literal
 import structlog
 
 from leashd.approvers.ai import AIApprover, CallContext
+from leashd.approvers.plans import PlanReviewer
 from leashd.approvers.routing import why_not_ai
 from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Notify, Resolution
 from leashd.gate.audit import AuditError, AuditLog, capped_input
 from leashd.gate.events import EventBus, printable
-from leashd.gate.modes import apply_mode
+from leashd.gate.modes import PLAN_TOOL, apply_mode
 from leashd.gate.sandbox import SandboxConfig, apply_sandbox
 from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.decision import Decision, UnitDecision
@@ -127,8 +128,11 @@ class Gate:
         specs: Iterable[str] = (),
         temp_dirs: Iterable[str] | None = None,
         ai: AIApprover | None = None,
+        reviewer: PlanReviewer | None = None,
     ) -> None:
         self.compiled = compiled
+        # reviews the plan plan mode presents (ExitPlanMode) in place of a human's tap
+        self.reviewer = reviewer
         # answers the calls a rule routes to it (`approver: ai`), within the hard floor
         # (approvers/routing.py); None: every question goes to a human
         self.ai = ai
@@ -359,7 +363,14 @@ class Gate:
             )
 
     async def _approve(self, call: _Call, decision: Decision, ask: Notify | None) -> Verdict:
-        if self.ai is not None and why_not_ai(call.tool, decision) is None:
+        if call.tool == PLAN_TOOL and call.session.task_id:
+            why = "in a task the plan is your written answer: leashd has it reviewed"
+            return self._final(call, "deny", why, "mode")
+        if call.tool == PLAN_TOOL and decision.layer == "mode" and self.reviewer is not None:
+            reviewed = await self._review_plan(self.reviewer, call)
+            if reviewed is not None:
+                return reviewed
+        elif self.ai is not None and why_not_ai(call.tool, decision) is None:
             answered = await self._ask_ai(self.ai, call, decision)
             if answered is not None:
                 return answered
@@ -470,6 +481,46 @@ class Gate:
         return self._final(
             call, "deny", f"denied by the AI approver: {judgement.reason}", "approval",
             Resolution(False, "ai-denied", "ai", judgement.reason),
+        )  # fmt: skip
+
+    async def _review_plan(self, reviewer: PlanReviewer, call: _Call) -> Verdict | None:
+        """The AI plan reviewer's verdict on a plan: approved (plan mode ends), or sent back
+        with its feedback as the reason the agent reads; None when the human decides after
+        all (rounds used up, the reviewer failed or its breaker is tripped)."""
+        session = call.session
+        scope = session.task_id or f"session:{session.id}"
+        breaker = reviewer.breakers(scope)
+        rounds = reviewer.rounds.get(scope, 0)
+        if not breaker.closed or rounds >= reviewer.max_rounds:
+            why = breaker.tripped or f"it sent the plan back {rounds} times"
+            call.ai = {"fallback": why, "approver_role": "plan-reviewer"}
+            return None
+        tool_input = call.tool_input if isinstance(call.tool_input, Mapping) else {}
+        plan = str(tool_input.get("plan") or "")
+        review = await reviewer.review(session.task or "an interactive session in plan mode",
+                                       "", plan)  # fmt: skip
+        breaker.record("error" if review.outcome == "error" else "approved", review.feedback)
+        call.ai = {
+            "approved_by": "ai",
+            "approver_role": "plan-reviewer",
+            "approver_outcome": review.outcome,
+            "approver_reason": review.feedback,
+            "approver_cost_usd": round(review.cost_usd, 6),
+            "breaker": breaker.state(),
+        }
+        if review.outcome == "error":
+            call.ai["fallback"] = review.feedback
+            return None
+        if review.approved:
+            reviewer.rounds.pop(scope, None)
+            return self._final(
+                call, "allow", f"plan approved by the AI reviewer: {review.feedback}",
+                "approval", Resolution(True, "ai-approved", "ai", review.feedback),
+            )  # fmt: skip
+        reviewer.rounds[scope] = rounds + 1
+        return self._final(
+            call, "deny", f"the AI plan reviewer sent the plan back: {review.feedback}",
+            "approval", Resolution(False, "ai-revise", "ai", review.feedback),
         )  # fmt: skip
 
     def breaker_state(self, session: Session) -> dict[str, Any] | None:
