@@ -239,3 +239,100 @@ def test_a_plan_sent_back_once_is_revised_then_approved(github):
         assert task.plan == "1. Make add() return a + b."
         replanned = [b for b in fake.requests if _agent(b)][4]
         assert "change add() only" in json.dumps(replanned["messages"])
+
+
+# --- the autonomous loop after /edit ----------------------------------------------------------
+
+
+class Chat:
+    """The connector's side of a chat: what leashd said, and every event."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, chat, text, choices=()):
+        self.sent.append(text)
+
+    async def event(self, chat, event):
+        return None
+
+    async def result(self, chat, result):
+        self.sent.append(result.text or result.error or "")
+
+    async def ask(self, req):
+        raise AssertionError(f"nobody should be asked: {req.summary}")
+
+    async def expired(self, req):
+        return None
+
+    async def document(self, chat, name, data):
+        return None
+
+    async def busy(self, chat, text):
+        return "queue"
+
+
+def test_the_autonomous_loop_tests_fixes_and_opens_the_pull_request(github):
+    from leashd.daemon.engine import Engine
+    from leashd.daemon.storage import MemoryStore
+    from leashd.tasks.loop import LoopSettings
+
+    with agent_world() as (fake, root, _home, proj):
+        bare = checkout(root, proj)
+        edit = lambda old, new: {"file_path": str(proj / "calc.py"), "old_string": old,  # noqa: E731
+                                 "new_string": new}  # fmt: skip
+        fake.reply(tool("Edit", edit(BUGGY, STILL_BUGGY)))  # the /edit turn gets it wrong
+        fake.say("Changed add().")
+        fake.reply(tool("Bash", {"command": COMMAND, "description": "tests"}))
+        fake.say("FAILED")
+        fake.reply(tool("Edit", edit(STILL_BUGGY, FIXED)))  # the fix turn
+        fake.say("Fixed.")
+        fake.reply(tool("Bash", {"command": COMMAND, "description": "tests"}))
+        fake.say("PASSED")
+        audit = AuditLog(root / "audit.jsonl")
+        gate = Gate.from_specs(["autonomous"], audit, approved_dirs=[str(proj)])
+        config = GitHubConfig(api_url=github.url, token=github.token, gh=None)
+
+        async def open_pr(directory, name, description, body):
+            r = await publish(directory, name, description, body, github=config)
+            return r.summary()
+
+        engine = Engine(gate, ClaudeAgent(gate, AgentConfig(timeout=120)), MemoryStore(),
+                        approvals=None, default_dir=str(proj),
+                        loop=LoopSettings(max_retries=2, backoff=0.01, pr=True),
+                        publish=open_pr)  # fmt: skip
+        chat = Chat()
+
+        async def go():
+            await engine.handle(chat, "c1", "me", "/edit fix add() in calc.py")
+            await engine.wait_idle("c1")
+
+        asyncio.run(go())
+        said = "\n".join(chat.sent)
+        assert (proj / "calc.py").read_text() == FIXED
+        assert f"`{COMMAND}` failed; fix 1 of 2" in said
+        assert f"`{COMMAND}` passes after 1 fix." in said
+        (pr,) = github.pulls
+        assert pr.head.startswith("leashd/s") and "Pull request:" in said
+        assert git(bare, "show", f"{pr.head}:calc.py") == FIXED.strip()
+
+
+def test_a_test_command_the_policy_refuses_pauses_the_task_instead_of_retrying(github):
+    with agent_world() as (fake, root, _home, proj):
+        checkout(root, proj)
+        # a test command the autonomous policy asks about: nobody is there to approve it
+        (proj / ".leashd" / "test.yaml").write_text("command: curl -s https://ci.example/run\n")
+        for said in ("spec", "explored", "spec, validated", "1. fix add()"):
+            fake.reply(text(said), when=_agent)
+        fake.reply(text('{"decision": "approve", "feedback": "fine"}'), when=_reviewing)
+        fake.reply(text("Nothing to change."), when=_agent)
+        fake.reply(tool("Bash", {"command": "curl -s https://ci.example/run", "description": "t"}),
+                   when=_agent)  # fmt: skip
+        fake.reply(text("FAILED"), when=_agent)
+        told = Told()
+        task, runs, _ = run_task(root, github, "Fix add() in calc.py", told)
+        assert task.status == "paused" and task.retries == 0
+        assert "was not allowed to run" in told.escalations[0][0]
+        assert [r.phase for r in runs].count("implement") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from leashd.gate.audit_key import ENV as KEY_ENV
 from leashd.gate.audit_key import AuditKeyError, load_key
 from leashd.gate.gate import Gate, pending_in_log
 from leashd.policy.loader import DEFAULT_POLICIES
+from leashd.tasks.loop import LoopSettings
 from leashd.tasks.orchestrator import Orchestrator, TaskSettings
 from leashd.tasks.publish import GitHubConfig, publish
 from leashd.tasks.store import Task, TaskStore
@@ -69,6 +71,29 @@ def ai_approver(settings: Settings) -> AIApprover | None:
         timeout=settings.auto_approver_timeout_seconds,
         limits=limits,
     )
+
+
+def loop_settings(settings: Settings) -> LoopSettings | None:
+    """The autonomous loop after /edit turns (LEASHD_AUTONOMOUS_LOOP), or None."""
+    if not settings.autonomous_loop:
+        return None
+    return LoopSettings(
+        max_retries=settings.autonomous_max_retries,
+        backoff=settings.task_retry_backoff_seconds,
+        pr=settings.autonomous_pr,
+    )
+
+
+def pull_request(settings: Settings) -> Callable[[str, str, str, str], Awaitable[str]]:
+    """How leashd opens a pull request for work in a directory (tasks/publish.py)."""
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+    github = GitHubConfig(api_url=settings.github_api_url.rstrip("/"), token=token)
+
+    async def open_pr(directory: str, name: str, description: str, body: str) -> str:
+        result = await publish(directory, name, description, body, github=github)
+        return result.summary()
+
+    return open_pr
 
 
 def plan_reviewer(settings: Settings) -> PlanReviewer | None:
@@ -146,6 +171,8 @@ async def build(
         default_mode=settings.default_mode,
         middleware=middleware,  # type: ignore[arg-type]
         tasks=tasks,
+        loop=loop_settings(settings),
+        publish=pull_request(settings),
     )
     if approvals is not None:
         approvals.on_expired = engine.expired

@@ -93,6 +93,10 @@ class Settings(BaseModel):
     task_max_retries: int = Field(3, ge=0)  # test failures sent back to implement
     task_phase_timeout_seconds: float = Field(1800.0, gt=0)
     task_retry_backoff_seconds: float = Field(5.0, ge=0)  # doubles with each retry
+    # The autonomous loop after an /edit turn: test, fix, retry, maybe a pull request
+    autonomous_loop: bool = False
+    autonomous_max_retries: int = Field(3, ge=0)
+    autonomous_pr: bool = False
     # Where a task's pull request is opened (GitHub Enterprise: https://HOST/api/v3)
     github_token: SecretStr | None = None
     github_api_url: str = "https://api.github.com"

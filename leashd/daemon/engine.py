@@ -34,6 +34,7 @@ from leashd.gate.gate import Gate, Session
 from leashd.gate.modes import MODES
 from leashd.git.suite import GitSuite
 from leashd.git.suite import Reply as GitReply
+from leashd.tasks.loop import LoopSettings, after_edit
 from leashd.workspaces import Workspace, WorkspaceError
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ class Engine:
         default_mode: str = "default",
         middleware: list[Middleware] | None = None,
         tasks: Orchestrator | None = None,
+        loop: LoopSettings | None = None,
+        publish: Callable[[str, str, str, str], Awaitable[str]] | None = None,
     ) -> None:
         if default_mode not in MODES:
             raise ValueError(f"unknown mode {default_mode!r}")
@@ -120,6 +123,11 @@ class Engine:
         self.default_dir = default_dir
         self.default_mode = default_mode
         self.tasks = tasks  # the task orchestrator, when LEASHD_TASK_ORCHESTRATOR is on
+        # the autonomous loop after an /edit turn (LEASHD_AUTONOMOUS_LOOP), and how its pull
+        # request is opened: (directory, a name for the work, its description, the PR's body)
+        # -> what to tell the user
+        self.loop = loop
+        self.publish = publish
         self._chats: dict[str, _Chat] = {}
         self._asked: dict[str, Connector] = {}  # request id -> where it was shown
         self._told_sandbox_off: set[int] = set()  # session rows warned (see _warn_sandbox_off)
@@ -275,6 +283,8 @@ class Engine:
 
         try:
             result = await self._converse(connector, chat, state, row, text)
+            if self.loop is not None and row.mode == "auto" and result.ok:
+                await self._autonomous(connector, chat, state, text)
         except asyncio.CancelledError:
             completed(cost_usd=None, error="cancelled")
             raise
@@ -474,6 +484,27 @@ class Engine:
             lines.append("/plan, /edit or /default followed by text: that mode, and the agent "
                          "starts on the text.")  # fmt: skip
             await connector.send(chat, "\n".join(lines))
+
+    async def _autonomous(self, connector: Connector, chat: str, state: _Chat, asked: str) -> None:
+        """The autonomous loop after an /edit turn: test, fix, retry; the PR if configured."""
+        assert self.loop is not None
+
+        async def turn(prompt: str, seen: Callable[[AgentEvent], Awaitable[None]]) -> TurnResult:
+            row = await self.session_for(chat)
+            return await self._converse(_Tee(connector, seen), chat, state, row, prompt)
+
+        async def say(text: str) -> None:
+            await connector.send(chat, text)
+
+        row = await self.session_for(chat)
+        publish = None
+        if self.publish is not None:
+            open_pr = self.publish
+
+            async def publish(body: str) -> str:
+                return await open_pr(row.directory, f"s{row.id}", asked, body)
+
+        await after_edit(row.directory, self.loop, turn, say, publish)
 
     async def _task(self, connector: Connector, chat: str, word: str, arg: str) -> None:
         if self.tasks is None:
@@ -749,6 +780,22 @@ class Engine:
         connector = self._asked.pop(req.id, None)
         if connector is not None:
             await connector.expired(req)
+
+
+class _Tee:
+    """A connector that also hands the agent's events to `seen` (the loop judges the test
+    run by them); everything else goes to the connector as it is."""
+
+    def __init__(self, connector: Connector, seen: Callable[[AgentEvent], Awaitable[None]]):
+        self._connector = connector
+        self._seen = seen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connector, name)
+
+    async def event(self, chat: str, event: AgentEvent) -> None:
+        await self._seen(event)
+        await self._connector.event(chat, event)
 
 
 def approver_line(breaker: dict[str, Any] | None) -> str:

@@ -235,7 +235,7 @@ class Orchestrator:
         return result.cost_usd - before if result.cost_usd >= before else result.cost_usd
 
     async def _next(
-        self, task: Task, phase: Phase, result: TurnResult, seen: _Seen, reporter: Reporter
+        self, task: Task, phase: Phase, result: TurnResult, seen: Seen, reporter: Reporter
     ) -> Task:
         text = result.text.strip()
         first = text.splitlines()[0].strip() if text else ""
@@ -293,11 +293,15 @@ class Orchestrator:
             replace(task, failures=f"\n\nThe plan was sent back: {review.feedback}")
         )
 
-    async def _tested(self, task: Task, seen: _Seen, reporter: Reporter) -> Task:
+    async def _tested(self, task: Task, seen: Seen, reporter: Reporter) -> Task:
         ran = seen.command_result(task.test_command)
         if ran is not None and not ran.is_error:
             await self.store.event(task.id, "tests-passed", task.test_command)
             return await self.store.save(replace(task, phase="pr", failures=""))
+        denied = next((d for d in seen.denied if d.summary.strip() == task.test_command), None)
+        if denied is not None:  # no fix to the code would help: the policy must allow it
+            why = f"the test command `{task.test_command}` was not allowed to run: {denied.reason}"
+            return await self._pause(task, why, reporter)
         failures = ran.output if ran is not None else "the test command was not run"
         if task.retries >= task.max_retries:
             why = (
@@ -363,7 +367,7 @@ class Orchestrator:
 
     # --- a turn ---------------------------------------------------------------------------------
 
-    async def _turn(self, task: Task, phase: Phase, reporter: Reporter) -> tuple[TurnResult, _Seen]:
+    async def _turn(self, task: Task, phase: Phase, reporter: Reporter) -> tuple[TurnResult, Seen]:
         agent = self.agent_for(task.policy, task.directory)
         session = Session(
             f"task-{task.id}",
@@ -382,7 +386,7 @@ class Orchestrator:
         )
         if phase.name == "plan" and task.failures:
             prompt += task.failures  # the reviewer's feedback on the last plan
-        seen = _Seen()
+        seen = Seen()
 
         async def on_conversation(conversation: str) -> None:
             current = await self.store.get(task.id)
@@ -400,7 +404,7 @@ class Orchestrator:
         return result, seen
 
 
-class _Seen:
+class Seen:
     """What a turn did that the orchestrator judges it by."""
 
     def __init__(self) -> None:
