@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from leashd.agent.runner import AgentConfig, ClaudeAgent
+from leashd.approvers.ai import AIApprover
+from leashd.approvers.breaker import Limits
 from leashd.approvers.plans import PlanReviewer
 from leashd.gate.audit import AuditLog
 from leashd.gate.gate import Gate
@@ -101,13 +103,14 @@ def script_phases(fake: FakeAnthropic, proj: Path, fixes: list[str]) -> None:
         current = fix
 
 
-def orchestrator(root: Path, store: TaskStore, github: FakeGitHub, **settings) -> Orchestrator:
+def orchestrator(root: Path, store: TaskStore, github: FakeGitHub, ai: AIApprover | None = None,
+                 **settings) -> Orchestrator:  # fmt: skip
     audit = AuditLog(root / "audit.jsonl")
     agents: dict[tuple[str, str], ClaudeAgent] = {}
 
     def agent_for(policy: str, directory: str) -> ClaudeAgent:
         if (policy, directory) not in agents:
-            gate = Gate.from_specs([policy], audit, approved_dirs=[directory])
+            gate = Gate.from_specs([policy], audit, approved_dirs=[directory], ai=ai)
             agents[policy, directory] = ClaudeAgent(gate, AgentConfig(timeout=120))
         return agents[policy, directory]
 
@@ -123,12 +126,12 @@ def orchestrator(root: Path, store: TaskStore, github: FakeGitHub, **settings) -
 
 
 def run_task(root: Path, github: FakeGitHub, description: str, told: Told,
-             **settings) -> tuple[Task, list, TaskStore]:  # fmt: skip
+             ai: AIApprover | None = None, **settings) -> tuple[Task, list, TaskStore]:  # fmt: skip
     async def go():
         store = TaskStore(root / "messages.db")
         await store.open()
         try:
-            orch = orchestrator(root, store, github, **settings)
+            orch = orchestrator(root, store, github, ai, **settings)
             task = await orch.create("c1", str(root / "home" / "proj"), description)
             task = await orch.run(task, told)
             return task, await store.phases(task.id), store
@@ -336,3 +339,41 @@ def test_a_test_command_the_policy_refuses_pauses_the_task_instead_of_retrying(g
         assert task.status == "paused" and task.retries == 0
         assert "was not allowed to run" in told.escalations[0][0]
         assert [r.phase for r in runs].count("implement") == 1
+
+
+def _approving(body: dict) -> bool:
+    return "approver of leashd" in json.dumps(body.get("system", ""))
+
+
+def test_a_tripped_breaker_pauses_the_task_and_the_ai_decisions_are_audited(github):
+    """implement makes a network read the autonomous policy routes to the AI approver; the AI
+    approves the first and denies the second, which (max 1 denial) trips the breaker: the task
+    pauses and says why. Both AI decisions are in the audit log with their reasons."""
+    with agent_world() as (fake, root, _home, proj):
+        checkout(root, proj)
+        agent = lambda b: not _reviewing(b) and not _approving(b)  # noqa: E731
+        for said in ("spec", "explored", "spec, validated", "1. fix add()"):
+            fake.reply(text(said), when=agent)
+        fake.reply(text('{"decision": "approve", "feedback": "fine"}'), when=_reviewing)
+        for url in ("https://docs.python.org/3/", "https://example.com/upload"):
+            fake.reply(tool("Bash", {"command": f"curl -s {url}", "description": "read"}),
+                       when=agent)  # fmt: skip
+        fake.reply(text("Done reading."), when=agent)
+        fake.reply(text('{"decision": "approve", "reason": "reads the Python docs"}'),
+                   when=_approving)  # fmt: skip
+        fake.reply(text('{"decision": "deny", "reason": "not needed for the task"}'),
+                   when=_approving)  # fmt: skip
+        told = Told()
+        ai = AIApprover(timeout=120, limits=Limits(max_denials=1))
+        task, _, _ = run_task(root, github, "Fix add() in calc.py", told, ai=ai)
+        assert task.status == "paused" and task.phase == "implement"
+        ((said, _choices),) = told.escalations
+        assert "the AI approver stood down: 1 AI denials in a row" in said
+        records = [json.loads(line) for line in (root / "audit.jsonl").read_text().splitlines()]
+        by_ai = [r for r in records if r.get("approved_by") == "ai"]
+        assert [(r["decision"], r["approver_reason"]) for r in by_ai] == [
+            ("allow", "reads the Python docs"),
+            ("deny", "not needed for the task"),
+        ]
+        assert by_ai[1]["breaker"]["state"] == "tripped"
+        assert all(r["session"] == f"task-{task.id}" for r in by_ai)

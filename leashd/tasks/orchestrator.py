@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -225,7 +225,22 @@ class Orchestrator:
         if not result.ok:
             why = f"phase {phase.name} failed: {result.error or 'interrupted'}"
             return await self._pause(task, why, reporter)
+        tripped = await self._breaker_tripped(task, seen)
+        if tripped is not None:
+            return await self._pause(task, tripped, reporter)
         return await self._next(task, phase, result, seen, reporter)
+
+    async def _breaker_tripped(self, task: Task, seen: Seen) -> str | None:
+        """Why the task pauses when its AI approver's breaker tripped during the phase (said
+        once: after that, a human answers its questions and the task goes on)."""
+        breaker = seen.breaker
+        if not breaker or breaker.get("state") != "tripped":
+            return None
+        if any(kind == "breaker-tripped" for _, kind, _ in await self.store.events(task.id)):
+            return None
+        why = f"the AI approver stood down: {breaker.get('why')}"
+        await self.store.event(task.id, "breaker-tripped", why)
+        return why + "; from here on a human answers this task's questions"
 
     async def _phase_cost(self, task: Task, result: TurnResult) -> float:
         """This phase's share: the CLI reports its conversation's running total, and a task's
@@ -252,7 +267,7 @@ class Orchestrator:
         if phase.name in ("spec", "validate"):
             task = replace(task, spec=text)
         if phase.name == "plan":
-            task = replace(task, plan=seen.plan or text)
+            task = replace(task, plan=text)
             return await self._reviewed(task, reporter)
         if phase.name == "implement":
             task = replace(task, failures="")
@@ -401,6 +416,7 @@ class Orchestrator:
             ask=reporter.ask,
             on_conversation=on_conversation,
         )
+        seen.breaker = getattr(agent, "gate", None) and agent.gate.breaker_state(session)
         return result, seen
 
 
@@ -411,7 +427,7 @@ class Seen:
         self.started: dict[str, ToolStarted] = {}
         self.done: dict[str, ToolDone] = {}
         self.denied: list[ToolDenied] = []
-        self.plan: str = ""
+        self.breaker: dict[str, Any] | None = None  # the AI approver's, after the turn
 
     async def take(self, event: AgentEvent) -> None:
         if isinstance(event, ToolStarted):

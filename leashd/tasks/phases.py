@@ -58,7 +58,9 @@ PHASES: tuple[Phase, ...] = (
         "implement",
         "default",
         "Implement the plan:\n\n{plan}\n\nMake the changes and add the tests. Do not commit "
-        "and do not push: leashd does that when the tests pass.{failures}",
+        "and do not push: leashd does that when the tests pass. If a call you cannot do "
+        "without is denied, stop and answer with a first line `BLOCKED:` and what you "
+        "need.{failures}",
     ),
     Phase(
         "test",
