@@ -196,3 +196,27 @@ def test_a_suite_case_that_is_no_call_is_an_error_not_left_out(tmp_path):
     result = run(old, old, "--calls", suite)
     assert result.exit_code == 2
     assert "case 2: needs a 'command', or a 'tool' and an 'input' object" in result.output
+
+
+def test_handing_a_question_to_the_ai_is_looser_and_taking_it_back_stricter(tmp_path):
+    """The same require_approval answered by the AI approver instead of a person is a looser
+    decision: `--fail-on-looser` must catch a pull request that routes calls to the AI."""
+    human = (
+        "rules:\n  - {name: pushes, tools: [Bash], commands: ['git push'], "
+        "action: require_approval}\n"
+    )
+    ai = human.replace("action: require_approval}", "action: require_approval, approver: ai}")
+    (tmp_path / "human.yaml").write_text(human)
+    (tmp_path / "ai.yaml").write_text(ai)
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text('{"tool": "Bash", "input": {"command": "git push origin x"}}\n')
+    runner = CliRunner()
+    looser = runner.invoke(main, ["policy", "diff", str(tmp_path / "human.yaml"),
+                                  str(tmp_path / "ai.yaml"), "--calls", str(calls),
+                                  "--fail-on-looser"])  # fmt: skip
+    assert looser.exit_code == 1
+    assert "1 looser" in looser.output and "require_approval (ai) (pushes)" in looser.output
+    stricter = runner.invoke(main, ["policy", "diff", str(tmp_path / "ai.yaml"),
+                                    str(tmp_path / "human.yaml"), "--calls", str(calls),
+                                    "--fail-on-looser"])  # fmt: skip
+    assert stricter.exit_code == 0 and "1 stricter" in stricter.output

@@ -52,11 +52,16 @@ def _print_diff(d: PolicyDiff, limit: int) -> None:
         for c in group[:limit]:
             click.echo(
                 f"  {c.call.short()}\n"
-                f"      {c.old.action} ({c.old.rule_name or c.old.layer}) -> "
-                f"{c.new.action} ({c.new.rule_name or c.new.layer})   [{c.call.origin}]"
+                f"      {_shown(c.old)} ({c.old.rule_name or c.old.layer}) -> "
+                f"{_shown(c.new)} ({c.new.rule_name or c.new.layer})   [{c.call.origin}]"
             )
         if len(group) > limit:
             click.echo(f"  ... {len(group) - limit} more (--limit)")
+
+
+def _shown(d: Decision) -> str:
+    """The action, and who answers a question when the AI does."""
+    return f"{d.action} (ai)" if d.approver == "ai" else d.action
 
 
 @click.command(

@@ -49,6 +49,10 @@ class CallChange:
     @property
     def direction(self) -> str:
         a, b = STRICTNESS[self.old.action], STRICTNESS[self.new.action]
+        if a == b and self.old.approver != self.new.approver:
+            # the same question, another who answers: an AI answering what a person did is
+            # looser (what --fail-on-looser is for), a person taking it back stricter
+            return "looser" if self.new.approver == "ai" else "stricter"
         return "looser" if b < a else "stricter" if b > a else "rerouted"
 
     def to_json(self) -> dict[str, Any]:
@@ -56,8 +60,8 @@ class CallChange:
             "tool": self.call.tool,
             "input": self.call.input,
             "origin": self.call.origin,
-            "old": {"decision": self.old.action, "rule": self.old.rule_name},
-            "new": {"decision": self.new.action, "rule": self.new.rule_name},
+            "old": _decided(self.old),
+            "new": _decided(self.new),
         }
 
 
@@ -136,6 +140,11 @@ def rule_changes(old: Policy, new: Policy, out: PolicyDiff) -> None:
     out.settings = {k: (a_set[k], b_set[k]) for k in b_set if a_set[k] != b_set[k]}
 
 
+def _decided(d: Decision) -> dict[str, Any]:
+    return {"decision": d.action, "rule": d.rule_name,
+            **({"approver": "ai"} if d.approver == "ai" else {})}  # fmt: skip
+
+
 def diff(
     old: Policy,
     new: Policy,
@@ -149,6 +158,6 @@ def diff(
     out.calls = len(calls)
     for call in calls:
         a, b = decide_old(call), decide_new(call)
-        if a.action != b.action or a.rule_name != b.rule_name:
+        if a.action != b.action or a.rule_name != b.rule_name or a.approver != b.approver:
             out.changes.append(CallChange(call, a, b))
     return out
