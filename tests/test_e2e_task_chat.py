@@ -64,8 +64,12 @@ def _reviewing(body: dict) -> bool:
     return "plan reviewer of leashd" in json.dumps(body.get("system", ""))
 
 
+def _approving(body: dict) -> bool:
+    return "approver of leashd" in json.dumps(body.get("system", ""))
+
+
 def _agent(body: dict) -> bool:
-    return not _reviewing(body)
+    return not _reviewing(body) and not _approving(body)
 
 
 def read_only_phases(world: World) -> None:
@@ -128,8 +132,15 @@ def bot(world, github):
 def test_a_task_from_the_chat_to_its_pull_request(world, bot, github):
     bare = repository(world)
     read_only_phases(world)
+    # implement first wants a page from the web: a network read the autonomous policy routes
+    # to the AI approver, which says no (nothing leaves the machine in a test either way)
+    docs = {"command": "curl -s https://docs.python.org/3/library/operator.html",
+            "description": "docs"}  # fmt: skip
+    world.fake.reply(tool("Bash", docs), when=_agent)
+    world.fake.reply(text('{"decision": "deny", "reason": "the fix needs no documentation"}'),
+                     when=_approving)  # fmt: skip
     implement_and_test(world)
-    bot.start()
+    bot.start(LEASHD_AUTO_APPROVER="true")
     bot.says("/task Fix add() in calc.py")
     tg = bot.tg
     tg.wait_message(OWNER, "Task 1 started")
@@ -143,6 +154,13 @@ def test_a_task_from_the_chat_to_its_pull_request(world, bot, github):
     listed = tg.wait_message(OWNER, "#1 done at pr")
     assert "spec $" in listed["text"] and "implement $" in listed["text"]
     assert "PR: " in listed["text"] and "/pull/1" in listed["text"]
+    assert "AI approver: on (0 approvals in the window, 1 denials in a row)" in listed["text"]
+    by_ai = [r for r in world.records() if r.get("approved_by") == "ai"]
+    assert [(r["decision"], r["approver_reason"], r["rule"]) for r in by_ai] == [
+        ("deny", "the fix needs no documentation", "network-reads")
+    ]
+    # what the closing note of issue 22 shows (pytest -s prints it)
+    print(tg.transcript(OWNER), *map(json.dumps, by_ai), sep="\n")
 
 
 def test_a_daemon_killed_mid_implement_resumes_the_task(world, bot, github):

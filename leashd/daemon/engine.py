@@ -511,10 +511,11 @@ class Engine:
             await connector.send(chat, TASKS_OFF)
             return
         if word == "/tasks":
-            row = await self.session_for(chat)
-            breaker = None
-            if self.gate.ai is not None:
-                breaker = approver_line(self.gate.breaker_state(Session(str(row.id), chat, "")))
+            ai = self.gate.ai  # the task gates share it, and its breakers (one per task)
+
+            def breaker(task: Any) -> str | None:
+                return approver_line(ai.state(f"task:{task.id}")) if ai is not None else None
+
             await connector.send(chat, await tasks_list(self.tasks, chat, breaker))
             return
         row = await self.session_for(chat)

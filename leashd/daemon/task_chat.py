@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -85,7 +86,10 @@ async def cancel_task(orch: Orchestrator, chat: str) -> Task | None:
     return None
 
 
-async def tasks_list(orch: Orchestrator, chat: str, breaker: str | None = None) -> str:
+async def tasks_list(
+    orch: Orchestrator, chat: str, breaker: Callable[[Task], str | None] = lambda _: None
+) -> str:
+    """The chat's tasks; `breaker` says a task's AI approver state, when it has one."""
     tasks = await orch.store.of_chat(chat)
     if not tasks:
         return "No tasks in this chat yet. " + USAGE
@@ -105,8 +109,9 @@ async def tasks_list(orch: Orchestrator, chat: str, breaker: str | None = None) 
             lines.append(f"   PR: {t.pr_url}")
         if t.status == "paused" and t.escalation:
             lines.append(f"   waiting: {t.escalation.splitlines()[0][:200]}")
-    if breaker:
-        lines.append(breaker)
+        said = breaker(t)
+        if said:
+            lines.append(f"   {said}")
     return "\n".join(lines)
 
 
