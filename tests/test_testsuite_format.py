@@ -411,3 +411,23 @@ def test_a_built_in_rule_is_named_by_its_file_when_leashd_is_elsewhere(tmp_path,
     assert r.failure() == (
         f"expected deny, got allow by read-only-git (built-in default.yaml:{line})"
     )
+
+
+def test_a_team_suite_on_the_built_ins_covers_the_teams_own_rules(tmp_path):
+    """Stacked on `default`, a team's coverage is of its own rules: the default's hundreds
+    (tested by their own suites) would make any team's --min-coverage unusable."""
+    write(tmp_path, "team.yaml", POLICY)
+    suite = write(
+        tmp_path,
+        "suite.yaml",
+        "policies: [default, team.yaml]\ncases:\n  - {command: git log, expect: allow}\n",
+    )
+    rules: list = []
+    cov = coverage(run_suite(suite, rules), rules)
+    own = {r.name for r in cov.rules}
+    assert own and all(not str(r.span.file).endswith("default.yaml") for r in cov.rules)
+    assert len(rules) > len(cov.rules) + 100  # the default's rules were loaded, not counted
+    # the built-ins' own suites still count every built-in rule
+    builtin: list = []
+    results = run_suites(builtin_suites(), builtin)
+    assert len(coverage(results, builtin).rules) > 400

@@ -64,7 +64,7 @@ def resolve_policy(spec: str) -> Path:
     name = builtin_name(spec)
     if name is not None:
         return builtin_path(name)
-    path = Path(spec)
+    path = Path(spec).expanduser()  # `~/team.yaml` in LEASHD_POLICY_FILES: no shell expands it
     if not path.exists() or path.is_dir():
         raise _not_a_policy_file(spec, path)
     return path
