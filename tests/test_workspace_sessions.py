@@ -320,7 +320,10 @@ def test_a_database_of_the_previous_schema_is_upgraded_in_no_workspace(tmp_path)
     assert (row.workspace, row.workspace_dirs) == (None, ())
     assert (updated.workspace, updated.workspace_dirs) == ("w", ("/a", "/b"))
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == storage.SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == storage.SCHEMA_VERSION
+        # and every later step ran too: the tasks' tables (version 4) are there
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"tasks", "task_phases", "task_events"} <= tables
 
 
 def _remove_web(w: World) -> str:
