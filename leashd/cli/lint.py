@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-import time
+import threading
 from pathlib import Path
 
 import click
@@ -26,27 +26,54 @@ def _codes(value: str | None) -> list[str]:
 
 
 class _Progress:
-    """A progress bar on a terminal, once the lint has taken longer than a second."""
+    """Where the lint is, on a terminal, once it has taken longer than a second: loading the
+    policies, compiling, checking each rule, comparing the rules, finding example calls.
+
+    The lint says where it is (`__call__`); a thread draws it every few tenths of a second,
+    so that a long step with nothing to count (loading a large policy) still shows."""
 
     def __init__(self) -> None:
-        self.start = time.perf_counter()
+        self.state: tuple[int, int, str] = (0, 0, "loading")
         self.shown = False
-        self.tty = sys.stderr.isatty()
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+        if sys.stderr.isatty():
+            self.thread = threading.Thread(target=self._draw_while_running, daemon=True)
+            self.thread.start()
 
-    def __call__(self, done: int, total: int) -> None:
-        if not self.tty or time.perf_counter() - self.start < 1.0:
-            return
-        width = 30
-        filled = width * done // max(total, 1)
-        bar = "#" * filled + "-" * (width - filled)
-        sys.stderr.write(f"\rlint [{bar}] {done}/{total} rules")
+    def __call__(self, done: int, total: int, stage: str = "comparing rules") -> None:
+        self.state = (done, total, stage)
+
+    def _draw_while_running(self) -> None:
+        if self.done.wait(1.0):
+            return  # finished within a second: nothing to show
+        while not self.done.is_set():
+            self._draw()
+            self.done.wait(0.2)
+
+    def _draw(self) -> None:
+        done, total, stage = self.state
+        if total:
+            width = 30
+            filled = width * done // total
+            bar = "#" * filled + "-" * (width - filled)
+            line = f"lint: {stage:<17} [{bar}] {done}/{total} rules"
+        else:
+            line = f"lint: {stage}..."
+        sys.stderr.write("\r" + line.ljust(_WIDTH)[:_WIDTH])
         sys.stderr.flush()
         self.shown = True
 
     def close(self) -> None:
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join()
         if self.shown:
-            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.write("\r" + " " * _WIDTH + "\r")
             sys.stderr.flush()
+
+
+_WIDTH = 72  # columns the progress line takes (and clears)
 
 
 @click.command(
@@ -99,19 +126,18 @@ def lint_cmd(
     except PolicyError as exc:
         exit_with(exc)
     for specs in stacks:  # every stack is linted: one that fails to load stops no other
+        progress = _Progress()  # from the loading on
         try:
             pol = load_policies(list(specs))
-            progress = _Progress()
-            try:
-                found = lint(pol, progress, use_cache=not no_cache)
-            finally:
-                progress.close()
+            found = lint(pol, progress, use_cache=not no_cache)
         except PolicyErrors as exc:
             errors.extend(exc.errors)
             continue
         except PolicyError as exc:
             errors.append(exc)
             continue
+        finally:
+            progress.close()
         for f in found:  # a file in two stacks: its own findings once
             key = (f.code, str(f.location), f.message)
             if key not in seen:

@@ -10,21 +10,29 @@ For rules Ri before Rj, with M(R) the units R matches:
 
 Containment is proved (automata, see relations.py), never guessed, so a rule reported
 shadowed is one that cannot fire.
+
+The work is done pair by pair (pairs.py: what two rules are to each other, from the two
+alone), then rule by rule (covered by one earlier rule or a union of them, else the
+findings of its pairs, with example calls where they overlap); pair_cache.py keeps each
+piece for the next lint of the same stack.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from leashd.policy.analysis.regions import Region, Regions
+from leashd.policy.analysis.pair_cache import PairCache
+from leashd.policy.analysis.pairs import ALTERNATIVES, EXCEPTION, SEARCH, Pair, compare
+from leashd.policy.analysis.regions import Regions
 from leashd.policy.analysis.relations import Relations
-from leashd.policy.analysis.witness import Witnesses
-from leashd.policy.ir import STRICTNESS
+from leashd.policy.analysis.witness import FOUND, GONE, Witnesses
+
+# progress(done, total, stage): see lint.Progress
+Progress = Callable[..., None]
 
 
-@dataclass(frozen=True)
-class Anomaly:
+class Anomaly(NamedTuple):
     kind: str  # shadowed | redundant | exception | conflict | unanalyzable
     rule: int  # the rule the finding is about
     related: tuple[int, ...]
@@ -41,92 +49,105 @@ _UNION_KINDS = ("tools", "modes", "argv", "flags", "command", "path_regex", "pat
 def find_anomalies(
     regions: Regions,
     witnesses: Witnesses,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     only: list[int] | None = None,
+    cache: PairCache | None = None,
+    rel: Relations | None = None,
 ) -> list[Anomaly]:
     """`only`: the rules to compare (default all); rules that match nothing are left out,
-    since they would be "covered" by anything."""
-    rel = Relations(regions)
+    since they would be "covered" by anything. `cache`: results of an earlier lint to reuse
+    and where this one's are kept (pair_cache.py); `rel`: the relations to ask (one shared
+    with the caller keeps its automata)."""
+    rel = rel if rel is not None else Relations(regions)
+    cache = cache if cache is not None else PairCache(regions.policy)
     regs = regions.regions
-    out: list[Anomaly] = []
-    live = set(range(len(regs)) if only is None else only)
-    for j, rj in enumerate(regs):
+    live = sorted(set(range(len(regs))) if only is None else set(only))
+    cache.live = set(live)
+    # Every pair first, from the two rules alone (only those not apart are kept): a search
+    # outcome is reused only after checking it against the pairs of the whole policy
+    # (pair_cache._holds).
+    rows: dict[int, dict[int, Pair]] = {}
+    for step, j in enumerate(live):
         if progress is not None:
-            progress(j, len(regs))
-        if j not in live:
-            continue
-        covering: list[int] = []
-        near: dict[str, list[Region]] = {}  # kind -> earlier rules implied on all other kinds
-        pairs: list[Anomaly] = []  # findings about j and one earlier rule
-        for i in range(j):
-            if i not in live:
-                continue
-            ri = regs[i]
-            apart = rel.disjoint(ri, rj)
-            if apart is not None:
-                # No unit matches both: i covers no part of j (j is not empty: vacuous rules
-                # are left out), adds nothing to a union that covers j, and is no exception.
-                continue
-            fails = rel.failing(rj, ri)
-            if not fails:
-                covering.append(i)
-                continue
-            if len(fails) == 1:
-                near.setdefault(fails[0], []).append(ri)
-            if ri.rule.action == rj.rule.action:
-                continue
-            if not rel.failing(ri, rj, limit=1):
-                pairs.append(Anomaly("exception", i, (j,)))
-                continue
-            if rel.alternatives_inside(ri, rj):
-                pairs.append(Anomaly("exception", i, (j,), "alternatives"))
-                continue
-            found = witnesses.common(ri, rj, rel)
-            looser_first = STRICTNESS[ri.rule.action] < STRICTNESS[rj.rule.action]
-            if looser_first and (found is None or not found.whole):
-                # No call yet that the looser rule first decides more loosely: ask what the
-                # commands' texts allow (stricter first, a call found is decided strictly,
-                # and none found is no finding).
-                answer = rel.text_answer(ri, rj)
-                if answer is not None and answer.apart:
-                    continue  # they never meet on a command's text (shelltext.py)
-                if answer is not None:
-                    better = witnesses.common(ri, rj, rel, answer.examples())
-                    if better is not None and (found is None or better.whole):
-                        found = better
-            if found is not None:
-                pairs.append(
-                    Anomaly(
-                        "conflict",
-                        j,
-                        (i,),
-                        example=found.call,
-                        decider=found.decider,
-                        whole=found.whole,
-                    )
-                )
-            else:
-                pairs.append(
-                    Anomaly(
-                        "unanalyzable",
-                        j,
-                        (i,),
-                        "could not decide whether they overlap: no call matched by both "
-                        "was found, and no condition proves them disjoint",
-                    )
-                )
+            progress(step, len(live), "comparing rules")
+        row, fresh = cache.row(j, live)
+        for i in fresh:
+            pair = compare(rel, regs[i], regs[j])
+            if not pair.apart:
+                row[i] = pair
+        if fresh or cache.moved:  # (a row from the cache is in order of its rules)
+            row = dict(sorted(row.items()))
+        rows[j] = row
+        cache.keep_row(j, row, len(fresh))
+    out: list[Anomaly] = []
+    for step, j in enumerate(live):
+        if progress is not None:
+            progress(step, len(live), "finding examples")
+        rj = regs[j]
+        row = rows[j]
+        covering = [i for i, p in row.items() if p.covers]
         if not covering:
-            for kind in _UNION_KINDS:
-                cands = near.get(kind, [])
-                if len(cands) >= 2 and rel.covered_by_union(kind, rj, cands):
-                    covering = [c.index for c in cands]
-                    break
+            covering = _union(cache, rel, regions, j, row)
         if covering:
             # j never decides anything: how it overlaps earlier rules is beside the point
             same = all(regs[i].rule.action == rj.rule.action for i in covering)
             out.append(Anomaly("redundant" if same else "shadowed", j, tuple(covering)))
         else:
-            out.extend(pairs)
-        for kind, why in rj.unanalyzable.items():
+            for i, p in row.items():
+                if p.then == EXCEPTION:
+                    out.append(Anomaly("exception", i, (j,)))
+                elif p.then == ALTERNATIVES:
+                    out.append(Anomaly("exception", i, (j,), "alternatives"))
+                elif p.then == SEARCH:
+                    out.extend(_search(cache, witnesses, rel, regions, i, j))
+        facts = cache.facts.get(j)
+        why_not = facts.unanalyzable if facts is not None else rj.unanalyzable
+        for kind, why in why_not.items():
             out.append(Anomaly("unanalyzable", j, (), f"the {kind} condition: {why}"))
     return out
+
+
+def _union(
+    cache: PairCache, rel: Relations, regions: Regions, j: int, row: dict[int, Pair]
+) -> list[int]:
+    """Earlier rules that together cover j, each implied by j on every kind but one."""
+    near: dict[str, list[int]] = {}  # kind -> earlier rules implied on all other kinds
+    for i, p in row.items():
+        if len(p.fails) == 1:
+            near.setdefault(p.fails[0], []).append(i)
+    regs = regions.regions
+    for kind in _UNION_KINDS:
+        cands = near.get(kind, [])
+        if len(cands) < 2:
+            continue
+        covered = cache.union(kind, j, cands)
+        if covered is None:
+            covered = rel.covered_by_union(kind, regs[j], [regs[c] for c in cands])
+            cache.keep_union(kind, j, cands, covered)
+        if covered:
+            return cands
+    return []
+
+
+def _search(
+    cache: PairCache, witnesses: Witnesses, rel: Relations, regions: Regions, i: int, j: int
+) -> list[Anomaly]:
+    """The finding of a pair that overlaps, neither inside the other, actions differing:
+    a conflict with the call found, or, when none was, an unanalyzable pair."""
+    got = cache.outcome(i, j, witnesses, rel)
+    if got is None:
+        got = witnesses.search(regions.regions[i], regions.regions[j], rel).outcome(i)
+        cache.keep_outcome(i, j, got)
+    if got.kind == FOUND:
+        return [Anomaly("conflict", j, (i,), "", got.call, got.decider(i), got.whole)]
+    if got.kind == GONE:
+        return []
+    return [
+        Anomaly(
+            "unanalyzable",
+            j,
+            (i,),
+            "could not decide whether they overlap: no call matched by both "
+            "was found, and no condition proves them disjoint",
+        )
+    ]

@@ -558,13 +558,12 @@ def find(a: DFA, others: Sequence[DFA], accept, budget: int | None = None) -> st
     p = a.partition
     autos = [a, *others]
     # The comparison's alphabet: classes that no automaton involved tells apart are one symbol.
-    # (each symbol written with its most readable class: `s` rather than `ſ` for `(?i)s`)
+    # (each symbol written with its most readable class: `s` rather than `ſ` for `(?i)s`,
+    # and tried in that order: see Partition.readable_order)
     symbols: dict[tuple[int, ...], int] = {}
-    for c, sig in sorted(
-        enumerate(zip(*(m.group for m in autos), strict=True)),
-        key=lambda x: _plainness(p.representative[x[0]]),
-    ):
-        symbols.setdefault(sig, c)
+    groups = [m.group for m in autos]
+    for c in p.readable_order:
+        symbols.setdefault(tuple(g[c] for g in groups), c)
     classes_of = list(symbols.values())
     columns = [[gs[k] for gs in symbols] for k in range(len(autos))]
     dead = (-1,) * len(classes_of)
@@ -600,16 +599,6 @@ def find(a: DFA, others: Sequence[DFA], accept, budget: int | None = None) -> st
             if len(parent) > budget:
                 raise Unanalyzable("the comparison's automaton is too large")
     return None
-
-
-def _plainness(ch: str) -> int:
-    """How readable a character is in an example: ASCII letters and digits, then a space,
-    then other printable ASCII, then the rest."""
-    if ch.isascii() and ch.isalnum():
-        return 0
-    if ch == " ":
-        return 1
-    return 2 if " " < ch < "\x7f" else 3
 
 
 def example(a: DFA) -> str | None:

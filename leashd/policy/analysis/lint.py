@@ -9,19 +9,20 @@ rest are compared in order (anomalies.py).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+import gc
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from leashd import limits
 from leashd.policy import patterns
 from leashd.policy.analysis import automata, cache
 from leashd.policy.analysis.anomalies import Anomaly, find_anomalies
 from leashd.policy.analysis.catalog import BY_KIND
+from leashd.policy.analysis.pair_cache import PairCache, RuleFacts, Stats
 from leashd.policy.analysis.regions import LANG_KINDS, Region, Regions
 from leashd.policy.analysis.relations import Relations
 from leashd.policy.analysis.witness import EXTRA, Witnesses
-from leashd.policy.compiler import compile_policy
+from leashd.policy.compiler import CompiledPolicy, compile_policy
 from leashd.policy.examples import verify_examples
 from leashd.policy.facts import BUILTIN_TOOLS
 from leashd.policy.ir import STRICTNESS, Policy, Rule, Span
@@ -63,26 +64,57 @@ class Finding:
         }
 
 
+class Progress(Protocol):
+    """Told how far the lint is: `done` of `total` steps of `stage` (total 0: one step)."""
+
+    def __call__(self, done: int, total: int, stage: str) -> None: ...
+
+
 def lint(
     policy: Policy,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     use_cache: bool = False,
+    stats: Stats | None = None,
 ) -> list[Finding]:
     """Every finding, in source order. The policy must have loaded (duplicate rule names and
     bad regexes are load errors, reported before a lint can start). `use_cache`: reuse the
-    findings of an identical policy linted by this same leashd before (cache.py)."""
-    k = cache.key(policy) if use_cache else None
-    if k is not None:
-        rows = cache.load(k)
-        if rows is not None:
-            try:
-                return [_from_row(r) for r in rows]
-            except (KeyError, TypeError, ValueError):
-                pass  # a cache file of another shape: lint afresh
-    out = _lint(policy, progress)
-    if k is not None:
-        cache.store(k, [_row(f) for f in out])
-    return out
+    findings of an identical policy linted by this same leashd before (cache.py), else what
+    the last lint of this stack found about the rules and pairs of rules that did not
+    change since (pair_cache.py). `stats`: counts what was analysed and what was reused."""
+    # The analysis makes hundreds of thousands of objects that live until it ends, and
+    # few reference cycles: collecting while it runs took half the time of a re-lint and
+    # freed nothing that mattered (the same peak memory, a 500-rule policy cold).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        if progress is not None and use_cache:
+            progress(0, 0, "reading the cache")
+        k = cache.key(policy) if use_cache else None
+        if k is not None:
+            rows = cache.load(k)
+            if rows is not None:
+                try:
+                    return [_from_row(r) for r in rows]
+                except (KeyError, TypeError, ValueError):
+                    pass  # a cache file of another shape: lint afresh
+        pairs = PairCache.open(policy, stats) if use_cache else PairCache(policy, stats)
+        out = _lint(policy, progress, pairs)
+        if use_cache:
+            if progress is not None:
+                progress(0, 0, "writing the cache")
+            pairs.save()
+        if k is not None and len(out) <= _WHOLE_RESULTS:
+            cache.store(k, [_row(f) for f in out])
+        return out
+    finally:
+        if collecting:
+            gc.enable()
+
+
+# Results with more findings than this are not stored whole: writing and reading them costs
+# about what the pair cache takes to give them again (tens of thousands of findings are
+# tens of megabytes of JSON).
+_WHOLE_RESULTS = 10_000
 
 
 def _row(f: Finding) -> dict[str, Any]:
@@ -113,47 +145,94 @@ def _from_row(r: dict[str, Any]) -> Finding:
     )
 
 
-def _lint(policy: Policy, progress: Callable[[int, int], None] | None) -> list[Finding]:
+def _lint(policy: Policy, progress: Progress | None, pairs: PairCache) -> list[Finding]:
+    def stage(name: str, done: int = 0, total: int = 0) -> None:
+        if progress is not None:
+            progress(done, total, name)
+
+    stage("compiling")
     compiled = compile_policy(policy, verify=False)
+    stage("reading patterns")
+    regions = Regions(policy, EXTRA)
+    rel = Relations(regions)
     out: list[Finding] = []
-    for err in verify_examples(compiled):
-        rule = _rule_at(policy, err.file, err.line)
-        out.append(
-            Finding(
-                "example-failed",
-                "error",
-                rule.name if rule else "",
-                (),
-                err.message,
-                Span(file=err.file, line=err.line, column=err.column),
+    vacuous = {}
+    n = len(policy.rules)
+    for i, r in enumerate(policy.rules):
+        stage("checking rules", i, n)
+        facts = pairs.rule(i)
+        if facts is None:
+            region = regions.regions[i]
+            facts = RuleFacts(
+                _vacuous(region, rel), dict(region.unanalyzable), _failing_examples(compiled, i)
             )
-        )
+            pairs.keep_rule(i, facts)
+        examples = (*r.examples_match, *r.examples_not_match)
+        for pos, message in facts.examples:
+            span = examples[pos].span
+            rule = _rule_at(policy, span.file, span.line)
+            out.append(Finding("example-failed", "error", rule.name if rule else "", (),
+                               message, Span(file=span.file, line=span.line,
+                                             column=span.column)))  # fmt: skip
+        if facts.vacuous:
+            vacuous[i] = facts.vacuous
     for r in policy.rules:
         out.extend(_pattern_findings(r))
         out.extend(_tool_findings(r))
-    regions = Regions(policy, EXTRA)
-    rel = Relations(regions)
-    vacuous = {}
-    for region in regions.regions:
-        why = _vacuous(region, rel)
-        if why:
-            vacuous[region.index] = why
-            r = region.rule
-            out.append(Finding("vacuous", "error", r.name, (), f"rule {r.name!r} matches "
-                               f"nothing: {why}", r.span))  # fmt: skip
-    live = [i for i in range(len(policy.rules)) if i not in vacuous]
-    anomalies = find_anomalies(regions, Witnesses(compiled, regions), progress, only=live)
+    for i, why in vacuous.items():
+        r = policy.rules[i]
+        out.append(Finding("vacuous", "error", r.name, (), f"rule {r.name!r} matches "
+                           f"nothing: {why}", r.span))  # fmt: skip
+    live = [i for i in range(n) if i not in vacuous]
+    witnesses = Witnesses(compiled, regions)
+    pairs.prime(witnesses)
+    anomalies = find_anomalies(regions, witnesses, progress, only=live, cache=pairs, rel=rel)
     spans = {r.name: r.span for r in policy.rules}
+    quoted = [_q(r) for r in policy.rules]
     for a in anomalies:
-        f = _finding(policy, a)
-        if f is not None:  # with the places of the rules it names
-            out.append(replace(f, related_spans=tuple(spans[n] for n in f.related)))
+        f = _finding(policy.rules, quoted, spans, a)
+        if f is not None:
+            out.append(f)
     ignored = {r.name: set(r.lint_ignore) for r in policy.rules if r.lint_ignore}
-    out = [f for f in out if f.code not in ignored.get(f.rule, ())]
+    if ignored:
+        out = [f for f in out if f.code not in ignored.get(f.rule, ())]
     order = {s: n for n, s in enumerate(SEVERITIES)}
-    out.sort(key=lambda f: (f.location.file, f.location.line, f.location.column,
-                            order[f.severity], f.code))  # fmt: skip
+    codes = {kind: rule.code for kind, rule in BY_KIND.items()}
+    places: dict[int, tuple[str, int, int]] = {}  # most findings share their rule's span
+
+    def where(f: Finding) -> tuple:
+        loc = f.location
+        at = places.get(id(loc))
+        if at is None:
+            at = places[id(loc)] = (loc.file, loc.line, loc.column)
+        return (*at, order[f.severity], codes[f.kind])
+
+    out.sort(key=where)
     return out
+
+
+def _failing_examples(compiled: CompiledPolicy, index: int) -> tuple[tuple[int, str], ...]:
+    """The rule's examples that do not behave as they say: (position among its match then
+    not-match examples, message). An example is checked against its rule alone."""
+    rule = compiled.rules[index]
+    examples = (*rule.examples_match, *rule.examples_not_match)
+    if not examples:
+        return ()
+    others = frozenset(range(len(compiled.rules))) - {index}
+    out = []
+    used: set[int] = set()
+    for err in verify_examples(compiled, skip=others):
+        # the example it is about: the first one at that place not yet named (examples
+        # at one place give the same finding, whichever is named)
+        pos = next(
+            n
+            for n, ex in enumerate(examples)
+            if n not in used
+            and (ex.span.file, ex.span.line, ex.span.column) == (err.file, err.line, err.column)
+        )
+        used.add(pos)
+        out.append((pos, err.message))
+    return tuple(out)
 
 
 def _rule_at(policy: Policy, file: str, line: int) -> Rule | None:
@@ -168,73 +247,94 @@ def _q(rule: Rule) -> str:
     return f"{rule.name!r} ({rule.action}, line {rule.span.line})"
 
 
-def _finding(policy: Policy, a: Anomaly) -> Finding | None:
-    rules = policy.rules
+def _finding(
+    rules: tuple[Rule, ...], quoted: list[str], spans: dict[str, Span], a: Anomaly
+) -> Finding | None:
+    """`quoted`: each rule as `_q` writes it (the same few rules are named many times);
+    `spans`: where each rule is, by name."""
+    if a.kind == "conflict":  # most findings of a large policy: first, and directly
+        return _conflict(rules, quoted, spans, a)
     r = rules[a.rule]
+
+    def finding(kind: str, severity: str, related: tuple[str, ...], msg: str,
+                example: dict[str, Any] | None = None) -> Finding:  # fmt: skip
+        # with the places of the rules it names
+        places = tuple(spans[n] for n in related)
+        return Finding(kind, severity, r.name, related, msg, r.span, example, places)
+
     related = tuple(rules[i].name for i in a.related)
-    covers = " and ".join(_q(rules[i]) for i in a.related)
     if a.kind in ("shadowed", "redundant"):
+        covers = " and ".join(quoted[i] for i in a.related)
         together = " together" if len(a.related) > 1 else ""
         if a.kind == "shadowed":
             msg = (f"rule {r.name!r} ({r.action}) can never fire: every call it matches is "
                    f"decided first by {covers}{together}")  # fmt: skip
-            return Finding("shadowed", "error", r.name, related, msg, r.span)
+            return finding("shadowed", "error", related, msg)
         msg = (f"rule {r.name!r} never decides anything: {covers}{together} already "
                f"{r.action} every call it matches")  # fmt: skip
-        return Finding("redundant", "warning", r.name, related, msg, r.span)
+        return finding("redundant", "warning", related, msg)
     if a.kind == "exception" and a.detail == "alternatives":
-        later = rules[a.related[0]]
-        msg = (f"rule {r.name!r} ({r.action}) carves exceptions out of the later {_q(later)}: "
+        later = quoted[a.related[0]]
+        msg = (f"rule {r.name!r} ({r.action}) carves exceptions out of the later {later}: "
                "each of its argv patterns overlapping that rule lies wholly inside it")  # fmt: skip
-        return Finding("exception", "info", r.name, related, msg, r.span)
+        return finding("exception", "info", related, msg)
     if a.kind == "exception":
-        later = rules[a.related[0]]
-        msg = (f"rule {r.name!r} ({r.action}) is an exception to the later {_q(later)}: it "
+        later = quoted[a.related[0]]
+        msg = (f"rule {r.name!r} ({r.action}) is an exception to the later {later}: it "
                f"matches only calls that one matches too")  # fmt: skip
-        return Finding("exception", "info", r.name, related, msg, r.span)
+        return finding("exception", "info", related, msg)
     first = rules[a.related[0]] if a.related else None
     looser_first = first is not None and STRICTNESS[first.action] < STRICTNESS[r.action]
-    if a.kind == "conflict":
-        assert first is not None and a.example is not None
-        shown = _show(a.example)
-        decider = rules[a.decider] if a.decider is not None else first
-        side = "looser" if looser_first else "stricter"
-        if decider is first and not a.whole:
-            # a unit of the call is decided by `first`, but another unit decides the call
-            how = (f"which decides the overlap: a unit of {shown} gets {first.action} (the "
-                   "call itself gets a stricter decision from another of its units)")  # fmt: skip
-        elif decider is first:
-            how = f"which decides the overlap: {shown} gets {first.action}"
-        else:  # the call found in the overlap is decided by a rule before both
-            how = f"but the call found in the overlap, {shown}, is decided before both, by "
-            how += _q(decider)
-        msg = f"rule {r.name!r} ({r.action}) overlaps the earlier, {side} {_q(first)}, {how}"
-        # a warning only where order really loosens a call: the looser rule comes first and
-        # the call is decided by a rule looser than this one
-        loosens = looser_first and STRICTNESS[decider.action] < STRICTNESS[r.action]
-        severity = "warning" if loosens else "info"
-        return Finding("conflict", severity, r.name, related, msg, r.span, a.example)
     # unanalyzable
     if first is not None:
         if not looser_first:
             return None  # if they do overlap, the stricter rule decides: nothing to report
         msg = (f"could not decide whether rule {r.name!r} ({r.action}) overlaps the earlier, "
-               f"looser {_q(first)}: no call matching both was found, and no condition "
+               f"looser {quoted[a.related[0]]}: no call matching both was found, and no condition "
                "proves them disjoint")  # fmt: skip
-        return Finding("unanalyzable", "warning", r.name, related, msg, r.span)
+        return finding("unanalyzable", "warning", related, msg)
     # A condition the automata cannot hold: no claim about the rule is made from it (never
     # contained, never disjoint), and overlaps are still found by example. Information.
     msg = f"rule {r.name!r}: {a.detail}; comparisons with this rule are not proved"
-    return Finding("unanalyzable", "info", r.name, (), msg, r.span)
+    return finding("unanalyzable", "info", (), msg)
+
+
+def _conflict(
+    rules: tuple[Rule, ...], quoted: list[str], spans: dict[str, Span], a: Anomaly
+) -> Finding:
+    r = rules[a.rule]
+    i = a.related[0]
+    first = rules[i]
+    assert a.example is not None
+    shown = _show(a.example)
+    looser_first = STRICTNESS[first.action] < STRICTNESS[r.action]
+    decider = rules[a.decider] if a.decider is not None else first
+    side = "looser" if looser_first else "stricter"
+    if decider is first and not a.whole:
+        # a unit of the call is decided by `first`, but another unit decides the call
+        how = (f"which decides the overlap: a unit of {shown} gets {first.action} (the "
+               "call itself gets a stricter decision from another of its units)")  # fmt: skip
+    elif decider is first:
+        how = f"which decides the overlap: {shown} gets {first.action}"
+    else:  # the call found in the overlap is decided by a rule before both
+        how = f"but the call found in the overlap, {shown}, is decided before both, by "
+        how += quoted[a.decider] if a.decider is not None else quoted[i]
+    msg = f"rule {r.name!r} ({r.action}) overlaps the earlier, {side} {quoted[i]}, {how}"
+    # a warning only where order really loosens a call: the looser rule comes first and
+    # the call is decided by a rule looser than this one
+    loosens = looser_first and STRICTNESS[decider.action] < STRICTNESS[r.action]
+    severity = "warning" if loosens else "info"
+    name = first.name
+    return Finding("conflict", severity, r.name, (name,), msg, r.span, a.example, (spans[name],))
 
 
 def _show(call: dict[str, Any]) -> str:
     inp = call.get("input", {})
     if call.get("tool") == "Bash" and "command" in inp:
         # characters a terminal would not show as themselves, escaped (the example keeps them)
-        shown = "".join(
-            c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(inp["command"])
-        )
+        shown = str(inp["command"])
+        if not shown.isprintable():
+            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
         return f"`{shown}`"
     return f"{call.get('tool')} {inp}"
 

@@ -15,7 +15,8 @@ comparing tool languages, exactly, wildcards included.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from functools import cached_property
 
 from leashd.policy import patterns
 from leashd.policy.analysis import automata, shelltext
@@ -46,31 +47,139 @@ _WHERE_SETS = {
 LANG_KINDS = ("flags", "command", "path_regex", "hosts", "env", "fed_by")
 
 
-@dataclass(frozen=True)
 class PathLang:
-    """A `paths` condition: one path must satisfy all of it."""
+    """A `paths` condition: one path must satisfy all of it. The glob automata are built
+    when first asked for (most questions are decided by access and place first)."""
 
-    cond: PathCondition
-    globs: Lang | None  # None: any path, even one with no spelling a glob can see
-    excepts: Lang | None  # None: nothing excepted
-    where: frozenset[str]
+    def __init__(self, cond: PathCondition, region: Region):
+        self.cond = cond
+        self.where: frozenset[str] = _WHERE_SETS[cond.where]
+        self._region = region
+
+    @cached_property
+    def globs(self) -> Lang | None:
+        """None: any path, even one with no spelling a glob can see."""
+        return self._region._lang("globs") if self.cond.globs else None
+
+    @cached_property
+    def excepts(self) -> Lang | None:
+        """None: nothing excepted."""
+        return self._region._lang("globs_except") if self.cond.except_globs else None
 
 
-@dataclass
 class Region:
-    index: int
-    rule: Rule
-    tools: Lang
-    modes: frozenset[str] | None
-    opaque: bool | None
-    wrapper: bool | None
-    langs: dict[str, Lang | None]
-    argv: ArgvLang | None  # compared token by token (argvlang.py), not as one string
-    paths: PathLang | None
-    input: dict[str, Lang]
-    deny_subjects: bool  # command regexes also see the pipeline and the words (deny rules)
-    # Conditions the analysis could not turn into automata: kind -> why.
-    unanalyzable: dict[str, str] = field(default_factory=dict)
+    """One rule as languages, one per condition kind. The automata are built the first time a
+    question asks for them: a lint that takes most comparisons from its cache (pair_cache.py)
+    builds only those of the rules it compares afresh."""
+
+    def __init__(self, index: int, rule: Rule, owner: Regions, plan: dict):
+        self.index = index
+        self.rule = rule
+        self.modes = frozenset(rule.modes) if rule.modes is not None else None
+        self.opaque = rule.opaque
+        self.wrapper = rule.wrapper
+        self.argv = ArgvLang.of(rule) if rule.argv is not None else None
+        # command regexes also see the pipeline and the words (deny rules)
+        self.deny_subjects = rule.action == "deny"
+        self._owner = owner
+        self._plan = plan
+        self._built: dict[str, Lang | None] = {}
+        self._why: dict[str, str] = {}
+
+    def has(self, kind: str) -> bool:
+        """Does the rule have a condition of this language kind (LANG_KINDS)?"""
+        return kind in self._plan
+
+    def _lang(self, name: str) -> Lang | None:
+        """The language of one planned condition; None: none planned, or one the automata
+        cannot hold (why: in `_why`)."""
+        if name not in self._built:
+            got = None
+            if name in self._plan:
+                try:
+                    got = self._owner._lang(name, self._plan[name])
+                except Unanalyzable as exc:
+                    self._why[name] = str(exc)
+            self._built[name] = got
+        return self._built[name]
+
+    @cached_property
+    def tools(self) -> Lang:
+        got = self._lang("tools")
+        return got if got is not None else ()
+
+    @cached_property
+    def langs(self) -> _Langs:
+        return _Langs(self)
+
+    @cached_property
+    def paths(self) -> PathLang | None:
+        r = self.rule
+        if r.paths is None:
+            return None
+        return PathLang(r.paths, self)
+
+    @cached_property
+    def input_keys(self) -> tuple[str, ...]:
+        """The input fields the rule has a condition on (no automaton built)."""
+        return tuple(name[6:] for name in self._plan if name.startswith("input:"))
+
+    def input_lang(self, key: str) -> Lang | None:
+        """The language of one input field's condition (None: none, or unanalyzable)."""
+        return self._lang("input:" + key)
+
+    @cached_property
+    def input(self) -> dict[str, Lang]:
+        out = {}
+        for name in self._plan:
+            if name.startswith("input:"):
+                got = self._lang(name)
+                if got is not None:
+                    out[name[6:]] = got
+        return out
+
+    @cached_property
+    def unanalyzable(self) -> dict[str, str]:
+        """Conditions the analysis could not turn into automata: kind -> why (every
+        automaton of the rule is built to know)."""
+        r = self.rule
+        out: dict[str, str] = {}
+
+        def note(name: str) -> None:
+            self._lang(name)
+            if name in self._why:
+                out[name] = self._why[name]
+
+        for name in ("tools", *LANG_KINDS):
+            note(name)
+        if r.flags is not None and not self._plan.get("flags"):
+            out["flags"] = "a flag wildcard that can also match inside `--name=value`"
+        if r.paths is not None and r.paths.globs:
+            note("globs")
+        if r.paths is not None and r.paths.except_globs:
+            note("globs_except")
+        for name in self._plan:
+            if name.startswith("input:"):
+                note(name)
+        return out
+
+
+class _Langs(Mapping[str, "Lang | None"]):
+    """A region's languages of the kinds in LANG_KINDS, each built when first asked for."""
+
+    def __init__(self, region: Region):
+        self._region = region
+
+    def __getitem__(self, kind: str) -> Lang | None:
+        if kind not in LANG_KINDS:
+            raise KeyError(kind)
+        return self._region._lang(kind)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(LANG_KINDS)
+
+    def __len__(self) -> int:
+        return len(LANG_KINDS)
 
 
 def _wildcards(ws: tuple[str, ...], ignore_case: bool = False) -> list[tuple[str, bool]]:
@@ -78,47 +187,64 @@ def _wildcards(ws: tuple[str, ...], ignore_case: bool = False) -> list[tuple[str
 
 
 class _Kind:
-    """The patterns of one condition kind: parsed first, then built over one partition."""
+    """The patterns of one condition kind: parsed, then built over one partition, when the
+    first automaton of the kind is asked for (a lint that takes its comparisons from the
+    cache may never ask)."""
 
     def __init__(self, name: str):
         self.name = name
+        self._keys: dict[tuple[str, bool], None] = {}
         self.parsed: dict[tuple[str, bool], Pattern | Unanalyzable] = {}
         self.sets: list[Intervals] = []  # further character sets the partition must tell apart
-        self.partition: Partition | None = None
+        self._partition: Partition | None = None
         self._dfas: dict[tuple[str, bool], DFA] = {}
-        self.universe: DFA | None = None
+        self._universe: DFA | None = None
 
     def add(self, regexes: list[tuple[str, bool]]) -> None:
+        assert self._partition is None, "a pattern added after the partition was made"
         for key in regexes:
-            if key not in self.parsed:
-                try:
-                    # DOTALL-free `.` and friends mean what `re` means: parse as written
-                    self.parsed[key] = automata.parse(key[0], key[1])
-                except Unanalyzable as exc:
-                    self.parsed[key] = exc
+            self._keys.setdefault(key)
 
-    def freeze(self) -> None:
+    @property
+    def partition(self) -> Partition:
+        if self._partition is None:
+            self._freeze()
+        assert self._partition is not None
+        return self._partition
+
+    @property
+    def universe(self) -> DFA:
+        if self._universe is None:
+            everything = automata.parse(r"(?s).*")
+            self._universe = automata.search_dfa(everything, self.partition)
+        return self._universe
+
+    def _freeze(self) -> None:
+        for key in self._keys:
+            try:
+                # DOTALL-free `.` and friends mean what `re` means: parse as written
+                self.parsed[key] = automata.parse(key[0], key[1])
+            except Unanalyzable as exc:
+                self.parsed[key] = exc
         sets = list(self.sets)
         ascii_words = False
         for p in self.parsed.values():
             if isinstance(p, Pattern):
                 sets.extend(p.sets)
                 ascii_words = ascii_words or p.ascii_words
-        self.partition = Partition(sets, ascii_words)
-        everything = automata.parse(r"(?s).*")
-        self.universe = automata.search_dfa(everything, self.partition)
+        self._partition = Partition(sets, ascii_words)
 
     def dfa(self, regex: tuple[str, bool]) -> DFA:
         """The DFA of subjects `regex` is found in."""
         hit = self._dfas.get(regex)
         if hit is None:
+            partition = self.partition
             p = self.parsed.get(regex)
             if p is None:
                 raise KeyError(f"{regex!r} was not added before the partition was made")
             if isinstance(p, Unanalyzable):
                 raise p
-            assert self.partition is not None
-            hit = self._dfas[regex] = automata.search_dfa(p, self.partition)
+            hit = self._dfas[regex] = automata.search_dfa(p, partition)
         return hit
 
     def lang(self, conjuncts: list[list[tuple[str, bool]]]) -> Lang:
@@ -151,10 +277,8 @@ class Regions:
             command.add([(patterns.token_word_regex(a, lenient), False) for a, lenient in tokens])
         for kind, regexes in (extra or {}).items():
             self.kinds[kind].add(regexes)
-        for kind in self.kinds.values():
-            kind.freeze()
         self.regions = [
-            self._build(i, r, plan)
+            Region(i, r, self, plan)
             for i, (r, plan) in enumerate(zip(policy.rules, plans, strict=True))
         ]
 
@@ -224,52 +348,5 @@ class Regions:
     def _lang(self, name: str, conjuncts: list[list[tuple[str, bool]]]) -> Lang:
         return self._kind_of(name).lang(conjuncts)
 
-    def _build(self, index: int, r: Rule, plan: dict) -> Region:
-        unanalyzable: dict[str, str] = {}
-
-        def lang(name: str) -> Lang | None:
-            if name not in plan:
-                return None
-            try:
-                return self._lang(name, plan[name])
-            except Unanalyzable as exc:
-                unanalyzable[name] = str(exc)
-                return None
-
-        tools = lang("tools")
-        langs = {k: lang(k) for k in LANG_KINDS}
-        if r.flags is not None and not plan.get("flags"):
-            unanalyzable["flags"] = "a flag wildcard that can also match inside `--name=value`"
-        paths = None
-        if r.paths is not None:
-            paths = PathLang(
-                r.paths,
-                lang("globs") if r.paths.globs else None,
-                lang("globs_except") if r.paths.except_globs else None,
-                _WHERE_SETS[r.paths.where],
-            )
-        inputs = {}
-        for name in plan:
-            if name.startswith("input:"):
-                got = lang(name)
-                if got is not None:
-                    inputs[name[6:]] = got
-        return Region(
-            index=index,
-            rule=r,
-            tools=tools if tools is not None else (),
-            modes=frozenset(r.modes) if r.modes is not None else None,
-            opaque=r.opaque,
-            wrapper=r.wrapper,
-            langs=langs,
-            argv=ArgvLang.of(r) if r.argv is not None else None,
-            paths=paths,
-            input=inputs,
-            deny_subjects=r.action == "deny",
-            unanalyzable=unanalyzable,
-        )
-
     def universe(self, kind: str) -> DFA:
-        u = self._kind_of(kind).universe
-        assert u is not None
-        return u
+        return self._kind_of(kind).universe

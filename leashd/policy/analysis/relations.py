@@ -488,10 +488,27 @@ class Relations:
     def _partition(self):
         return self.regions.kinds["command"].partition
 
+    def _find_text(
+        self,
+        stage: list[shelltext.Machine],
+        pipe: list[shelltext.Machine] | None = None,
+        **how,
+    ) -> str | None:
+        """shelltext.find_text; where a machine outgrew its limit on subsets made by earlier
+        questions, the question again on fresh machines (shelltext.Outgrown)."""
+        p = self._partition()
+        try:
+            return shelltext.find_text(p, stage, pipe or (), **how)
+        except shelltext.Outgrown:
+            for m in (*stage, *(pipe or ())):
+                if isinstance(m, shelltext.Texts):
+                    m.reset()
+            return shelltext.find_text(p, stage, pipe or (), **how)
+
     def _own_text(self, a: Region, b: Region, shadows: bool, plain: bool) -> str | None:
         """A unit text both rules' conditions hold on (None: there is none)."""
         machines = self._conditions(a, shadows, plain) + self._conditions(b, shadows, plain)
-        return shelltext.find_text(self._partition(), machines, budget=_budget(plain))
+        return self._find_text(machines, budget=_budget(plain))
 
     def _own_words(self, other: Region, deny: Region, plain: bool) -> str | None:
         """A unit of `other` whose words `deny`'s regexes find (as a command: its words
@@ -500,16 +517,14 @@ class Relations:
         extra = [shelltext.OfDFA(self._argv_words(deny, " "))] if deny.argv is not None else []
         if other.argv is not None:
             first = shelltext.OfDFA(self._argv_words(other, " "))
-            got = shelltext.find_text(
-                self._partition(), [first, *extra, *deny_text], budget=_budget(plain)
-            )
+            got = self._find_text([first, *extra, *deny_text], budget=_budget(plain))
             return None if got is None else " ".join(shlex.quote(w) for w in got.split(" "))
         # a text `other`'s regexes find whose words `deny`'s find
         own = [shelltext.any_of(u) for u in other.langs.get("command") or ()]
         (deny_union,) = deny.langs.get("command") or ((),)
         for d in deny_union:
             machines = [self._texts_of_words(d, plain), *own]
-            got = shelltext.find_text(self._partition(), machines, budget=_budget(plain))
+            got = self._find_text(machines, budget=_budget(plain))
             if got is not None:
                 return got
         return None
@@ -521,8 +536,8 @@ class Relations:
             return shelltext.NOT_MODELLED
         pipe = [shelltext.any_of(u) for u in deny.langs.get("command") or ()]
         stage = self._conditions(other, shadows, plain)
-        return shelltext.find_text(
-            self._partition(), stage, pipe, pipeline=True, compound=not plain, budget=_budget(plain)
+        return self._find_text(
+            stage, pipe, pipeline=True, compound=not plain, budget=_budget(plain)
         )
 
     def _spelling(self, plain: bool, shadows: bool = False) -> shelltext.Spelling:
@@ -558,6 +573,8 @@ class Relations:
         for kind in ("flags", "command"):
             if kind == "command" and (a.deny_subjects or b.deny_subjects):
                 continue
+            if not (a.has(kind) and b.has(kind)):
+                continue  # (no automaton built for a question that cannot be asked)
             la, lb = a.langs.get(kind), b.langs.get(kind)
             if la is not None and lb is not None and self.common(kind, la, lb) is None:
                 return kind

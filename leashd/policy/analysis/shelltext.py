@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from leashd.policy import patterns
-from leashd.policy.analysis import automata
 from leashd.policy.analysis.argvlang import Alt, WordSet
 from leashd.policy.analysis.automata import DFA, Unanalyzable
 from leashd.policy.analysis.charsets import Intervals, Partition, normalize
@@ -423,6 +422,14 @@ class AnyOf(Machine):
 _SUBSET_LIMIT = 20000  # subsets one `Texts` may make
 
 
+class Outgrown(Unanalyzable):
+    """A `Texts` reached its limit of subsets. The subsets are kept from one question to
+    the next, so the question that reaches the limit may not be the one that needs them:
+    it is asked again on a fresh machine (`Texts.reset`), and only a question that alone
+    needs more is unanalyzable. An answer then never depends on the questions asked before
+    it (which pairs a lint compares, and in what order: the pair cache relies on that)."""
+
+
 class Texts(Machine):
     """The texts whose words, joined by `joined` (NUL, as `words_regex` writes them; a
     space, as `Unit.words_text` does), `words` accepts (None: any words): a lazy subset
@@ -432,6 +439,8 @@ class Texts(Machine):
     def __init__(self, t: Spelling, words: DFA | None, joined: str = SEP):
         p = self.partition = t.partition
         self.t = t
+        self.words = words
+        self.joined = joined
         self.group = words.group if words is not None else [0] * p.size
         self.delta = words.delta if words is not None else [[0]]
         self.finals = words.finals if words is not None else frozenset({0})
@@ -454,6 +463,10 @@ class Texts(Machine):
         self._final: list[bool] = []
         self._every: list[bool] = []
         self._note(first)
+
+    def reset(self) -> None:
+        """Forget every subset made so far: the machine as it was built."""
+        self.__init__(self.t, self.words, self.joined)  # type: ignore[misc]
 
     def symbol(self, cls: int) -> tuple:
         return self._symbols[cls]
@@ -485,7 +498,7 @@ class Texts(Machine):
         j = self.index.get(nxt)
         if j is None:
             if len(self.subsets) >= _SUBSET_LIMIT:
-                raise Unanalyzable("the automaton of a command's texts is too large")
+                raise Outgrown("the automaton of a command's texts is too large")
             j = self.index[nxt] = len(self.subsets)
             self.subsets.append(nxt)
             self._note(nxt)
@@ -551,7 +564,7 @@ _PIPES = (" | ", "|", " |& ")
 def _alphabet(p: Partition, machines: Sequence[Machine]) -> list[int]:
     """One class for each set of classes no machine tells apart, readable ones first."""
     sig: dict[tuple, int] = {}
-    for c in sorted(range(p.size), key=lambda c: _plainness(p.representative[c])):
+    for c in p.readable_order:
         sig.setdefault(tuple(m.symbol(c) for m in machines), c)
     return list(sig.values())
 
@@ -647,6 +660,3 @@ class _From(Machine):
 
     def symbol(self, cls: int):
         return self.m.symbol(cls)
-
-
-_plainness = automata._plainness

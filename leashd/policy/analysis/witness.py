@@ -8,19 +8,27 @@ the evaluator confirms is the example.
 
 Calls are evaluated in a fixed world (HOME /home/dev, project /home/dev/project), the one
 the built-in suites and corpora use; nothing there needs to exist on this machine.
+
+A search comes to an `Outcome` that names every unit whose deciding rule it read: that is
+all it depends on besides the two rules, and what the pair cache (pair_cache.py) checks
+before it reuses an outcome in a later lint.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from leashd.policy.analysis.regions import Region, Regions
+from leashd.policy.analysis.regions import PathLang, Region, Regions
 from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.evaluator import Evaluator
-from leashd.policy.facts import Context, extract
+from leashd.policy.facts import Context, Unit, extract
+from leashd.policy.ir import STRICTNESS
 from leashd.policy.patterns import DYN, SEP
+from leashd.shell import DYNAMIC
 
 HOME = "/home/dev"
 PROJECT = "/home/dev/project"
@@ -58,66 +66,233 @@ class Witness(NamedTuple):
     whole: bool  # the whole call gets the decider's action
 
 
+@dataclass
+class Trial:
+    """A candidate call, as the evaluator saw it: per unit, the rule that decides it (the
+    first that matches; None: no rule does; UNASKED: a unit both rules do not match, whose
+    decision is only asked with the whole call's) and whether both rules of the pair match
+    it; and, once asked, the action the whole call gets ("" if it could not be evaluated)."""
+
+    call: dict[str, Any]
+    units: tuple[tuple[int | None, bool], ...] = ()
+    whole: str | None = None
+    # per unit, its tool and program (None: none, or one only known at run time)
+    sigs: tuple[tuple[str, str | None], ...] = ()
+    facts: tuple[Unit, ...] = field(default=(), repr=False, compare=False)
+
+    def deciders(self) -> list[int]:
+        """For each unit both rules match, the rule that decides it (one of the two, or a
+        rule before both); empty when no unit is matched by both."""
+        return [first for first, both in self.units if both and first is not None]
+
+
+UNASKED = -2
+
+# A unit a search read the deciding rule of: that rule (-1: none), whether both rules of
+# the pair match the unit, the call, the unit's index in it; what can prove a rule does not
+# match it without the evaluator:
+# the unit's tool and program (`signature`), and the texts command regexes are searched in
+# (`subjects`).
+Subjects = tuple[str | None, str | None, str | None]
+Dep = tuple[int, bool, dict[str, Any], int, tuple[str, str | None], Subjects]
+
+# What a search comes to.
+GONE = 0  # the commands' texts prove the two rules never meet: nothing to report
+NONE = 1  # no call both match was found: an unanalyzable pair
+FOUND = 2  # a call both match: a conflict
+
+
+class Outcome(NamedTuple):
+    """What the example search of a pair i before j comes to, and all it read of the rest
+    of the policy: `deps`, the units whose deciding rule it looked at, each as (that rule,
+    or -1 for none; whether both rules match the unit; the call; the unit's index in it).
+
+    A search only reads of other rules which one decides a unit of a call it tries (the
+    units both rules match, and every unit of a call whose whole decision it asks for). So
+    while each unit of `deps` is decided by the same rule, the same search comes to the
+    same outcome (pair_cache.py checks that, and reuses it). Each unit also comes with its
+    tool and program, which may prove a rule does not match it without the evaluator."""
+
+    kind: int
+    call: dict[str, Any] | None = None
+    # () : the call's unit both match is decided by i; else the rules deciding the units
+    # both match (all before i), of which the earliest is named
+    deciders: tuple[int, ...] = ()
+    whole: bool = False  # the whole call gets the deciding rule's action
+    deps: tuple[Dep, ...] = ()
+
+    def decider(self, i: int) -> int:
+        return min(self.deciders) if self.deciders else i
+
+
+@dataclass
+class Search:
+    """The example search of a pair, as it went: the trials of the first round, whether the
+    commands' texts prove the rules apart (None: not asked, or not a question about texts),
+    the trials of the round on those texts; and what it found: `gone` (apart after all,
+    nothing to report) or `found` (None: no call both rules match)."""
+
+    first: list[Trial] = field(default_factory=list)
+    apart: bool | None = None
+    second: list[Trial] = field(default_factory=list)
+    found: Witness | None = None
+    gone: bool = False
+
+    def outcome(self, i: int) -> Outcome:
+        """What the search comes to, for the pair i (earlier) and another rule."""
+        deps: dict[tuple[int, bool, int, int], Dep] = {}
+        trials = (*self.first, *self.second)
+        for t in trials:
+            for k, (first, both) in enumerate(t.units):
+                if both or t.whole is not None:  # (then every unit's rule was asked)
+                    assert first != UNASKED
+                    f = -1 if first is None else first
+                    dep = (f, both, t.call, k, t.sigs[k], subjects(t.facts[k]))
+                    deps.setdefault((f, both, id(t.call), k), dep)
+        kept = tuple(deps.values())
+        if self.gone:
+            return Outcome(GONE, deps=kept)
+        w = self.found
+        if w is None:
+            return Outcome(NONE, deps=kept)
+        deciders: tuple[int, ...] = ()
+        if w.decider != i:
+            trial = next(t for t in trials if t.call is w.call)
+            deciders = tuple(sorted(set(trial.deciders())))
+        return Outcome(FOUND, w.call, deciders, w.whole, kept)
+
+
+def subjects(u: Unit) -> Subjects:
+    """What command regexes are searched in, in a unit: its text, and for a deny rule's also
+    the pipeline's text and its words (compiler.py `_ok_commands`)."""
+    return u.text, u.pipeline, u.words_text()
+
+
+def signature(u: Unit) -> tuple[str, str | None]:
+    """A unit's tool and program (None: it has none, or one only known at run time)."""
+    known = u.program is not None and 0 not in u.dynamic and DYNAMIC not in u.program
+    return u.tool, u.program if known else None
+
+
 class Witnesses:
     def __init__(self, compiled: CompiledPolicy, regions: Regions):
         self.compiled = compiled
         self.regions = regions
         self.ctx = Context.create(cwd=PROJECT, home=HOME, approved_dirs=[PROJECT])
         self.evaluator = Evaluator(compiled, self.ctx)
+        # Candidate calls, one object per call: searches share many (`cat`), and the
+        # cache keeps each once (pair_cache.py).
+        self._calls: dict[str, dict[str, Any]] = {}
+        # per rule, pieces of candidates its conditions alone decide (`_alone`)
+        self.alone: dict[int, dict[str, Any]] = {}
 
-    def deciders(self, call: dict[str, Any], a: int, b: int) -> list[int]:
-        """For each unit of `call` both rules match, the rule that decides it (the first
-        that matches, which is `a` or an earlier one); empty when no unit is matched by both."""
+    def search(self, ri: Region, rj: Region, rel) -> Search:
+        """A call rules i (earlier) and j overlap on. Candidates come from the rules' own
+        examples and languages; where the looser rule comes first and no call it decides
+        for the whole was found, from the commands' texts too (shelltext.py), which may
+        also prove that the two never meet."""
+        out = Search()
+        found = self.common(ri, rj, self._fresh(ri, rj, rel, None, out.first))
+        looser_first = STRICTNESS[ri.rule.action] < STRICTNESS[rj.rule.action]
+        if looser_first and (found is None or not found.whole):
+            # No call yet that the looser rule first decides more loosely: ask what the
+            # commands' texts allow (stricter first, a call found is decided strictly,
+            # and none found is no finding).
+            answer = rel.text_answer(ri, rj)
+            out.apart = None if answer is None else answer.apart
+            if answer is not None and answer.apart:
+                out.gone = True  # they never meet on a command's text (shelltext.py)
+                return out
+            if answer is not None:
+                texts = answer.examples()
+                better = self.common(ri, rj, self._fresh(ri, rj, rel, texts, out.second))
+                if better is not None and (found is None or better.whole):
+                    found = better
+        out.found = found
+        return out
+
+    def _fresh(
+        self, ra: Region, rb: Region, rel, texts: Iterable[str] | None, log: list[Trial]
+    ) -> Iterator[Trial]:
+        """Trials of the candidates, made as they are asked for and kept in `log`."""
+        for call in self._candidates(ra, rb, rel, texts):
+            t = self.trial(self._interned(call), ra.index, rb.index)
+            log.append(t)
+            yield t
+
+    def _interned(self, call: dict[str, Any]) -> dict[str, Any]:
+        inp = call["input"]
+        if call["tool"] == "Bash" and len(inp) == 1 and type(inp.get("command")) is str:
+            key = inp["command"]
+        else:
+            key = "\0" + json.dumps(call, sort_keys=True)
+        return self._calls.setdefault(key, call)
+
+    def units_of(self, call: dict[str, Any]) -> tuple[Unit, ...] | None:
+        """The units of a call (None: it is no call the evaluator can take apart)."""
         try:
             facts = extract(call["tool"], call["input"], self.ctx)
         except Exception:
-            return []
-        if facts.error is not None:
-            return []
-        out = []
-        for u in facts.units:
-            if self.compiled.matches(a, u, self.ctx) and self.compiled.matches(b, u, self.ctx):
-                # the first rule of all that matches: `a`, `b` or an earlier one
-                decider = self.compiled.first_match(u, self.ctx)
-                assert decider is not None and decider <= min(a, b)
-                out.append(decider)
-        return out
+            return None
+        return None if facts.error is not None else facts.units
 
-    def common(
-        self, ra: Region, rb: Region, rel, texts: Iterable[str] | None = None
-    ) -> Witness | None:
+    def trial(self, call: dict[str, Any], a: int, b: int) -> Trial:
+        found = self.units_of(call)
+        if found is None:
+            return Trial(call)
+        units: list[tuple[int | None, bool]] = []
+        for u in found:
+            both = self.compiled.matches(a, u, self.ctx) and self.compiled.matches(b, u, self.ctx)
+            if both:
+                first = self.compiled.first_match(u, self.ctx)
+                # a unit both match is decided by `a`, `b` or an earlier rule
+                assert first is not None and first <= min(a, b)
+                units.append((first, True))
+            else:
+                units.append((UNASKED, False))
+        return Trial(call, tuple(units), sigs=tuple(signature(u) for u in found), facts=found)
+
+    def common(self, ra: Region, rb: Region, trials: Iterable[Trial]) -> Witness | None:
         """A call both rules match, and the rule that decides it; one decided by the earlier
         of the two where there is one, and then one whose decision is that rule's (no other
         unit of the call is decided more strictly, so the finding's "`X` gets allow" holds
-        for the whole call: `whole`). None if no such call was found. `texts`: try only
-        these commands (relations.TextAnswer.examples)."""
+        for the whole call: `whole`). None if no such call was found."""
         first = min(ra.index, rb.index)
         fallback = None
         more = _MORE  # candidates tried for a whole call once one the earlier rule decides
-        for call in self._candidates(ra, rb, rel, texts):
-            deciders = self.deciders(call, ra.index, rb.index)
+        for t in trials:
+            deciders = t.deciders()
             if first in deciders:
-                if self._decided_by(call, first):
-                    return Witness(call, first, True)
+                if self._decided_by(t, first):
+                    return Witness(t.call, first, True)
                 if fallback is None or fallback.decider != first:
-                    fallback = Witness(call, first, False)
+                    fallback = Witness(t.call, first, False)
             elif deciders and fallback is None:
-                fallback = Witness(call, min(deciders), False)
+                fallback = Witness(t.call, min(deciders), False)
             if fallback is not None and fallback.decider == first:
                 more -= 1
                 if more < 0:
                     break
         return fallback
 
-    def _decided_by(self, call: dict[str, Any], index: int) -> bool:
+    def _decided_by(self, t: Trial, index: int) -> bool:
         """Does the whole call get rule `index`'s action (the strictest of its units')?"""
-        if self.compiled.rules[index].action == "deny":
+        action = self.compiled.rules[index].action
+        if action == "deny":
             return True  # nothing is stricter
-        try:
-            decision = self.evaluator.evaluate(call["tool"], call["input"])
-        except Exception:
-            return False
-        return decision.action == self.compiled.rules[index].action
+        if t.whole is None:
+            try:
+                t.whole = self.evaluator.evaluate(t.call["tool"], t.call["input"]).action
+            except Exception:
+                t.whole = ""
+            # what the whole decision read: the rule deciding each unit
+            t.units = tuple(
+                (self.compiled.first_match(u, self.ctx), both)
+                if first == UNASKED
+                else (first, both)
+                for (first, both), u in zip(t.units, t.facts, strict=True)
+            )
+        return t.whole == action
 
     # --- candidates -----------------------------------------------------------------------
 
@@ -160,16 +335,50 @@ class Witnesses:
                 yield {"tool": tool, "input": {"path": p, **base}}
             yield {"tool": tool, "input": base}
 
+    def _alone(self, r: Region, what: str, make: Callable[[], Any]) -> Any:
+        """A piece of a candidate that only rule r's conditions decide (the other rule of
+        the pair has none of that kind): one per rule, whichever rule it is paired with,
+        and kept from one lint to the next (pair_cache.py)."""
+        mine = self.alone.setdefault(r.index, {})
+        if what not in mine:
+            mine[what] = make()
+        return mine[what]
+
     def _one(self, kind: str, ra: Region, rb: Region, rel) -> str | None:
-        la, lb = ra.langs.get(kind), rb.langs.get(kind)
-        if la is None and lb is None:
+        """A subject of `kind` both rules' conditions accept (one rule's alone when the
+        other has none, or one the automata cannot hold); None: none."""
+        if ra.has(kind) and rb.has(kind):
+            la, lb = ra.langs.get(kind), rb.langs.get(kind)
+            if la is not None and lb is not None:
+                return rel.common(kind, la, lb)
+            if la is None and lb is None:
+                return None
+            r = rb if la is None else ra
+        elif ra.has(kind) or rb.has(kind):
+            r = ra if ra.has(kind) else rb
+        else:
             return None
-        return rel.common(kind, la or (), lb or ())
+        return self._alone(r, kind, lambda: self._common_alone(kind, r.langs.get(kind), rel))
+
+    @staticmethod
+    def _common_alone(kind: str, lang, rel) -> str | None:
+        return None if lang is None else rel.common(kind, lang, ())
 
     def _input_fields(self, ra: Region, rb: Region, rel) -> dict[str, str]:
         out = {}
-        for key in sorted({*ra.input, *rb.input}):  # sorted: the same example every run
-            got = rel.common("input", ra.input.get(key, ()), rb.input.get(key, ()))
+        keys = {*ra.input_keys, *rb.input_keys}
+        for key in sorted(keys):  # sorted: the same example every run
+            la = ra.input_lang(key) if key in ra.input_keys else None
+            lb = rb.input_lang(key) if key in rb.input_keys else None
+            if la is not None and lb is not None:
+                got = rel.common("input", la, lb)
+            elif la is None and lb is None:
+                continue  # (conditions the automata cannot hold)
+            else:
+                r, lang = (rb, lb) if la is None else (ra, la)
+                got = self._alone(
+                    r, "input:" + key, lambda lang=lang: rel.common("input", lang, ())
+                )
             if got is not None:
                 out[key] = got
         return out
@@ -178,6 +387,12 @@ class Witnesses:
         conds = [p for p in (ra.paths, rb.paths) if p is not None]
         if not conds:
             return []
+        if len(conds) == 1:
+            r = ra if ra.paths is not None else rb
+            return self._alone(r, "paths", lambda: self._paths_of(conds, rel))
+        return self._paths_of(conds, rel)
+
+    def _paths_of(self, conds: list[PathLang], rel) -> list[str]:
         wheres = set.intersection(*(set(p.where) for p in conds))
         out = []
         chars = self.regions.kinds["globs"].dfa((_PATH_CHARS, False))
@@ -232,7 +447,11 @@ class Witnesses:
         if host is None:
             # hosts no one host satisfies both: a unit has several (one each)
             each = [
-                rel.common("hosts", lang, ()) for r in (ra, rb) if (lang := r.langs.get("hosts"))
+                self._alone(
+                    r, "hosts", lambda r=r: self._common_alone("hosts", r.langs.get("hosts"), rel)
+                )
+                for r in (ra, rb)
+                if r.has("hosts")
             ]
             if len(each) == 2 and all(each):
                 urls.append("".join(f" https://{h}/" for h in each))
