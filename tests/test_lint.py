@@ -494,3 +494,16 @@ def test_the_report_is_the_same_whatever_the_hash_seed(tmp_path):
         )  # fmt: skip
         reports.append(run.stdout)
     assert json.loads(reports[0]) and reports[0] == reports[1] == reports[2]
+
+
+def test_an_approver_on_a_rule_that_does_not_ask_is_reported():
+    found = findings(
+        """
+        - {name: deploys, commands: ["make deploy"], action: deny, approver: ai}
+        - {name: reads, commands: ["cat"], action: allow, approver: ai}
+        - {name: pushes, commands: ["git push"], action: require_approval, approver: ai}
+        """,
+        "approver-ignored",
+    )
+    assert [(f.rule, f.severity) for f in found] == [("deploys", "warning"), ("reads", "warning")]
+    assert "does not ask (deny)" in found[0].message

@@ -156,6 +156,24 @@ CATALOG: tuple[LintRule, ...] = (
         title="Unknown tool name",
     ),
     LintRule(
+        "L202",
+        "approver-ignored",
+        "warning",
+        "A rule names `approver: ai` but does not ask (its action is allow or deny).",
+        "Only a question can be answered by the AI approver: on a deny the field means nothing "
+        "(a deny is never overridable), on an allow nobody is asked. Its author may believe "
+        "calls are put to the AI that are in fact refused or let through.",
+        """
+- name: deploys                # L202: a deny is never put to the AI approver
+  commands: ["make deploy"]
+  action: deny
+  approver: ai
+""",
+        "Make the rule ask (`action: require_approval`) if the AI should answer, or remove "
+        "`approver`.",
+        title="An approver on a rule that does not ask",
+    ),
+    LintRule(
         "L301",
         "invalid-pattern",
         "error",

@@ -179,6 +179,10 @@ def _lint(policy: Policy, progress: Progress | None, pairs: PairCache) -> list[F
     for r in policy.rules:
         out.extend(_pattern_findings(r))
         out.extend(_tool_findings(r))
+        if r.approver == "ai" and r.action != "require_approval":
+            msg = (f"rule {r.name!r} names approver ai but does not ask ({r.action}): only a "
+                   "question is ever put to the AI approver")  # fmt: skip
+            out.append(Finding("approver-ignored", "warning", r.name, (), msg, r.span))
     for i, why in vacuous.items():
         r = policy.rules[i]
         out.append(Finding("vacuous", "error", r.name, (), f"rule {r.name!r} matches "
