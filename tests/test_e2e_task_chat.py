@@ -212,3 +212,38 @@ def test_cancel_stops_a_task_in_the_middle_of_a_phase(world, bot, github):
     bot.says("/tasks")
     assert "#1 cancelled at explore" in tg.wait_message(OWNER, "#1 cancelled")["text"]
     assert github.pulls == []
+
+
+# --- headless: `leashd task` and `leashd tasks` -----------------------------------------------
+
+
+def test_leashd_task_runs_headless_to_its_pull_request_and_leashd_tasks_lists_it(world, github):
+    repository(world)
+    for said in ("add() must return the sum; check.py proves it.", "calc.py holds add().",
+                 "add() must return the sum; check.py proves it.",
+                 "1. Make add() return a + b."):  # fmt: skip
+        world.fake.reply(text(said), when=_agent)
+    world.fake.reply(text('{"decision": "approve", "feedback": "minimal"}'), when=_reviewing)
+    implement_and_test(world)
+    env = {**world.env, "LEASHD_AUTO_PLAN_REVIEWER": "true", "LEASHD_GITHUB_API_URL": github.url,
+           "LEASHD_GITHUB_TOKEN": github.token}  # fmt: skip
+    done = subprocess.run([*LEASHD, "task", "Fix add() in calc.py", "--dir", str(world.proj)],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Task 1 in ") and "Task 1: implement…" in lines
+    assert lines[-1].endswith("/pull/1") and len(github.pulls) == 1
+    listed = subprocess.run([*LEASHD, "tasks"], env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert listed.returncode == 0 and "#1 done" in listed.stdout and "/pull/1" in listed.stdout
+
+
+def test_leashd_task_exits_1_when_the_task_needs_someone(world, github):
+    repository(world)
+    world.fake.reply(text("AMBIGUOUS: add() or sub()?"), when=_agent)
+    env = {**world.env, "LEASHD_GITHUB_API_URL": github.url}
+    out = subprocess.run([*LEASHD, "task", "Fix the function", "--dir", str(world.proj)],
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 1
+    assert "Task 1 paused at spec: the task needs you: add() or sub()?" in out.stderr
+    assert github.pulls == []

@@ -157,7 +157,10 @@ async def _list(fmt: str) -> None:
     try:
         async with store.db.execute("SELECT DISTINCT chat FROM tasks") as cur:
             chats = [row[0] for row in await cur.fetchall()]
-        tasks = sorted((t for c in chats for t in await store.of_chat(c, 50)), key=lambda t: -t.id)
+        tasks = []
+        for chat in chats:
+            tasks.extend(await store.of_chat(chat, 50))
+        tasks.sort(key=lambda t: -t.id)
         rows = []
         for t in tasks:
             cost = sum(r.cost_usd for r in await store.phases(t.id))
