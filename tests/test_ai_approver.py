@@ -256,3 +256,16 @@ def test_the_breaker_trips_exactly_when_a_limit_is_passed(outcomes):
         else:
             tripped = True
         assert breaker.closed is not tripped  # and once tripped, it stays so
+
+
+def test_a_call_too_large_to_show_whole_goes_to_a_human(fake, tmp_path, project):
+    _answers(fake, '{"decision": "approve", "reason": "fine"}')
+    gate = _gate(tmp_path, project)
+    huge = {"command": "git push origin b", "description": "x" * 60_000}
+    session = Session("s1", "c1", str(project))
+    verdict = asyncio.run(gate.check(session, "Bash", huge))
+    assert verdict.action == "deny" and "more than the approver is shown whole" in verdict.reason
+    assert not [b for b in fake.requests if _is_approver(b)]  # never a model seeing a part
+    # and no mark against the approver
+    assert gate.breaker_state(session) == {"state": "closed", "approvals_in_window": 0,
+                                           "denials_in_a_row": 0}  # fmt: skip

@@ -21,6 +21,9 @@ from leashd.approvers.model import ModelAnswer, ask_model
 
 AskModel = Callable[[str, str], Awaitable[ModelAnswer]]
 _REASON = 500  # characters of the model's reason kept
+# The most of a call the approver is shown. A call it could not be shown whole is not one it
+# can judge: it goes to a human (`too_large`), never to a model seeing a part of it.
+SHOWN_WHOLE = 50_000
 
 SYSTEM = """\
 You are the approver of leashd, a safety gate in front of an AI coding agent that works \
@@ -76,6 +79,14 @@ def prompt_for(ctx: CallContext, nonce: str) -> str:
         'Answer with exactly one JSON object: {"decision": "approve" or "deny", '
         '"reason": "<one sentence>"}'
     )
+
+
+def too_large(ctx: CallContext) -> str | None:
+    """Why `ctx` cannot be shown to the approver whole, or None."""
+    size = len(json.dumps(ctx.tool_input, ensure_ascii=True, default=repr))
+    if size > SHOWN_WHOLE:
+        return f"the call is {size:,} characters, more than the approver is shown whole"
+    return None
 
 
 def parse_answer(text: str) -> tuple[bool, str] | None:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import structlog
 
-from leashd.approvers.ai import AIApprover, CallContext
+from leashd.approvers.ai import AIApprover, CallContext, too_large
 from leashd.approvers.plans import PlanReviewer
 from leashd.approvers.routing import why_not_ai
 from leashd.gate.approvals import ApprovalCoordinator, ApprovalRequest, Notify, Resolution
@@ -451,6 +451,10 @@ class Gate:
             task=session.task,
             recent=tuple(self._recent.get(session.id, ())),
         )
+        oversized = too_large(ctx)
+        if oversized is not None:  # not the approver's failure: its breaker is not touched
+            call.ai = {"fallback": oversized}
+            return None
         judgement = await ai.judge(ctx)
         breaker.record(judgement.outcome, judgement.reason)
         call.ai = {
