@@ -20,23 +20,13 @@ from tests.fakes.anthropic_api import text, tool
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.telegram_api import FakeTelegram
 from tests.test_e2e_daemon import LEASHD, World, world  # noqa: F401
+from tests.test_e2e_tasks import BUGGY, CHECK, COMMAND, FIXED, GITHUB_URL, git
 from tests.test_e2e_telegram import OWNER, TOKEN, Bot
 from tests.tmux import until
 
 pytestmark = pytest.mark.skipif(
     bundled_cli() is None, reason="the Claude Code CLI bundled with claude-agent-sdk is missing"
 )
-
-GITHUB_URL = "https://github.com/acme/calc.git"
-BUGGY = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
-CHECK = "import sys\nfrom calc import add\nsys.exit(0 if add(2, 3) == 5 else 1)\n"
-COMMAND = "python3 check.py"
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
 
 
 def repository(world: World) -> Path:

@@ -183,17 +183,7 @@ class SqliteStore:
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path)
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await migrate(db, self.path)
-        except BaseException:
-            await db.close()
-            raise
-        self._db = db
+        self._db = await connect(self.path)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -331,6 +321,25 @@ def _dirs_of(text: str | None) -> tuple[str, ...]:
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         return ()
     return tuple(dirs)
+
+
+async def connect(path: str | Path) -> aiosqlite.Connection:
+    """The database at `path` (":memory:": one in memory), opened as leashd uses it (WAL,
+    foreign keys, a busy timeout for a second process) and migrated to the current schema."""
+    memory = str(path) == ":memory:"
+    if not memory:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = await aiosqlite.connect(path)
+    try:
+        if not memory:
+            await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await migrate(db, Path(path))
+    except BaseException:
+        await db.close()
+        raise
+    return db
 
 
 async def migrate(db: aiosqlite.Connection, path: Path) -> None:

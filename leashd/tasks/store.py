@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from leashd.daemon.storage import migrate
+from leashd.daemon.storage import connect
 
 ACTIVE = ("running", "paused")  # a task that is not over
 STATUSES = ("running", "paused", "done", "failed", "cancelled")
@@ -75,19 +75,7 @@ class TaskStore:
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path)
-        try:
-            if self.path != ":memory:":
-                await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await migrate(db, Path(self.path))
-        except BaseException:
-            await db.close()
-            raise
-        self._db = db
+        self._db = await connect(self.path)
 
     async def close(self) -> None:
         if self._db is not None:
