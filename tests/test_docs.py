@@ -11,7 +11,7 @@ change, and the CI workflow's policy commands pass on the finished files.
 
 docs/conditions.md is replayed the same way (its examples are policies and calls in a
 simulated world, so they need nothing from this machine), and each of its `.leash` forms must
-compile to the IR of the YAML policy before it.
+compile to the IR of the YAML policy before it; so is docs/testing.md's runnable example.
 
 Run as a script to see what each command of a page prints (for writing a page):
 
@@ -306,6 +306,19 @@ def test_the_conditions_leash_forms_mean_what_their_yaml_says():
         assert yaml_ir == leash_ir, f"{name}: the .leash form says something else"
         pairs += 1
     assert pairs >= 12
+
+
+# --- the testing page ---------------------------------------------------------------------------
+
+
+def test_the_testing_pages_approver_example_prints_what_it_shows(tmp_path):
+    """docs/testing.md's `expect_approver` example: the suite fails on its wrong case only."""
+    work = tmp_path / "work"
+    work.mkdir()
+    ran = replay(read_page(DOCS / "testing.md"), work, environment(tmp_path))
+    check_outputs(ran, "docs/testing.md")
+    (run,) = runs_of(ran, r"^leashd policy test approvers\.yaml")
+    assert run.rc == 1 and run.output[-1] == "2 passed, 1 failed (1 suite)"
 
 
 # --- links ----------------------------------------------------------------------------------------

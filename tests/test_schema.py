@@ -187,6 +187,11 @@ _CASE = {"command": "ls", "expect": "allow"}
         {"context": {"mode": "yolo"}, "cases": []},
         {"context": ["/x"], "cases": []},
         {"casez": [], "cases": []},
+        {"cases": [{**_CASE, "expect_approver": "ai"}]},  # an allow asks nobody
+        {"cases": [{"command": "ls", "expect": "deny", "expect_approver": "human"}]},
+        {"cases": [{"command": "ls", "expect": "require_approval", "expect_approver": "AI"}]},
+        {"cases": [{"command": "ls", "expect": "require_approval", "expect_approver": None}]},
+        {"cases": [{"command": "ls", "expect_approver": "ai"}]},  # no expect
     ],
 )
 def test_suite_mistakes_fail_both_schema_and_loader(tmp_path, doc):
@@ -215,6 +220,18 @@ def test_suite_mistakes_fail_both_schema_and_loader(tmp_path, doc):
         },
         {"context": {"approved_dirs": "/srv"}, "cases": [_CASE]},
         {"context": {}, "cases": [_CASE]},
+        {"cases": [{"command": "ls", "expect": "require_approval", "expect_approver": "ai"}]},
+        {
+            "cases": [
+                {
+                    "tool": "Read",
+                    "input": {"file_path": "a"},
+                    "expect": "require_approval",
+                    "expect_approver": "human",
+                    "rule": None,
+                }
+            ]
+        },
     ],
 )
 def test_suites_both_accept(tmp_path, doc):
@@ -223,7 +240,9 @@ def test_suites_both_accept(tmp_path, doc):
 
 
 _case_values = st.one_of(
-    st.sampled_from(["ls", "Bash", "Read", "allow", "deny", "ask", "require_approval", ""]),
+    st.sampled_from(
+        ["ls", "Bash", "Read", "allow", "deny", "ask", "require_approval", "", "human", "ai"]
+    ),
     st.none(),
     st.booleans(),
     st.integers(0, 3),
@@ -235,9 +254,11 @@ _case_values = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["command", "tool", "input", "expect", "rule", "name", "exepct"]),
+        st.sampled_from(
+            ["command", "tool", "input", "expect", "rule", "name", "exepct", "expect_approver"]
+        ),
         _case_values,
-        max_size=5,
+        max_size=6,
     )
 )
 def test_schema_and_reader_agree_on_every_case(case):

@@ -4,6 +4,7 @@ JUnit, and an HTML coverage report of every rule, linked to its source."""
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -252,6 +253,157 @@ def test_a_broken_policy_is_reported_in_the_policy_file(tmp_path):
     assert info.value.file == str(tmp_path / "p.yaml") and "did you mean 'commands'" in str(
         info.value
     )
+
+
+# --- expect_approver: who is asked -----------------------------------------------------------
+
+ROUTED = """\
+rules:
+  - name: feature-push
+    commands: ["git push origin feature/*"]
+    action: require_approval
+    approver: ai
+  - {name: pushes, commands: ["git push"], action: require_approval}
+  - {name: reads, commands: ["cat"], action: allow}
+"""
+
+ROUTED_SUITE = """\
+policies: [r.yaml]
+cases:
+  - {command: git push origin feature/x, expect: require_approval, expect_approver: ai}
+  - {command: git push origin dev, expect: require_approval, expect_approver: human, rule: pushes}
+  - {command: git push origin dev && git push origin feature/x, expect: require_approval}
+  - command: git push origin feature/x && git push origin dev
+    expect: require_approval
+    expect_approver: ai
+    rule: feature-push
+  - {command: git push origin dev, expect: require_approval, expect_approver: ai, rule: x}
+  - {command: cat a.txt, expect: require_approval, expect_approver: human}
+  - {tool: Read, input: {file_path: /etc/hosts}, expect: require_approval, expect_approver: ai}
+"""
+
+
+def routed_results(tmp_path: Path):
+    write(tmp_path, "r.yaml", ROUTED)
+    suite = write(tmp_path, "suite.yaml", ROUTED_SUITE)
+    return suite, run_suite(suite)
+
+
+def test_expect_approver_passes_when_the_gate_asks_whom_the_case_says(tmp_path):
+    _, results = routed_results(tmp_path)
+    assert [r.expect_approver for r in results[:3]] == ["ai", "human", None]
+    assert [r.approver for r in results[:3]] == ["ai", "human", "human"]
+    assert all(r.passed for r in results[:3])
+
+
+def test_expect_approver_fails_with_who_on_both_sides_at_the_cases_line(tmp_path):
+    suite, results = routed_results(tmp_path)
+    failed = [r for r in results if not r.passed]
+    assert [r.line for r in failed] == [6, 10, 11, 12]
+    assert [format_failure(r).splitlines()[0] for r in failed] == [
+        # the first push is the deciding rule's, but the second asks a human: a human answers
+        f"{suite}:6: expected require_approval (ai) by feature-push, got require_approval "
+        f"(human) by feature-push ({tmp_path}/r.yaml:2)",
+        # the rule and who is asked both differ: both are said
+        f"{suite}:10: expected require_approval (ai) by x, got require_approval (human) by "
+        f"pushes ({tmp_path}/r.yaml:6)",
+        # a call that is not a question has nobody on its side
+        f"{suite}:11: expected require_approval (human), got allow by reads ({tmp_path}/r.yaml:7)",
+        f"{suite}:12: expected require_approval (ai), got deny by the sandbox",
+    ]
+    assert [r.failed_on for r in failed] == ["approver", "rule", "decision", "decision"]
+    assert format_failure(failed[0]).splitlines()[3] == "    why a human: pushes asks a human"
+    assert "why a human" not in format_failure(failed[2])
+
+
+def test_expect_approver_in_junit_and_json(tmp_path):
+    from click.testing import CliRunner
+
+    from leashd.cli import main
+
+    suite, results = routed_results(tmp_path)
+    root = ET.fromstring(junit_xml(results))
+    failure = root.find("testsuite/testcase[@line='6']/failure")
+    assert failure is not None and failure.get("type") == "approver"
+    assert failure.get("message") == format_failure(results[3]).splitlines()[0]
+    out = CliRunner().invoke(main, ["policy", "test", str(suite), "--format", "json"]).output
+    cases = json.loads(out)["cases"]
+    assert [(c.get("expect_approver"), c["approver"]) for c in cases[:4]] == [
+        ("ai", "ai"),
+        ("human", "human"),
+        (None, "human"),
+        ("ai", "human"),
+    ]
+
+
+def test_the_gates_floor_says_who_is_asked_not_the_rules_field(tmp_path):
+    """The gate's floor decides, not the rule's field: outside the approved directories the
+    AI is never asked, whatever the rule names."""
+    write(
+        tmp_path,
+        "r.yaml",
+        "rules:\n  - {name: r, tools: [Read], action: require_approval, approver: ai}\n",
+    )
+    suite = write(
+        tmp_path,
+        "s.yaml",
+        "policies: [r.yaml]\nsandbox: false\ncases:\n"
+        "  - {tool: Read, input: {file_path: a.py}, expect: require_approval,"
+        " expect_approver: ai}\n"
+        "  - {tool: Read, input: {file_path: /srv/b.py}, expect: require_approval,"
+        " expect_approver: human}\n",
+    )
+    assert [(r.approver, r.passed) for r in run_suite(suite)] == [("ai", True), ("human", True)]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "said"),
+    [
+        (
+            "cases:\n  - {command: ls, expect: require_approval, expect_approver: AI}\n",
+            2,
+            62,
+            "`expect_approver` takes human or ai, not 'AI' (did you mean 'ai'?)",
+        ),
+        (
+            "cases:\n  - {command: ls, expect: require_approval, expect_approver: humna}\n",
+            2,
+            62,
+            "`expect_approver` takes human or ai, not 'humna' (did you mean 'human'?)",
+        ),
+        (
+            "cases:\n  - {command: ls, expect: require_approval, expect_approver: [ai]}\n",
+            2,
+            62,
+            "`expect_approver` takes human or ai, not a list",
+        ),
+        (
+            "cases:\n  - {command: ls, expect: require_approval, approver: ai}\n",
+            2,
+            45,
+            "unknown key 'approver' in a case (did you mean 'expect_approver'?)",
+        ),
+        (
+            "cases:\n  - {command: ls, expect: allow, expect_approver: human}\n",
+            2,
+            34,
+            "`expect_approver` says who is asked, so it goes with `expect: require_approval` "
+            "only: a call that gets allow asks nobody",
+        ),
+        (
+            "cases:\n  - command: ls\n    expect: deny\n    expect_approver: ai\n",
+            4,
+            5,
+            "a call that gets deny asks nobody",
+        ),
+    ],
+)
+def test_expect_approver_mistakes(tmp_path, text, line, column, said):
+    errors = suite_errors(tmp_path, text)
+    assert len(errors) == 1, "\n".join(map(str, errors))
+    (err,) = errors
+    assert said in err.message, str(err)
+    assert (err.line, err.column) == (line, column), str(err)
 
 
 @pytest.mark.parametrize("suite", builtin_suites(), ids=lambda p: p.stem)

@@ -35,9 +35,11 @@ def _case_json(r: CaseResult) -> dict[str, Any]:
         "input": r.input,
         "expect": r.expect,
         **({"expect_rule": r.expect_rule} if r.checks_rule else {}),
+        **({"expect_approver": r.expect_approver} if r.expect_approver is not None else {}),
         "passed": r.passed,
         "rule_location": r.rule_where,
         **r.decision.to_json(),
+        "approver": r.approver,  # who is asked: null (nobody), "human" or "ai"
         "layer": r.decision.layer,
     }
 

@@ -209,7 +209,11 @@ class YamlSuiteCase(_Strict):
                     "properties": {"tool": {"const": "Bash"}},
                 },
                 {"required": ["tool", "input"], "not": {"required": ["command"]}},
-            ]
+            ],
+            # Only a question has someone to answer it.
+            "dependentSchemas": {
+                "expect_approver": {"properties": {"expect": {"const": "require_approval"}}}
+            },
         },
     )
 
@@ -228,6 +232,12 @@ class YamlSuiteCase(_Strict):
         None, description="The tool's input, as the agent sends it (`{file_path: .env}`)."
     )
     expect: Action = Field(description="The decision the call must get.")
+    expect_approver: Approver | SkipJsonSchema[None] = Field(
+        None,
+        description="Who must be asked, with `expect: require_approval` only: `human`, or `ai`"
+        " (the AI approver, when it is enabled), as the gate routes the call. Left out: not"
+        " checked.",
+    )
     rule: str | None = Field(
         None,
         description="The rule that must decide it; null: no rule (the policy's default action"

@@ -19,7 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from leashd.policy.errors import PolicyError, PolicyErrors
 from leashd.policy.facts import Context
-from leashd.policy.ir import ACTIONS
+from leashd.policy.ir import ACTIONS, APPROVERS
 from leashd.policy.schema import (
     HOME_PATTERN,
     SUITE_DEFAULT_CWD,
@@ -50,6 +50,14 @@ _ACTION_WORDS = {
     "permit": "allow",
     "accept": "allow",
 }
+_APPROVER_WORDS = {
+    "llm": "ai",
+    "model": "ai",
+    "user": "human",
+    "person": "human",
+    "developer": "human",
+}
+_WORDS = {ACTIONS: _ACTION_WORDS, APPROVERS: _APPROVER_WORDS}
 
 
 class _Unset:
@@ -70,6 +78,7 @@ class Case:
     input: dict[str, Any]
     expect: str
     rule: Any  # UNSET, None (no rule decides) or a rule's name
+    expect_approver: str | None = None  # who must be asked (require_approval): human or ai
 
 
 @dataclass(frozen=True)
@@ -216,8 +225,9 @@ class _Reader:
         shown = repr(v) if isinstance(v, str) else self.kind(node)
         message = f"{_takes(what)} {_listed(allowed)}, not {shown}"
         if isinstance(v, str):
-            hint = _ACTION_WORDS.get(v.lower()) if allowed == ACTIONS else None
-            hint = hint or next(iter(difflib.get_close_matches(v, allowed, n=1)), None)
+            folded = v.strip().lower()  # `AI` and `Deny ` are near no word to difflib
+            hint = folded if folded in allowed else _WORDS.get(allowed, {}).get(folded)
+            hint = hint or next(iter(difflib.get_close_matches(folded, allowed, n=1)), None)
             if hint:
                 message += f" (did you mean {hint!r}?)"
         self.error(node, message)
@@ -448,6 +458,15 @@ class _Reader:
             expect = self.choice(m["expect"][1], "expect", ACTIONS)
         elif "expect" not in hinted:
             self.error(node, f"a case needs `expect`: {_listed(ACTIONS)}")
+        approver = None
+        if "expect_approver" in m:
+            approver = self.choice(m["expect_approver"][1], "expect_approver", APPROVERS)
+            if expect is not None and expect != "require_approval":
+                self.error(
+                    m["expect_approver"][0],
+                    "`expect_approver` says who is asked, so it goes with `expect: "
+                    f"require_approval` only: a call that gets {expect} asks nobody",
+                )
         rule: Any = UNSET
         if "rule" in m:
             rule_node = m["rule"][1]
@@ -474,6 +493,7 @@ class _Reader:
             input=tool_input,
             expect=expect,
             rule=rule,
+            expect_approver=approver,
         )
 
 

@@ -11,9 +11,12 @@ suite_file.py reads it):
       - {tool: Read, input: {file_path: .env}, expect: deny, rule: credential-files}
 
 `rule: null` expects the policy's default action or the sandbox to decide; a case without
-`rule` only checks the decision. A failing case reads as
+`rule` only checks the decision. `expect_approver: human|ai` (with `expect: require_approval`)
+also checks who is asked, as the gate routes the call (leashd/approvers/routing.py). A
+failing case reads as
 
     suite.yaml:14: expected deny by credential-files, got allow by read-only (team.yaml:40)
+    suite.yaml:15: expected require_approval (ai), got require_approval (human) by push (t.yaml:9)
 
 at the case's own line, with the place of the rule that decided; the JUnit report says the
 same. `coverage` tells which rules decided some case; coverage_html.py draws it.
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from leashd.approvers.routing import why_not_ai
 from leashd.gate.sandbox import apply_sandbox
 from leashd.policy.decision import Decision
 from leashd.policy.errors import PolicyError, PolicyErrors
@@ -66,16 +70,39 @@ class CaseResult:
     expect_rule: object
     decision: Decision
     line: int = 0  # where the case is written in its suite
+    expect_approver: str | None = None  # who must be asked; None: not checked
 
     @property
     def checks_rule(self) -> bool:
         return self.expect_rule is not UNSET
 
     @property
-    def passed(self) -> bool:
-        if self.decision.action != self.expect:
-            return False
+    def approver(self) -> str | None:
+        """Who the gate asks (None: nobody, the call is not a question): `ai` only when the
+        AI approver may answer it (`why_not_ai`, the gate's floor), else `human`."""
+        if self.decision.action != "require_approval":
+            return None
+        return "ai" if why_not_ai(self.tool, self.decision) is None else "human"
+
+    @property
+    def rule_passed(self) -> bool:
         return not self.checks_rule or self.decision.rule_name == self.expect_rule
+
+    @property
+    def approver_passed(self) -> bool:
+        return self.expect_approver is None or self.approver == self.expect_approver
+
+    @property
+    def passed(self) -> bool:
+        return self.decision.action == self.expect and self.rule_passed and self.approver_passed
+
+    @property
+    def failed_on(self) -> str:
+        """What a failing case got wrong first: `decision`, `rule` or `approver` (the
+        JUnit failure's type)."""
+        if self.decision.action != self.expect:
+            return "decision"
+        return "rule" if not self.rule_passed else "approver"
 
     @property
     def where(self) -> str:
@@ -92,11 +119,15 @@ class CaseResult:
         return f"{shown_path(rule.span.file, mark_builtin=True)}:{rule.span.line}"
 
     def failure(self) -> str:
-        """What went wrong, in one line: `expected X [by R], got Y by RULE (FILE:LINE)`."""
-        want = self.expect
+        """What went wrong, in one line: `expected X [by R], got Y by RULE (FILE:LINE)`; a
+        case with `expect_approver` says who on both sides: `require_approval (ai)`."""
+        want, got = self.expect, self.decision.action
+        if self.expect_approver is not None:
+            want += f" ({self.expect_approver})"
+            got += f" ({self.approver})" if self.approver is not None else ""
         if self.checks_rule:
             want += f" by {self.expect_rule}" if self.expect_rule is not None else " by no rule"
-        got = f"{self.decision.action} by {decided_by(self.decision)}"
+        got += f" by {decided_by(self.decision)}"
         where = self.rule_where
         return f"expected {want}, got {got}" + (f" ({where})" if where else "")
 
@@ -126,8 +157,12 @@ def decided_by(decision: Decision) -> str:
 
 def format_failure(r: CaseResult) -> str:
     """A failing case for people: `FILE:LINE: expected …, got … by RULE (FILE:LINE)`, then
-    the call and the decision's reason, indented."""
-    return f"{r.where}: {r.failure()}\n    call: {r.call()}\n    reason: {r.decision.reason}"
+    the call and the decision's reason, indented (and why a human is asked, when the case
+    expected the AI approver)."""
+    text = f"{r.where}: {r.failure()}\n    call: {r.call()}\n    reason: {r.decision.reason}"
+    if r.expect_approver == "ai" and r.approver == "human":
+        text += f"\n    why a human: {why_not_ai(r.tool, r.decision)}"
+    return text
 
 
 def shown_path(file: str, mark_builtin: bool = False) -> str:
@@ -168,6 +203,7 @@ def run_suite(path: str | Path, rules_seen: list[Rule] | None = None) -> list[Ca
                 expect_rule=case.rule,
                 decision=decision,
                 line=case.line,
+                expect_approver=case.expect_approver,
             )
         )
     return results
@@ -300,7 +336,7 @@ def junit_xml(results: list[CaseResult]) -> str:
             if r.passed:
                 lines.append(head + "/>")
                 continue
-            kind = "decision" if r.decision.action != r.expect else "rule"
+            kind = r.failed_on
             lines.append(head + ">")
             lines.append(
                 f"      <failure message={_attr(f'{r.where}: {r.failure()}')}"

@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from leashd.policy.analysis.forked import map_shared
 from leashd.policy.analysis.pair_cache import PairCache
 from leashd.policy.analysis.pairs import ALTERNATIVES, EXCEPTION, SEARCH, Pair, compare
 from leashd.policy.analysis.regions import Regions
 from leashd.policy.analysis.relations import Relations
-from leashd.policy.analysis.witness import FOUND, GONE, Witnesses
+from leashd.policy.analysis.witness import FOUND, GONE, Outcome, Witnesses
 
 # progress(done, total, stage): see lint.Progress
 Progress = Callable[..., None]
@@ -79,29 +80,55 @@ def find_anomalies(
             row = dict(sorted(row.items()))
         rows[j] = row
         cache.keep_row(j, row, len(fresh))
-    out: list[Anomaly] = []
+    # Then rule by rule: covered, or the findings of its pairs. The example searches those
+    # need that the cache does not answer are done last, shared among forked processes
+    # (forked.py): they are independent, and most of the time of a lint.
+    plan: list[tuple[int, list[Anomaly | tuple[int, int]]]] = []
+    todo: list[tuple[int, int, int]] = []  # (i, j, j's step) of the searches to run
     for step, j in enumerate(live):
         if progress is not None:
-            progress(step, len(live), "finding examples")
+            progress(step, len(live), "checking pairs")
         rj = regs[j]
         row = rows[j]
+        found: list[Anomaly | tuple[int, int]] = []
         covering = [i for i, p in row.items() if p.covers]
         if not covering:
             covering = _union(cache, rel, regions, j, row)
         if covering:
             # j never decides anything: how it overlaps earlier rules is beside the point
             same = all(regs[i].rule.action == rj.rule.action for i in covering)
-            out.append(Anomaly("redundant" if same else "shadowed", j, tuple(covering)))
+            found.append(Anomaly("redundant" if same else "shadowed", j, tuple(covering)))
         else:
             for i, p in row.items():
                 if p.then == EXCEPTION:
-                    out.append(Anomaly("exception", i, (j,)))
+                    found.append(Anomaly("exception", i, (j,)))
                 elif p.then == ALTERNATIVES:
-                    out.append(Anomaly("exception", i, (j,), "alternatives"))
+                    found.append(Anomaly("exception", i, (j,), "alternatives"))
                 elif p.then == SEARCH:
-                    out.extend(_search(cache, witnesses, rel, regions, i, j))
+                    found.append((i, j))
+                    if cache.outcome(i, j, witnesses, rel) is None:
+                        todo.append((i, j, step))
+        plan.append((j, found))
+
+    def search(item: tuple[int, int, int]) -> tuple[Outcome, dict, dict]:
+        i, j, step = item
+        if progress is not None:
+            progress(step, len(live), "finding examples")
+        got = witnesses.search(regs[i], regs[j], rel).outcome(i)
+        # what the search worked out about each rule alone, for the next lint's cache
+        return got, witnesses.alone.get(i, {}), witnesses.alone.get(j, {})
+
+    for (i, j, _), (got, alone_i, alone_j) in zip(todo, map_shared(search, todo), strict=True):
+        cache.keep_outcome(i, j, witnesses.interned(got))
+        for r, pieces in ((i, alone_i), (j, alone_j)):
+            if pieces:
+                witnesses.alone.setdefault(r, {}).update(pieces)
+    out: list[Anomaly] = []
+    for j, found in plan:
+        for x in found:
+            out.extend((x,) if isinstance(x, Anomaly) else _finding(cache, *x))
         facts = cache.facts.get(j)
-        why_not = facts.unanalyzable if facts is not None else rj.unanalyzable
+        why_not = facts.unanalyzable if facts is not None else regs[j].unanalyzable
         for kind, why in why_not.items():
             out.append(Anomaly("unanalyzable", j, (), f"the {kind} condition: {why}"))
     return out
@@ -129,15 +156,11 @@ def _union(
     return []
 
 
-def _search(
-    cache: PairCache, witnesses: Witnesses, rel: Relations, regions: Regions, i: int, j: int
-) -> list[Anomaly]:
-    """The finding of a pair that overlaps, neither inside the other, actions differing:
-    a conflict with the call found, or, when none was, an unanalyzable pair."""
-    got = cache.outcome(i, j, witnesses, rel)
-    if got is None:
-        got = witnesses.search(regions.regions[i], regions.regions[j], rel).outcome(i)
-        cache.keep_outcome(i, j, got)
+def _finding(cache: PairCache, i: int, j: int) -> list[Anomaly]:
+    """The finding of a pair that overlaps, neither inside the other, actions differing,
+    from its search: a conflict with the call found, or, when none was, an unanalyzable
+    pair."""
+    got = cache.found(i, j)
     if got.kind == FOUND:
         return [Anomaly("conflict", j, (i,), "", got.call, got.decider(i), got.whole)]
     if got.kind == GONE:

@@ -246,6 +246,7 @@ class PairCache:
         self.live: set[int] = set()
         self.unions: dict[tuple[str, int, tuple[int, ...]], bool] = {}
         self.outcomes: dict[tuple[int, int], Outcome] = {}  # searched afresh
+        self._reused: dict[tuple[int, int], Outcome] = {}  # from the old file
         self._kept: list[tuple[int, int]] = []  # old records of the outcomes reused
         self._matched: dict[tuple[int, int, int], bool] = {}  # (rule, call, unit) -> match?
         self._ruled_out: dict[tuple[int, int], bool] = {}  # (rule, tool and program) -> no
@@ -550,7 +551,8 @@ class PairCache:
         self._kept.append(where)
         self.stats.searches_reused += 1
         example = old.call(call) if call >= 0 else None
-        return Outcome(kind, example, deciders, bool(whole))
+        got = self._reused[(i, j)] = Outcome(kind, example, deciders, bool(whole))
+        return got
 
     def _check(
         self, at: int, nd: int, ndeps: int, i: int, j: int, w: Witnesses, rel: Relations
@@ -600,6 +602,11 @@ class PairCache:
         """The outcome of a search run afresh (one reused is kept by `outcome`)."""
         self.stats.searches += 1
         self.outcomes[(i, j)] = outcome
+
+    def found(self, i: int, j: int) -> Outcome:
+        """The outcome of the pair's search: reused (`outcome`) or run afresh (`keep_outcome`)."""
+        got = self.outcomes.get((i, j))
+        return got if got is not None else self._reused[(i, j)]
 
     def _restamp(self, rec: array.array) -> array.array:
         """A kept record with its `reach` in the current places."""

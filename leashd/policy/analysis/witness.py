@@ -228,6 +228,13 @@ class Witnesses:
             key = "\0" + json.dumps(call, sort_keys=True)
         return self._calls.setdefault(key, call)
 
+    def interned(self, o: Outcome) -> Outcome:
+        """The outcome with its calls this process's own objects (one from a forked process
+        brings copies): the cache writes each call once, by identity."""
+        call = self._interned(o.call) if o.call is not None else None
+        deps = tuple((f, both, self._interned(c), *rest) for f, both, c, *rest in o.deps)
+        return o._replace(call=call, deps=deps)
+
     def units_of(self, call: dict[str, Any]) -> tuple[Unit, ...] | None:
         """The units of a call (None: it is no call the evaluator can take apart)."""
         try:
