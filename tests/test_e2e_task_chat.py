@@ -2,7 +2,8 @@
 CLI scripted by the fake Messages API, real git with a bare remote, a fake GitHub, real SQLite.
 The stories: a task from `/task` to its pull request with the costs in `/tasks`; a daemon
 killed with SIGKILL in the middle of implement, restarted, the task going on to its PR;
-`/cancel` in the middle of a phase."""
+`/cancel` in the middle of a phase; a task whose tests keep failing, paused with buttons, and
+the buttons pressed: more retries (it goes on to its PR) or cancel (nothing is pushed)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.fakes.anthropic_api import text, tool
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.telegram_api import FakeTelegram
 from tests.test_e2e_daemon import LEASHD, World, world  # noqa: F401
-from tests.test_e2e_tasks import BUGGY, CHECK, COMMAND, FIXED, GITHUB_URL, git
+from tests.test_e2e_tasks import BUGGY, CHECK, COMMAND, FIXED, GITHUB_URL, STILL_BUGGY, git
 from tests.test_e2e_telegram import OWNER, TOKEN, Bot
 from tests.tmux import until
 
@@ -202,6 +203,84 @@ def test_cancel_stops_a_task_in_the_middle_of_a_phase(world, bot, github):
     bot.says("/tasks")
     assert "#1 cancelled at explore" in tg.wait_message(OWNER, "#1 cancelled")["text"]
     assert github.pulls == []
+
+
+# --- the escalation's buttons ----------------------------------------------------------------
+
+
+def implement(world: World, old: str, new: str, said: str) -> None:
+    """An implement turn that edits calc.py, then a test turn that runs the test command."""
+    edit = {"file_path": str(world.proj / "calc.py"), "old_string": old, "new_string": new}
+    world.fake.reply(tool("Edit", edit), when=_agent)
+    world.fake.reply(text("Changed calc.py."), when=_agent)
+    world.fake.reply(tool("Bash", {"command": COMMAND, "description": "tests"}), when=_agent)
+    world.fake.reply(text(said), when=_agent)
+
+
+def paused_by_failing_tests(world: World, bot: Bot) -> dict:
+    """A task whose implement gets add() wrong, with no retries allowed: it pauses at test.
+    Returns the escalation message, with its buttons."""
+    read_only_phases(world)
+    implement(world, BUGGY, STILL_BUGGY, "FAILED")
+    bot.start(LEASHD_TASK_MAX_RETRIES="0")
+    bot.says("/task Fix add() in calc.py")
+    paused = bot.tg.wait_message(OWNER, "Task 1 paused at test", buttons=True, timeout=120)
+    said = paused["text"]
+    # what happened, and what is needed: the answers, named for a chat without buttons too
+    assert "the tests still fail after 0 retries" in said and "Exit code 1" in said
+    assert said.endswith(
+        "To answer: /task retry 1 to run the phase again, /task more 1 to "
+        "allow 1 more retry, or /task cancel 1 to cancel the task."
+    ), said
+    labels = [b["text"] for row in paused["reply_markup"] for b in row]
+    assert labels == ["Run the phase again", "Allow 1 more retry", "Cancel the task"]
+    return paused
+
+
+def test_more_retries_from_the_escalation_sends_the_task_back_to_implement(world, bot, github):
+    bare = repository(world)
+    paused = paused_by_failing_tests(world, bot)
+    implement(world, STILL_BUGGY, FIXED, "PASSED")  # this time the agent gets it right
+    tg = bot.tg
+    q = tg.press(OWNER, OWNER, paused["message_id"], bot.button(paused, "Allow 1 more retry"))
+    assert tg.wait_answer(q)["text"] == "/task more 1"
+    tg.wait_message(OWNER, "Task 1: going on (more).")
+    done = tg.wait_message(OWNER, "Task 1 done", timeout=120)
+    assert done["text"].endswith("https://github.com/acme/calc/pull/1")
+    # straight back to implement, told what failed (the unchanged code is not tested again)
+    prompts = world.fake.user_texts()
+    asked = [said.split(maxsplit=1)[0] for said in prompts]
+    assert asked[-4:] == ["Implement", "Run", "Implement", "Run"], asked
+    assert prompts[-2].endswith("The tests failed (`python3 check.py`):\nExit code 1")
+    assert world.fake.unexpected == 0
+    (pr,) = github.pulls
+    assert pr.head == "leashd/1-fix-add-in-calc-py"
+    assert "passed after 1 retry" in pr.body
+    assert git(bare, "show", f"{pr.head}:calc.py") == FIXED.strip()
+    bot.says("/tasks")
+    assert "PR: https://github.com/acme/calc/pull/1" in tg.wait_message(OWNER, "#1 done")["text"]
+
+
+def test_cancel_from_the_escalation_ends_the_task_and_pushes_nothing(world, bot, github):
+    bare = repository(world)
+    paused = paused_by_failing_tests(world, bot)
+    tg = bot.tg
+    q = tg.press(OWNER, OWNER, paused["message_id"], bot.button(paused, "Cancel the task"))
+    assert tg.wait_answer(q)["text"] == "/task cancel 1"
+    tg.wait_message(OWNER, "Task 1 cancelled.")
+    bot.says("/tasks")
+    assert "#1 cancelled at test" in tg.wait_message(OWNER, "#1 cancelled")["text"]
+    # a button left on the escalation does nothing now
+    seen = len(tg.messages(OWNER))
+    q = tg.press(OWNER, OWNER, paused["message_id"], bot.button(paused, "Allow 1 more retry"))
+    tg.wait_answer(q)
+    tg.wait_message(OWNER, "Task 1 is cancelled, not waiting for an answer.", after=seen)
+    assert github.pulls == [] and github.posts() == []
+    assert git(bare, "for-each-ref", "--format=%(refname)", "refs/heads") == "refs/heads/main"
+    assert git(world.proj, "branch", "--show-current") == "main"
+    # the agent's work is left in the checkout, uncommitted, for the user to look at
+    assert (world.proj / "calc.py").read_text() == STILL_BUGGY
+    assert world.fake.unexpected == 0
 
 
 # --- headless: `leashd task` and `leashd tasks` -----------------------------------------------

@@ -41,7 +41,8 @@ class ChatReporter:
         await self.connector.send(self.chat, text)
 
     async def escalate(self, task: Task, text: str, choices: list[tuple[str, str]]) -> None:
-        await self.connector.send(self.chat, text, choices)
+        # the answers as buttons, and named in the text: the terminal has no buttons
+        await self.connector.send(self.chat, text + _answers(choices), choices)
 
     async def finished(self, task: Task, text: str) -> None:
         await self.connector.send(self.chat, text)
@@ -113,6 +114,16 @@ async def tasks_list(
         if said:
             lines.append(f"   {said}")
     return "\n".join(lines)
+
+
+def _answers(choices: list[tuple[str, str]]) -> str:
+    """The (label, command) choices of an escalation in words: `To answer: /task retry 4 to
+    run the phase again, …, or /task cancel 4 to cancel the task.`"""
+    said = [f"{command} to {label[:1].lower()}{label[1:]}" for label, command in choices]
+    if not said:
+        return ""
+    listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + ", or " + said[-1]
+    return f"\n\nTo answer: {listed}."
 
 
 def _elapsed(task: Task) -> str:

@@ -90,6 +90,12 @@ class Orchestrator:
         self.reviewer = reviewer
         self._running: dict[int, asyncio.Task[Task]] = {}
 
+    @property
+    def more_retries(self) -> int:
+        """The retries `/task more` adds: the configured number, and at least one (with
+        LEASHD_TASK_MAX_RETRIES=0 the button would otherwise allow nothing)."""
+        return max(self.settings.max_retries, 1)
+
     # --- the doors ------------------------------------------------------------------------------
 
     async def create(self, chat: str, directory: str, description: str) -> Task:
@@ -140,7 +146,12 @@ class Orchestrator:
         if how == "cancel":
             return await self.cancel(task_id)
         if how == "more":
-            task = replace(task, max_retries=task.max_retries + self.settings.max_retries)
+            task = replace(task, max_retries=task.max_retries + self.more_retries)
+            if task.phase == "test" and task.failures:
+                # paused because the tests still failed: that failure is the first of the
+                # retries allowed now, sent back to implement (testing the same code again
+                # would only fail again)
+                task = _retry(task, task.failures)
         elif how == "approve" and task.phase == "plan":
             task = replace(task, phase="implement")
         elif how == "revise" and task.phase == "plan":
@@ -325,12 +336,7 @@ class Orchestrator:
             )
             task = await self.store.save(replace(task, failures=failures))
             return await self._pause(task, why, reporter, retryable=True)
-        task = replace(
-            task,
-            retries=task.retries + 1,
-            phase="implement",
-            failures=f"\n\nThe tests failed (`{task.test_command}`):\n{failures}",
-        )
+        task = _retry(task, failures)
         await self.store.event(task.id, "tests-failed", failures[-2000:])
         delay = self.settings.backoff * 2 ** (task.retries - 1)
         await reporter.progress(
@@ -373,8 +379,7 @@ class Orchestrator:
             choices = [("Approve the plan", f"/task approve {n}")]
             why += f"\n\nTo send it back: /task revise {n} WHAT TO CHANGE"
         if retryable:
-            more = self.settings.max_retries
-            label = f"Allow {plural(more, 'more retry', 'more retries')}"
+            label = f"Allow {plural(self.more_retries, 'more retry', 'more retries')}"
             choices.append((label, f"/task more {n}"))
         choices.append(("Cancel the task", f"/task cancel {n}"))
         await reporter.escalate(task, f"Task {task.id} paused at {task.phase}: {why}", choices)
@@ -455,6 +460,16 @@ def _test_command(task: Task) -> tuple[str | None, str]:
         why = "no test command is known for this project: name one in .leashd/test.yaml"
         return None, why + " (`command: pytest -q`)"
     return found.command, ""
+
+
+def _retry(task: Task, failures: str) -> Task:
+    """The task sent back to implement with what failed: one retry more used."""
+    return replace(
+        task,
+        retries=task.retries + 1,
+        phase="implement",
+        failures=f"\n\nThe tests failed (`{task.test_command}`):\n{failures}",
+    )
 
 
 def _phase_line(task: Task, run: PhaseRun) -> str:
