@@ -507,3 +507,44 @@ def test_an_approver_on_a_rule_that_does_not_ask_is_reported():
     )
     assert [(f.rule, f.severity) for f in found] == [("deploys", "warning"), ("reads", "warning")]
     assert "does not ask (deny)" in found[0].message
+
+
+def test_an_ai_question_before_an_overlapping_human_question_is_the_looser_first():
+    """Who is asked is part of a question: an `approver: ai` rule first decides, for calls a
+    later human-asking rule also matches, that the AI answers them."""
+    rules = """
+        - {name: pushes-ai, commands: ["git push *"], action: require_approval, approver: ai}
+        - {name: pushes-to-main, commands: ["git push * main"], action: require_approval}
+        - {name: git-human, commands: ["git *"], action: require_approval}
+        - {name: force, command_patterns: ['git\\s+push\\s+.*--force'], action: require_approval}
+        """
+    got = {f.rule: f for f in findings(rules)}
+    assert (got["pushes-to-main"].code, got["pushes-to-main"].related) == ("L101", ("pushes-ai",))
+    assert "decided first by 'pushes-ai' (require_approval by the AI approver" in (
+        got["pushes-to-main"].message
+    )
+    force = got["force"]
+    assert (force.code, force.severity, force.related) == ("L103", "warning", ("pushes-ai",))
+    # the example is real: the AI approver answers it under this policy
+    pol = policy_of(rules)
+    decision = Evaluator(compile_policy(pol), EXAMPLE_CONTEXT).evaluate(
+        force.example["tool"], force.example["input"]
+    )
+    assert (decision.action, decision.approver, decision.rule_name) == (
+        "require_approval",
+        "ai",
+        "pushes-ai",
+    )
+    assert (got["pushes-ai"].code, got["pushes-ai"].related) == ("L104", ("git-human",))
+
+
+def test_a_human_question_before_an_ai_one_is_the_stricter_first():
+    found = findings(
+        """
+        - {name: force, command_patterns: ['git\\s+push\\s+.*--force'], action: require_approval}
+        - {name: pushes-ai, commands: ["git push *"], action: require_approval, approver: ai}
+        - {name: other-ai, commands: ["git push * main"], action: require_approval, approver: ai}
+        """
+    )
+    # the same question twice is redundant; a human's before the AI's is no warning
+    assert [(f.rule, f.code) for f in found if f.severity != "info"] == [("other-ai", "L102")]

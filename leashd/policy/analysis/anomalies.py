@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from leashd.policy.analysis.actions import of_rule
 from leashd.policy.analysis.forked import map_shared
 from leashd.policy.analysis.pair_cache import PairCache
 from leashd.policy.analysis.pairs import ALTERNATIVES, EXCEPTION, SEARCH, Pair, compare
@@ -96,7 +97,7 @@ def find_anomalies(
             covering = _union(cache, rel, regions, j, row)
         if covering:
             # j never decides anything: how it overlaps earlier rules is beside the point
-            same = all(regs[i].rule.action == rj.rule.action for i in covering)
+            same = all(of_rule(regs[i].rule) == of_rule(rj.rule) for i in covering)
             found.append(Anomaly("redundant" if same else "shadowed", j, tuple(covering)))
         else:
             for i, p in row.items():

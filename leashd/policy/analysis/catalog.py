@@ -86,7 +86,9 @@ CATALOG: tuple[LintRule, ...] = (
         "contains the other, and their order decides that call. A warning when the earlier "
         "rule is the looser one (the overlap gets the looser action, which the later, "
         "stricter rule did not intend); info when the stricter rule comes first, the usual "
-        "layering of denies before allows, where the overlap is decided safely.",
+        "layering of denies before allows, where the overlap is decided safely. A question "
+        "to the AI approver (`approver: ai`) counts as looser than a question to a human: "
+        "an AI-asking rule before an overlapping human-asking one is a warning too.",
         "The decision on the overlap depends on an order nobody may have thought about. The "
         "finding gives a concrete call from the overlap, checked by the evaluator, so you can "
         "see what order decides.",

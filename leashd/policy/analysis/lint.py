@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from leashd import limits
 from leashd.policy import patterns
 from leashd.policy.analysis import automata, cache
+from leashd.policy.analysis.actions import looser, said
 from leashd.policy.analysis.anomalies import Anomaly, find_anomalies
 from leashd.policy.analysis.catalog import BY_KIND
 from leashd.policy.analysis.pair_cache import PairCache, RuleFacts, Stats
@@ -24,7 +25,7 @@ from leashd.policy.analysis.witness import EXTRA, Witnesses
 from leashd.policy.compiler import CompiledPolicy, compile_policy
 from leashd.policy.examples import verify_examples
 from leashd.policy.facts import BUILTIN_TOOLS
-from leashd.policy.ir import STRICTNESS, Policy, Rule, Span
+from leashd.policy.ir import Policy, Rule, Span
 from leashd.policy.matchers import needs_re
 
 SEVERITIES = ("error", "warning", "info")
@@ -249,7 +250,7 @@ def _rule_at(policy: Policy, file: str, line: int) -> Rule | None:
 
 
 def _q(rule: Rule) -> str:
-    return f"{rule.name!r} ({rule.action}, line {rule.span.line})"
+    return f"{rule.name!r} ({said(rule)}, line {rule.span.line})"
 
 
 def _finding(
@@ -272,29 +273,29 @@ def _finding(
         covers = " and ".join(quoted[i] for i in a.related)
         together = " together" if len(a.related) > 1 else ""
         if a.kind == "shadowed":
-            msg = (f"rule {r.name!r} ({r.action}) can never fire: every call it matches is "
+            msg = (f"rule {r.name!r} ({said(r)}) can never fire: every call it matches is "
                    f"decided first by {covers}{together}")  # fmt: skip
             return finding("shadowed", "error", related, msg)
         msg = (f"rule {r.name!r} never decides anything: {covers}{together} already "
-               f"{r.action} every call it matches")  # fmt: skip
+               f"{said(r)} every call it matches")  # fmt: skip
         return finding("redundant", "warning", related, msg)
     if a.kind == "exception" and a.detail == "alternatives":
         later = quoted[a.related[0]]
-        msg = (f"rule {r.name!r} ({r.action}) carves exceptions out of the later {later}: "
+        msg = (f"rule {r.name!r} ({said(r)}) carves exceptions out of the later {later}: "
                "each of its argv patterns overlapping that rule lies wholly inside it")  # fmt: skip
         return finding("exception", "info", related, msg)
     if a.kind == "exception":
         later = quoted[a.related[0]]
-        msg = (f"rule {r.name!r} ({r.action}) is an exception to the later {later}: it "
+        msg = (f"rule {r.name!r} ({said(r)}) is an exception to the later {later}: it "
                f"matches only calls that one matches too")  # fmt: skip
         return finding("exception", "info", related, msg)
     first = rules[a.related[0]] if a.related else None
-    looser_first = first is not None and STRICTNESS[first.action] < STRICTNESS[r.action]
+    looser_first = first is not None and looser(first, r)
     # unanalyzable
     if first is not None:
         if not looser_first:
             return None  # if they do overlap, the stricter rule decides: nothing to report
-        msg = (f"could not decide whether rule {r.name!r} ({r.action}) overlaps the earlier, "
+        msg = (f"could not decide whether rule {r.name!r} ({said(r)}) overlaps the earlier, "
                f"looser {quoted[a.related[0]]}: no call matching both was found, and no condition "
                "proves them disjoint")  # fmt: skip
         return finding("unanalyzable", "warning", related, msg)
@@ -312,22 +313,22 @@ def _conflict(
     first = rules[i]
     assert a.example is not None
     shown = _show(a.example)
-    looser_first = STRICTNESS[first.action] < STRICTNESS[r.action]
+    looser_first = looser(first, r)
     decider = rules[a.decider] if a.decider is not None else first
     side = "looser" if looser_first else "stricter"
     if decider is first and not a.whole:
         # a unit of the call is decided by `first`, but another unit decides the call
-        how = (f"which decides the overlap: a unit of {shown} gets {first.action} (the "
+        how = (f"which decides the overlap: a unit of {shown} gets {said(first)} (the "
                "call itself gets a stricter decision from another of its units)")  # fmt: skip
     elif decider is first:
-        how = f"which decides the overlap: {shown} gets {first.action}"
+        how = f"which decides the overlap: {shown} gets {said(first)}"
     else:  # the call found in the overlap is decided by a rule before both
         how = f"but the call found in the overlap, {shown}, is decided before both, by "
         how += quoted[a.decider] if a.decider is not None else quoted[i]
-    msg = f"rule {r.name!r} ({r.action}) overlaps the earlier, {side} {quoted[i]}, {how}"
+    msg = f"rule {r.name!r} ({said(r)}) overlaps the earlier, {side} {quoted[i]}, {how}"
     # a warning only where order really loosens a call: the looser rule comes first and
     # the call is decided by a rule looser than this one
-    loosens = looser_first and STRICTNESS[decider.action] < STRICTNESS[r.action]
+    loosens = looser_first and looser(decider, r)
     severity = "warning" if loosens else "info"
     name = first.name
     return Finding("conflict", severity, r.name, (name,), msg, r.span, a.example, (spans[name],))

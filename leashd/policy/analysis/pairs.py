@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from leashd.policy.analysis.actions import of_rule
 from leashd.policy.analysis.regions import Region
 from leashd.policy.analysis.relations import Relations
 
@@ -48,7 +49,7 @@ def compare(rel: Relations, ri: Region, rj: Region) -> Pair:
         # j, and is no exception.
         return APART
     fails = tuple(rel.failing(rj, ri))
-    if not fails or ri.rule.action == rj.rule.action:
+    if not fails or of_rule(ri.rule) == of_rule(rj.rule):
         return Pair(False, fails)
     if not rel.failing(ri, rj, limit=1):
         return Pair(False, fails, EXCEPTION)

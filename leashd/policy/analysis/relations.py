@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from leashd.policy import patterns
 from leashd.policy.analysis import automata, shelltext, wordglobs
+from leashd.policy.analysis.actions import looser, of_rule
 from leashd.policy.analysis.argvlang import ArgvLang, Words, WordSet
 from leashd.policy.analysis.automata import DFA, Unanalyzable
 from leashd.policy.analysis.regions import LANG_KINDS, Lang, PathLang, Region, Regions
-from leashd.policy.ir import STRICTNESS
 from leashd.shell.wrappers import wrapper_argv
 
 # What `counterexample` answers when the automata are too large to walk: "not proved" (not
@@ -390,7 +390,7 @@ class Relations:
         about texts (a rule says nothing about a unit's words nor its text, or a regex is one
         the automata cannot hold). Each rule must name a program or have regexes; one of them
         must have regexes, and a rule with regexes and no argv is read on its text alone."""
-        if not self.regions.texts or a.rule.action == b.rule.action:
+        if not self.regions.texts or of_rule(a.rule) == of_rule(b.rule):
             return None
         if a.rule.command_patterns is None and b.rule.command_patterns is None:
             return None
@@ -422,7 +422,7 @@ class Relations:
             shadows = not (
                 _names_programs(named)
                 and all(getattr(text.rule, c) is None for c in _UNIT_CONDITIONS)
-                and STRICTNESS[named.rule.action] < STRICTNESS[text.rule.action]
+                and looser(named.rule, text.rule)
             )
         deny = next((r for r in (a, b) if r.deny_subjects and r.rule.command_patterns), None)
         other = (b if deny is a else a) if deny is not None else None

@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from leashd.policy.analysis.actions import looser, of_decision, of_rule
 from leashd.policy.analysis.regions import PathLang, Region, Regions
 from leashd.policy.compiler import CompiledPolicy
 from leashd.policy.evaluator import Evaluator
 from leashd.policy.facts import Context, Unit, extract
-from leashd.policy.ir import STRICTNESS
 from leashd.policy.patterns import DYN, SEP
 from leashd.shell import DYNAMIC
 
@@ -193,7 +193,7 @@ class Witnesses:
         also prove that the two never meet."""
         out = Search()
         found = self.common(ri, rj, self._fresh(ri, rj, rel, None, out.first))
-        looser_first = STRICTNESS[ri.rule.action] < STRICTNESS[rj.rule.action]
+        looser_first = looser(ri.rule, rj.rule)
         if looser_first and (found is None or not found.whole):
             # No call yet that the looser rule first decides more loosely: ask what the
             # commands' texts allow (stricter first, a call found is decided strictly,
@@ -283,13 +283,14 @@ class Witnesses:
         return fallback
 
     def _decided_by(self, t: Trial, index: int) -> bool:
-        """Does the whole call get rule `index`'s action (the strictest of its units')?"""
-        action = self.compiled.rules[index].action
+        """Does the whole call get rule `index`'s action (the strictest of its units'; an AI
+        question only when the AI approver answers the whole call, actions.py)?"""
+        action = of_rule(self.compiled.rules[index])
         if action == "deny":
             return True  # nothing is stricter
         if t.whole is None:
             try:
-                t.whole = self.evaluator.evaluate(t.call["tool"], t.call["input"]).action
+                t.whole = of_decision(self.evaluator.evaluate(t.call["tool"], t.call["input"]))
             except Exception:
                 t.whole = ""
             # what the whole decision read: the rule deciding each unit
@@ -432,7 +433,8 @@ class Witnesses:
         prefixes = [""]
         name = self._one("env", ra, rb, rel)
         if name:
-            prefixes.append(f"{name}=x ")
+            # set on the unit, or by `env`: a wrapper, so the unit's text is the words alone
+            prefixes += [f"{name}=x ", f"env {name}=x "]
         feeder = self._one("fed_by", ra, rb, rel)
         if feeder:
             prefixes.append(f"{shlex.quote(feeder)} https://example.com/x | ")
@@ -472,6 +474,8 @@ class Witnesses:
         text = self._one("command", ra, rb, rel)
         if text:
             yield {"tool": "Bash", "input": {"command": text, **inputs}}
+            if name:
+                yield {"tool": "Bash", "input": {"command": f"env {name}=x {text}", **inputs}}
             # the text a command regex wants, as an argument of the words argv wants
             yield {"tool": "Bash", "input": {"command": base + " " + text, **inputs}}
             yield {"tool": "Bash", "input": {"command": base + " " + shlex.quote(text), **inputs}}
