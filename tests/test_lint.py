@@ -446,7 +446,7 @@ def test_an_unchanged_policy_is_answered_from_the_cache(tmp_path, monkeypatch):
     pol = policy_of(CACHED)
     first = lint(pol, use_cache=True)
     assert [f.kind for f in first] == ["shadowed"]
-    monkeypatch.setattr(lint_module, "_lint", lambda *a: pytest.fail("analysed again"))
+    monkeypatch.setattr(lint_module, "_lint", lambda *a, **k: pytest.fail("analysed again"))
     assert lint(pol, use_cache=True) == first
     # without the cache, or for a policy that differs in anything, the analysis runs
     with pytest.raises(pytest.fail.Exception):

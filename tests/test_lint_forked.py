@@ -133,3 +133,29 @@ def test_a_re_lint_shared_among_processes_keeps_the_cache_right(monkeypatch, tmp
     from_file = lint(moved, use_cache=True, stats=same)
     assert same.searches == 0 and same.searches_reused == stats.searches + stats.searches_reused
     assert from_file == lint(moved)
+
+
+def test_work_beside_is_done_once_by_a_child_or_here_when_the_child_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEASHD_LINT_JOBS", "2")
+    pids = _forks(monkeypatch)
+    marks = tmp_path / "marks"
+
+    def mark() -> None:
+        with marks.open("a") as f:
+            f.write("here\n" if os.getpid() == PARENT else "child\n")
+
+    forked.Beside(mark).wait()
+    assert marks.read_text() == "child\n" and len(pids) == 1
+    marks.unlink()
+
+    def fails_in_the_child() -> None:
+        if os.getpid() != PARENT:
+            raise OSError("the disk is full")
+        mark()
+
+    forked.Beside(fails_in_the_child).wait()
+    assert marks.read_text() == "here\n"
+    marks.unlink()
+    monkeypatch.setenv("LEASHD_LINT_JOBS", "1")
+    forked.Beside(mark).wait()
+    assert marks.read_text() == "here\n" and len(pids) == 2  # no fork with one job

@@ -84,14 +84,14 @@ def find_anomalies(
     # Then rule by rule: covered, or the findings of its pairs. The example searches those
     # need that the cache does not answer are done last, shared among forked processes
     # (forked.py): they are independent, and most of the time of a lint.
-    plan: list[tuple[int, list[Anomaly | tuple[int, int]]]] = []
+    plan: list[tuple[int, list[Anomaly | tuple[int, int, Outcome | None]]]] = []
     todo: list[tuple[int, int, int]] = []  # (i, j, j's step) of the searches to run
     for step, j in enumerate(live):
         if progress is not None:
             progress(step, len(live), "checking pairs")
         rj = regs[j]
         row = rows[j]
-        found: list[Anomaly | tuple[int, int]] = []
+        found: list[Anomaly | tuple[int, int, Outcome | None]] = []
         covering = [i for i, p in row.items() if p.covers]
         if not covering:
             covering = _union(cache, rel, regions, j, row)
@@ -106,8 +106,9 @@ def find_anomalies(
                 elif p.then == ALTERNATIVES:
                     found.append(Anomaly("exception", i, (j,), "alternatives"))
                 elif p.then == SEARCH:
-                    found.append((i, j))
-                    if cache.outcome(i, j, witnesses, rel) is None:
+                    got = cache.outcome(i, j, witnesses, rel)
+                    found.append((i, j, got))
+                    if got is None:
                         todo.append((i, j, step))
         plan.append((j, found))
 
@@ -127,7 +128,11 @@ def find_anomalies(
     out: list[Anomaly] = []
     for j, found in plan:
         for x in found:
-            out.extend((x,) if isinstance(x, Anomaly) else _finding(cache, *x))
+            if isinstance(x, Anomaly):
+                out.append(x)
+            else:
+                i, j, got = x
+                out.extend(_finding(got if got is not None else cache.found(i, j), i, j))
         facts = cache.facts.get(j)
         why_not = facts.unanalyzable if facts is not None else regs[j].unanalyzable
         for kind, why in why_not.items():
@@ -157,11 +162,10 @@ def _union(
     return []
 
 
-def _finding(cache: PairCache, i: int, j: int) -> list[Anomaly]:
+def _finding(got: Outcome, i: int, j: int) -> list[Anomaly]:
     """The finding of a pair that overlaps, neither inside the other, actions differing,
     from its search: a conflict with the call found, or, when none was, an unanalyzable
     pair."""
-    got = cache.found(i, j)
     if got.kind == FOUND:
         return [Anomaly("conflict", j, (i,), "", got.call, got.decider(i), got.whole)]
     if got.kind == GONE:

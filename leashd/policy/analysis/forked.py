@@ -141,3 +141,52 @@ def _reap(pid: int, fd: int) -> None:
         os.close(fd)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+class Beside:
+    """`fn()` run in a forked copy of this process while this one goes on, and waited for
+    (`wait`): the lint writes its cache while it words its findings. Where no fork is made
+    (see `map_shared`), or the child fails, `wait` runs it here."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self.fn = fn
+        self.pid: int | None = None
+        if workers() < 2 or not hasattr(os, "fork"):
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # see _start
+                pid = os.fork()
+        except OSError:
+            return
+        if pid == 0:  # the child: never returns
+            status = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                fn()
+                status = 0
+            except BaseException:  # the parent does it again
+                pass
+            finally:
+                os._exit(status)
+        self.pid = pid
+
+    def wait(self) -> None:
+        pid, self.pid = self.pid, None
+        if pid is not None:
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                status = 1
+            if status == 0:
+                return
+        self.fn()
+
+    def cancel(self) -> None:
+        """The parent failed: the child is stopped, and nothing is done here."""
+        pid, self.pid = self.pid, None
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple, Protocol
 
 from leashd import limits
 from leashd.policy import patterns
-from leashd.policy.analysis import automata, cache
-from leashd.policy.analysis.actions import looser, said
+from leashd.policy.analysis import automata, cache, forked
+from leashd.policy.analysis.actions import STRICT, looser, of_rule, said
 from leashd.policy.analysis.anomalies import Anomaly, find_anomalies
 from leashd.policy.analysis.catalog import BY_KIND
 from leashd.policy.analysis.pair_cache import PairCache, RuleFacts, Stats
@@ -100,11 +100,7 @@ def lint(
                 except (KeyError, TypeError, ValueError):
                     pass  # a cache file of another shape: lint afresh
         pairs = PairCache.open(policy, stats) if use_cache else PairCache(policy, stats)
-        out = _lint(policy, progress, pairs)
-        if use_cache:
-            if progress is not None:
-                progress(0, 0, "writing the cache")
-            pairs.save()
+        out = _lint(policy, progress, pairs, save=use_cache)
         if k is not None and len(out) <= _WHOLE_RESULTS:
             cache.store(k, [_row(f) for f in out])
         return out
@@ -147,7 +143,12 @@ def _from_row(r: dict[str, Any]) -> Finding:
     )
 
 
-def _lint(policy: Policy, progress: Progress | None, pairs: PairCache) -> list[Finding]:
+def _lint(
+    policy: Policy, progress: Progress | None, pairs: PairCache, save: bool = False
+) -> list[Finding]:
+    """`save`: write what was worked out for the next lint (pair_cache.py), once the
+    analysis is done and while the findings are worded (forked.Beside)."""
+
     def stage(name: str, done: int = 0, total: int = 0) -> None:
         if progress is not None:
             progress(done, total, name)
@@ -193,10 +194,24 @@ def _lint(policy: Policy, progress: Progress | None, pairs: PairCache) -> list[F
     witnesses = Witnesses(compiled, regions)
     pairs.prime(witnesses)
     anomalies = find_anomalies(regions, witnesses, progress, only=live, cache=pairs, rel=rel)
-    spans = {r.name: r.span for r in policy.rules}
-    quoted = [_q(r) for r in policy.rules]
+    writer = forked.Beside(pairs.save) if save else None
+    try:
+        out = _worded(policy, out, anomalies)
+    except BaseException:
+        if writer is not None:
+            writer.cancel()
+        raise
+    if writer is not None:
+        stage("writing the cache")
+        writer.wait()
+    return out
+
+
+def _worded(policy: Policy, out: list[Finding], anomalies: list[Anomaly]) -> list[Finding]:
+    """The findings of the rules alone (`out`) and of the anomalies, in source order."""
+    words = _Words(policy.rules)
     for a in anomalies:
-        f = _finding(policy.rules, quoted, spans, a)
+        f = _finding(words, a)
         if f is not None:
             out.append(f)
     ignored = {r.name: set(r.lint_ignore) for r in policy.rules if r.lint_ignore}
@@ -253,13 +268,30 @@ def _q(rule: Rule) -> str:
     return f"{rule.name!r} ({said(rule)}, line {rule.span.line})"
 
 
-def _finding(
-    rules: tuple[Rule, ...], quoted: list[str], spans: dict[str, Span], a: Anomaly
-) -> Finding | None:
-    """`quoted`: each rule as `_q` writes it (the same few rules are named many times);
-    `spans`: where each rule is, by name."""
+class _Words:
+    """What findings say of each rule, worked out once per lint: a large policy's lint
+    words tens of thousands of findings about the same few hundred rules."""
+
+    def __init__(self, rules: tuple[Rule, ...]):
+        self.rules = rules
+        self.quoted = [_q(r) for r in rules]  # as `_q` writes it
+        self.spans = {r.name: r.span for r in rules}  # where each rule is, by name
+        self.said = [said(r) for r in rules]
+        self.strict = [STRICT[of_rule(r)] for r in rules]
+        self._shown: dict[int, tuple[dict[str, Any], str]] = {}
+
+    def shown(self, call: dict[str, Any]) -> str:
+        """`_show`, once per call (the cache gives one object per call)."""
+        hit = self._shown.get(id(call))
+        if hit is None or hit[0] is not call:
+            hit = self._shown[id(call)] = (call, _show(call))
+        return hit[1]
+
+
+def _finding(w: _Words, a: Anomaly) -> Finding | None:
     if a.kind == "conflict":  # most findings of a large policy: first, and directly
-        return _conflict(rules, quoted, spans, a)
+        return _conflict(w, a)
+    rules, quoted, spans = w.rules, w.quoted, w.spans
     r = rules[a.rule]
 
     def finding(kind: str, severity: str, related: tuple[str, ...], msg: str,
@@ -305,33 +337,32 @@ def _finding(
     return finding("unanalyzable", "info", (), msg)
 
 
-def _conflict(
-    rules: tuple[Rule, ...], quoted: list[str], spans: dict[str, Span], a: Anomaly
-) -> Finding:
-    r = rules[a.rule]
+def _conflict(w: _Words, a: Anomaly) -> Finding:
+    rules, quoted, strict = w.rules, w.quoted, w.strict
+    j = a.rule
+    r = rules[j]
     i = a.related[0]
     first = rules[i]
     assert a.example is not None
-    shown = _show(a.example)
-    looser_first = looser(first, r)
-    decider = rules[a.decider] if a.decider is not None else first
+    shown = w.shown(a.example)
+    looser_first = strict[i] < strict[j]
+    d = a.decider if a.decider is not None else i
     side = "looser" if looser_first else "stricter"
-    if decider is first and not a.whole:
+    if d == i and not a.whole:
         # a unit of the call is decided by `first`, but another unit decides the call
-        how = (f"which decides the overlap: a unit of {shown} gets {said(first)} (the "
+        how = (f"which decides the overlap: a unit of {shown} gets {w.said[i]} (the "
                "call itself gets a stricter decision from another of its units)")  # fmt: skip
-    elif decider is first:
-        how = f"which decides the overlap: {shown} gets {said(first)}"
+    elif d == i:
+        how = f"which decides the overlap: {shown} gets {w.said[i]}"
     else:  # the call found in the overlap is decided by a rule before both
         how = f"but the call found in the overlap, {shown}, is decided before both, by "
-        how += quoted[a.decider] if a.decider is not None else quoted[i]
-    msg = f"rule {r.name!r} ({said(r)}) overlaps the earlier, {side} {quoted[i]}, {how}"
+        how += quoted[d]
+    msg = f"rule {r.name!r} ({w.said[j]}) overlaps the earlier, {side} {quoted[i]}, {how}"
     # a warning only where order really loosens a call: the looser rule comes first and
     # the call is decided by a rule looser than this one
-    loosens = looser_first and looser(decider, r)
-    severity = "warning" if loosens else "info"
+    severity = "warning" if looser_first and strict[d] < strict[j] else "info"
     name = first.name
-    return Finding("conflict", severity, r.name, (name,), msg, r.span, a.example, (spans[name],))
+    return Finding("conflict", severity, r.name, (name,), msg, r.span, a.example, (w.spans[name],))
 
 
 def _show(call: dict[str, Any]) -> str:

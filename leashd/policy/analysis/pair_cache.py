@@ -246,7 +246,6 @@ class PairCache:
         self.live: set[int] = set()
         self.unions: dict[tuple[str, int, tuple[int, ...]], bool] = {}
         self.outcomes: dict[tuple[int, int], Outcome] = {}  # searched afresh
-        self._reused: dict[tuple[int, int], Outcome] = {}  # from the old file
         self._kept: list[tuple[int, int]] = []  # old records of the outcomes reused
         self._matched: dict[tuple[int, int, int], bool] = {}  # (rule, call, unit) -> match?
         self._ruled_out: dict[tuple[int, int], bool] = {}  # (rule, tool and program) -> no
@@ -534,9 +533,8 @@ class PairCache:
         old = self.old
         if old is None or old.world != self.world:
             return None
-        if self._old_pos[i] < 0 or self._old_pos[j] < 0:
-            return None
-        where = old.search_at.get((self.ids[i], self.ids[j]))
+        ids = self.ids
+        where = old.search_at.get((ids[i], ids[j]))  # (a new rule's number is in no record)
         if where is None:
             return None
         start, _stop = where
@@ -551,8 +549,7 @@ class PairCache:
         self._kept.append(where)
         self.stats.searches_reused += 1
         example = old.call(call) if call >= 0 else None
-        got = self._reused[(i, j)] = Outcome(kind, example, deciders, bool(whole))
-        return got
+        return Outcome(kind, example, deciders, bool(whole))
 
     def _check(
         self, at: int, nd: int, ndeps: int, i: int, j: int, w: Witnesses, rel: Relations
@@ -604,9 +601,8 @@ class PairCache:
         self.outcomes[(i, j)] = outcome
 
     def found(self, i: int, j: int) -> Outcome:
-        """The outcome of the pair's search: reused (`outcome`) or run afresh (`keep_outcome`)."""
-        got = self.outcomes.get((i, j))
-        return got if got is not None else self._reused[(i, j)]
+        """The outcome of the pair's search run afresh (`keep_outcome`)."""
+        return self.outcomes[(i, j)]
 
     def _restamp(self, rec: array.array) -> array.array:
         """A kept record with its `reach` in the current places."""
