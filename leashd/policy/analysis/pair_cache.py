@@ -141,6 +141,7 @@ class _Old:
         # calls, written back as they are: a Bash call with a command alone as that command
         self.calls_json = bytes(sections["calls"])
         self.raw_calls: list[Any] = json.loads(self.calls_json)
+        self.ncalls = len(self.raw_calls)
         # per call, per unit, what command regexes are searched in (witness.subjects):
         # read only when a rule with regexes is new or moved
         self.subjects_json = bytes(sections["subjects"])
@@ -152,27 +153,38 @@ class _Old:
         # known); `units` holds, call after call, how many units and their numbers
         self.sigs = [(str(t), None if p is None else str(p)) for t, p in data["sigs"]]
         self.units = _ints(sections["units"])
-        self.unit_at = array.array("i")
-        at = 0
-        for _ in self.raw_calls:
-            self.unit_at.append(at)
-            if self.units[at] < 0:
-                raise ValueError("not a number of units")
-            at += 1 + self.units[at]
-        if at != len(self.units):
-            raise ValueError("units cut short")
+        self._unit_at: array.array | None = None  # made when first asked (`unit_at`)
         self.searches = _ints(sections["searches"])
-        self.search_at: dict[tuple[int, int], tuple[int, int]] = {}  # -> (start, end)
-        at, end, ncalls = 0, len(self.searches), len(self.raw_calls)
-        while at < end:
-            i, j, kind, call, _whole, _reach, _blind, nd, ndeps = self.searches[at : at + _HEAD]
-            if not (kind in _KINDS and -1 <= call < ncalls and nd >= 0 and ndeps >= 0):
-                raise ValueError("not a search")
-            stop = at + _HEAD + nd + 4 * ndeps
-            self.search_at[(i, j)] = (at, stop)
-            at = stop
-        if at != end:
-            raise ValueError("a search cut short")
+        # (i, j) -> (start, end) of its record, from the index the writer made (walking the
+        # records here took a tenth of a re-lint); each record is checked when it is read
+        index = _ints(sections["index"])
+        if len(index) % 4 or (
+            index and not 0 <= min(index[2::4]) <= max(index[3::4]) <= len(self.searches)
+        ):
+            raise ValueError("not an index of the searches")
+        self.search_at: dict[tuple[int, int], tuple[int, int]] = dict(
+            zip(
+                zip(index[0::4], index[1::4], strict=True),
+                zip(index[2::4], index[3::4], strict=True),
+                strict=True,
+            )
+        )
+
+    @property
+    def unit_at(self) -> array.array:
+        """Where each call's units start in `units` (a re-lint that moved no rule never
+        asks)."""
+        if self._unit_at is None:
+            out, units, at = array.array("i"), self.units, 0
+            for _ in range(self.ncalls):
+                out.append(at)
+                if units[at] < 0:
+                    raise ValueError("not a number of units")
+                at += 1 + units[at]
+            if at != len(units):
+                raise ValueError("units cut short")
+            self._unit_at = out
+        return self._unit_at
 
     def call(self, n: int) -> dict[str, Any]:
         got = self._calls.get(n)
@@ -320,7 +332,13 @@ class PairCache:
         path = _path(self.policy)
         if path is None or not self.persist or not self.usable:
             return
-        data = _pack(*self._encode())
+        try:
+            data = _pack(*self._encode())
+        except (ValueError, IndexError):
+            # the old file was not as it should be (parts of it are read lazily): gone, so
+            # that the next lint starts afresh
+            path.unlink(missing_ok=True)
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -440,6 +458,7 @@ class PairCache:
             "subjects": subjects_json,
             "units": units.tobytes(),
             "searches": searches.tobytes(),
+            "index": _index(searches).tobytes(),
         }
         return head, sections
 
@@ -537,8 +556,15 @@ class PairCache:
         where = old.search_at.get((ids[i], ids[j]))  # (a new rule's number is in no record)
         if where is None:
             return None
-        start, _stop = where
-        _i, _j, kind, call, whole, reach, blind, nd, ndeps = old.searches[start : start + _HEAD]
+        start, stop = where
+        head = old.searches[start : start + _HEAD]
+        if len(head) != _HEAD:
+            return None  # not a record of ours (cannot happen with an undamaged file)
+        _i, _j, kind, call, whole, reach, blind, nd, ndeps = head
+        if not (kind in _KINDS and -1 <= call < old.ncalls and nd >= 0 and ndeps >= 0):
+            return None
+        if stop != start + _HEAD + nd + 4 * ndeps:
+            return None
         if nd or reach >= self._settled or (blind and self._new):
             got = self._check(start + _HEAD, nd, ndeps, i, j, witnesses, rel)
             if got is None:
@@ -742,6 +768,18 @@ def _call_row(call: dict[str, Any]) -> Any:
     if call["tool"] == "Bash" and len(inp) == 1 and type(inp.get("command")) is str:
         return inp["command"]
     return call
+
+
+def _index(searches: array.array) -> array.array:
+    """Where each record of `searches` is: (i, j, start, end) per record."""
+    out = array.array("i")
+    at, end = 0, len(searches)
+    while at < end:
+        nd, ndeps = searches[at + 7], searches[at + 8]
+        stop = at + _HEAD + nd + 4 * ndeps
+        out.extend((searches[at], searches[at + 1], at, stop))
+        at = stop
+    return out
 
 
 def _compact(
