@@ -46,14 +46,21 @@ def workers() -> int:
     return max(1, min(cores, _MAX_WORKERS))
 
 
-def map_shared(fn: Callable[[T], R], items: Sequence[T], jobs: int | None = None) -> list[R]:
+def map_shared(
+    fn: Callable[[T], R], items: Sequence[T], jobs: int | None = None, warm: int = 0
+) -> list[R]:
     """[fn(x) for x in items], the items dealt round among `jobs` processes (this one and
     forks of it). `fn` must not change state that later work reads in a way its result
-    depends on: each process keeps its own."""
+    depends on: each process keeps its own. `warm`: items done here before any fork, so
+    that what they build and later items use too (a rule's automata) is built once."""
     jobs = workers() if jobs is None else jobs
     jobs = min(jobs, len(items) // (MIN_ITEMS // 2) or 1)
     if jobs < 2 or len(items) < MIN_ITEMS or not hasattr(os, "fork"):
         return [fn(x) for x in items]
+    done = [fn(x) for x in items[:warm]]
+    rest = map_shared(fn, items[warm:], jobs) if warm else None
+    if rest is not None:
+        return done + rest
     shares = [list(range(k, len(items), jobs)) for k in range(jobs)]
     children: list[tuple[int, int, list[int]]] = []
     out: list[R | None] = [None] * len(items)

@@ -278,14 +278,6 @@ class _Words:
         self.spans = {r.name: r.span for r in rules}  # where each rule is, by name
         self.said = [said(r) for r in rules]
         self.strict = [STRICT[of_rule(r)] for r in rules]
-        self._shown: dict[int, tuple[dict[str, Any], str]] = {}
-
-    def shown(self, call: dict[str, Any]) -> str:
-        """`_show`, once per call (the cache gives one object per call)."""
-        hit = self._shown.get(id(call))
-        if hit is None or hit[0] is not call:
-            hit = self._shown[id(call)] = (call, _show(call))
-        return hit[1]
 
 
 def _finding(w: _Words, a: Anomaly) -> Finding | None:
@@ -344,7 +336,7 @@ def _conflict(w: _Words, a: Anomaly) -> Finding:
     i = a.related[0]
     first = rules[i]
     assert a.example is not None
-    shown = w.shown(a.example)
+    shown = _show(a.example)
     looser_first = strict[i] < strict[j]
     d = a.decider if a.decider is not None else i
     side = "looser" if looser_first else "stricter"
