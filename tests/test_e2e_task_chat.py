@@ -123,10 +123,16 @@ def bot(world, github):
 def test_a_task_from_the_chat_to_its_pull_request(world, bot, github):
     bare = repository(world)
     read_only_phases(world)
-    # implement first wants a page from the web: a network read the autonomous policy routes
-    # to the AI approver, which says no (nothing leaves the machine in a test either way)
+    # implement first checks a local server, then wants a page from the web: network reads
+    # the autonomous policy routes to the AI approver, which says yes to the first and no to
+    # the second (nothing leaves the machine in a test either way: the OS sandbox has no
+    # network, and the server is not there)
+    health = {"command": "curl -s http://localhost:9/health", "description": "health"}
     docs = {"command": "curl -s https://docs.python.org/3/library/operator.html",
             "description": "docs"}  # fmt: skip
+    world.fake.reply(tool("Bash", health), when=_agent)
+    world.fake.reply(text('{"decision": "approve", "reason": "a local read-only request"}'),
+                     when=_approving)  # fmt: skip
     world.fake.reply(tool("Bash", docs), when=_agent)
     world.fake.reply(text('{"decision": "deny", "reason": "the fix needs no documentation"}'),
                      when=_approving)  # fmt: skip
@@ -145,10 +151,11 @@ def test_a_task_from_the_chat_to_its_pull_request(world, bot, github):
     listed = tg.wait_message(OWNER, "#1 done at pr")
     assert "spec $" in listed["text"] and "implement $" in listed["text"]
     assert "PR: " in listed["text"] and "/pull/1" in listed["text"]
-    assert "AI approver: on (0 approvals in the window, 1 denials in a row)" in listed["text"]
+    assert "AI approver: on (1 approval in the window, 1 denial in a row)" in listed["text"]
     by_ai = [r for r in world.records() if r.get("approved_by") == "ai"]
     assert [(r["decision"], r["approver_reason"], r["rule"]) for r in by_ai] == [
-        ("deny", "the fix needs no documentation", "network-reads")
+        ("allow", "a local read-only request", "network-reads"),
+        ("deny", "the fix needs no documentation", "network-reads"),
     ]
     # what the closing note of issue 22 shows (pytest -s prints it)
     print(tg.transcript(OWNER), *map(json.dumps, by_ai), sep="\n")

@@ -368,7 +368,7 @@ def test_a_tripped_breaker_pauses_the_task_and_the_ai_decisions_are_audited(gith
         task, _, _ = run_task(root, github, "Fix add() in calc.py", told, ai=ai)
         assert task.status == "paused" and task.phase == "implement"
         ((said, _choices),) = told.escalations
-        assert "the AI approver stood down: 1 AI denials in a row" in said
+        assert "the AI approver stood down: 1 AI denial in a row" in said
         records = [json.loads(line) for line in (root / "audit.jsonl").read_text().splitlines()]
         by_ai = [r for r in records if r.get("approved_by") == "ai"]
         assert [(r["decision"], r["approver_reason"]) for r in by_ai] == [

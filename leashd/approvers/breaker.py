@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from leashd.plural import plural
+
 Outcome = Literal["approved", "denied", "error"]
 
 
@@ -49,13 +51,13 @@ class Breaker:
             self._approvals.append(now)
             if len(self._approvals) > self.limits.max_approvals:
                 self._trip(
-                    f"more than {self.limits.max_approvals} AI approvals within "
+                    f"more than {plural(self.limits.max_approvals, 'AI approval')} within "
                     f"{self.limits.window:g} s"
                 )
         elif outcome == "denied":
             self._denials += 1
             if self._denials >= self.limits.max_denials:
-                self._trip(f"{self._denials} AI denials in a row")
+                self._trip(f"{plural(self._denials, 'AI denial')} in a row")
         else:
             self._trip(f"the AI approver failed: {detail}" if detail else "the AI approver failed")
 

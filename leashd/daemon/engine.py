@@ -34,6 +34,7 @@ from leashd.gate.gate import Gate, Session
 from leashd.gate.modes import MODES
 from leashd.git.suite import GitSuite
 from leashd.git.suite import Reply as GitReply
+from leashd.plural import plural
 from leashd.tasks.loop import LoopSettings, after_edit
 from leashd.workspaces import Workspace, WorkspaceError
 
@@ -803,8 +804,8 @@ def approver_line(breaker: dict[str, Any] | None) -> str:
     """The AI approver's state in one line (`/status`, `/tasks`)."""
     if breaker is None:
         return "AI approver: on (not asked yet)"
-    counts = (f"{breaker['approvals_in_window']} approvals in the window, "
-              f"{breaker['denials_in_a_row']} denials in a row")  # fmt: skip
+    counts = (f"{plural(breaker['approvals_in_window'], 'approval')} in the window, "
+              f"{plural(breaker['denials_in_a_row'], 'denial')} in a row")  # fmt: skip
     if breaker["state"] == "tripped":
         return f"AI approver: stood down ({breaker['why']}); a human answers ({counts})"
     return f"AI approver: on ({counts})"
