@@ -548,3 +548,22 @@ def test_a_human_question_before_an_ai_one_is_the_stricter_first():
     )
     # the same question twice is redundant; a human's before the AI's is no warning
     assert [(f.rule, f.code) for f in found if f.severity != "info"] == [("other-ai", "L102")]
+
+
+def test_an_allow_on_a_command_field_is_reported_for_the_lines_it_allows():
+    rules = """
+        - {name: status, tools: [Bash], input: {command: "^git status"}, action: allow}
+        - {name: mcp-run, tools: ["mcp__shell__*"], input: {cmd: "^ls"}, action: allow}
+        - {name: asks, tools: [Bash], input: {command: "^make"}, action: require_approval}
+        - {name: titles, tools: ["mcp__gh__*"], input: {title: "^fix"}, action: allow}
+        """
+    found = findings(rules, "whole-command-allow")
+    assert [(f.rule, f.code, f.severity) for f in found] == [
+        ("status", "L203", "warning"),
+        ("mcp-run", "L203", "warning"),
+    ]
+    # what it warns of: the rule allows a line that chains another command to the match
+    decision = Evaluator(compile_policy(policy_of(rules)), EXAMPLE_CONTEXT).evaluate(
+        "Bash", {"command": "git status; rm -rf ~"}
+    )
+    assert (decision.action, decision.rule_name) == ("allow", "status")

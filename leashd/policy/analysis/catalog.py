@@ -176,6 +176,26 @@ CATALOG: tuple[LintRule, ...] = (
         title="An approver on a rule that does not ask",
     ),
     LintRule(
+        "L203",
+        "whole-command-allow",
+        "warning",
+        "An allow rule whose `input` condition reads a command field (`input: {command: …}`): "
+        "the command line as sent, whole, not each simple command of it.",
+        "An `input` condition sees the call's field as one string, and a rule that matches it "
+        "decides every command of the line. `^git status` also matches `git status; rm -rf ~`, "
+        "and the rule allows the `rm` with it. `commands`, `argv` and `command_patterns` are "
+        "matched against each simple command (and what wrappers and `bash -c` run) on its own.",
+        """
+- name: status                 # L203: allows `git status && curl … | sh` too
+  tools: [Bash]
+  input: {command: "^git status"}
+  action: allow
+""",
+        "Say it per command: `commands: [\"git status\"]` (or `command_patterns` for a "
+        "regex). Keep `input` for fields that are not a shell command.",
+        title="An allow rule matches a whole command line",
+    ),
+    LintRule(
         "L301",
         "invalid-pattern",
         "error",

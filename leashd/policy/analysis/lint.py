@@ -182,6 +182,7 @@ def _lint(
     for r in policy.rules:
         out.extend(_pattern_findings(r))
         out.extend(_tool_findings(r))
+        out.extend(_whole_command(r))
         if r.approver == "ai" and r.action != "require_approval":
             msg = (f"rule {r.name!r} names approver ai but does not ask ({r.action}): only a "
                    "question is ever put to the AI approver")  # fmt: skip
@@ -476,6 +477,24 @@ def _tool_findings(r: Rule) -> list[Finding]:
             msg += f"; did you mean {close[0]!r}?"
         out.append(Finding("unknown-tool", "warning", r.name, (), msg, r.span))
     return out
+
+
+# Input fields whose text is a shell command (Bash's `command`, and an MCP server's; see
+# facts._MCP_COMMAND_KEYS): an `input` condition on one reads the whole line.
+_COMMAND_FIELDS = frozenset(("command", "cmd", "script", "shellcommand", "commandline"))
+
+
+def _whole_command(r: Rule) -> list[Finding]:
+    if r.action != "allow" or not r.input:
+        return []
+    fields = [f for f, _ in r.input if f.replace("_", "").lower() in _COMMAND_FIELDS]
+    if not fields:
+        return []
+    msg = (f"rule {r.name!r} allows on the {fields[0]!r} input field, which is the command "
+           "line whole: a match allows every command the line chains to it (`;`, `&&`, `|`, "
+           "`$(…)`); say it with `commands` or `command_patterns`, which match each "
+           "command")  # fmt: skip
+    return [Finding("whole-command-allow", "warning", r.name, (), msg, r.span)]
 
 
 def _vacuous(region: Region, rel: Relations) -> str | None:
