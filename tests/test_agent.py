@@ -188,22 +188,23 @@ def time_out_now(agent: ClaudeAgent) -> None:
 
 
 def cli_pids() -> list[int]:
-    """The Claude Code CLI processes this test process started."""
-    me = str(os.getpid())
-    pids = []
+    """The Claude Code CLI processes this test process started: each a child of its tether
+    (leashd.claude.Tether), itself a child of this process."""
+    parents: dict[int, int] = {}
+    clis = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                ppid = f.read().rsplit(")", 1)[1].split()[1]
+                parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv0 = f.read().split(b"\0", 1)[0]
         except OSError:
             continue  # gone meanwhile
-        if ppid == me and argv0.endswith(b"claude"):
-            pids.append(int(entry))
-    return pids
+        if argv0.endswith(b"claude"):
+            clis.append(int(entry))
+    return [pid for pid in clis if parents.get(parents.get(pid, 0)) == os.getpid()]
 
 
 class FailsOnStream(Recorder):

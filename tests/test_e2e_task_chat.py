@@ -7,9 +7,7 @@ the buttons pressed: more retries (it goes on to its PR) or cancel (nothing is p
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -174,12 +172,9 @@ def test_a_daemon_killed_mid_implement_resumes_the_task(world, bot, github):
     assert bot.proc is not None
     bot.proc.send_signal(signal.SIGKILL)
     bot.proc.wait(30)
-    # The CLI the dead daemon started outlives it for as long as its request waits (its
-    # tools fail closed: the hook it asks is gone). Here it would take the replies scripted
-    # for the restarted daemon, so it goes now.
-    for pid in orphaned_clis(world):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    # The CLI the dead daemon started goes with it (its tether kills it): nothing is left to
+    # take the replies scripted for the restarted daemon
+    until(lambda: not orphaned_clis(world), timeout=15)
     world.fake.release()
     implement_and_test(world)
     seen = len(tg.messages(OWNER))

@@ -4,7 +4,9 @@ Each turn starts the CLI (the wheel's own build) in the session's directory, res
 agent's conversation by its id, so a session outlives the daemon. The CLI is told to keep
 every Bash call in the project directory (the gate decides each command as run from there),
 to read no settings files (a repository's `.claude/settings.json` could carry hooks that run
-outside the gate), and to send every tool call through `GateBridge`.
+outside the gate), and to send every tool call through `GateBridge`. The CLI itself does not
+outlive the daemon: it starts through a tether (`leashd.claude.Tether`), and a daemon killed
+mid-turn takes it, and all it started, along.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from leashd import claude
 from leashd.agent import sandbox as os_sandbox
 from leashd.agent.events import (
     OUTPUT_KEPT,
@@ -193,12 +196,16 @@ class ClaudeAgent:
                               f"{_describe(exc)}"), False  # fmt: skip
         for note in plan.notes if plan is not None else ():
             await _tell(on_event, Notice(note))
+        tether: claude.Tether | None = None
         try:
-            options = self._options(session, resume, bridge, kept)
+            tether = claude.tether()
+            options = self._options(session, resume, bridge, kept, tether)
             client = ClaudeSDKClient(options)
         except BaseException:
             if kept is not None:
                 kept.remove()
+            if tether is not None:
+                tether.remove()
             raise
         turn = _Turn(client, bridge, session, resume=resume, on_conversation=on_conversation)
         if plan is not None:
@@ -249,6 +256,8 @@ class ClaudeAgent:
                     await client.disconnect()
             if kept is not None:
                 kept.remove()
+            if tether is not None:
+                tether.remove()
 
     async def interrupt(self, session_id: str) -> bool:
         """Stop the running turn: the agent is interrupted and approvals it waits for end
@@ -309,7 +318,7 @@ class ClaudeAgent:
 
     def _options(
         self, session: Session, resume: str | None, bridge: GateBridge,
-        sandbox: os_sandbox.TurnFiles | None = None,
+        sandbox: os_sandbox.TurnFiles | None = None, tether: claude.Tether | None = None,
     ) -> Any:  # fmt: skip
         from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
@@ -317,7 +326,7 @@ class ClaudeAgent:
         retries = {} if cfg.retries is None else {"CLAUDE_CODE_MAX_RETRIES": str(cfg.retries)}
         env = {
             # leashd's own settings and secrets never reach the agent
-            **os_sandbox.agent_env(os.environ),
+            **claude.agent_env(os.environ),
             **(sandbox.env if sandbox is not None else {}),
             **retries,
             **cfg.env,
@@ -325,6 +334,10 @@ class ClaudeAgent:
             "CLAUDE_BASH_MAINTAIN_PROJECT_WORKING_DIR": "1",
         }
         kwargs: dict[str, Any] = {}
+        if tether is not None:
+            # the CLI through its tether, with the argv, environment and directory it gets
+            # without; no tether (logged): the SDK starts the CLI itself
+            kwargs["cli_path"] = tether.path
         if sandbox is not None:
             # a file, not the SDK's `sandbox=`: that goes on the command line as one argument,
             # and Linux refuses an argument past 128 KiB (about 1,700 hidden paths)
@@ -543,9 +556,4 @@ def _stderr_logger(session_id: str) -> Callable[[str], None]:
 
 def bundled_cli() -> str | None:
     """The Claude Code CLI inside the claude-agent-sdk wheel, if it is there."""
-    try:
-        import claude_agent_sdk
-    except ImportError:
-        return None
-    path = os.path.join(os.path.dirname(claude_agent_sdk.__file__), "_bundled", "claude")
-    return path if os.access(path, os.X_OK) else None
+    return claude.bundled_cli()

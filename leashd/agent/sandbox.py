@@ -35,6 +35,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# what the CLI gets on top of leashd's environment: in `leashd.claude`, which the approvers'
+# model call uses too; still importable from here
+from leashd.claude import agent_env as agent_env
+
 Mode = Literal["enforce", "off"]
 MODES: tuple[str, ...] = ("enforce", "off")
 
@@ -723,23 +727,3 @@ def _git_config_env(environ: Mapping[str, str], key: str, value: str) -> dict[st
         n = 0
     return {"GIT_CONFIG_COUNT": str(n + 1), f"GIT_CONFIG_KEY_{n}": key,
             f"GIT_CONFIG_VALUE_{n}": value}  # fmt: skip
-
-
-# --- the agent's environment --------------------------------------------------------------
-
-
-def agent_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """What the agent's CLI gets on top of the daemon's environment. The SDK passes the whole
-    environment on and cannot remove a variable, so leashd's own (`LEASHD_*`: the bot token,
-    the audit key, every setting) are emptied.
-
-    Not CLAUDE_CODE_SUBPROCESS_ENV_SCRUB, which would keep the CLI's API key from Bash: it
-    leaves empty files on disk as mount points (an empty `package.json`, `.env` and lockfiles
-    in the project, `.bashrc` and `.gitconfig` in the home) and forces the permission mode to
-    default (no plan mode).
-
-    UV_LINK_MODE=copy: uv links files of its cache into virtualenvs, so a cache file the agent
-    could write would change a virtualenv elsewhere; the agent's uv copies instead."""
-    out = {name: "" for name in environ if name.upper().startswith("LEASHD_")}
-    out["UV_LINK_MODE"] = "copy"
-    return out

@@ -1,6 +1,7 @@
 """The one model call the AI approver and the plan reviewer make: a single turn with no tools,
 through the agent SDK (the bundled Claude Code CLI), so it uses the credentials, base URL and
-retries the agent's turns use, and can do nothing but answer."""
+retries the agent's turns use, and can do nothing but answer. The CLI is started as the
+agent's is (`leashd.claude`): the same environment, and tethered to this process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import asyncio
 import os
 import tempfile
 from dataclasses import dataclass
+
+from leashd import claude
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,14 @@ async def ask_model(
     settings, hooks, MCP servers or project files (CLAUDE.md) of anyone's."""
     from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
 
-    from leashd.agent.sandbox import agent_env
-
-    with tempfile.TemporaryDirectory(prefix="leashd-approver-") as empty:
+    with (
+        tempfile.TemporaryDirectory(prefix="leashd-approver-") as empty,
+        claude.tethered() as cli_path,
+    ):
         options = ClaudeAgentOptions(
             cwd=empty,  # nothing of the project's to read, even by accident
-            env=agent_env(os.environ),
+            env=claude.agent_env(os.environ),
+            cli_path=cli_path,  # None: the SDK's own, untethered
             tools=[],
             max_turns=1,
             setting_sources=[],
