@@ -67,7 +67,7 @@ def test_logs_are_json_lines_in_files_rotated_within_the_backup_count(world, ter
             assert rec["level"] in ("debug", "info", "warning", "error", "critical")
             lines.append(rec)
     # the oldest runs were rotated away
-    started = [r for r in lines if r["event"].startswith("Using bundled Claude Code CLI")]
+    started = [r for r in lines if r["event"] == "agent_execute_started"]  # one per run
     assert 0 < len(started) < runs
     # leashd's own event, with its fields, is in the newest file
     newest = [json.loads(x) for x in (logs / "leashd.log").read_text().splitlines()]

@@ -1,7 +1,8 @@
 """End to end, the terminal REPL (`leashd start -f` in tmux) against the real Claude Code CLI
-and the fake Messages API: switching directories, a message arriving during a turn, an
-approval arriving while that message's question is open, an approval nobody answers, and
-"approve similar". Effects are checked on disk, in the audit log and in the SQLite store.
+and the fake Messages API: switching directories, notices arriving while the REPL is idle
+or a line is half-typed, a message arriving during a turn, an approval arriving while that
+message's question is open, an approval nobody answers, and "approve similar". Effects are
+checked on disk, in the audit log and in the SQLite store.
 
 Every step waits for a state: the prompt (the REPL is idle), a question on screen, a request
 the fake API holds until the test lets it go (`held_until`). The world, the fixtures and the
@@ -14,17 +15,19 @@ import contextlib
 import json
 import os
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from leashd.agent.runner import bundled_cli
 from tests import test_e2e_daemon
 from tests.fakes.anthropic_api import text, tool
-from tests.test_e2e_daemon import World, prompted_fake, socket_path, start_repl
+from tests.test_e2e_daemon import LEASHD, World, prompted_fake, socket_path, start_repl
 from tests.test_terminal_repl import held_until, prompted, tool_result
 from tests.tmux import Tmux, until
 
@@ -38,6 +41,7 @@ pytestmark = pytest.mark.skipif(
 
 ASKED = "[y]es / [n]o"
 BUSY = "A turn is running: [q]ueue"
+IDLE = "›"  # the prompt with nothing typed after it, as a line of the screen
 
 
 def sleeping(cwd: Path, command: str) -> bool:
@@ -139,6 +143,68 @@ def test_repl_status_after_dir_switch_survives_a_restart(world, term):
         assert f"in {other}" in again.wait_idle()
     finally:
         again.close()
+
+
+# --- notices while idle --------------------------------------------------------------------------
+
+
+def add_dir(world: World, name: str) -> str:
+    """`leashd add-dir`: the running daemon reloads its configuration and says so in the
+    REPL, a notice arriving while nobody asked for anything (as a task's progress does).
+    Returns the start of that notice."""
+    path = world.home / name
+    path.mkdir()
+    done = subprocess.run([*LEASHD, "add-dir", str(path)], env=world.env, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0 and "the running daemon was told" in done.stdout, done
+    config = yaml.safe_load((world.leashd_home / "config.yaml").read_text())
+    return f"(configuration reloaded: {len(config['approved_directories'])} approved directories"
+
+
+def lines(term: Tmux) -> list[str]:
+    """The screen's lines (wrapped rows joined), blank ones left out."""
+    return [line.rstrip() for line in term.screen().splitlines() if line.strip()]
+
+
+def test_repl_notices_while_idle_are_shown_above_the_one_prompt(world, term):
+    """Each notice is printed above the prompt, which is drawn again under it: the screen
+    shows the notices once each, then one prompt, and no empty prompts between them."""
+    start_repl(world, term)
+    notices = []
+    for name in ("one", "two", "three"):
+        notices.append(add_dir(world, name))
+        term.wait_for(notices[-1])
+    until(lambda: lines(term)[-1] == IDLE, what="the prompt under the notices")
+
+    shown = lines(term)
+    assert [line for line in shown if line.startswith(IDLE)] == [IDLE]
+    assert [line.split(";")[0] for line in shown[-4:-1]] == notices
+    assert shown[-1] == IDLE
+    for notice in notices:
+        assert sum(line.startswith(notice) for line in shown) == 1, notice
+    x, y = term.cursor()
+    assert (x, term.rows()[y].rstrip()) == (2, IDLE)  # the cursor after the prompt
+
+
+def test_repl_a_line_half_typed_when_a_notice_arrives_stays_and_is_sent_whole(world, term):
+    world.fake.reply(text("Hello to you."), when=prompted("hello world"))
+    start_repl(world, term)
+    term.type("hello wor", enter=False)
+    until(lambda: lines(term)[-1] == "› hello wor", what="the half-typed line")
+    before = term.cursor()
+
+    notice = add_dir(world, "other")
+    term.wait_for(notice)
+    until(lambda: lines(term)[-1] == "› hello wor", what="the line drawn again")
+
+    shown = lines(term)
+    assert shown[-2].startswith(notice) and shown[-1] == "› hello wor"
+    assert [line for line in shown if line.startswith(IDLE)] == ["› hello wor"]  # no other
+    assert term.cursor() == (before[0], before[1] + 1)  # where it was, a row lower
+    term.type("ld")
+    screen = term.wait_idle()
+    assert "› hello world\nHello to you." in screen
+    assert world.fake.user_texts() == ["hello world"]
 
 
 # --- a message during a turn --------------------------------------------------------------------

@@ -34,6 +34,11 @@ def github():
         yield fake
 
 
+def prompts(screen: str) -> list[str]:
+    """The prompt lines on the screen: the lines typed at it, and the empty one."""
+    return [line.rstrip() for line in screen.splitlines() if line.startswith("›")]
+
+
 def start(world, term, github, **env: str) -> None:
     start_repl(world, term, LEASHD_TASK_ORCHESTRATOR="true", LEASHD_AUTO_PLAN_REVIEWER="true",
                LEASHD_GITHUB_API_URL=github.url, LEASHD_GITHUB_TOKEN=github.token,
@@ -48,8 +53,12 @@ def test_repl_task_runs_to_its_pull_request_and_tasks_lists_it(world, term, gith
 
     term.type("/task Fix add() in calc.py")
     term.wait_for(f"Task 1 started in {world.proj}: Fix add() in calc.py")
-    screen = term.wait_for("Task 1 done", timeout=120)
-    term.wait_idle()
+    term.wait_for("Task 1 done", timeout=120)
+    screen = term.wait_idle()
+
+    # each progress line was printed above the prompt, drawn again under it: the one empty
+    # prompt is the last line, none is left between the lines of the task
+    assert prompts(screen) == ["› /task Fix add() in calc.py", "›"]
 
     # what the user saw: each phase as it began and ended, the review, the PR's address
     lines = [line.strip() for line in screen.splitlines()]
@@ -100,8 +109,9 @@ def test_repl_paused_task_says_what_to_type_and_more_retries_take_it_to_its_pr(w
 
     term.type("/task more 1")
     term.wait_for("Task 1: going on (more).")
-    screen = term.wait_for("Task 1 done", timeout=120)
-    term.wait_idle()
+    term.wait_for("Task 1 done", timeout=120)
+    screen = term.wait_idle()
+    assert prompts(screen) == ["› /task Fix add() in calc.py", "› /tasks", "› /task more 1", "›"]
     after = screen.split("› /task more 1", 1)[1]  # what followed the line typed
     assert after.index("Task 1: implement…") < after.index("Task 1: test…")
     assert "paused" not in after

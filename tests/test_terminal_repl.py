@@ -296,6 +296,9 @@ def test_an_approval_of_an_interrupted_turn_no_longer_takes_the_next_line(setup)
 
 
 def test_a_notice_while_idle_ends_with_the_prompt_again(setup):
+    """Not on a terminal (as here, and piped): plain text, the notice under the prompt and
+    the prompt again. On a terminal the notice goes above the prompt instead, leaving no
+    empty one behind (test_terminal_line.py, test_e2e_repl.py)."""
     _fake, _proj, engine, _ = setup
     e = engine()
 

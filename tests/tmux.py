@@ -41,10 +41,12 @@ class Tmux:
                    command)  # fmt: skip
         self._tmux("set-option", "-t", self.session, "remain-on-exit", "on")
 
-    def type(self, text: str) -> None:
+    def type(self, text: str, enter: bool = True) -> None:
+        """`text` typed, then Enter (without `enter`: a line left half-typed)."""
         self._prompts = _prompts(self.screen())
         self._tmux("send-keys", "-t", self.session, "-l", text)
-        self._tmux("send-keys", "-t", self.session, "Enter")
+        if enter:
+            self._tmux("send-keys", "-t", self.session, "Enter")
 
     def key(self, *keys: str) -> None:
         self._prompts = _prompts(self.screen())
@@ -54,6 +56,19 @@ class Tmux:
         out = self._tmux("capture-pane", "-p", "-J", "-S", "-2000", "-t", self.session,
                          check=False)  # fmt: skip
         return out.stdout
+
+    def rows(self) -> list[str]:
+        """The rows of the window as they are now, top to bottom, wrapped lines not joined:
+        `rows()[y]` is the row the cursor is on (`cursor()`)."""
+        out = self._tmux("capture-pane", "-p", "-t", self.session, check=False)
+        return out.stdout.split("\n")[: self.height]
+
+    def cursor(self) -> tuple[int, int]:
+        """Where the cursor is: (column, row) in the window, from 0."""
+        out = self._tmux("display-message", "-p", "-t", self.session,
+                         "#{cursor_x} #{cursor_y}")  # fmt: skip
+        x, y = out.stdout.split()
+        return int(x), int(y)
 
     def pid(self) -> int:
         out = self._tmux("display-message", "-p", "-t", self.session, "#{pane_pid}")

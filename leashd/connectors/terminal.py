@@ -14,7 +14,14 @@ What the screen says is what a line typed now will do:
   answered. A question that ends without an answer (expired, the turn stopped, the turn the
   queue question was about ended) says so, and the next question or the prompt follows.
 
-One reader thread turns stdin into lines on the event loop (so `input()` never blocks it).
+On a terminal, the line being typed is the last thing on the screen, the prompt in front of
+it when there is one (leashd/connectors/terminal_line.py): what arrives while someone types
+or sits at the prompt (a task's progress, a notice) is printed above that line, and the line
+is drawn again under it, with what was typed so far and the cursor where it was; a notice
+leaves no empty prompt behind. Piped, a reader thread turns stdin into lines on the event
+loop, and the output is plain text (a notice at the prompt is printed under it, and the
+prompt again under the notice).
+
 Ctrl-C interrupts the running turn, not the daemon; Ctrl-D or /quit leaves.
 """
 
@@ -40,6 +47,7 @@ from leashd.agent.events import (
     TurnResult,
 )
 from leashd.connectors.base import Busy
+from leashd.connectors.terminal_line import InputLine
 from leashd.daemon.engine import Engine, result_summary
 from leashd.gate.approvals import ApprovalRequest, Resolution
 from leashd.gate.modes import EDIT_TOOLS, PLAN_TOOL
@@ -76,6 +84,7 @@ class TerminalConnector:
         self._shown: _Question | None = None  # the question on screen, which a line answers
         self._held: list[str] = []  # the turn's latest text, shown with what comes after it
         self._at_prompt = False  # the prompt is the last thing on screen
+        self._input: InputLine | None = None  # the line being typed, on a terminal
         self._watch: asyncio.Task[None] | None = None  # until the chat is idle again
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,18 +159,27 @@ class TerminalConnector:
         `typed` (tests type there)."""
         loop = asyncio.get_running_loop()
         if read_stdin:
-            threading.Thread(target=self._read, args=(loop, sys.stdin), daemon=True).start()
+            self._input = InputLine.on_terminal(sys.stdin, self.out, self.typed)
+            if self._input is None:
+                threading.Thread(target=self._read, args=(loop, sys.stdin), daemon=True).start()
         with _on_sigint(loop, self._interrupt):
-            self._say("leashd — type a message; /help for commands, Ctrl-C stops a turn, "
-                      "Ctrl-D leaves.")  # fmt: skip
-            self._prompt()
             try:
+                if self._input is not None:
+                    self._input.open(loop)
+                self._say("leashd — type a message; /help for commands, Ctrl-C stops a turn, "
+                          "Ctrl-D leaves.")  # fmt: skip
+                self._prompt()
                 while True:
                     line = await self._lines.get()
                     if line is None or not self._line(line):
                         break
             finally:
                 self._flush()
+                if self._input is not None:
+                    # the terminal as it was; what is said after this is plain text
+                    self._input.close()
+                    self._input = None
+                    self._at_prompt = False
 
     def typed(self, line: str | None) -> None:
         """A line the user typed (None: the end of input). Call it on the event loop."""
@@ -169,7 +187,7 @@ class TerminalConnector:
 
     def _line(self, line: str) -> bool:
         """Act on one line; False to leave."""
-        self._at_prompt = False  # the terminal echoed the line and its newline
+        self._unprompt()  # the line and its newline are on screen (echoed, or left there)
         shown = self._shown
         if isinstance(shown, ApprovalRequest):
             self._answer(shown, line)
@@ -306,14 +324,17 @@ class TerminalConnector:
     # --- output ---------------------------------------------------------------------------------
 
     def _interrupt(self) -> None:
-        self._at_prompt = False  # the terminal echoed ^C where the cursor was
+        # Piped, the terminal echoed ^C where the cursor was: the next line starts below it.
+        # On a terminal nothing was echoed; the line being typed stays as it is.
+        nl = "" if self._input is not None else "\n"
+        self._unprompt()
         if self.engine.running(CHAT):
-            self._say("\n(interrupting…)")
+            self._say(nl + "(interrupting…)")
             task = asyncio.get_running_loop().create_task(self.engine.cancel(CHAT))
             self._tasks.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(self._tasks.discard)
         else:
-            self._say("\n(Ctrl-C stops a running turn; Ctrl-D or /quit leaves)")
+            self._say(nl + "(Ctrl-C stops a running turn; Ctrl-D or /quit leaves)")
             self._settle()
 
     def _read(self, loop: asyncio.AbstractEventLoop, stdin: TextIO) -> None:
@@ -339,6 +360,14 @@ class TerminalConnector:
         self._write(text + "\n")
 
     def _write(self, text: str) -> None:
+        """What is written takes the prompt's place: the prompt comes back (`_settle`) only
+        if the chat is still idle and nothing is asked."""
+        if self._input is not None:
+            # above the line being typed, which is drawn again under it once this step of
+            # the loop is over: with the prompt if the step ended with `_prompt`
+            self._unprompt()
+            self._input.write(text)
+            return
         if self._at_prompt:
             text = "\n" + text  # a notice under an untouched prompt starts a line of its own
             self._at_prompt = False
@@ -347,8 +376,17 @@ class TerminalConnector:
 
     def _prompt(self) -> None:
         if not self._at_prompt:
-            self._flush(PROMPT)
+            if self._input is None:
+                self._flush(PROMPT)
+            else:
+                self._flush()
+                self._input.set_prompt(PROMPT)
             self._at_prompt = True
+
+    def _unprompt(self) -> None:
+        self._at_prompt = False
+        if self._input is not None:
+            self._input.set_prompt("")
 
 
 def _quote(message: str) -> str:
