@@ -191,7 +191,7 @@ CATALOG: tuple[LintRule, ...] = (
   input: {command: "^git status"}
   action: allow
 """,
-        "Say it per command: `commands: [\"git status\"]` (or `command_patterns` for a "
+        'Say it per command: `commands: ["git status"]` (or `command_patterns` for a '
         "regex). Keep `input` for fields that are not a shell command.",
         title="An allow rule matches a whole command line",
     ),
