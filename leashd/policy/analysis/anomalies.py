@@ -120,9 +120,7 @@ def find_anomalies(
         # what the search worked out about each rule alone, for the next lint's cache
         return got, witnesses.alone.get(i, {}), witnesses.alone.get(j, {})
 
-    # (the first searches done before the fork: after an edit most searches are the edited
-    # rule's, and the automata they build of it are then built once, not in every process)
-    done = map_shared(search, todo, warm=min(16, len(todo) // 10))
+    done = map_shared(search, todo)
     for (i, j, _), (got, alone_i, alone_j) in zip(todo, done, strict=True):
         cache.keep_outcome(i, j, witnesses.interned(got))
         for r, pieces in ((i, alone_i), (j, alone_j)):

@@ -17,6 +17,7 @@ import contextlib
 import os
 import pickle
 import signal
+import struct
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -46,45 +47,69 @@ def workers() -> int:
     return max(1, min(cores, _MAX_WORKERS))
 
 
-def map_shared(
-    fn: Callable[[T], R], items: Sequence[T], jobs: int | None = None, warm: int = 0
-) -> list[R]:
-    """[fn(x) for x in items], the items dealt round among `jobs` processes (this one and
-    forks of it). `fn` must not change state that later work reads in a way its result
-    depends on: each process keeps its own. `warm`: items done here before any fork, so
-    that what they build and later items use too (a rule's automata) is built once."""
+def map_shared(fn: Callable[[T], R], items: Sequence[T], jobs: int | None = None) -> list[R]:
+    """[fn(x) for x in items], shared among `jobs` processes (this one and forks of it).
+    `fn` must not change state that later work reads in a way its result depends on: each
+    process keeps its own.
+
+    The items are handed out as they are asked for, in batches, through a pipe every
+    process reads (a read of a few bytes from a pipe is atomic: each batch goes to one
+    process): a fork starts slower than its parent (each page it touches is copied), and
+    searches differ in cost, so a split made beforehand leaves one process waiting."""
     jobs = workers() if jobs is None else jobs
     jobs = min(jobs, len(items) // (MIN_ITEMS // 2) or 1)
     if jobs < 2 or len(items) < MIN_ITEMS or not hasattr(os, "fork"):
         return [fn(x) for x in items]
-    done = [fn(x) for x in items[:warm]]
-    rest = map_shared(fn, items[warm:], jobs) if warm else None
-    if rest is not None:
-        return done + rest
-    shares = [list(range(k, len(items), jobs)) for k in range(jobs)]
-    children: list[tuple[int, int, list[int]]] = []
-    out: list[R | None] = [None] * len(items)
+    out: dict[int, R] = {}
+    size = max(1, -(-len(items) // _MAX_BATCHES))
+    batches = [(lo, min(lo + size, len(items))) for lo in range(0, len(items), size)]
+    queue_r, queue_w = os.pipe()
     try:
-        for share in shares[1:]:
-            started = _start(fn, items, share)
-            if started is None:  # no fork: this process does that share too
-                shares[0].extend(share)
-            else:
-                children.append((*started, share))
-        for k in shares[0]:
-            out[k] = fn(items[k])
-        for pid, fd, share in children:
-            got = _collect(pid, fd, len(share))
-            for n, k in enumerate(share):
-                out[k] = got[n] if got is not None else fn(items[k])
+        # every batch's number, written before any process reads (they fit the pipe)
+        os.write(queue_w, b"".join(_NUMBER.pack(n) for n in range(len(batches))))
+    finally:
+        os.close(queue_w)  # an empty queue then reads as its end
+    children: list[tuple[int, int]] = []
+    try:
+        for _ in range(jobs - 1):
+            started = _start(fn, items, queue_r, batches)
+            if started is not None:
+                children.append(started)
+        out.update(_work(fn, items, queue_r, batches))
+        for pid, fd in children:
+            got = _collect(pid, fd)
+            if got is not None:
+                out.update(got)
         children = []
     finally:
-        for pid, fd, _ in children:  # the parent failed (or was interrupted): no orphans
+        os.close(queue_r)
+        for pid, fd in children:  # the parent failed (or was interrupted): no orphans
             _reap(pid, fd)
-    return out  # type: ignore[return-value]
+    # what a failed child had taken, done here
+    return [out[k] if k in out else fn(items[k]) for k in range(len(items))]
 
 
-def _start(fn: Callable[[T], R], items: Sequence[T], share: list[int]) -> tuple[int, int] | None:
+_NUMBER = struct.Struct("=i")
+_MAX_BATCHES = 1024  # 4 KiB of batch numbers, written in one go: any pipe holds that much
+
+
+def _work(
+    fn: Callable[[T], R], items: Sequence[T], queue: int, batches: list[tuple[int, int]]
+) -> dict[int, R]:
+    """The batches this process takes from the queue, done."""
+    done: dict[int, R] = {}
+    while True:
+        got = os.read(queue, _NUMBER.size)
+        if len(got) < _NUMBER.size:
+            return done
+        lo, hi = batches[_NUMBER.unpack(got)[0]]
+        for k in range(lo, hi):
+            done[k] = fn(items[k])
+
+
+def _start(
+    fn: Callable[[T], R], items: Sequence[T], queue: int, batches: list[tuple[int, int]]
+) -> tuple[int, int] | None:
     r, w = os.pipe()
     try:
         with warnings.catch_warnings():
@@ -102,12 +127,12 @@ def _start(fn: Callable[[T], R], items: Sequence[T], share: list[int]) -> tuple[
         try:
             os.close(r)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # ^C ends it with the parent
-            data = pickle.dumps([fn(items[k]) for k in share], pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(_work(fn, items, queue, batches), pickle.HIGHEST_PROTOCOL)
             view = memoryview(data)
             while view:
                 view = view[os.write(w, view) :]
             status = 0
-        except BaseException:  # the parent redoes the share
+        except BaseException:  # the parent redoes what it took
             pass
         finally:
             os._exit(status)
@@ -115,8 +140,8 @@ def _start(fn: Callable[[T], R], items: Sequence[T], share: list[int]) -> tuple[
     return pid, r
 
 
-def _collect(pid: int, fd: int, count: int) -> list | None:
-    """The child's results (None: it failed; the parent does its share itself)."""
+def _collect(pid: int, fd: int) -> dict | None:
+    """The child's results by item (None: it failed; the parent does what it took)."""
     chunks = []
     try:
         while True:
@@ -138,7 +163,7 @@ def _collect(pid: int, fd: int, count: int) -> list | None:
         got = pickle.loads(b"".join(chunks))
     except Exception:  # cut short: redo
         return None
-    return got if isinstance(got, list) and len(got) == count else None
+    return got if isinstance(got, dict) else None
 
 
 def _reap(pid: int, fd: int) -> None:
