@@ -9,8 +9,9 @@ and the findings by severity; the default policies re-linted from the whole-resu
 one-rule edits (the first, the middle and the last rule in turn, each edit on top of the
 last: a pattern, a program, a glob or a host changed), with their median and p99, and a
 re-lint of a version whose rules are all unchanged (one moved line: the whole-result cache
-misses, the pair cache answers everything). The first three re-lints are checked against a
-lint without the cache. Run:
+misses, the pair cache answers everything). Each re-lint runs in a fresh process, as
+`leashd policy lint` does (the time is of lint() alone, without starting Python), and the
+first three are checked against a lint without the cache. Run:
 
     python benchmarks/bench_lint.py [--sizes 100,500] [--repeat 3] [--edit-size 500] [--edits 9]
 """
@@ -18,9 +19,14 @@ lint without the cache. Run:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import pickle
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -30,7 +36,6 @@ from bench_scaling import generated
 
 from leashd.policy import load_policies
 from leashd.policy.analysis.lint import lint
-from leashd.policy.analysis.pair_cache import Stats
 from leashd.policy.ir import ArgvPattern, PathCondition, Policy, Regex, Rule, Span
 
 BUILTINS = (["default"], ["default", "dev-tools"], ["strict"], ["permissive"], ["autonomous"])
@@ -76,6 +81,33 @@ def with_rule(policy: Policy, k: int, rule: Rule) -> Policy:
     return policy.model_copy(update={"rules": tuple(rules)})
 
 
+# A re-lint as `leashd policy lint` runs it: in a process of its own, which has done nothing
+# else (a process that has linted much before forks slower: its heap is larger). Prints the
+# seconds of lint(), what it computed and reused, and a digest of its findings.
+_RELINT = """
+import hashlib, json, pickle, sys, time
+from leashd.policy.analysis.lint import lint
+from leashd.policy.analysis.pair_cache import Stats
+policy = pickle.loads(sys.stdin.buffer.read())
+stats = Stats()
+t = time.perf_counter()
+got = lint(policy, use_cache=True, stats=stats)
+took = time.perf_counter() - t
+digest = hashlib.sha256(json.dumps([f.to_json() for f in got]).encode()).hexdigest()
+print(json.dumps({"seconds": took, "stats": stats.__dict__, "digest": digest}))
+"""
+
+
+def relint(policy: Policy) -> dict:
+    run = subprocess.run([sys.executable, "-c", _RELINT], input=pickle.dumps(policy),
+                         capture_output=True, check=True, env=os.environ)  # fmt: skip
+    return json.loads(run.stdout)
+
+
+def digest(found: list) -> str:
+    return hashlib.sha256(json.dumps([f.to_json() for f in found]).encode()).hexdigest()
+
+
 def incremental(size: int, edits: int) -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["LEASHD_CACHE_DIR"] = cache
@@ -87,20 +119,20 @@ def incremental(size: int, edits: int) -> None:
         for n in range(edits):
             k = (0, size // 2, size - 1)[n % 3]
             policy = with_rule(policy, k, edited(policy.rules[k], n))
-            stats = Stats()
-            t = time.perf_counter()
-            got = lint(policy, use_cache=True, stats=stats)
-            times.append(time.perf_counter() - t)
+            got = relint(policy)
+            times.append(got["seconds"])
             if n < 3:  # the first, the middle and the last rule: against a lint afresh
-                assert got == lint(policy), f"edit {n} of rule {k}: the cache changed a finding"
+                afresh = digest(lint(policy))
+                assert got["digest"] == afresh, f"edit {n} of rule {k}: the cache changed a finding"
+            st = got["stats"]
             print(
-                f"  edit {n}: rule {k:>3} {times[-1]:6.3f} s  pairs compared {stats.pairs} "
-                f"(reused {stats.pairs_reused}), searches {stats.searches} "
-                f"(reused {stats.searches_reused})",
+                f"  edit {n}: rule {k:>3} {times[-1]:6.3f} s  pairs compared {st['pairs']} "
+                f"(reused {st['pairs_reused']}), searches {st['searches']} "
+                f"(reused {st['searches_reused']})",
                 flush=True,
             )
         print(
-            f"re-lint after a one-rule edit ({edits} edits): median "
+            f"re-lint after a one-rule edit ({edits} edits, each in a fresh process): median "
             f"{statistics.median(times):.3f} s, p99 {p99(times):.3f} s"
         )
         # every rule unchanged, one of them moved down a line: only the pair cache answers
@@ -109,9 +141,7 @@ def incremental(size: int, edits: int) -> None:
             r = policy.rules[0]
             span = Span(file=r.span.file, line=r.span.line + n + 1, column=r.span.column)
             policy = with_rule(policy, 0, r.model_copy(update={"span": span}))
-            t = time.perf_counter()
-            lint(policy, use_cache=True)
-            moved.append(time.perf_counter() - t)
+            moved.append(relint(policy)["seconds"])
         print(
             f"re-lint, no rule changed (pair cache only): median {statistics.median(moved):.3f} s"
         )

@@ -304,7 +304,9 @@ def document() -> str:
         "The lint keeps what it found (`$LEASHD_CACHE_DIR`, else `~/.cache/leashd`): an "
         "unchanged policy is answered from its last result, and after an edit only the "
         "rules and pairs of rules the edit touched are analysed again. The findings are "
-        "the same as without the cache; `--no-cache` analyses afresh.\n\n"
+        "the same as without the cache; `--no-cache` analyses afresh. The example calls of "
+        "findings are searched for in several processes at once, one per core (at most 8; "
+        "`LEASHD_LINT_JOBS=1` keeps the lint in one process): the findings are the same.\n\n"
         "| code | name | severity |\n|---|---|---|\n"
         + "".join(f"| {r.code} | {r.kind} | {r.severity} |\n" for r in CATALOG)
     )
