@@ -71,6 +71,28 @@ BUILTIN_TOOLS = frozenset(
         "Skill",
         "ListMcpResourcesTool",
         "ReadMcpResourceTool",
+        # Claude Code 2.1 (the CLI claude-agent-sdk bundles; tests/test_cli_tools.py checks
+        # the list against the one it announces): no built-in policy allows these, so every
+        # call of one is asked about (closed world), but a rule may name them
+        "Agent",
+        "CronCreate",
+        "CronDelete",
+        "CronList",
+        "DesignSync",
+        "EnterPlanMode",
+        "EnterWorktree",
+        "ExitWorktree",
+        "ListAgents",
+        "LSP",
+        "Monitor",
+        "RemoteTrigger",
+        "ReportFindings",
+        "ScheduleWakeup",
+        "SendMessage",
+        "TaskOutput",
+        "TaskStop",
+        "ToolSearch",
+        "Workflow",
     }
 )
 _MCP = re.compile(r"^mcp__(.+?)__(.+)$")
