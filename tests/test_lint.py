@@ -567,3 +567,23 @@ def test_an_allow_on_a_command_field_is_reported_for_the_lines_it_allows():
         "Bash", {"command": "git status; rm -rf ~"}
     )
     assert (decision.action, decision.rule_name) == ("allow", "status")
+
+
+def test_a_rule_of_another_file_is_named_with_its_file(tmp_path):
+    from leashd.policy import load_policies
+
+    base = tmp_path / "base.yaml"
+    base.write_text('rules:\n  - {name: git-any, commands: ["git"], action: allow}\n')
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "rules:\n"
+        '  - {name: pushes, commands: ["git push"], action: deny}\n'
+        '  - {name: force, commands: ["git push ** --force"], action: deny}\n'
+    )
+    found = {f.rule: f for f in lint(load_policies([str(base), str(team)]))}
+    # the covering rule is in base.yaml: its file is named; one of the same file: its line
+    assert f"'git-any' (allow, {base}:2)" in found["pushes"].message
+    assert f"'git-any' (allow, {base}:2) and 'pushes' (deny, line 2)" in found["force"].message
+    # a built-in is named by its name
+    stacked = {f.rule: f for f in lint(load_policies(["default", str(team)]))}
+    assert any("default.yaml:" in f.message for f in stacked.values())

@@ -26,6 +26,7 @@ from leashd.policy.compiler import CompiledPolicy, compile_policy
 from leashd.policy.examples import verify_examples
 from leashd.policy.facts import BUILTIN_TOOLS
 from leashd.policy.ir import Policy, Rule, Span
+from leashd.policy.locations import shown_file
 from leashd.policy.matchers import needs_re
 
 SEVERITIES = ("error", "warning", "info")
@@ -265,8 +266,11 @@ def _rule_at(policy: Policy, file: str, line: int) -> Rule | None:
     return best
 
 
-def _q(rule: Rule) -> str:
-    return f"{rule.name!r} ({said(rule)}, line {rule.span.line})"
+def _q(rule: Rule, file: str | None = None) -> str:
+    """A rule as a finding names it: its line, and its file (`file`) when that is not the
+    file of the rule the finding is about."""
+    where = f"{file}:{rule.span.line}" if file is not None else f"line {rule.span.line}"
+    return f"{rule.name!r} ({said(rule)}, {where})"
 
 
 class _Words:
@@ -275,16 +279,29 @@ class _Words:
 
     def __init__(self, rules: tuple[Rule, ...]):
         self.rules = rules
-        self.quoted = [_q(r) for r in rules]  # as `_q` writes it
+        self.quoted = [_q(r) for r in rules]  # as `_q` writes it, in the rule's own file
+        self._files = [r.span.file for r in rules]
+        # a built-in by its name; any other file as the stack names it (not relative to the
+        # current directory: the words are kept in the cache, keyed by the policy alone)
+        shown: dict[str, str] = {}
+        for f in self._files:
+            if f not in shown:
+                name, builtin, _ = shown_file(f)
+                shown[f] = name if builtin and name else f
+        self._elsewhere = [_q(r, shown[r.span.file]) for r in rules]  # from another file
         self.spans = {r.name: r.span for r in rules}  # where each rule is, by name
         self.said = [said(r) for r in rules]
         self.strict = [STRICT[of_rule(r)] for r in rules]
+
+    def q(self, i: int, about: int) -> str:
+        """Rule i as a finding about rule `about` names it."""
+        return self.quoted[i] if self._files[i] == self._files[about] else self._elsewhere[i]
 
 
 def _finding(w: _Words, a: Anomaly) -> Finding | None:
     if a.kind == "conflict":  # most findings of a large policy: first, and directly
         return _conflict(w, a)
-    rules, quoted, spans = w.rules, w.quoted, w.spans
+    rules, spans = w.rules, w.spans
     r = rules[a.rule]
 
     def finding(kind: str, severity: str, related: tuple[str, ...], msg: str,
@@ -295,7 +312,7 @@ def _finding(w: _Words, a: Anomaly) -> Finding | None:
 
     related = tuple(rules[i].name for i in a.related)
     if a.kind in ("shadowed", "redundant"):
-        covers = " and ".join(quoted[i] for i in a.related)
+        covers = " and ".join(w.q(i, a.rule) for i in a.related)
         together = " together" if len(a.related) > 1 else ""
         if a.kind == "shadowed":
             msg = (f"rule {r.name!r} ({said(r)}) can never fire: every call it matches is "
@@ -305,12 +322,12 @@ def _finding(w: _Words, a: Anomaly) -> Finding | None:
                f"{said(r)} every call it matches")  # fmt: skip
         return finding("redundant", "warning", related, msg)
     if a.kind == "exception" and a.detail == "alternatives":
-        later = quoted[a.related[0]]
+        later = w.q(a.related[0], a.rule)
         msg = (f"rule {r.name!r} ({said(r)}) carves exceptions out of the later {later}: "
                "each of its argv patterns overlapping that rule lies wholly inside it")  # fmt: skip
         return finding("exception", "info", related, msg)
     if a.kind == "exception":
-        later = quoted[a.related[0]]
+        later = w.q(a.related[0], a.rule)
         msg = (f"rule {r.name!r} ({said(r)}) is an exception to the later {later}: it "
                f"matches only calls that one matches too")  # fmt: skip
         return finding("exception", "info", related, msg)
@@ -321,8 +338,8 @@ def _finding(w: _Words, a: Anomaly) -> Finding | None:
         if not looser_first:
             return None  # if they do overlap, the stricter rule decides: nothing to report
         msg = (f"could not decide whether rule {r.name!r} ({said(r)}) overlaps the earlier, "
-               f"looser {quoted[a.related[0]]}: no call matching both was found, and no condition "
-               "proves them disjoint")  # fmt: skip
+               f"looser {w.q(a.related[0], a.rule)}: no call matching both was found, and no "
+               "condition proves them disjoint")  # fmt: skip
         return finding("unanalyzable", "warning", related, msg)
     # A condition the automata cannot hold: no claim about the rule is made from it (never
     # contained, never disjoint), and overlaps are still found by example. Information.
@@ -331,7 +348,7 @@ def _finding(w: _Words, a: Anomaly) -> Finding | None:
 
 
 def _conflict(w: _Words, a: Anomaly) -> Finding:
-    rules, quoted, strict = w.rules, w.quoted, w.strict
+    rules, strict = w.rules, w.strict
     j = a.rule
     r = rules[j]
     i = a.related[0]
@@ -349,8 +366,8 @@ def _conflict(w: _Words, a: Anomaly) -> Finding:
         how = f"which decides the overlap: {shown} gets {w.said[i]}"
     else:  # the call found in the overlap is decided by a rule before both
         how = f"but the call found in the overlap, {shown}, is decided before both, by "
-        how += quoted[d]
-    msg = f"rule {r.name!r} ({w.said[j]}) overlaps the earlier, {side} {quoted[i]}, {how}"
+        how += w.q(d, j)
+    msg = f"rule {r.name!r} ({w.said[j]}) overlaps the earlier, {side} {w.q(i, j)}, {how}"
     # a warning only where order really loosens a call: the looser rule comes first and
     # the call is decided by a rule looser than this one
     severity = "warning" if looser_first and strict[d] < strict[j] else "info"
