@@ -314,3 +314,27 @@ def test_explain_never_crashes_and_decides_as_eval_does(built_ins_loaded_once, c
     assert text.output.splitlines()[-1].startswith(f"decision: {decided['decision']} by ")
     if "\x00" not in command:  # leashd's marker of a word known at run time never shows
         assert "\x00" not in text.output + r.output
+
+
+MODES = """\
+rules:
+  - {name: no-writes-in-plan, tools: [Write], modes: [plan], action: deny}
+  - {name: writes, tools: [Write], action: allow}
+"""
+
+
+def test_the_mode_a_call_is_decided_in_is_an_option_of_explain_eval_and_diff(tmp_path):
+    (tmp_path / "modes.yaml").write_text(MODES)
+    policy = str(tmp_path / "modes.yaml")
+    call = {"tool": "Write", "input": {"file_path": str(tmp_path / "a"), "content": "x"}}
+    args = ["--policy", policy, "--tool", "Write", "--input", json.dumps(call["input"])]
+    assert "decision: allow by writes" in explain(*args)
+    assert "decision: deny by no-writes-in-plan" in explain(*args, "--mode", "plan")
+    runner = CliRunner()
+    for mode, want in (("default", "allow"), ("plan", "deny"), ("auto", "allow")):
+        r = runner.invoke(main, ["policy", "eval", "--policy", policy, "--mode", mode],
+                          input=json.dumps(call) + "\n")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["decision"] == want, mode
+    r = runner.invoke(main, ["policy", "eval", "--mode", "review"], input="")
+    assert r.exit_code == 2 and "'review' is not one of 'default', 'plan', 'auto'" in r.output

@@ -74,6 +74,7 @@ def eval_cmd(
     cwd: str | None,
     home: str | None,
     approved: tuple[str, ...],
+    mode: str,
     calls: Any,
     stats: bool,
     repeat: int,
@@ -84,7 +85,7 @@ def eval_cmd(
     One line out per non-blank line in, as each is read: a JSON object (`decision`, `rule`,
     `reason`), or with --format text `LINE: DECISION by RULE: REASON`. A line that holds no
     call (not UTF-8, not JSON, too deep, too long) gets a deny with its `error` and `line`."""
-    ctx = world(cwd, home, approved)
+    ctx = world(cwd, home, approved, mode)
     evaluator = _evaluator(policies, ctx)
 
     def decide(tool: Any, tool_input: Any) -> Decision:
@@ -469,6 +470,7 @@ def explain_cmd(
     cwd: str | None,
     home: str | None,
     approved: tuple[str, ...],
+    mode: str,
     tool: str,
     input_json: str | None,
     level: str | None,
@@ -481,7 +483,7 @@ def explain_cmd(
         raise click.UsageError("no call to explain: give a command (explain -- 'CMD') or --input")
     if input_json is not None and command:
         raise click.UsageError("give a command or --input, not both")
-    ctx = world(cwd, home, approved)
+    ctx = world(cwd, home, approved, mode)
     evaluator = _evaluator(policies, ctx)
     if input_json is not None:
         try:

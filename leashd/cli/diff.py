@@ -96,13 +96,14 @@ def diff_cmd(
     cwd: str | None,
     home: str | None,
     approved: tuple[str, ...],
+    mode: str,
 ) -> None:
     """What changing policy OLD into NEW does (each a name or file; several joined by commas).
 
     Calls are decided in the world the built-in suites use (~ is /home/dev, the project
     /home/dev/project) unless --cwd/--home say otherwise; with --approved-dir, the sandbox too.
     """
-    ctx = world(cwd or "/home/dev/project", home or "/home/dev", approved)
+    ctx = world(cwd or "/home/dev/project", home or "/home/dev", approved, mode)
     try:
         before, after = load_compiled(_specs(old)), load_compiled(_specs(new))
         calls = load_calls(list(call_files)) if call_files else builtin_calls()

@@ -27,7 +27,14 @@ policy_option = click.option(
 
 
 def world_options(f: Any) -> Any:
-    """--cwd, --home, --approved-dir: the world a call is decided in."""
+    """--cwd, --home, --approved-dir, --mode: the world a call is decided in."""
+    f = click.option(
+        "--mode",
+        type=click.Choice(("default", "plan", "auto")),  # yaml_frontend.MODES (kept light)
+        default="default",
+        show_default=True,
+        help="The session's mode, which rules with `modes` look at.",
+    )(f)
     f = click.option(
         "--approved-dir",
         "approved",
@@ -45,10 +52,12 @@ def world_options(f: Any) -> Any:
     )(f)
 
 
-def world(cwd: str | None, home: str | None, approved: tuple[str, ...]) -> Context:
+def world(
+    cwd: str | None, home: str | None, approved: tuple[str, ...], mode: str = "default"
+) -> Context:
     from leashd.policy.facts import Context
 
-    return Context.create(cwd=cwd, home=home, approved_dirs=approved)
+    return Context.create(cwd=cwd, home=home, approved_dirs=approved, mode=mode)
 
 
 def format_option(
