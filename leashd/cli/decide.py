@@ -47,7 +47,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _text_line(number: int, d: Decision) -> str:
-    return f"{number}: {d.action} by {d.rule_name or d.layer}: {d.reason}"
+    return _visible(f"{number}: {d.action} by {d.rule_name or d.layer}: {d.reason}")
 
 
 @click.command(
@@ -246,32 +246,45 @@ def _with_policy_steps(before: Decision, after: Decision) -> Decision:
 # --- explain: text ---
 
 
+def _visible(line: str) -> str:
+    """`line` with what a terminal would not show as itself escaped (a command may hold
+    control characters, or a lone surrogate no encoding can write)."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+
+
+def _say(line: str = "") -> None:
+    """A line of explain's text form."""
+    click.echo(_visible(line))
+
+
 def _print_explain(d: Decision, level: str | None, evaluator: Evaluator) -> None:
     depth = _DEPTH[level]
     if depth >= 1:
         for note in d.notes:
-            click.echo(f"note: {note}")
+            _say(f"note: {note}")
     action_w = max((len(_action_text(ud)) for ud in d.units), default=0)
     name_w = max((len(_decider(ud)) for ud in d.units), default=0)
     for i, ud in enumerate(d.units, 1):
-        click.echo(f"unit {i}: {ud.unit.describe()}" + (" (wrapper)" if ud.unit.wrapper else ""))
+        _say(f"unit {i}: {ud.unit.describe()}" + (" (wrapper)" if ud.unit.wrapper else ""))
         if depth >= 1:
             for label, value in _facts_text(ud.unit):
-                click.echo(f"  {label + ':':<8}{value}")
+                _say(f"  {label + ':':<8}{value}")
         if depth == 2:
             _print_near_misses(near_misses(evaluator, ud))
         elif depth == 3:
             _print_steps(ud.steps, near_misses(evaluator, ud))
         where = _where(ud.rule)
         row = f"  {_action_text(ud):<{action_w}}  {_decider(ud):<{name_w}}  {where or ''}"
-        click.echo(row.rstrip())
-        click.echo(f"  {'':<{action_w}}  {ud.reason}")
+        _say(row.rstrip())
+        _say(f"  {'':<{action_w}}  {ud.reason}")
         withheld = ai_withheld(ud)
         if withheld is not None:
-            click.echo(f"  {'':<{action_w}}  a human answers: {withheld}")
+            _say(f"  {'':<{action_w}}  a human answers: {withheld}")
     if d.units:
-        click.echo()
-    click.echo(_decision_line(d))
+        _say()
+    _say(_decision_line(d))
 
 
 def _action_text(ud: UnitDecision) -> str:
@@ -323,7 +336,7 @@ def _print_near_misses(misses: list[NearMiss]) -> None:
     shown = [str(locate(m.rule.span)) for m in misses]
     where_w = max(map(len, shown), default=0)
     for m, where in zip(misses, shown, strict=True):
-        click.echo(f"  near miss  {m.rule.name:<{name_w}}  {where:<{where_w}}  {_miss_why(m)}")
+        _say(f"  near miss  {m.rule.name:<{name_w}}  {where:<{where_w}}  {_miss_why(m)}")
 
 
 def _miss_why(m: NearMiss) -> str:
@@ -344,7 +357,7 @@ def _print_steps(steps: tuple[Step, ...], misses: list[NearMiss]) -> None:
         mark = "✔" if s.matched else "·"
         miss = near.get(id(s.rule))
         why = f"{_miss_why(miss)}, a near miss" if miss is not None else s.why
-        click.echo(f"  {mark} {s.rule.name:<{name_w}}  {where:<{where_w}}  {why}")
+        _say(f"  {mark} {s.rule.name:<{name_w}}  {where:<{where_w}}  {why}")
 
 
 # --- explain: JSON ---
