@@ -12,7 +12,7 @@ from leashd.policy import Evaluator, compile_policy
 from leashd.policy.convert import convert
 from leashd.policy.diff import _without_spans
 from leashd.policy.errors import PolicyError
-from leashd.policy.ir import Policy
+from leashd.policy.ir import Policy, merge
 from leashd.policy.leash_format import format_leash
 from leashd.policy.leash_frontend import parse_leash
 from leashd.policy.leash_printer import print_policy
@@ -710,3 +710,23 @@ def test_deeply_nested_yaml_is_an_error_not_a_crash():
     )
     with pytest.raises(PolicyError, match="nested too deeply"):
         parse_yaml(text, "p.yaml")
+
+
+def test_what_a_policy_says_of_itself_survives_conversion_both_ways(tmp_path):
+    yaml_text = (
+        'name: team\ndescription: "The team\'s rules"\n'
+        'rules:\n  - {name: x, commands: ["git push"], action: deny}\n'
+    )
+    policy = parse_yaml(yaml_text, "team.yaml")
+    assert (policy.name, policy.description) == ("team", "The team's rules")
+    leash = print_policy(policy)
+    assert leash.startswith('policy "team" description "The team\'s rules"\n')
+    back = parse_leash(leash, "team.leash")
+    assert (back.name, back.description) == ("team", "The team's rules")
+    (tmp_path / "team.leash").write_text(leash)
+    assert "name: team\ndescription: The team's rules\n" in convert(tmp_path / "team.leash", "yaml")
+    # a stack of several files has no one name
+    other = parse_yaml(
+        "name: other\nrules:\n  - {name: y, commands: [ls], action: allow}\n", "o.yaml"
+    )
+    assert merge([policy, other]).name is None and merge([policy]).name == "team"

@@ -136,6 +136,10 @@ class Policy(_Frozen):
     rules: tuple[Rule, ...]
     settings: Settings = Settings()
     sources: tuple[str, ...] = ()
+    # what the file says of itself (`name`, `description`; .leash: `policy "…" description
+    # "…"`): one file's, kept for printing it again (convert, fmt); a stack of several has none
+    name: str | None = None
+    description: str | None = None
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -150,4 +154,9 @@ def merge(policies: list[Policy]) -> Policy:
         rules.extend(p.rules)
         settings.update(p.settings.model_dump(exclude_unset=True))
         sources.extend(p.sources)
-    return Policy(rules=tuple(rules), settings=Settings(**settings), sources=tuple(sources))
+    about: dict[str, Any] = {}
+    if len(policies) == 1:
+        about = {"name": policies[0].name, "description": policies[0].description}
+    return Policy(
+        rules=tuple(rules), settings=Settings(**settings), sources=tuple(sources), **about
+    )

@@ -506,7 +506,15 @@ class _Builder:
             names.setdefault(rule.name, rule.span)
         if self.errors:
             raise PolicyErrors(self.errors)
-        policy = Policy(rules=merged.rules, settings=merged.settings, sources=(self.file,))
+        # what the file says of itself (`policy "…"`), not what a file it includes says
+        own = next((p for p in parts if p.sources == (self.file,) and p.name is not None), None)
+        policy = Policy(
+            rules=merged.rules,
+            settings=merged.settings,
+            sources=(self.file,),
+            name=own.name if own is not None else None,
+            description=own.description if own is not None else None,
+        )
         check_not_empty(policy, self.file)
         return policy
 

@@ -392,6 +392,11 @@ def print_policy(policy: Policy, source: YamlSource | None = None, *, share: boo
     out: list[str] = list(c.header)
     if out:
         out.append("")
+    if policy.name is not None:
+        about = f"policy {quote(policy.name)}"
+        if policy.description is not None:
+            about += f" description {quote(policy.description)}"
+        out.append(about)
     s = policy.settings
     if "default_action" in s.model_fields_set:
         out.append(f"default {_ACTION[s.default_action]}")

@@ -327,9 +327,10 @@ def build_policy(root: Node | None, file: str, reader: _Reader | None = None) ->
     if top is None:
         raise PolicyErrors(r.errors)
     r.check_keys(top, TOP_KEYS, "the policy")
+    about: dict[str, str | None] = {}
     for key in ("name", "description"):
         if key in top:
-            r.string(top[key][1], key)
+            about[key] = r.string(top[key][1], key)
     if "version" in top:
         v = r.value(top["version"][1])
         if isinstance(v, bool) or not isinstance(v, int | float | str):
@@ -364,7 +365,7 @@ def build_policy(root: Node | None, file: str, reader: _Reader | None = None) ->
             r.error(node, f"`rules` takes a list of rules, not {r.kind(node)}")
     if r.errors:
         raise PolicyErrors(r.errors)
-    return Policy(rules=tuple(rules), settings=settings, sources=(file,))
+    return Policy(rules=tuple(rules), settings=settings, sources=(file,), **about)
 
 
 def load_yaml(path: str | Path) -> Policy:

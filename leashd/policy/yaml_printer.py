@@ -81,6 +81,9 @@ def rule_dict(r: Rule) -> dict[str, Any]:
 
 def print_yaml(policy: Policy) -> str:
     doc: dict[str, Any] = {}
+    for key in ("name", "description"):
+        if getattr(policy, key) is not None:
+            doc[key] = getattr(policy, key)
     settings = policy.settings.model_dump(include=policy.settings.model_fields_set)
     if settings:
         doc["settings"] = settings
