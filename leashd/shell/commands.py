@@ -40,7 +40,12 @@ class Spec:
         `skip_opts` supplied that data instead.
     last: access of the last operand when it differs (cp/ln/install destinations).
     value_opts / read_opts / write_opts: options that take a value; of those, the ones
-        whose value is a path read or written.
+        whose value is a path read or written. Any other option given a path-like value
+        in the same word (`--files0-from=F`, `--magic-file=F`, an abbreviation such as
+        grep's `--exclude-f=F`) is taken as reading it, for programs whose operands are
+        read: an option the table does not know may well be one that reads a file.
+    pair_opts: options followed by two words, the second the value (jq's `--rawfile NAME
+        FILE`); in `read_opts` too when that value is a path read.
     write_flags: flags that turn every path operand into a write (sed -i, perl -i).
     pathlike_only: only path-like operands are paths (programs whose operands are mostly
         names, packages or targets).
@@ -55,6 +60,7 @@ class Spec:
     write_opts: frozenset[str] = frozenset()
     write_flags: frozenset[str] = frozenset()
     pathlike_only: bool = False
+    pair_opts: frozenset[str] = frozenset()
 
 
 def _s(*items: str) -> frozenset[str]:
@@ -213,8 +219,9 @@ for _name in ("egrep", "fgrep", "zgrep"):
 SPECS["jq"] = Spec(
     skip=1,
     skip_opts=_s("-f", "--from-file"),
-    value_opts=_s("--arg", "--argjson", "--indent", "-L"),
+    value_opts=_s("--indent", "-L"),
     read_opts=_s("-f", "--from-file", "--slurpfile", "--rawfile"),
+    pair_opts=_s("--arg", "--argjson", "--slurpfile", "--rawfile"),
 )
 SPECS["yq"] = SPECS["jq"]
 SPECS["awk"] = Spec(
@@ -460,6 +467,9 @@ _spec(
     Spec(operands=None),
     SPECS,
 )
+# date -f FILE reads a date per line and names a line it cannot read in its error: the file
+# is read (and shown); -r FILE reads its time
+SPECS["date"] = Spec(operands=None, read_opts=_s("-f", "--file", "-r", "--reference"))
 _spec(
     [
         "curl",
@@ -739,6 +749,9 @@ def _walk_options(
             operands.append(i)
         elif tok == "--":
             opts_done = True
+        elif tok in spec.pair_opts and i + 2 < n:
+            options.append((tok, argv[i + 2]))  # `--rawfile NAME FILE`: the FILE
+            i += 2
         elif tok.startswith("--"):
             name, value = _split_option(tok)
             if value is None and name in takes_value and i + 1 < n:
@@ -828,6 +841,8 @@ def _by_spec(argv: tuple[str, ...], spec: Spec, cwd: str | None) -> list[PathRef
             out.append(_ref(value, "read", cwd, "option " + name))
         elif spec.pathlike_only and is_pathlike(value):
             out.append(_ref(_typed(value), spec.operands or "read", cwd, "option " + name))
+        elif spec.operands == "read" and name not in spec.value_opts and is_pathlike(value):
+            out.append(_ref(value, "read", cwd, "option " + name))  # an option not in the table
     if spec.operands is None and not spec.pathlike_only:
         return out
     paths = operands[skip:]
