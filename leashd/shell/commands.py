@@ -139,18 +139,9 @@ _spec(["cut", "tr", "uniq", "sort", "split", "csplit"], Spec(), SPECS)
 SPECS["cut"] = Spec(value_opts=_s("-d", "-f", "-c", "-b", "--delimiter", "--fields"))
 SPECS["tr"] = Spec(operands=None)
 SPECS["sort"] = Spec(
-    value_opts=_s(
-        "-k",
-        "-t",
-        "-S",
-        "-T",
-        "--key",
-        "--field-separator",
-        "--buffer-size",
-        "--parallel",
-        "--temporary-directory",
-    ),
-    write_opts=_s("-o", "--output"),
+    value_opts=_s("-k", "-t", "-S", "--key", "--field-separator", "--buffer-size", "--parallel"),
+    # -T DIR: sort writes its temporary files there
+    write_opts=_s("-o", "--output", "-T", "--temporary-directory"),
 )
 SPECS["uniq"] = Spec(value_opts=_s("-f", "-s", "-w"))  # second operand is an output: see _uniq
 # Options with a value that grep and the newer searchers share; each adds its own. A flag
