@@ -30,10 +30,10 @@ import pytest
 
 from leashd import claude
 from leashd.agent.runner import bundled_cli
+from leashd.claude import rundir
 from tests import test_e2e_daemon as e2e
+from tests import test_e2e_telegram
 from tests.conftest import ROOT
-from tests.fakes.telegram_api import FakeTelegram
-from tests.test_e2e_telegram import TOKEN, Bot
 from tests.tmux import until
 
 pytestmark = pytest.mark.skipif(
@@ -41,6 +41,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 world = e2e.world  # the fixture: a home, a project and the fake Messages API
+bot = test_e2e_telegram.bot  # the fixture: the daemon under a fake Telegram
 
 DEATH = 15.0  # seconds a killed tree gets to be gone, at most (it takes milliseconds)
 
@@ -328,7 +329,7 @@ def test_a_tether_whose_daemon_is_already_gone_starts_nothing(tmp_path):
 
 
 def test_no_tether_where_there_can_be_none(tmp_path, monkeypatch):
-    monkeypatch.setattr(claude.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(rundir.tempfile, "gettempdir", lambda: str(tmp_path))
     (tmp_path / f"leashd-{os.getuid()}").mkdir(mode=0o755)  # not this user's alone
     assert claude.tether("/bin/sh") is None
     with claude.tethered("/bin/sh") as cli_path:
@@ -338,16 +339,6 @@ def test_no_tether_where_there_can_be_none(tmp_path, monkeypatch):
 # --- the real CLI, under `leashd start -f` --------------------------------------------------------
 
 needs_cli = pytest.mark.skipif(bundled_cli() is None, reason="no bundled Claude Code CLI")
-
-
-@pytest.fixture
-def bot(world):
-    with FakeTelegram(TOKEN) as tg:
-        b = Bot(world, tg)
-        yield b
-        if b.proc is not None and b.proc.poll() is None:
-            b.proc.kill()
-            b.proc.wait()
 
 
 def _the_cli(daemon: int) -> tuple[list[Proc], int]:

@@ -10,9 +10,8 @@ from click.testing import CliRunner
 from leashd.cli import main
 from leashd.policy import Evaluator, compile_policy
 from leashd.policy.convert import convert
-from leashd.policy.diff import _without_spans
 from leashd.policy.errors import PolicyError
-from leashd.policy.ir import Policy, merge
+from leashd.policy.ir import Policy, merge, without_spans
 from leashd.policy.leash_format import format_leash
 from leashd.policy.leash_frontend import parse_leash
 from leashd.policy.leash_printer import print_policy
@@ -24,8 +23,8 @@ from .conftest import corpus_rows
 
 def same_ir(a: Policy, b: Policy) -> bool:
     """Equal as policies: every rule and setting, wherever each came from."""
-    dump = [_without_spans(r.model_dump(mode="json")) for r in a.rules]
-    return dump == [_without_spans(r.model_dump(mode="json")) for r in b.rules] and (
+    dump = [without_spans(r.model_dump(mode="json")) for r in a.rules]
+    return dump == [without_spans(r.model_dump(mode="json")) for r in b.rules] and (
         a.settings.model_dump(exclude_unset=True) == b.settings.model_dump(exclude_unset=True)
     )
 

@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any, Literal
 # what the CLI gets on top of leashd's environment: in `leashd.claude`, which the approvers'
 # model call uses too; still importable from here
 from leashd.claude import agent_env as agent_env
+from leashd.claude import rundir
 
 Mode = Literal["enforce", "off"]
 MODES: tuple[str, ...] = ("enforce", "off")
@@ -629,48 +629,26 @@ class TurnFiles:
 def _base() -> str:
     """This user's directory of turn files in the system temp directory (made 0700, and
     refused when it is anyone else's or a link: another user could have made it first)."""
-    base = os.path.join(tempfile.gettempdir(), f"leashd-{os.getuid()}")
-    for path in (base, os.path.join(base, "settings"), os.path.join(base, "git")):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-            raise SandboxUnavailable(
-                f"{path} is not a directory of this user's alone (mode 0700): leashd keeps "
-                "the sandbox settings of its turns there; remove it and try again"
-            )
-    return base
+    try:
+        for part in ("settings", "git"):
+            rundir.private_dir(part)
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"{exc}: leashd keeps the sandbox settings of its turns there; remove it and try again"
+        ) from None
+    return rundir.private_dir()
 
 
 def _remove_stale(base: str) -> None:
     """The files of turns whose process is gone (a daemon killed mid-turn)."""
     for part in ("settings", "git"):
-        folder = os.path.join(base, part)
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            pid = name.split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(folder, name))
+        rundir.remove_stale(os.path.join(base, part))
 
 
 def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _git_excludes(cwd: str, environ: Mapping[str, str], hidden: Iterable[str] = ()) -> str:

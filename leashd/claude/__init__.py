@@ -14,12 +14,12 @@ import os
 import secrets
 import shlex
 import shutil
-import stat
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 
 import structlog
+
+from leashd.claude import rundir
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class Tether:
         if not python:
             raise OSError("no Python interpreter to run the tether with")
         folder = _folder()
-        _remove_stale(folder)
+        rundir.remove_stale(folder)
         self.path = os.path.join(folder, f"{os.getpid()}-{secrets.token_hex(8)}")
         _write(self.path, stub(python, cli, os.getpid()))
 
@@ -155,43 +155,12 @@ def _shebang_safe(python: str) -> bool:
 
 
 def _folder() -> str:
-    """This user's directory of turn files in the system temp directory, the one the sandbox
-    keeps its turn files in (`leashd.agent.sandbox.TurnFiles`), and its `cli` part: made 0700,
-    refused when it is anyone else's or a link, or when its file system runs nothing."""
-    base = os.path.join(tempfile.gettempdir(), f"leashd-{os.getuid()}")
-    folder = os.path.join(base, "cli")
-    for path in (base, folder):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-            raise OSError(f"{path} is not a directory of this user's alone (mode 0700)")
+    """The `cli` part of this user's directory of turn files (rundir.py), refused when its
+    file system runs nothing."""
+    folder = rundir.private_dir("cli")
     if os.statvfs(folder).f_flag & os.ST_NOEXEC:
         raise OSError(f"{folder} is on a file system mounted noexec")
     return folder
-
-
-def _remove_stale(folder: str) -> None:
-    """The stubs of leashd processes that are gone (killed before they could remove them)."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        pid = name.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write(path: str, text: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from leashd.policy.calls import Call
 from leashd.policy.decision import Decision
-from leashd.policy.ir import STRICTNESS, Policy, Rule
+from leashd.policy.ir import STRICTNESS, Policy, Rule, without_spans
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,6 @@ class PolicyDiff:
 _DIRECTIONS = ("looser", "stricter", "rerouted")
 
 
-def _without_spans(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_spans(v) for k, v in value.items() if k != "span"}
-    if isinstance(value, list):
-        return [_without_spans(v) for v in value]
-    return value
-
-
 def rule_changes(old: Policy, new: Policy, out: PolicyDiff) -> None:
     old_by = {r.name: r for r in old.rules}
     new_by = {r.name: r for r in new.rules}
@@ -120,8 +112,8 @@ def rule_changes(old: Policy, new: Policy, out: PolicyDiff) -> None:
         before = old_by.get(r.name)
         if before is None:
             continue
-        a = _without_spans(before.model_dump(mode="json"))
-        b = _without_spans(r.model_dump(mode="json"))
+        a = without_spans(before.model_dump(mode="json"))
+        b = without_spans(r.model_dump(mode="json"))
         differ = tuple(k for k in b if a.get(k) != b.get(k))
         if differ:
             out.changed.append(RuleChange(r.name, before, r, differ))

@@ -145,6 +145,16 @@ class Policy(_Frozen):
         return next((r for r in self.rules if r.name == name), None)
 
 
+def without_spans(value: Any) -> Any:
+    """A model dump (`model_dump(mode="json")`) with every `span` left out: what a rule or a
+    policy says, wherever it is written (rule keys of the lint's cache, `policy diff`)."""
+    if isinstance(value, dict):
+        return {k: without_spans(v) for k, v in value.items() if k != "span"}
+    if isinstance(value, list):
+        return [without_spans(v) for v in value]
+    return value
+
+
 def merge(policies: list[Policy]) -> Policy:
     """Concatenate policies in order: later files add rules; settings merge key by key."""
     rules: list[Rule] = []

@@ -20,7 +20,7 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
-from leashd.policy.ir import Policy, Rule
+from leashd.policy.ir import Policy, Rule, without_spans
 from leashd.resources import library_versions, source_fingerprint
 
 # The layout of the pair cache's files (pair_cache.py); a new layout is a new key.
@@ -32,17 +32,9 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _without_spans(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_spans(v) for k, v in value.items() if k != "span"}
-    if isinstance(value, list):
-        return [_without_spans(v) for v in value]
-    return value
-
-
 def rule_key(rule: Rule) -> str:
     """What the analysis sees of a rule: everything but where it is written."""
-    return _digest(_without_spans(rule.model_dump(mode="json")))
+    return _digest(without_spans(rule.model_dump(mode="json")))
 
 
 def world_key(policy: Policy) -> str:
